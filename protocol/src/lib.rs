@@ -1,0 +1,337 @@
+//! The wire protocol between `cromulent` (client) and `cromulent-server`: the one definition
+//! both sides compile against. JSON objects in WebSocket text frames, tagged by `"type"`.
+//!
+//! One enum per direction ([`ClientMsg`], [`ServerMsg`]); every field is documented in
+//! `docs/PROTOCOL.md`, which must change whenever this file does. This crate owns no I/O.
+#![forbid(unsafe_code)]
+
+mod decode;
+
+pub use decode::{DecodeError, decode_client};
+
+use serde::{Deserialize, Serialize};
+
+/// Version exchanged in `hello`/`welcome`. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Voice channels are numbered by the server's configuration.
+pub type ChannelId = u32;
+
+/// A user's identity: the display name in `open` mode, the token's subject in `token` mode.
+/// It is also the address used to relay signaling to a peer (one user sits in at most one
+/// voice channel, so it is unambiguous within a channel).
+pub type UserId = String;
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// First message on every connection; nothing else is accepted before it.
+    Hello {
+        /// Must equal the server's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// Display name; required in `open` mode, ignored in `token` mode unless the token
+        /// carries no name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Signed token; required in `token` mode.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Resume token of a previous session, to take its seat back after a reconnect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
+    },
+    /// Join a voice channel (leaving the current one first if this connection is in one).
+    Join { channel: ChannelId },
+    /// Leave the current voice channel.
+    Leave,
+    /// This user's voice flags, shown to everyone through presence.
+    VoiceState {
+        muted: bool,
+        deafened: bool,
+        talking: bool,
+    },
+    /// WebRTC signaling for exactly one peer in the sender's voice channel.
+    Signal { to: UserId, signal: Signal },
+    /// Ask for fresh ICE servers (TURN credentials) before the current ones expire.
+    RefreshIce,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMsg {
+    /// Reply to a successful `hello`: who you are, the channels and who is in them.
+    Welcome {
+        protocol: u32,
+        user: UserInfo,
+        session: SessionInfo,
+        /// True when the `resume` token was honoured.
+        resumed: bool,
+        heartbeat: Heartbeat,
+        /// Every voice channel with its current members (the presence snapshot).
+        channels: Vec<ChannelInfo>,
+    },
+    /// Presence diff, applied in order; one message is one atomic step (a channel switch is a
+    /// `leave` and a `join` in the same message).
+    Presence { changes: Vec<PresenceChange> },
+    /// Reply to a successful `join` (or a resumed seat): ICE servers and the peers already
+    /// there.
+    Joined {
+        channel: ChannelId,
+        ice: IceConfig,
+        /// Members of the channel other than you, in join order.
+        peers: Vec<Member>,
+    },
+    /// You are no longer in `channel`.
+    Left { channel: ChannelId, reason: LeftReason },
+    /// Reply to `refresh_ice`.
+    IceServers { ice: IceConfig },
+    /// Signaling from a peer in your voice channel; `from` is stamped by the server.
+    Signal { from: UserId, signal: Signal },
+    /// Something went wrong; see [`ErrorReason`]. Fatal reasons are followed by a close.
+    Error {
+        reason: ErrorReason,
+        /// Human-readable detail.
+        message: String,
+        /// The channel the error is about (e.g. the one you are already in).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<ChannelId>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserInfo {
+    pub id: UserId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionInfo {
+    /// Present it as `hello.resume` on reconnect to take this session back.
+    pub resume_token: String,
+    /// How long after a disconnect the resume token stays valid.
+    pub resume_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The server sends a WebSocket ping this often.
+    pub ping_interval_ms: u64,
+    /// A connection silent (no frame of any kind) this long is dropped.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelInfo {
+    pub id: ChannelId,
+    pub name: String,
+    pub members: Vec<Member>,
+}
+
+/// One occupant of a voice channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub user: UserId,
+    pub name: String,
+    pub muted: bool,
+    pub deafened: bool,
+    pub talking: bool,
+    /// Changes whenever a new connection takes this seat (resume): peers must then drop their
+    /// old call with this user and start a new one.
+    pub instance: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceChange {
+    pub op: PresenceOp,
+    pub channel: ChannelId,
+    pub member: Member,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceOp {
+    Join,
+    Leave,
+    Update,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// You sent `leave`.
+    Requested,
+    /// You joined another channel.
+    Switched,
+}
+
+/// ICE servers handed to a client, with when their credentials stop working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IceConfig {
+    pub servers: Vec<IceServer>,
+    /// Unix time (seconds) at which TURN credentials expire; `null` when they do not.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+/// One ICE server, in the shape WebRTC's `RTCIceServer` takes. `urls` is always a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// The payload relayed between two peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Signal {
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Candidate {
+        candidate: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_mid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_mline_index: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username_fragment: Option<String>,
+    },
+}
+
+/// Every reason the server can give in an `error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorReason {
+    /// The frame was not valid JSON.
+    BadJson,
+    /// The `type` is not one this protocol version knows.
+    UnknownType,
+    /// Right `type`, wrong fields (missing, extra, or of the wrong type).
+    InvalidMessage,
+    /// Text frame larger than the configured limit; it was dropped.
+    MessageTooLarge,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    /// Too many messages; this one was dropped.
+    RateLimited,
+    /// `hello.protocol` differs from the server's. Fatal.
+    UnsupportedProtocol,
+    /// A message other than `hello` arrived first, or no `hello` in time. Fatal.
+    NotAuthenticated,
+    /// A second `hello` on the same connection.
+    AlreadyAuthenticated,
+    /// Missing or unacceptable display name. Fatal.
+    InvalidName,
+    /// Token missing, malformed or not signed by this server. Fatal.
+    InvalidToken,
+    /// Token past its expiry. Fatal.
+    TokenExpired,
+    /// The resume token is unknown or its grace window has passed; a fresh session was
+    /// started instead.
+    ResumeExpired,
+    /// No voice channel with that id.
+    NotFound,
+    /// This user is already in that channel (from any connection).
+    AlreadyInChannel,
+    /// This user is in another voice channel from another connection; `channel` names it.
+    AlreadyInVoice,
+    /// The request needs you to be in a voice channel.
+    NotInVoice,
+    /// The addressee is not in your voice channel.
+    PeerNotFound,
+    /// Your session was taken over by a newer connection that presented its resume token.
+    /// Fatal.
+    SessionReplaced,
+    /// You did not read your messages fast enough. Fatal.
+    SlowConsumer,
+    /// The server is full. Fatal.
+    ServerFull,
+    /// The server is shutting down. Fatal.
+    ServerShutdown,
+}
+
+impl ErrorReason {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::UnknownType => "unknown_type",
+            Self::InvalidMessage => "invalid_message",
+            Self::MessageTooLarge => "message_too_large",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::RateLimited => "rate_limited",
+            Self::UnsupportedProtocol => "unsupported_protocol",
+            Self::NotAuthenticated => "not_authenticated",
+            Self::AlreadyAuthenticated => "already_authenticated",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::ResumeExpired => "resume_expired",
+            Self::NotFound => "not_found",
+            Self::AlreadyInChannel => "already_in_channel",
+            Self::AlreadyInVoice => "already_in_voice",
+            Self::NotInVoice => "not_in_voice",
+            Self::PeerNotFound => "peer_not_found",
+            Self::SessionReplaced => "session_replaced",
+            Self::SlowConsumer => "slow_consumer",
+            Self::ServerFull => "server_full",
+            Self::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ServerMsg {
+    /// An `error` message without a channel.
+    pub fn error(reason: ErrorReason, message: impl Into<String>) -> Self {
+        Self::Error {
+            reason,
+            message: message.into(),
+            channel: None,
+        }
+    }
+
+    /// Serialize to the JSON text sent in a frame.
+    pub fn to_json(&self) -> String {
+        // Invariant: every field is a plain string, number, bool, list or map, which
+        // serde_json always serializes.
+        serde_json::to_string(self).expect("ServerMsg always serializes")
+    }
+}
+
+impl ClientMsg {
+    /// Serialize to the JSON text sent in a frame.
+    pub fn to_json(&self) -> String {
+        // Invariant: as for ServerMsg::to_json.
+        serde_json::to_string(self).expect("ClientMsg always serializes")
+    }
+}
+
+/// Parse a server frame (client side). Errors carry serde's description.
+pub fn decode_server(text: &str) -> Result<ServerMsg, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+use super::*;
+use decode::CLIENT_TYPES;
+
+fn sample_member() -> Member {
+    Member {
+        user: "alice".into(),
+        name: "Alice".into(),
+        muted: true,
+        deafened: false,
+        talking: false,
+        instance: 3,
+    }
+}
+
+fn every_client_msg() -> Vec<ClientMsg> {
+    vec![
+        ClientMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            name: Some("alice".into()),
+            token: None,
+            resume: Some("r".into()),
+        },
+        ClientMsg::Join { channel: 2 },
+        ClientMsg::Leave,
+        ClientMsg::VoiceState {
+            muted: true,
+            deafened: false,
+            talking: true,
+        },
+        ClientMsg::Signal {
+            to: "bob".into(),
+            signal: Signal::Candidate {
+                candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+                username_fragment: None,
+            },
+        },
+        ClientMsg::Signal {
+            to: "bob".into(),
+            signal: Signal::Offer { sdp: "v=0".into() },
+        },
+        ClientMsg::RefreshIce,
+    ]
+}
+
+#[test]
+fn every_client_message_round_trips_and_its_type_is_known() {
+    for msg in every_client_msg() {
+        let text = msg.to_json();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let kind = value["type"].as_str().unwrap();
+        assert!(CLIENT_TYPES.contains(&kind), "{kind} missing from CLIENT_TYPES");
+        assert_eq!(decode_client(&text), Ok(msg));
+    }
+}
+
+#[test]
+fn every_server_message_round_trips() {
+    let ice = IceConfig {
+        servers: vec![IceServer {
+            urls: vec!["turn:127.0.0.1:3478".into()],
+            username: Some("1700000000:alice".into()),
+            credential: Some("c".into()),
+        }],
+        expires_at: Some(1_700_000_000),
+    };
+    let msgs = vec![
+        ServerMsg::Welcome {
+            protocol: PROTOCOL_VERSION,
+            user: UserInfo {
+                id: "alice".into(),
+                name: "alice".into(),
+            },
+            session: SessionInfo {
+                resume_token: "t".into(),
+                resume_grace_ms: 30_000,
+            },
+            resumed: false,
+            heartbeat: Heartbeat {
+                ping_interval_ms: 5000,
+                timeout_ms: 20_000,
+            },
+            channels: vec![ChannelInfo {
+                id: 1,
+                name: "General".into(),
+                members: vec![sample_member()],
+            }],
+        },
+        ServerMsg::Presence {
+            changes: vec![PresenceChange {
+                op: PresenceOp::Leave,
+                channel: 1,
+                member: sample_member(),
+            }],
+        },
+        ServerMsg::Joined {
+            channel: 1,
+            ice: ice.clone(),
+            peers: vec![sample_member()],
+        },
+        ServerMsg::Left {
+            channel: 1,
+            reason: LeftReason::Switched,
+        },
+        ServerMsg::IceServers { ice },
+        ServerMsg::Signal {
+            from: "bob".into(),
+            signal: Signal::Answer { sdp: "v=0".into() },
+        },
+        ServerMsg::Error {
+            reason: ErrorReason::AlreadyInVoice,
+            message: "m".into(),
+            channel: Some(2),
+        },
+    ];
+    for msg in msgs {
+        assert_eq!(decode_server(&msg.to_json()).unwrap(), msg);
+    }
+}
+
+#[test]
+fn wire_shape_is_the_documented_one() {
+    let text = ClientMsg::Join { channel: 7 }.to_json();
+    assert_eq!(text, r#"{"type":"join","channel":7}"#);
+    let text = ServerMsg::error(ErrorReason::AlreadyInChannel, "x").to_json();
+    assert_eq!(
+        text,
+        r#"{"type":"error","reason":"already_in_channel","message":"x"}"#
+    );
+    let ice = IceConfig::default();
+    let v: serde_json::Value = serde_json::to_value(&ice).unwrap();
+    assert_eq!(v, serde_json::json!({"servers": [], "expires_at": null}));
+}
+
+#[test]
+fn error_reason_names_match_serde() {
+    use ErrorReason::*;
+    for r in [
+        BadJson,
+        UnknownType,
+        InvalidMessage,
+        MessageTooLarge,
+        BinaryNotSupported,
+        RateLimited,
+        UnsupportedProtocol,
+        NotAuthenticated,
+        AlreadyAuthenticated,
+        InvalidName,
+        InvalidToken,
+        TokenExpired,
+        ResumeExpired,
+        NotFound,
+        AlreadyInChannel,
+        AlreadyInVoice,
+        NotInVoice,
+        PeerNotFound,
+        SessionReplaced,
+        SlowConsumer,
+        ServerFull,
+        ServerShutdown,
+    ] {
+        assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+    }
+}
+
+#[test]
+fn malformed_frames_get_distinct_reasons() {
+    let cases = [
+        ("{not json", ErrorReason::BadJson),
+        ("", ErrorReason::BadJson),
+        ("[1,2]", ErrorReason::InvalidMessage),
+        ("42", ErrorReason::InvalidMessage),
+        (r#"{"channel":1}"#, ErrorReason::InvalidMessage),
+        (r#"{"type":5}"#, ErrorReason::InvalidMessage),
+        (r#"{"type":"dance"}"#, ErrorReason::UnknownType),
+        (r#"{"type":"join"}"#, ErrorReason::InvalidMessage),
+        (r#"{"type":"join","channel":"one"}"#, ErrorReason::InvalidMessage),
+        (r#"{"type":"join","channel":-1}"#, ErrorReason::InvalidMessage),
+        (r#"{"type":"join","channel":1,"extra":true}"#, ErrorReason::InvalidMessage),
+        (r#"{"type":"signal","to":"bob","signal":{"kind":"shout"}}"#, ErrorReason::InvalidMessage),
+        (r#"{"type":"voice_state","muted":"yes","deafened":false,"talking":false}"#, ErrorReason::InvalidMessage),
+    ];
+    for (text, reason) in cases {
+        let err = decode_client(text).expect_err(text);
+        assert_eq!(err.reason, reason, "{text}: {}", err.message);
+        assert!(!err.message.is_empty());
+    }
+}
+
+#[test]
+fn unknown_type_message_is_bounded() {
+    let long = "x".repeat(10_000);
+    let err = decode_client(&format!(r#"{{"type":"{long}"}}"#)).unwrap_err();
+    assert!(err.message.len() < 200);
+}

@@ -1,0 +1,493 @@
+//! Server settings: TOML with a default for every key (the embedded default is a working
+//! local server), then environment overrides for secrets and TURN (the names Cromulent's
+//! runtime config used). Every key is shown, with a comment, in `config.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use cromulent_protocol::ChannelId;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid environment variable {name}={value:?}: {why}")]
+    Env {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub session: SessionConfig,
+    pub limits: LimitsConfig,
+    pub turn: TurnConfig,
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; `--listen` overrides.
+    pub listen: SocketAddr,
+    /// Connections beyond this are refused with `server_full`.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// The client picks its display name, which is its identity. Local use and demos.
+    Open,
+    /// The client presents a token signed with `auth.secret`.
+    Token,
+}
+
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// HMAC key for user tokens; env `CROMULENT_AUTH_SECRET` overrides.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("mode", &self.mode)
+            .field("secret", &redact(&self.secret))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// The server pings every connection this often.
+    pub ping_interval_ms: u64,
+    /// A connection that sends nothing (not even a pong) for this long is dropped and its
+    /// presence removed.
+    pub timeout_ms: u64,
+    /// A new connection must send `hello` within this time.
+    pub hello_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// After a connection ends, its resume token is honoured this long.
+    pub resume_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Text frames larger than this get `message_too_large` and are dropped.
+    pub max_message_bytes: usize,
+    /// Sustained messages per second per connection (token bucket refill rate).
+    pub messages_per_second: u32,
+    /// Burst size of the token bucket.
+    pub burst: u32,
+    /// Messages queued towards one client before it is dropped as a slow consumer.
+    pub outbound_queue: usize,
+    /// Longest display name, in characters.
+    pub max_name_chars: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnProvider {
+    /// STUN only (`turn.stun_urls`), no relay.
+    None,
+    /// Time-limited credentials for coturn's `use-auth-secret` (REST API) scheme.
+    Coturn,
+    /// Credentials fetched from Metered's HTTP API.
+    Metered,
+}
+
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// env `TURN_PROVIDER`: `none`, `coturn` or `metered`.
+    pub provider: TurnProvider,
+    /// coturn's `static-auth-secret`; env `TURN_SECRET`.
+    pub secret: String,
+    /// `turn:` URLs handed to clients (coturn); env `TURN_URLS`, comma-separated.
+    pub urls: Vec<String>,
+    /// Lifetime of coturn credentials in seconds; env `TURN_TTL`.
+    pub ttl_secs: u64,
+    /// Metered API key; env `TURN_API_KEY`.
+    pub api_key: String,
+    /// Metered credentials endpoint; env `TURN_API_URL`.
+    pub api_url: String,
+    /// Time limit for the Metered request.
+    pub api_timeout_ms: u64,
+    /// STUN URLs always handed out (and all that is handed out when TURN fails);
+    /// env `STUN_URLS`, comma-separated. Empty by default: no public host is assumed.
+    pub stun_urls: Vec<String>,
+}
+
+impl std::fmt::Debug for TurnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("provider", &self.provider)
+            .field("secret", &redact(&self.secret))
+            .field("urls", &self.urls)
+            .field("ttl_secs", &self.ttl_secs)
+            .field("api_key", &redact(&self.api_key))
+            .field("api_url", &self.api_url)
+            .field("api_timeout_ms", &self.api_timeout_ms)
+            .field("stun_urls", &self.stun_urls)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub id: ChannelId,
+    pub name: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            max_connections: 100_000,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Open,
+            secret: String::new(),
+        }
+    }
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval_ms: 5_000,
+            timeout_ms: 20_000,
+            hello_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            resume_grace_ms: 30_000,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+            messages_per_second: 50,
+            burst: 100,
+            outbound_queue: 1024,
+            max_name_chars: 32,
+        }
+    }
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            provider: TurnProvider::None,
+            secret: String::new(),
+            urls: Vec::new(),
+            ttl_secs: 3600,
+            api_key: String::new(),
+            api_url: String::new(),
+            api_timeout_ms: 3_000,
+            stun_urls: Vec::new(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            auth: AuthConfig::default(),
+            heartbeat: HeartbeatConfig::default(),
+            session: SessionConfig::default(),
+            limits: LimitsConfig::default(),
+            turn: TurnConfig::default(),
+            channels: vec![
+                ChannelConfig {
+                    id: 1,
+                    name: "General".into(),
+                },
+                ChannelConfig {
+                    id: 2,
+                    name: "Gaming".into(),
+                },
+                ChannelConfig {
+                    id: 3,
+                    name: "Echo".into(),
+                },
+            ],
+        }
+    }
+}
+
+impl Config {
+    /// Parse a TOML document (missing keys take their defaults).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Read a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Apply environment overrides, read through `get` so tests need not touch the process
+    /// environment.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("CROMULENT_AUTH_SECRET") {
+            self.auth.secret = v;
+        }
+        if let Some(v) = get("TURN_PROVIDER") {
+            self.turn.provider = match v.trim().to_ascii_lowercase().as_str() {
+                "" | "none" | "stun" => TurnProvider::None,
+                "coturn" => TurnProvider::Coturn,
+                "metered" => TurnProvider::Metered,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "TURN_PROVIDER",
+                        value: v,
+                        why: "expected none, coturn or metered".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = get("TURN_SECRET") {
+            self.turn.secret = v;
+        }
+        if let Some(v) = get("TURN_URLS") {
+            self.turn.urls = split_list(&v);
+        }
+        if let Some(v) = get("TURN_TTL") {
+            self.turn.ttl_secs = v.trim().parse().map_err(|_| ConfigError::Env {
+                name: "TURN_TTL",
+                value: v.clone(),
+                why: "expected a whole number of seconds".into(),
+            })?;
+        }
+        if let Some(v) = get("TURN_API_KEY") {
+            self.turn.api_key = v;
+        }
+        if let Some(v) = get("TURN_API_URL") {
+            self.turn.api_url = v;
+        }
+        if let Some(v) = get("STUN_URLS") {
+            self.turn.stun_urls = split_list(&v);
+        }
+        Ok(())
+    }
+
+    /// Check what serde cannot: consistent values, unique channels, secrets where needed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.auth.mode == AuthMode::Token && self.auth.secret.len() < 16 {
+            return bad("auth.mode = \"token\" needs auth.secret (or CROMULENT_AUTH_SECRET) of at least 16 bytes");
+        }
+        if self.heartbeat.ping_interval_ms == 0 || self.heartbeat.timeout_ms == 0 {
+            return bad("heartbeat intervals must be positive");
+        }
+        if self.heartbeat.ping_interval_ms >= self.heartbeat.timeout_ms {
+            return bad("heartbeat.ping_interval_ms must be below heartbeat.timeout_ms");
+        }
+        if self.limits.messages_per_second == 0 || self.limits.burst == 0 {
+            return bad("limits.messages_per_second and limits.burst must be positive");
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return bad("limits.max_message_bytes must be at least 1024");
+        }
+        if self.limits.outbound_queue == 0 || self.limits.max_name_chars == 0 {
+            return bad("limits.outbound_queue and limits.max_name_chars must be positive");
+        }
+        if self.channels.is_empty() {
+            return bad("at least one [[channels]] entry is needed");
+        }
+        let mut ids: Vec<_> = self.channels.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.channels.len() {
+            return bad("channel ids must be unique");
+        }
+        if self.channels.iter().any(|c| c.name.trim().is_empty()) {
+            return bad("channel names must not be empty");
+        }
+        match self.turn.provider {
+            TurnProvider::Coturn if self.turn.secret.is_empty() || self.turn.urls.is_empty() => {
+                bad("turn.provider = \"coturn\" needs turn.secret (TURN_SECRET) and turn.urls (TURN_URLS)")
+            }
+            TurnProvider::Metered if self.turn.api_url.is_empty() => {
+                bad("turn.provider = \"metered\" needs turn.api_url (TURN_API_URL)")
+            }
+            _ if self.turn.ttl_secs == 0 => bad("turn.ttl_secs must be positive"),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat.ping_interval_ms)
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat.timeout_ms)
+    }
+
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat.hello_timeout_ms)
+    }
+
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_millis(self.session.resume_grace_ms)
+    }
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn redact(secret: &str) -> &'static str {
+    if secret.is_empty() { "<empty>" } else { "<redacted>" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_local() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(c.auth.mode, AuthMode::Open);
+        let names: Vec<_> = c.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["General", "Gaming", "Echo"]);
+        assert!(c.turn.stun_urls.is_empty(), "no public STUN host by default");
+    }
+
+    #[test]
+    fn example_config_parses_to_the_defaults_it_documents() {
+        let text = include_str!("../../config.example.toml");
+        let c = Config::from_toml(text, "config.example.toml").unwrap();
+        // The example shows every key at its default value, except where it says otherwise.
+        assert_eq!(c.server, Config::default().server);
+        assert_eq!(c.heartbeat, Config::default().heartbeat);
+        assert_eq!(c.limits, Config::default().limits);
+        assert_eq!(c.channels, Config::default().channels);
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults_and_unknown_keys_are_refused() {
+        let c = Config::from_toml("[heartbeat]\ntimeout_ms = 900\nping_interval_ms = 100\n", "t")
+            .unwrap();
+        assert_eq!(c.heartbeat.timeout_ms, 900);
+        assert_eq!(c.limits, LimitsConfig::default());
+        let err = Config::from_toml("[server]\nlisten_addr = \"x\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_turn_and_secrets() {
+        let env = |k: &str| {
+            Some(match k {
+                "TURN_PROVIDER" => "coturn".to_owned(),
+                "TURN_SECRET" => "s3cret".to_owned(),
+                "TURN_URLS" => "turn:a:3478, turn:b:3478?transport=udp".to_owned(),
+                "TURN_TTL" => "60".to_owned(),
+                "STUN_URLS" => "stun:a:3478".to_owned(),
+                "CROMULENT_AUTH_SECRET" => "0123456789abcdef".to_owned(),
+                _ => return None,
+            })
+        };
+        let mut c = Config::default();
+        c.apply_env(env).unwrap();
+        assert_eq!(c.turn.provider, TurnProvider::Coturn);
+        assert_eq!(c.turn.urls, ["turn:a:3478", "turn:b:3478?transport=udp"]);
+        assert_eq!(c.turn.ttl_secs, 60);
+        assert_eq!(c.turn.stun_urls, ["stun:a:3478"]);
+        assert_eq!(c.auth.secret, "0123456789abcdef");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_environment_values_are_clear_errors() {
+        let mut c = Config::default();
+        let err = c
+            .apply_env(|k| (k == "TURN_TTL").then(|| "soon".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("TURN_TTL"));
+        let err = c
+            .apply_env(|k| (k == "TURN_PROVIDER").then(|| "twilio".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("TURN_PROVIDER"));
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused() {
+        let mut c = Config::default();
+        c.auth.mode = AuthMode::Token;
+        assert!(c.validate().is_err(), "token mode without a secret");
+        let mut c = Config::default();
+        c.channels.push(ChannelConfig {
+            id: 1,
+            name: "Again".into(),
+        });
+        assert!(c.validate().is_err(), "duplicate channel id");
+        let mut c = Config::default();
+        c.turn.provider = TurnProvider::Coturn;
+        assert!(c.validate().is_err(), "coturn without secret");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let mut c = Config::default();
+        c.auth.secret = "hunter2hunter2hunter2".into();
+        c.turn.secret = "turnsecret".into();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("turnsecret"));
+    }
+}

@@ -1,0 +1,3 @@
+//! `cromulent-server`: the signaling server of Cromulent Voice.
+pub mod config;
+pub mod turn;

@@ -1,0 +1,2 @@
+//! `cromulent`: the terminal voice client.
+pub mod audio;
