@@ -84,7 +84,10 @@ pub enum ServerMsg {
         peers: Vec<Member>,
     },
     /// You are no longer in `channel`.
-    Left { channel: ChannelId, reason: LeftReason },
+    Left {
+        channel: ChannelId,
+        reason: LeftReason,
+    },
     /// Reply to `refresh_ice`.
     IceServers { ice: IceConfig },
     /// Signaling from a peer in your voice channel; `from` is stamped by the server.

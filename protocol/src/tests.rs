@@ -50,7 +50,10 @@ fn every_client_message_round_trips_and_its_type_is_known() {
         let text = msg.to_json();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let kind = value["type"].as_str().unwrap();
-        assert!(CLIENT_TYPES.contains(&kind), "{kind} missing from CLIENT_TYPES");
+        assert!(
+            CLIENT_TYPES.contains(&kind),
+            "{kind} missing from CLIENT_TYPES"
+        );
         assert_eq!(decode_client(&text), Ok(msg));
     }
 }
@@ -175,11 +178,26 @@ fn malformed_frames_get_distinct_reasons() {
         (r#"{"type":5}"#, ErrorReason::InvalidMessage),
         (r#"{"type":"dance"}"#, ErrorReason::UnknownType),
         (r#"{"type":"join"}"#, ErrorReason::InvalidMessage),
-        (r#"{"type":"join","channel":"one"}"#, ErrorReason::InvalidMessage),
-        (r#"{"type":"join","channel":-1}"#, ErrorReason::InvalidMessage),
-        (r#"{"type":"join","channel":1,"extra":true}"#, ErrorReason::InvalidMessage),
-        (r#"{"type":"signal","to":"bob","signal":{"kind":"shout"}}"#, ErrorReason::InvalidMessage),
-        (r#"{"type":"voice_state","muted":"yes","deafened":false,"talking":false}"#, ErrorReason::InvalidMessage),
+        (
+            r#"{"type":"join","channel":"one"}"#,
+            ErrorReason::InvalidMessage,
+        ),
+        (
+            r#"{"type":"join","channel":-1}"#,
+            ErrorReason::InvalidMessage,
+        ),
+        (
+            r#"{"type":"join","channel":1,"extra":true}"#,
+            ErrorReason::InvalidMessage,
+        ),
+        (
+            r#"{"type":"signal","to":"bob","signal":{"kind":"shout"}}"#,
+            ErrorReason::InvalidMessage,
+        ),
+        (
+            r#"{"type":"voice_state","muted":"yes","deafened":false,"talking":false}"#,
+            ErrorReason::InvalidMessage,
+        ),
     ];
     for (text, reason) in cases {
         let err = decode_client(text).expect_err(text);

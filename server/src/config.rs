@@ -324,7 +324,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.auth.mode == AuthMode::Token && self.auth.secret.len() < 16 {
-            return bad("auth.mode = \"token\" needs auth.secret (or CROMULENT_AUTH_SECRET) of at least 16 bytes");
+            return bad(
+                "auth.mode = \"token\" needs auth.secret (or CROMULENT_AUTH_SECRET) of at least 16 bytes",
+            );
         }
         if self.heartbeat.ping_interval_ms == 0 || self.heartbeat.timeout_ms == 0 {
             return bad("heartbeat intervals must be positive");
@@ -355,7 +357,9 @@ impl Config {
         }
         match self.turn.provider {
             TurnProvider::Coturn if self.turn.secret.is_empty() || self.turn.urls.is_empty() => {
-                bad("turn.provider = \"coturn\" needs turn.secret (TURN_SECRET) and turn.urls (TURN_URLS)")
+                bad(
+                    "turn.provider = \"coturn\" needs turn.secret (TURN_SECRET) and turn.urls (TURN_URLS)",
+                )
             }
             TurnProvider::Metered if self.turn.api_url.is_empty() => {
                 bad("turn.provider = \"metered\" needs turn.api_url (TURN_API_URL)")
@@ -391,7 +395,11 @@ fn split_list(v: &str) -> Vec<String> {
 }
 
 fn redact(secret: &str) -> &'static str {
-    if secret.is_empty() { "<empty>" } else { "<redacted>" }
+    if secret.is_empty() {
+        "<empty>"
+    } else {
+        "<redacted>"
+    }
 }
 
 #[cfg(test)]
@@ -406,7 +414,10 @@ mod tests {
         assert_eq!(c.auth.mode, AuthMode::Open);
         let names: Vec<_> = c.channels.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["General", "Gaming", "Echo"]);
-        assert!(c.turn.stun_urls.is_empty(), "no public STUN host by default");
+        assert!(
+            c.turn.stun_urls.is_empty(),
+            "no public STUN host by default"
+        );
     }
 
     #[test]
@@ -422,8 +433,11 @@ mod tests {
 
     #[test]
     fn partial_file_keeps_defaults_and_unknown_keys_are_refused() {
-        let c = Config::from_toml("[heartbeat]\ntimeout_ms = 900\nping_interval_ms = 100\n", "t")
-            .unwrap();
+        let c = Config::from_toml(
+            "[heartbeat]\ntimeout_ms = 900\nping_interval_ms = 100\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.heartbeat.timeout_ms, 900);
         assert_eq!(c.limits, LimitsConfig::default());
         let err = Config::from_toml("[server]\nlisten_addr = \"x\"\n", "t").unwrap_err();

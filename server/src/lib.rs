@@ -1,3 +1,22 @@
 //! `cromulent-server`: the signaling server of Cromulent Voice.
+//!
+//! - [`config`]: settings (TOML + environment).
+//! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
+//! - [`connection`]: one client — handshake, hello, limits, heartbeat, reading and writing.
+//! - [`hub`]: the pure core — sessions, seats, presence, join guard, relay rules;
+//!   [`hub_actor`] is the task that owns it.
+//! - [`auth`]: who is connecting (open names or signed tokens).
+//! - [`turn`]: ICE servers and TURN credentials.
+//! - [`rate_limit`]: the per-connection token bucket.
+#![forbid(unsafe_code)]
+
+pub mod auth;
 pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod hub_actor;
+pub mod rate_limit;
+pub mod server;
 pub mod turn;
+
+pub use server::run;

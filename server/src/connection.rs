@@ -1,0 +1,409 @@
+//! One client connection: the WebSocket handshake, `hello`, then a loop that reads frames
+//! (size limit, rate limit, decoding — each problem answered with its own error reason),
+//! forwards requests to the hub, writes the hub's messages out, pings, and drops the
+//! connection when it falls silent. It holds no shared state: the hub owns all of that.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cromulent_protocol::{
+    ClientMsg, ErrorReason, IceConfig, PROTOCOL_VERSION, ServerMsg, decode_client,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::auth::{self, Identity};
+use crate::config::Config;
+use crate::hub::{Attach, ConnId, VoiceFlags};
+use crate::hub_actor::{Command, HubHandle, new_resume_token};
+use crate::rate_limit::TokenBucket;
+use crate::turn::IceProvider;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// What every connection task shares (read-only).
+pub struct Shared {
+    pub config: Config,
+    pub hub: HubHandle,
+    pub ice: IceProvider,
+}
+
+/// Serve one accepted TCP connection until it ends.
+pub async fn serve(
+    stream: TcpStream,
+    conn: ConnId,
+    shared: Arc<Shared>,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let Some(mut ws) = handshake(stream, &shared.config).await else {
+        return;
+    };
+    let identity = tokio::select! {
+        id = hello(&mut ws, &shared) => id,
+        _ = shutdown.recv() => None,
+    };
+    let Some((identity, resume)) = identity else {
+        return;
+    };
+    let ice = match resume {
+        Some(_) => shared.ice.ice_for(&identity.user).await,
+        None => IceConfig::default(),
+    };
+    let (out_tx, out_rx) = mpsc::channel(shared.config.limits.outbound_queue);
+    let (kick_tx, kick_rx) = oneshot::channel();
+    shared.hub.send(Command::Attach {
+        attach: Box::new(Attach {
+            conn,
+            identity: identity.clone(),
+            resume,
+            new_resume_token: new_resume_token(),
+            ice,
+        }),
+        outbound: out_tx,
+        kick: kick_tx,
+    });
+    let _detach = DetachOnDrop {
+        hub: shared.hub.clone(),
+        conn,
+    };
+    let mut session = Session {
+        ws,
+        conn,
+        identity,
+        shared: &shared,
+        bucket: TokenBucket::new(
+            shared.config.limits.messages_per_second,
+            shared.config.limits.burst,
+            std::time::Instant::now(),
+        ),
+        last_rate_error: None,
+    };
+    session.run(out_rx, kick_rx, &mut shutdown).await;
+}
+
+/// Refuse a connection over the limit with `server_full`.
+pub async fn refuse_full(stream: TcpStream, config: &Config) {
+    if let Some(mut ws) = handshake(stream, config).await {
+        close_with(&mut ws, ErrorReason::ServerFull, "server is full").await;
+    }
+}
+
+/// Tell the hub when this connection ends, however it ends (even by panic).
+struct DetachOnDrop {
+    hub: HubHandle,
+    conn: ConnId,
+}
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        self.hub.send(Command::Detach { conn: self.conn });
+    }
+}
+
+async fn handshake(stream: TcpStream, config: &Config) -> Option<Ws> {
+    let limit = config.limits.max_message_bytes;
+    // tungstenite refuses frames beyond this hard cap outright; below it we read the frame and
+    // answer `message_too_large` ourselves, keeping the connection.
+    let hard_cap = (limit * 4).max(1 << 20);
+    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(hard_cap))
+        .max_frame_size(Some(hard_cap));
+    let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
+    match timeout(config.hello_timeout(), accept).await {
+        Ok(Ok(ws)) => Some(ws),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "websocket handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("websocket handshake timed out");
+            None
+        }
+    }
+}
+
+/// Wait for a valid `hello`; on any problem tell the client why and close.
+async fn hello(ws: &mut Ws, shared: &Shared) -> Option<(Identity, Option<String>)> {
+    let config = &shared.config;
+    let text = match timeout(config.hello_timeout(), first_text(ws)).await {
+        Ok(Some(text)) => text,
+        Ok(None) => return None,
+        Err(_) => {
+            close_with(ws, ErrorReason::NotAuthenticated, "no hello in time").await;
+            return None;
+        }
+    };
+    if text.len() > config.limits.max_message_bytes {
+        close_with(ws, ErrorReason::MessageTooLarge, "hello too large").await;
+        return None;
+    }
+    let (protocol, name, token, resume) = match decode_client(&text) {
+        Ok(ClientMsg::Hello {
+            protocol,
+            name,
+            token,
+            resume,
+        }) => (protocol, name, token, resume),
+        Ok(_) => {
+            close_with(ws, ErrorReason::NotAuthenticated, "send hello first").await;
+            return None;
+        }
+        Err(e) => {
+            close_with(ws, e.reason, &e.message).await;
+            return None;
+        }
+    };
+    if protocol != PROTOCOL_VERSION {
+        let why = format!("server speaks protocol {PROTOCOL_VERSION}, client sent {protocol}");
+        close_with(ws, ErrorReason::UnsupportedProtocol, &why).await;
+        return None;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match auth::identify(
+        &config.auth,
+        config.limits.max_name_chars,
+        name.as_deref(),
+        token.as_deref(),
+        now,
+    ) {
+        Ok(identity) => Some((identity, resume)),
+        Err(e) => {
+            close_with(ws, e.reason(), &e.to_string()).await;
+            None
+        }
+    }
+}
+
+/// The first text frame, skipping control frames; `None` if the connection ends first.
+async fn first_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(text)) => return Some(text.to_string()),
+            Ok(Message::Binary(_)) => {
+                close_with(ws, ErrorReason::BinaryNotSupported, "send hello as text").await;
+                return None;
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Send `error(reason)`, then a close frame; bounded in time.
+async fn close_with(ws: &mut Ws, reason: ErrorReason, message: &str) {
+    let text = ServerMsg::error(reason, message).to_json();
+    let close = CloseFrame {
+        code: match reason {
+            ErrorReason::ServerShutdown => CloseCode::Away,
+            ErrorReason::ServerFull => CloseCode::Again,
+            ErrorReason::MessageTooLarge => CloseCode::Size,
+            _ => CloseCode::Policy,
+        },
+        reason: reason.as_str().into(),
+    };
+    let goodbye = async {
+        ws.send(Message::text(text)).await?;
+        ws.close(Some(close)).await
+    };
+    let _ = timeout(Duration::from_secs(1), goodbye).await;
+}
+
+enum Flow {
+    Continue,
+    End,
+}
+
+struct Session<'a> {
+    ws: Ws,
+    conn: ConnId,
+    identity: Identity,
+    shared: &'a Shared,
+    bucket: TokenBucket,
+    last_rate_error: Option<std::time::Instant>,
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        mut outbound: mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+        mut kick: oneshot::Receiver<ErrorReason>,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) {
+        let interval = self.shared.config.ping_interval();
+        let silence_limit = self.shared.config.heartbeat_timeout();
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                // Kick first: the hub sends the reason before it drops our outbound queue.
+                biased;
+                reason = &mut kick => {
+                    let reason = reason.unwrap_or(ErrorReason::ServerShutdown);
+                    tracing::info!(conn = self.conn, user = %self.identity.user, %reason, "closing connection");
+                    close_with(&mut self.ws, reason, kick_message(reason)).await;
+                    return;
+                }
+                _ = shutdown.recv() => {
+                    close_with(&mut self.ws, ErrorReason::ServerShutdown, "server shutting down").await;
+                    return;
+                }
+                out = outbound.recv() => {
+                    let Some(text) = out else {
+                        // The hub let go of us; say why if it told us.
+                        if let Ok(reason) = kick.try_recv() {
+                            close_with(&mut self.ws, reason, kick_message(reason)).await;
+                        }
+                        return;
+                    };
+                    if self.ws.send(Message::Text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                frame = self.ws.next() => {
+                    let message = match frame {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::debug!(conn = self.conn, error = %e, "read failed");
+                            return;
+                        }
+                        None => return,
+                    };
+                    last_heard = Instant::now();
+                    if let Flow::End = self.on_message(message).await {
+                        return;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= silence_limit {
+                        tracing::info!(conn = self.conn, user = %self.identity.user, "heartbeat timeout: dropping silent connection");
+                        return;
+                    }
+                    if self.ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_message(&mut self, message: Message) -> Flow {
+        match message {
+            Message::Text(text) => {
+                if !self.bucket.allow(std::time::Instant::now()) {
+                    return self.rate_limited().await;
+                }
+                let max = self.shared.config.limits.max_message_bytes;
+                if text.len() > max {
+                    let why = format!("message of {} bytes exceeds {max}", text.len());
+                    return self.error(ErrorReason::MessageTooLarge, &why).await;
+                }
+                match decode_client(&text) {
+                    Ok(msg) => self.on_request(msg).await,
+                    Err(e) => self.error(e.reason, &e.message).await,
+                }
+            }
+            Message::Binary(_) => {
+                if !self.bucket.allow(std::time::Instant::now()) {
+                    return self.rate_limited().await;
+                }
+                self.error(
+                    ErrorReason::BinaryNotSupported,
+                    "binary frames are not part of the protocol",
+                )
+                .await
+            }
+            Message::Close(_) => Flow::End,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
+        }
+    }
+
+    async fn on_request(&mut self, msg: ClientMsg) -> Flow {
+        let conn = self.conn;
+        let cmd = match msg {
+            ClientMsg::Hello { .. } => {
+                return self
+                    .error(ErrorReason::AlreadyAuthenticated, "hello was already sent")
+                    .await;
+            }
+            ClientMsg::Join { channel } => {
+                if !self.shared.config.channels.iter().any(|c| c.id == channel) {
+                    return self
+                        .error(
+                            ErrorReason::NotFound,
+                            &format!("no voice channel with id {channel}"),
+                        )
+                        .await;
+                }
+                let ice = self.shared.ice.ice_for(&self.identity.user).await;
+                Command::Join { conn, channel, ice }
+            }
+            ClientMsg::Leave => Command::Leave { conn },
+            ClientMsg::VoiceState {
+                muted,
+                deafened,
+                talking,
+            } => Command::VoiceState {
+                conn,
+                flags: VoiceFlags {
+                    muted,
+                    deafened,
+                    talking,
+                },
+            },
+            ClientMsg::Signal { to, signal } => Command::Relay { conn, to, signal },
+            ClientMsg::RefreshIce => {
+                let ice = self.shared.ice.ice_for(&self.identity.user).await;
+                return self.send(ServerMsg::IceServers { ice }).await;
+            }
+        };
+        self.shared.hub.send(cmd);
+        Flow::Continue
+    }
+
+    /// Drop the message; say so at most once a second so a flood cannot make us flood back.
+    async fn rate_limited(&mut self) -> Flow {
+        let now = std::time::Instant::now();
+        if self
+            .last_rate_error
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return Flow::Continue;
+        }
+        self.last_rate_error = Some(now);
+        self.error(
+            ErrorReason::RateLimited,
+            "too many messages; some were dropped",
+        )
+        .await
+    }
+
+    async fn error(&mut self, reason: ErrorReason, message: &str) -> Flow {
+        self.send(ServerMsg::error(reason, message)).await
+    }
+
+    async fn send(&mut self, msg: ServerMsg) -> Flow {
+        match self.ws.send(Message::text(msg.to_json())).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::End,
+        }
+    }
+}
+
+fn kick_message(reason: ErrorReason) -> &'static str {
+    match reason {
+        ErrorReason::SessionReplaced => "your session was resumed by a newer connection",
+        ErrorReason::SlowConsumer => "you did not read your messages fast enough",
+        _ => "closing",
+    }
+}

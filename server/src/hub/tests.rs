@@ -1,0 +1,345 @@
+//! The hub's rules, driven directly: no sockets, no sleeps.
+
+use super::*;
+
+const GRACE: Duration = Duration::from_secs(30);
+
+fn hub() -> Hub {
+    Hub::new(
+        &crate::config::Config::default().channels,
+        GRACE,
+        Heartbeat {
+            ping_interval_ms: 5000,
+            timeout_ms: 20_000,
+        },
+    )
+}
+
+fn attach(hub: &mut Hub, conn: ConnId, user: &str, now: Instant) -> Vec<Effect> {
+    attach_resume(hub, conn, user, None, now)
+}
+
+fn attach_resume(
+    hub: &mut Hub,
+    conn: ConnId,
+    user: &str,
+    resume: Option<&str>,
+    now: Instant,
+) -> Vec<Effect> {
+    hub.attach(
+        Attach {
+            conn,
+            identity: Identity {
+                user: user.into(),
+                name: user.into(),
+            },
+            resume: resume.map(str::to_owned),
+            new_resume_token: format!("token-{conn}"),
+            ice: IceConfig::default(),
+        },
+        now,
+    )
+}
+
+fn error_reason(fx: &[Effect]) -> Option<ErrorReason> {
+    fx.iter().find_map(|e| match e {
+        Effect::Send(_, ServerMsg::Error { reason, .. }) => Some(*reason),
+        _ => None,
+    })
+}
+
+fn members(hub: &Hub, channel: ChannelId) -> Vec<String> {
+    hub.snapshot()
+        .into_iter()
+        .find(|c| c.id == channel)
+        .unwrap()
+        .members
+        .into_iter()
+        .map(|m| m.user)
+        .collect()
+}
+
+#[test]
+fn join_replies_with_peers_and_broadcasts_presence() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    attach(&mut h, 2, "bob", now);
+    h.join(1, 1, IceConfig::default());
+    let fx = h.join(2, 1, IceConfig::default());
+    match &fx[0] {
+        Effect::Send(
+            2,
+            ServerMsg::Joined {
+                channel: 1, peers, ..
+            },
+        ) => {
+            assert_eq!(peers.len(), 1);
+            assert_eq!(peers[0].user, "alice");
+        }
+        other => panic!("expected joined, got {other:?}"),
+    }
+    assert!(
+        matches!(&fx[1], Effect::Broadcast(ServerMsg::Presence { changes })
+        if changes[0].op == PresenceOp::Join && changes[0].member.user == "bob")
+    );
+    assert_eq!(members(&h, 1), ["alice", "bob"]);
+}
+
+#[test]
+fn join_guard_refuses_same_channel_from_any_connection() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    attach(&mut h, 2, "alice", now);
+    assert_eq!(error_reason(&h.join(1, 1, IceConfig::default())), None);
+    assert_eq!(
+        error_reason(&h.join(2, 1, IceConfig::default())),
+        Some(ErrorReason::AlreadyInChannel)
+    );
+    assert_eq!(
+        error_reason(&h.join(1, 1, IceConfig::default())),
+        Some(ErrorReason::AlreadyInChannel),
+        "same connection, same channel"
+    );
+    assert_eq!(members(&h, 1), ["alice"]);
+}
+
+#[test]
+fn join_guard_names_the_other_channel() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    attach(&mut h, 2, "alice", now);
+    h.join(1, 1, IceConfig::default());
+    let fx = h.join(2, 2, IceConfig::default());
+    assert!(matches!(
+        &fx[..],
+        [Effect::Send(
+            2,
+            ServerMsg::Error {
+                reason: ErrorReason::AlreadyInVoice,
+                channel: Some(1),
+                ..
+            }
+        )]
+    ));
+    assert!(members(&h, 2).is_empty());
+}
+
+#[test]
+fn unknown_channel_is_not_found() {
+    let mut h = hub();
+    attach(&mut h, 1, "alice", Instant::now());
+    assert_eq!(
+        error_reason(&h.join(1, 99, IceConfig::default())),
+        Some(ErrorReason::NotFound)
+    );
+}
+
+#[test]
+fn switch_is_one_presence_step_leave_then_join() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    h.join(1, 1, IceConfig::default());
+    let fx = h.join(1, 2, IceConfig::default());
+    assert!(matches!(
+        &fx[0],
+        Effect::Send(
+            1,
+            ServerMsg::Left {
+                channel: 1,
+                reason: LeftReason::Switched
+            }
+        )
+    ));
+    assert!(matches!(
+        &fx[1],
+        Effect::Send(1, ServerMsg::Joined { channel: 2, .. })
+    ));
+    let Effect::Broadcast(ServerMsg::Presence { changes }) = &fx[2] else {
+        panic!("expected one presence message, got {fx:?}");
+    };
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.op, c.channel))
+            .collect::<Vec<_>>(),
+        [(PresenceOp::Leave, 1), (PresenceOp::Join, 2)]
+    );
+    assert!(members(&h, 1).is_empty());
+    assert_eq!(members(&h, 2), ["alice"]);
+}
+
+#[test]
+fn detach_releases_the_seat_at_once() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    h.join(1, 1, IceConfig::default());
+    let fx = h.detach(1, now);
+    assert!(
+        matches!(&fx[..], [Effect::Broadcast(ServerMsg::Presence { changes })]
+        if changes[0].op == PresenceOp::Leave)
+    );
+    assert!(members(&h, 1).is_empty());
+    attach(&mut h, 2, "alice", now);
+    assert_eq!(error_reason(&h.join(2, 1, IceConfig::default())), None);
+}
+
+#[test]
+fn resume_with_live_old_connection_takes_the_seat_and_closes_the_old_one() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    h.join(1, 1, IceConfig::default());
+    let fx = attach_resume(&mut h, 2, "alice", Some("token-1"), now);
+    assert!(fx.contains(&Effect::Close(1, ErrorReason::SessionReplaced)));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Send(2, ServerMsg::Welcome { resumed: true, .. })))
+    );
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Send(2, ServerMsg::Joined { channel: 1, .. })))
+    );
+    assert_eq!(members(&h, 1), ["alice"]);
+    // The old connection's end changes nothing any more.
+    assert!(h.detach(1, now).is_empty());
+    assert_eq!(members(&h, 1), ["alice"]);
+}
+
+#[test]
+fn resume_within_grace_takes_the_seat_back() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", t0);
+    h.join(1, 1, IceConfig::default());
+    h.detach(1, t0);
+    let fx = attach_resume(&mut h, 2, "alice", Some("token-1"), t0 + GRACE);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Send(2, ServerMsg::Joined { channel: 1, .. })))
+    );
+    assert_eq!(members(&h, 1), ["alice"]);
+}
+
+#[test]
+fn resume_after_grace_is_refused() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", t0);
+    h.join(1, 1, IceConfig::default());
+    h.detach(1, t0);
+    let later = t0 + GRACE + Duration::from_millis(1);
+    let fx = attach_resume(&mut h, 2, "alice", Some("token-1"), later);
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        Effect::Send(2, ServerMsg::Welcome { resumed: false, .. })
+    )));
+    assert_eq!(error_reason(&fx), Some(ErrorReason::ResumeExpired));
+    assert!(members(&h, 1).is_empty());
+    h.expire(later);
+    assert_eq!(h.session_count(), 1, "the expired session is forgotten");
+}
+
+#[test]
+fn resume_token_of_another_user_is_refused() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    let fx = attach_resume(&mut h, 2, "mallory", Some("token-1"), now);
+    assert_eq!(error_reason(&fx), Some(ErrorReason::ResumeExpired));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Close(..))));
+}
+
+#[test]
+fn resume_does_not_break_the_guard_if_the_user_sat_down_elsewhere() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", t0);
+    h.join(1, 1, IceConfig::default());
+    h.detach(1, t0);
+    attach(&mut h, 2, "alice", t0);
+    h.join(2, 2, IceConfig::default());
+    attach_resume(&mut h, 3, "alice", Some("token-1"), t0);
+    assert!(members(&h, 1).is_empty());
+    assert_eq!(members(&h, 2), ["alice"]);
+}
+
+#[test]
+fn relay_goes_only_to_a_member_of_the_same_channel() {
+    let now = Instant::now();
+    let mut h = hub();
+    for (c, u) in [(1, "alice"), (2, "bob"), (3, "carol"), (4, "dave")] {
+        attach(&mut h, c, u, now);
+    }
+    h.join(1, 1, IceConfig::default());
+    h.join(2, 1, IceConfig::default());
+    h.join(3, 2, IceConfig::default());
+    let offer = Signal::Offer { sdp: "v=0".into() };
+    let fx = h.relay(1, "bob", offer.clone());
+    assert_eq!(
+        fx,
+        [Effect::Send(
+            2,
+            ServerMsg::Signal {
+                from: "alice".into(),
+                signal: offer.clone()
+            }
+        )]
+    );
+    assert_eq!(
+        error_reason(&h.relay(1, "carol", offer.clone())),
+        Some(ErrorReason::PeerNotFound)
+    );
+    assert_eq!(
+        error_reason(&h.relay(1, "dave", offer.clone())),
+        Some(ErrorReason::PeerNotFound)
+    );
+    assert_eq!(
+        error_reason(&h.relay(1, "alice", offer.clone())),
+        Some(ErrorReason::PeerNotFound)
+    );
+    assert_eq!(
+        error_reason(&h.relay(4, "alice", offer)),
+        Some(ErrorReason::NotInVoice)
+    );
+}
+
+#[test]
+fn voice_flags_are_broadcast_only_when_changed_and_seated() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    let muted = VoiceFlags {
+        muted: true,
+        ..Default::default()
+    };
+    assert!(
+        h.voice_state(1, muted).is_empty(),
+        "not seated: nothing to tell"
+    );
+    let fx = h.join(1, 1, IceConfig::default());
+    assert!(
+        matches!(&fx[1], Effect::Broadcast(ServerMsg::Presence { changes }) if changes[0].member.muted)
+    );
+    assert!(h.voice_state(1, muted).is_empty(), "unchanged");
+    let talking = VoiceFlags {
+        talking: true,
+        ..Default::default()
+    };
+    let fx = h.voice_state(1, talking);
+    assert!(
+        matches!(&fx[..], [Effect::Broadcast(ServerMsg::Presence { changes })]
+        if changes[0].op == PresenceOp::Update && changes[0].member.talking && !changes[0].member.muted)
+    );
+}
+
+#[test]
+fn leave_when_not_in_voice_is_an_error() {
+    let mut h = hub();
+    attach(&mut h, 1, "alice", Instant::now());
+    assert_eq!(error_reason(&h.leave(1)), Some(ErrorReason::NotInVoice));
+}

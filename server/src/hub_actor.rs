@@ -1,0 +1,166 @@
+//! The task that owns the [`Hub`]: connections send it [`Command`]s over one channel, it
+//! applies each as one atomic step and carries out the effects in order — so every client sees
+//! presence changes in the same order, and a switch's leave and join arrive together.
+//!
+//! It never waits on a client: each connection has a bounded outbound queue, and a client too
+//! slow to drain it is cut off (`slow_consumer`) instead of stalling everyone.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use cromulent_protocol::{ChannelId, ErrorReason, IceConfig, ServerMsg, Signal, UserId};
+use rand::RngCore;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::hub::{Attach, ConnId, Effect, Hub, VoiceFlags};
+
+/// What a connection asks of the hub.
+#[derive(Debug)]
+pub enum Command {
+    /// A valid hello: register the connection's outbound queue and kick switch, then attach.
+    Attach {
+        attach: Box<Attach>,
+        outbound: mpsc::Sender<Utf8Bytes>,
+        kick: oneshot::Sender<ErrorReason>,
+    },
+    Detach {
+        conn: ConnId,
+    },
+    Join {
+        conn: ConnId,
+        channel: ChannelId,
+        ice: IceConfig,
+    },
+    Leave {
+        conn: ConnId,
+    },
+    VoiceState {
+        conn: ConnId,
+        flags: VoiceFlags,
+    },
+    Relay {
+        conn: ConnId,
+        to: UserId,
+        signal: Signal,
+    },
+}
+
+/// The way in to the hub task.
+#[derive(Debug, Clone)]
+pub struct HubHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl HubHandle {
+    /// Queue a command. Unbounded so that `Drop` guards can always report a detach; each
+    /// connection's input is bounded by its rate limit.
+    pub fn send(&self, cmd: Command) {
+        // The hub task ends only after every connection has; a failed send means shutdown,
+        // when there is nothing left to tell.
+        let _ = self.tx.send(cmd);
+    }
+}
+
+/// A fresh, unguessable resume token.
+pub fn new_resume_token() -> String {
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Registered {
+    outbound: mpsc::Sender<Utf8Bytes>,
+    kick: oneshot::Sender<ErrorReason>,
+}
+
+/// Start the hub task. It ends when every [`HubHandle`] is dropped.
+pub fn spawn(hub: Hub, expire_every: Duration) -> HubHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(hub, rx, expire_every));
+    HubHandle { tx }
+}
+
+async fn run(mut hub: Hub, mut rx: mpsc::UnboundedReceiver<Command>, expire_every: Duration) {
+    let mut conns: HashMap<ConnId, Registered> = HashMap::new();
+    let mut expire = tokio::time::interval(expire_every);
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                let effects = apply(&mut hub, &mut conns, cmd);
+                carry_out(&mut conns, effects);
+            }
+            _ = expire.tick() => hub.expire(Instant::now()),
+        }
+    }
+    tracing::debug!("hub task finished");
+}
+
+fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, cmd: Command) -> Vec<Effect> {
+    match cmd {
+        Command::Attach {
+            attach,
+            outbound,
+            kick,
+        } => {
+            conns.insert(attach.conn, Registered { outbound, kick });
+            hub.attach(*attach, Instant::now())
+        }
+        Command::Detach { conn } => {
+            conns.remove(&conn);
+            hub.detach(conn, Instant::now())
+        }
+        Command::Join { conn, channel, ice } => hub.join(conn, channel, ice),
+        Command::Leave { conn } => hub.leave(conn),
+        Command::VoiceState { conn, flags } => hub.voice_state(conn, flags),
+        Command::Relay { conn, to, signal } => hub.relay(conn, &to, signal),
+    }
+}
+
+fn carry_out(conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) {
+    let mut slow = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Send(conn, msg) => {
+                if let Some(r) = conns.get(&conn)
+                    && !deliver(r, encode(&msg))
+                {
+                    slow.push(conn);
+                }
+            }
+            Effect::Broadcast(msg) => {
+                let text = encode(&msg);
+                for (conn, r) in conns.iter() {
+                    if !deliver(r, text.clone()) {
+                        slow.push(*conn);
+                    }
+                }
+            }
+            Effect::Close(conn, reason) => kick(conns, conn, reason),
+        }
+    }
+    for conn in slow {
+        tracing::warn!(conn, "client not reading its messages; dropping it");
+        kick(conns, conn, ErrorReason::SlowConsumer);
+    }
+}
+
+fn encode(msg: &ServerMsg) -> Utf8Bytes {
+    Utf8Bytes::from(msg.to_json())
+}
+
+/// False when the client's queue is full. A closed queue (connection already ending) is fine.
+fn deliver(r: &Registered, text: Utf8Bytes) -> bool {
+    !matches!(
+        r.outbound.try_send(text),
+        Err(mpsc::error::TrySendError::Full(_))
+    )
+}
+
+fn kick(conns: &mut HashMap<ConnId, Registered>, conn: ConnId, reason: ErrorReason) {
+    if let Some(r) = conns.remove(&conn) {
+        // The connection may already be gone; then there is nobody to tell.
+        let _ = r.kick.send(reason);
+    }
+}

@@ -1,0 +1,95 @@
+//! The accept loop and graceful shutdown (mini-redis style): a broadcast tells every
+//! connection to stop; the run ends when all of them have finished (or a deadline passes).
+//! A semaphore caps concurrent connections.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cromulent_protocol::Heartbeat;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use crate::config::Config;
+use crate::connection::{self, Shared};
+use crate::hub::Hub;
+use crate::hub_actor;
+use crate::turn::IceProvider;
+
+/// How long connections get to say goodbye on shutdown.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Serve on `listener` until `shutdown` completes, then close every connection cleanly.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let heartbeat = Heartbeat {
+        ping_interval_ms: config.heartbeat.ping_interval_ms,
+        timeout_ms: config.heartbeat.timeout_ms,
+    };
+    let hub = Hub::new(&config.channels, config.resume_grace(), heartbeat);
+    let expire_every = (config.resume_grace() / 4).max(Duration::from_millis(50));
+    let shared = Arc::new(Shared {
+        hub: hub_actor::spawn(hub, expire_every),
+        ice: IceProvider::new(config.turn.clone()),
+        config,
+    });
+    let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    let (stop_tx, _) = broadcast::channel::<()>(1);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    tracing::info!(%addr, "cromulent-server listening on {addr}");
+
+    tokio::pin!(shutdown);
+    let mut next_conn = 0u64;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // e.g. EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        next_conn += 1;
+        let conn = next_conn;
+        let shared = shared.clone();
+        let done = done_tx.clone();
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; refusing");
+            tokio::spawn(async move {
+                connection::refuse_full(stream, &shared.config).await;
+                drop(done);
+            });
+            continue;
+        };
+        let stop = stop_tx.subscribe();
+        tokio::spawn(async move {
+            tracing::debug!(conn, %peer, "connection accepted");
+            connection::serve(stream, conn, shared, stop).await;
+            drop(permit);
+            drop(done);
+        });
+    }
+
+    tracing::info!("shutting down: closing connections");
+    drop(listener);
+    let _ = stop_tx.send(());
+    drop(done_tx);
+    drop(shared);
+    if tokio::time::timeout(DRAIN_DEADLINE, done_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    tracing::info!("shut down");
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Test harness: the real server on 127.0.0.1:0 and real WebSocket clients. Every wait is
+//! bounded.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cromulent_protocol::{ClientMsg, ErrorReason, PROTOCOL_VERSION, ServerMsg, decode_server};
+use cromulent_server::config::Config;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected message may take.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(cromulent_server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn default() -> Self {
+        Self::start(Config::default()).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Shut down and wait for the run to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server shut down in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    pub welcome: Option<ServerMsg>,
+}
+
+impl Client {
+    /// A connection that has not said hello.
+    pub async fn raw(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Self { ws, welcome: None }
+    }
+
+    /// Connect and say hello with `name` (open mode); waits for the welcome.
+    pub async fn connect(url: &str, name: &str) -> Self {
+        Self::hello_with(url, Some(name), None, None).await
+    }
+
+    pub async fn hello_with(
+        url: &str,
+        name: Option<&str>,
+        token: Option<&str>,
+        resume: Option<&str>,
+    ) -> Self {
+        let mut c = Self::raw(url).await;
+        c.send(&ClientMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            name: name.map(Into::into),
+            token: token.map(Into::into),
+            resume: resume.map(Into::into),
+        })
+        .await;
+        let welcome = c.recv().await;
+        assert!(
+            matches!(welcome, ServerMsg::Welcome { .. }),
+            "expected welcome, got {welcome:?}"
+        );
+        c.welcome = Some(welcome);
+        c
+    }
+
+    pub fn resume_token(&self) -> String {
+        match &self.welcome {
+            Some(ServerMsg::Welcome { session, .. }) => session.resume_token.clone(),
+            other => panic!("no welcome: {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        self.send_text(&msg.to_json()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_owned())).await.unwrap();
+    }
+
+    /// The next protocol message; panics after [`WAIT`] or if the connection ends.
+    pub async fn recv(&mut self) -> ServerMsg {
+        match self.try_recv(WAIT).await {
+            Some(m) => m,
+            None => panic!("no message within {WAIT:?}"),
+        }
+    }
+
+    /// The next protocol message within `wait`, or `None` (timeout or connection ended).
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<ServerMsg> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
+            match frame {
+                Ok(Message::Text(t)) => {
+                    return Some(
+                        decode_server(&t).unwrap_or_else(|e| panic!("bad frame {t}: {e}")),
+                    );
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Skip messages until one matches; panics after [`WAIT`].
+    pub async fn recv_until(&mut self, pred: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv(left).await {
+                Some(m) if pred(&m) => return m,
+                Some(m) => seen.push(m),
+                None => panic!("expected message never came; saw {seen:?}"),
+            }
+        }
+    }
+
+    /// The next message other than presence must be an error with `reason`.
+    pub async fn expect_error(&mut self, reason: ErrorReason) -> ServerMsg {
+        let m = self
+            .recv_until(|m| !matches!(m, ServerMsg::Presence { .. }))
+            .await;
+        match &m {
+            ServerMsg::Error { reason: r, .. } if *r == reason => m,
+            other => panic!("expected error {reason}, got {other:?}"),
+        }
+    }
+
+    /// Skip until a `joined`.
+    pub async fn expect_joined(&mut self) -> ServerMsg {
+        self.recv_until(|m| matches!(m, ServerMsg::Joined { .. } | ServerMsg::Error { .. }))
+            .await
+    }
+
+    /// True if the server closes the connection within [`WAIT`] (messages before it skipped).
+    pub async fn closed(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Nothing but control frames arrives for `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) -> Result<(), ServerMsg> {
+        match self.try_recv(wait).await {
+            Some(m) => Err(m),
+            None => Ok(()),
+        }
+    }
+}
