@@ -270,6 +270,32 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
+    /// Every reason, for documentation checks.
+    pub const ALL: [ErrorReason; 22] = [
+        Self::BadJson,
+        Self::UnknownType,
+        Self::InvalidMessage,
+        Self::MessageTooLarge,
+        Self::BinaryNotSupported,
+        Self::RateLimited,
+        Self::UnsupportedProtocol,
+        Self::NotAuthenticated,
+        Self::AlreadyAuthenticated,
+        Self::InvalidName,
+        Self::InvalidToken,
+        Self::TokenExpired,
+        Self::ResumeExpired,
+        Self::NotFound,
+        Self::AlreadyInChannel,
+        Self::AlreadyInVoice,
+        Self::NotInVoice,
+        Self::PeerNotFound,
+        Self::SessionReplaced,
+        Self::SlowConsumer,
+        Self::ServerFull,
+        Self::ServerShutdown,
+    ];
+
     /// The snake_case name used on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -138,31 +138,7 @@ fn wire_shape_is_the_documented_one() {
 
 #[test]
 fn error_reason_names_match_serde() {
-    use ErrorReason::*;
-    for r in [
-        BadJson,
-        UnknownType,
-        InvalidMessage,
-        MessageTooLarge,
-        BinaryNotSupported,
-        RateLimited,
-        UnsupportedProtocol,
-        NotAuthenticated,
-        AlreadyAuthenticated,
-        InvalidName,
-        InvalidToken,
-        TokenExpired,
-        ResumeExpired,
-        NotFound,
-        AlreadyInChannel,
-        AlreadyInVoice,
-        NotInVoice,
-        PeerNotFound,
-        SessionReplaced,
-        SlowConsumer,
-        ServerFull,
-        ServerShutdown,
-    ] {
+    for r in ErrorReason::ALL {
         assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
     }
 }
@@ -211,4 +187,36 @@ fn unknown_type_message_is_bounded() {
     let long = "x".repeat(10_000);
     let err = decode_client(&format!(r#"{{"type":"{long}"}}"#)).unwrap_err();
     assert!(err.message.len() < 200);
+}
+
+#[test]
+fn protocol_doc_names_every_type_and_error_reason() {
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    for kind in CLIENT_TYPES {
+        assert!(
+            doc.contains(&format!("### `{kind}`")),
+            "PROTOCOL.md lacks client type {kind}"
+        );
+    }
+    for kind in [
+        "welcome",
+        "presence",
+        "joined",
+        "left",
+        "ice_servers",
+        "signal",
+        "error",
+    ] {
+        assert!(
+            doc.contains(&format!("### `{kind}`")),
+            "PROTOCOL.md lacks server type {kind}"
+        );
+    }
+    let reasons = doc.split("## Error reasons").nth(1).expect("error table");
+    for r in ErrorReason::ALL {
+        assert!(
+            reasons.contains(&format!("| `{}` |", r.as_str())),
+            "PROTOCOL.md lacks {r}"
+        );
+    }
 }
