@@ -1,2 +1,14 @@
-//! `cromulent`: the terminal voice client.
+//! `cromulent`: the terminal voice client of Cromulent Voice.
+//!
+//! - [`engine`]: the voice engine both front ends drive (signaling, calls, audio, talk state);
+//! - [`signaling`]: the WebSocket connection to `cromulent-server`;
+//! - [`rtc`]: the WebRTC edge (webrtc-rs 0.17.2), the only module that knows webrtc;
+//! - [`audio`]: sources, sinks, Opus, jitter buffer, mixer, levels, analysis;
+//! - [`headless`]: `cromulent headless`, scripted runs writing JSON-lines events.
+#![forbid(unsafe_code)]
+
 pub mod audio;
+pub mod engine;
+pub mod headless;
+pub mod rtc;
+pub mod signaling;

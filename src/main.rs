@@ -1,1 +1,62 @@
-fn main() {}
+//! `cromulent` binary: parse the command line, set up logging, hand over to a front end.
+
+use clap::{Parser, Subcommand};
+use cromulent::headless::{self, HeadlessArgs};
+
+/// Cromulent Voice: voice chat for the terminal.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run without a terminal UI or sound card, driven by a script; JSON-lines events on
+    /// stdout, logs on stderr.
+    Headless(HeadlessArgs),
+    /// Run the signaling server in this process (same options as `cromulent-server`).
+    Server(cromulent_server::cli::ServerArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Cmd::Server(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            let result = args.load().map_err(anyhow::Error::from).and_then(|config| {
+                tokio::runtime::Runtime::new()?.block_on(cromulent_server::cli::serve(config))
+            });
+            if let Err(e) = result {
+                eprintln!("cromulent server: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::Headless(args) => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn,webrtc=error,webrtc_ice=error".into()),
+                )
+                .init();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cromulent: cannot start the runtime: {e}");
+                    std::process::exit(headless::EXIT_FAILED);
+                }
+            };
+            let status = runtime.block_on(headless::run(args));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            std::process::exit(status);
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! `cromulent-server`: the signaling server of Cromulent Voice.
 //!
-//! - [`config`]: settings (TOML + environment).
+//! - [`config`]: settings (TOML + environment); [`cli`]: options and signals for binaries.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
 //! - [`connection`]: one client — handshake, hello, limits, heartbeat, reading and writing.
 //! - [`hub`]: the pure core — sessions, seats, presence, join guard, relay rules;
@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod hub;

@@ -1,12 +1,11 @@
 //! `cromulent-server` binary: parse the command line, set up logging, run.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use cromulent_server::auth::{self, Claims};
+use cromulent_server::cli::ServerArgs;
 use cromulent_server::config::Config;
 
 /// Cromulent Voice signaling server: voice channels, presence, the duplicate-join guard,
@@ -19,12 +18,8 @@ use cromulent_server::config::Config;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Address to listen on (overrides server.listen). Port 0 picks a free port.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// TOML configuration file (see config.example.toml).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -52,14 +47,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let mut config = match &cli.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    config.apply_env(|k| std::env::var(k).ok())?;
-    if let Some(addr) = cli.listen {
-        config.server.listen = addr;
-    }
+    let config = cli.server.load()?;
     match cli.command {
         Some(Cmd::Token { user, name, ttl }) => print_token(&config, &user, name, &ttl),
         None => serve(config),
@@ -91,30 +79,5 @@ fn print_token(config: &Config, user: &str, name: Option<String>, ttl: &str) -> 
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    config.validate()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        cromulent_server::run(listener, config, shutdown_signal()).await?;
-        Ok(())
-    })
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C will stop the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
+    tokio::runtime::Runtime::new()?.block_on(cromulent_server::cli::serve(config))
 }

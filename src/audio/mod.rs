@@ -1,1 +1,42 @@
-//! Audio (being written).
+//! The client's audio building blocks: sources, sinks, Opus, the jitter buffer, mixing, levels
+//! and offline analysis — all 48 kHz mono, 20 ms frames (see [`frame`]).
+//!
+//! Everything here is sans-IO and single-threaded: no devices, no sockets, no clocks, no threads
+//! of its own. The voice engine owns time and calls in once per frame:
+//!
+//! ```text
+//! send:    AudioSource ─▶ Level/VoiceActivity ─▶ Encoder ─▶ (skip if is_dtx_packet) ─▶ RTP
+//! receive: RTP ─▶ JitterBuffer::push … JitterBuffer::pop ─▶ Decoder (decode / decode_fec /
+//!          conceal) ─▶ mix ─▶ AudioSink
+//! ```
+//!
+//! Per-frame paths (`next_frame`, `encode`, `decode*`, `pop`, `mix`, levels) reuse caller or
+//! internal buffers and do not allocate beyond moving packet payloads; file reading,
+//! resampling and [`analysis`] run once, off the frame path.
+
+pub mod analysis;
+mod codec;
+mod fft;
+pub mod frame;
+mod jitter;
+mod level;
+mod mixer;
+mod resample;
+mod sink;
+mod source;
+mod spec;
+mod wav;
+
+#[cfg(test)]
+mod test_util;
+
+pub use codec::{CodecError, Decoder, Encoder, EncoderConfig, is_dtx_packet};
+pub use frame::{FRAME_DURATION, FRAME_MS, FRAME_SAMPLES, Frame, SAMPLE_RATE, SILENT_FRAME};
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+pub use level::{FLOOR_DBFS, Level, VoiceActivity, amplitude_to_dbfs, peak_dbfs, rms_dbfs};
+pub use mixer::{SOFT_CLIP_KNEE, mix, soft_clip};
+pub use resample::resample_periodic;
+pub use sink::{AudioSink, NullSink, SinkError, SinkSpec, WavSink};
+pub use source::{AudioSource, Silence, SourceSpec, Tone, WavSource};
+pub use spec::SpecError;
+pub use wav::{MAX_WAV_SECONDS, WavAudio, WavReadError, read_wav_mono};

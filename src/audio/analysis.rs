@@ -1,0 +1,222 @@
+//! Measuring recorded audio: dominant frequency, RMS, and how much of the power sits at a given
+//! tone or in a band. Used by unit tests and by the headless client's self-checks ("the far end
+//! heard 440 Hz and 660 Hz but not 880 Hz").
+//!
+//! Offline only: these functions allocate and run FFTs; never call them per frame. All take the
+//! samples and their sample rate, so they work on any WAV (see [`super::read_wav_mono`]).
+//!
+//! Resolution: frequency measurements resolve about `1 / duration` Hz (1 Hz for one second),
+//! and [`dominant_frequency`] interpolates between FFT bins, giving ≈ ±0.1 Hz on a clean
+//! one-second tone — well inside the ±2 Hz the end-to-end tests need.
+
+use super::fft::fft_in_place;
+
+/// Root-mean-square amplitude (1.0 for a full-scale square wave, 0.707 for a full-scale sine).
+/// 0 for no samples.
+pub fn rms(samples: &[f32]) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (mean_square(samples) as f32).sqrt()
+}
+
+/// The strongest frequency in `samples`, in Hz, or `None` for silence or fewer than 64 samples.
+///
+/// Hann window, zero-padded FFT, then Gaussian (log-parabolic) interpolation around the peak
+/// bin. The search starts above the two lowest bins so a DC offset is never "dominant".
+pub fn dominant_frequency(samples: &[f32], sample_rate: u32) -> Option<f32> {
+    if samples.len() < 64 {
+        return None;
+    }
+    let power = power_spectrum(samples);
+    let bins = power.len(); // half the padded FFT length, + 1
+    let (peak, &peak_power) = power[2..bins - 1]
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, p)| (i + 2, p))?;
+    if peak_power <= 0.0 {
+        return None;
+    }
+    // Power is |X|², so ln(power)/2 = ln|X|; the factor cancels in the ratio below.
+    let (a, b, c) = (power[peak - 1], peak_power, power[peak + 1]);
+    let offset = if a > 0.0 && c > 0.0 {
+        let (la, lb, lc) = (a.ln(), b.ln(), c.ln());
+        let denom = la - 2.0 * lb + lc;
+        if denom.abs() > f64::EPSILON {
+            0.5 * (la - lc) / denom
+        } else {
+            0.0
+        }
+    } else {
+        0.0
+    };
+    let fft_len = 2 * (bins - 1);
+    Some(((peak as f64 + offset) * f64::from(sample_rate) / fft_len as f64) as f32)
+}
+
+/// Fraction (0..=1) of the signal's power carried by a sinusoid at exactly `hz`.
+///
+/// A Hann-windowed Goertzel filter estimates the amplitude `A` of the `hz` component; the result
+/// is `(A²/2) / mean(x²)`. A pure tone at `hz` gives ≈ 1, a 50/50 mix of two tones ≈ 0.5 each,
+/// silence 0. The window's main lobe is `±2/duration` wide, so a tone 0.5 Hz off in a
+/// one-second window still reads ≈ 0.8 of its power; use [`band_presence`] when the exact
+/// frequency is uncertain.
+pub fn tone_power(samples: &[f32], sample_rate: u32, hz: f32) -> f32 {
+    let total = mean_square(samples);
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let n = samples.len();
+    let omega = 2.0 * std::f64::consts::PI * f64::from(hz) / f64::from(sample_rate);
+    let coeff = 2.0 * omega.cos();
+    let (mut s1, mut s2, mut window_sum) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, &x) in samples.iter().enumerate() {
+        let w = hann(i, n);
+        window_sum += w;
+        let s0 = f64::from(x) * w + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let magnitude_sq = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    let amplitude = 2.0 * magnitude_sq.max(0.0).sqrt() / window_sum;
+    ((amplitude * amplitude / 2.0) / total).min(1.0) as f32
+}
+
+/// Fraction (0..=1) of the signal's power within `center_hz ± half_width_hz`, from a
+/// Hann-windowed power spectrum. Tolerant of small frequency errors (clock drift, resampling);
+/// `half_width_hz` should be at least `2 / duration` so a tone's whole main lobe fits.
+pub fn band_presence(samples: &[f32], sample_rate: u32, center_hz: f32, half_width_hz: f32) -> f32 {
+    if samples.len() < 2 {
+        return 0.0;
+    }
+    let power = power_spectrum(samples);
+    let total: f64 = power.iter().sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let hz_per_bin = f64::from(sample_rate) / (2 * (power.len() - 1)) as f64;
+    let lo = f64::from(center_hz - half_width_hz).max(0.0) / hz_per_bin;
+    let hi = f64::from(center_hz + half_width_hz) / hz_per_bin;
+    let in_band: f64 = power
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| (lo..=hi).contains(&(*k as f64)))
+        .map(|(_, p)| p)
+        .sum();
+    (in_band / total) as f32
+}
+
+fn mean_square(samples: &[f32]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / samples.len() as f64
+}
+
+/// Periodic-free ("symmetric") Hann window value for sample `i` of `n`.
+fn hann(i: usize, n: usize) -> f64 {
+    if n < 2 {
+        return 1.0;
+    }
+    let x = i as f64 / (n - 1) as f64;
+    0.5 - 0.5 * (2.0 * std::f64::consts::PI * x).cos()
+}
+
+/// `|X_k|²` for `k = 0..=N/2` of the Hann-windowed signal zero-padded to a power of two `N`.
+fn power_spectrum(samples: &[f32]) -> Vec<f64> {
+    let n = samples.len();
+    let fft_len = n.next_power_of_two().max(2);
+    let mut re = vec![0.0; fft_len];
+    let mut im = vec![0.0; fft_len];
+    for (i, (slot, &x)) in re.iter_mut().zip(samples).enumerate() {
+        *slot = f64::from(x) * hann(i, n);
+    }
+    fft_in_place(&mut re, &mut im);
+    re.iter()
+        .zip(&im)
+        .take(fft_len / 2 + 1)
+        .map(|(r, i)| r * r + i * i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::test_util::{Rng, sine};
+
+    const RATE: u32 = 48_000;
+
+    fn mix(parts: &[(f64, f32)]) -> Vec<f32> {
+        let mut out = vec![0.0; RATE as usize];
+        for &(hz, amp) in parts {
+            for (o, s) in out.iter_mut().zip(sine(hz, amp, RATE as usize, RATE)) {
+                *o += s;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn dominant_frequency_is_precise_for_off_bin_tones() {
+        for hz in [440.0, 440.7, 1234.5, 97.3, 15_000.2] {
+            let f = dominant_frequency(&sine(hz, 0.3, RATE as usize, RATE), RATE).unwrap();
+            assert!((f64::from(f) - hz).abs() < 0.2, "{hz} Hz measured as {f}");
+        }
+    }
+
+    #[test]
+    fn dominant_frequency_picks_the_louder_tone_and_ignores_dc() {
+        let mut x = mix(&[(440.0, 0.2), (660.0, 0.4)]);
+        x.iter_mut().for_each(|s| *s += 0.3);
+        let f = dominant_frequency(&x, RATE).unwrap();
+        assert!((f - 660.0).abs() < 0.5, "{f}");
+    }
+
+    #[test]
+    fn dominant_frequency_of_silence_or_tiny_input_is_none() {
+        assert_eq!(dominant_frequency(&[0.0; 4800], RATE), None);
+        assert_eq!(dominant_frequency(&[0.5; 10], RATE), None);
+    }
+
+    #[test]
+    fn distinguishes_440_660_880_mixes() {
+        let chord = mix(&[(440.0, 0.3), (660.0, 0.3)]);
+        assert!(tone_power(&chord, RATE, 440.0) > 0.4);
+        assert!(tone_power(&chord, RATE, 660.0) > 0.4);
+        assert!(tone_power(&chord, RATE, 880.0) < 1e-4);
+
+        let other = mix(&[(440.0, 0.3), (880.0, 0.3)]);
+        assert!(tone_power(&other, RATE, 660.0) < 1e-4);
+        assert!(tone_power(&other, RATE, 880.0) > 0.4);
+
+        for (hz, expected) in [(440.0, 0.4), (660.0, 0.4), (880.0, 0.0)] {
+            let p = band_presence(&chord, RATE, hz, 5.0);
+            assert!((p - expected).abs() < 0.11, "band {hz}: {p}");
+        }
+    }
+
+    #[test]
+    fn tone_power_is_a_fraction_of_total() {
+        let pure = sine(1000.0, 0.5, RATE as usize, RATE);
+        assert!((tone_power(&pure, RATE, 1000.0) - 1.0).abs() < 0.01);
+        assert_eq!(tone_power(&[0.0; 100], RATE, 1000.0), 0.0);
+        // White noise spreads its power: no single frequency holds much of it.
+        let mut rng = Rng::new(3);
+        let noise: Vec<f32> = (0..RATE).map(|_| (rng.unit() - 0.5) as f32).collect();
+        assert!(tone_power(&noise, RATE, 1000.0) < 0.01);
+        assert!(band_presence(&noise, RATE, 12_000.0, 12_000.0) > 0.99);
+    }
+
+    #[test]
+    fn rms_of_known_signals() {
+        assert_eq!(rms(&[]), 0.0);
+        assert!((rms(&[0.5, -0.5, 0.5, -0.5]) - 0.5).abs() < 1e-6);
+        let s = sine(100.0, 1.0, RATE as usize, RATE);
+        assert!((rms(&s) - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,254 @@
+//! How deep the jitter buffer should be: the RFC 3550 interarrival-jitter estimate, and the
+//! policy turning it into a target depth in frames that grows at once and shrinks slowly.
+
+use std::time::{Duration, Instant};
+
+use crate::audio::frame::{FRAME_MS, SAMPLE_RATE};
+
+/// Transit changes larger than this are a discontinuity (sender restart, clock jump), not
+/// jitter; they are skipped so one event cannot inflate the estimate for seconds.
+const DISCONTINUITY_MS: f64 = 1000.0;
+
+/// Arrivals over which the largest transit change is remembered (2 s of frames).
+const PEAK_WINDOW: usize = 100;
+
+/// Needed delays up to this are treated as "no jitter" (scheduling noise on a clean link).
+const NEEDED_DELAY_TOLERANCE_MS: f64 = 2.0;
+
+/// Interarrival jitter per RFC 3550 §6.4.1 — the smoothed mean deviation of the difference `D`
+/// in transit time between consecutively *arriving* packets, `J += (|D| − J) / 16`, in ms —
+/// plus the largest `|D|` of the last [`PEAK_WINDOW`] arrivals.
+///
+/// `J` alone under-reacts to sparse spikes (one packet in ten delayed 25 ms gives `J` ≈ 5 ms),
+/// so the delay the buffer must absorb is taken as `max(3·J, recent peak |D|)`: for evenly
+/// spread delays `3·J` covers their range, for spikes the peak does.
+///
+/// Transit is measured against the RTP timestamp, so DTX gaps (timestamps and arrival times
+/// jump together) do not count as jitter.
+#[derive(Debug, Clone)]
+pub(crate) struct JitterEstimator {
+    /// Arrival time and RTP timestamp of the previous packet.
+    last: Option<(Instant, u32)>,
+    /// RFC 3550 `J`, ms.
+    jitter_ms: f64,
+    /// Ring of recent `|D|` values, ms.
+    recent: [f32; PEAK_WINDOW],
+    /// Next ring position to overwrite.
+    next: usize,
+}
+
+impl Default for JitterEstimator {
+    fn default() -> Self {
+        Self {
+            last: None,
+            jitter_ms: 0.0,
+            recent: [0.0; PEAK_WINDOW],
+            next: 0,
+        }
+    }
+}
+
+impl JitterEstimator {
+    /// Feeds one arrival.
+    pub(crate) fn update(&mut self, arrival: Instant, rtp_ts: u32) {
+        if let Some((last_arrival, last_ts)) = self.last {
+            let arrival_delta_ms = signed_ms(arrival, last_arrival);
+            // Wrapping difference: RTP timestamps wrap at 2^32 (every ~25 h at 48 kHz).
+            let ts_delta = rtp_ts.wrapping_sub(last_ts) as i32;
+            let media_delta_ms = f64::from(ts_delta) * 1000.0 / f64::from(SAMPLE_RATE);
+            let d = (arrival_delta_ms - media_delta_ms).abs();
+            if d < DISCONTINUITY_MS {
+                self.jitter_ms += (d - self.jitter_ms) / 16.0;
+                self.recent[self.next] = d as f32;
+                self.next = (self.next + 1) % PEAK_WINDOW;
+            }
+        }
+        self.last = Some((arrival, rtp_ts));
+    }
+
+    /// Forgets the previous packet (after a resync) but keeps the estimate: the network did not
+    /// change just because the sender restarted.
+    pub(crate) fn restart(&mut self, arrival: Instant, rtp_ts: u32) {
+        self.last = Some((arrival, rtp_ts));
+    }
+
+    /// RFC 3550 `J`, ms.
+    pub(crate) fn jitter_ms(&self) -> f64 {
+        self.jitter_ms
+    }
+
+    /// Delay the buffer should absorb, ms: `max(3·J, recent peak |D|)`.
+    pub(crate) fn needed_delay_ms(&self) -> f64 {
+        let peak = self.recent.iter().copied().fold(0.0f32, f32::max);
+        (3.0 * self.jitter_ms).max(f64::from(peak))
+    }
+}
+
+/// `a − b` in ms, negative if `a` is earlier.
+fn signed_ms(a: Instant, b: Instant) -> f64 {
+    match a.checked_duration_since(b) {
+        Some(d) => d.as_secs_f64() * 1000.0,
+        None => -(b.duration_since(a).as_secs_f64() * 1000.0),
+    }
+}
+
+/// Frames of depth that guarantee `needed_ms` of slack. Depth counts the frame about to play, so
+/// a depth of `d` leaves between `d − 1` and `d` frames of time between a packet's nominal arrival
+/// and its playout: `d = 1 + ceil(needed / 20 ms)`. A clean link needs 1.
+pub(crate) fn required_frames(needed_ms: f64, min: usize, max: usize) -> usize {
+    let extra = ((needed_ms - NEEDED_DELAY_TOLERANCE_MS).max(0.0) / f64::from(FRAME_MS)).ceil();
+    // `extra` is finite and non-negative here; the cast saturates for absurd values.
+    (1 + extra as usize).clamp(min, max)
+}
+
+/// The target depth in frames: jumps up as soon as the jitter requires it, steps down by one
+/// frame only after the requirement stayed lower for `shrink_hold` (and again after each further
+/// `shrink_hold`). Invariant: `min <= frames <= max`.
+#[derive(Debug, Clone)]
+pub(crate) struct DepthTarget {
+    frames: usize,
+    min: usize,
+    max: usize,
+    shrink_hold: Duration,
+    /// Since when the requirement has been below `frames`.
+    below_since: Option<Instant>,
+}
+
+impl DepthTarget {
+    pub(crate) fn new(min: usize, max: usize, shrink_hold: Duration) -> Self {
+        Self {
+            frames: min,
+            min,
+            max,
+            shrink_hold,
+            below_since: None,
+        }
+    }
+
+    /// Current target in frames.
+    pub(crate) fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Re-evaluates the target for the delay to absorb (ms) at time `now`.
+    pub(crate) fn update(&mut self, needed_ms: f64, now: Instant) {
+        let required = required_frames(needed_ms, self.min, self.max);
+        if required >= self.frames {
+            self.frames = required;
+            self.below_since = None;
+            return;
+        }
+        match self.below_since {
+            None => self.below_since = Some(now),
+            Some(since) if now.saturating_duration_since(since) >= self.shrink_hold => {
+                self.frames -= 1; // > required >= min, so stays >= min
+                self.below_since = Some(now);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_transit_means_zero_jitter_even_across_dtx_gaps() {
+        let t0 = Instant::now();
+        let mut est = JitterEstimator::default();
+        for i in 0..100u32 {
+            // Frames 50..: a 1 s DTX gap, timestamps and arrivals jump together.
+            let frame = if i < 50 { i } else { i + 50 };
+            let at = t0 + Duration::from_millis(u64::from(frame) * 20 + 30);
+            est.update(at, 7 + frame * 960);
+        }
+        assert!(est.jitter_ms() < 1e-9, "{}", est.jitter_ms());
+    }
+
+    #[test]
+    fn alternating_delay_converges_to_its_deviation() {
+        let t0 = Instant::now();
+        let mut est = JitterEstimator::default();
+        for i in 0..400u32 {
+            let delay = if i % 2 == 0 { 0 } else { 10 };
+            est.update(
+                t0 + Duration::from_millis(u64::from(i) * 20 + delay),
+                i * 960,
+            );
+        }
+        assert!((est.jitter_ms() - 10.0).abs() < 0.01, "{}", est.jitter_ms());
+    }
+
+    #[test]
+    fn timestamp_wrap_and_discontinuities_do_not_count() {
+        let t0 = Instant::now();
+        let mut est = JitterEstimator::default();
+        est.update(t0, u32::MAX - 100);
+        est.update(
+            t0 + Duration::from_millis(20),
+            (u32::MAX - 100).wrapping_add(960),
+        );
+        assert!(est.jitter_ms() < 1e-9);
+        est.update(t0 + Duration::from_millis(40), 123_456_789); // restart: huge jump
+        assert!(est.jitter_ms() < 1e-9);
+    }
+
+    #[test]
+    fn required_frames_grow_with_the_delay_to_absorb() {
+        assert_eq!(required_frames(0.0, 1, 10), 1);
+        assert_eq!(required_frames(1.5, 1, 10), 1);
+        assert_eq!(required_frames(5.0, 1, 10), 2);
+        assert_eq!(required_frames(21.0, 1, 10), 2);
+        assert_eq!(required_frames(25.0, 1, 10), 3);
+        assert_eq!(required_frames(60.0, 1, 10), 4);
+        assert_eq!(required_frames(500.0, 1, 10), 10);
+        assert_eq!(required_frames(0.0, 3, 10), 3);
+    }
+
+    #[test]
+    fn sparse_spikes_are_caught_by_the_peak_and_forgotten_later() {
+        let t0 = Instant::now();
+        let mut est = JitterEstimator::default();
+        for i in 0..200u32 {
+            let delay = if i % 10 == 5 { 25 } else { 0 };
+            est.update(
+                t0 + Duration::from_millis(u64::from(i) * 20 + delay),
+                i * 960,
+            );
+        }
+        assert!(
+            est.jitter_ms() < 8.0,
+            "J alone would say {}",
+            est.jitter_ms()
+        );
+        assert!((est.needed_delay_ms() - 25.0).abs() < 0.01);
+        for i in 200..400u32 {
+            est.update(t0 + Duration::from_millis(u64::from(i) * 20), i * 960);
+        }
+        assert!(est.needed_delay_ms() < 0.1, "{}", est.needed_delay_ms());
+    }
+
+    #[test]
+    fn target_grows_at_once_and_shrinks_one_step_per_hold() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut target = DepthTarget::new(1, 10, Duration::from_secs(1));
+        target.update(60.0, at(0));
+        assert_eq!(target.frames(), 4);
+        target.update(0.0, at(100));
+        target.update(0.0, at(1000));
+        assert_eq!(target.frames(), 4, "held");
+        target.update(0.0, at(1100));
+        assert_eq!(target.frames(), 3);
+        target.update(0.0, at(1500));
+        assert_eq!(target.frames(), 3);
+        target.update(0.0, at(2100));
+        assert_eq!(target.frames(), 2);
+        target.update(10.0, at(2200)); // requirement back at 2: the hold restarts
+        target.update(0.0, at(3000));
+        assert_eq!(target.frames(), 2);
+        target.update(0.0, at(4000));
+        assert_eq!(target.frames(), 1);
+    }
+}

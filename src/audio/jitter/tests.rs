@@ -1,0 +1,645 @@
+//! Jitter-buffer behaviour in simulated time: a sender emitting one packet per 20 ms, a network
+//! that delays, reorders, duplicates or drops them, and a playout clock popping every 20 ms.
+
+use super::*;
+use crate::audio::test_util::Rng;
+
+/// A packet on the simulated wire: frame `index`, sent at `index × 20 ms`.
+#[derive(Debug, Clone)]
+struct Wire {
+    index: u32,
+    seq: u16,
+    ts: u32,
+    arrive_ms: f64,
+}
+
+/// Payloads carry the frame index so tests can see what was played (4 bytes: never "DTX").
+fn payload(index: u32) -> Vec<u8> {
+    index.to_be_bytes().to_vec()
+}
+
+fn index_of(payload: &[u8]) -> u32 {
+    u32::from_be_bytes(payload.try_into().expect("test payloads are 4 bytes"))
+}
+
+/// `n` frames starting at sequence `first_seq`; `delay(i)` is frame i's network delay in ms, or
+/// `None` if the network drops it. Sorted by arrival time.
+fn send(n: u32, first_seq: u16, mut delay: impl FnMut(u32) -> Option<f64>) -> Vec<Wire> {
+    let mut wire: Vec<Wire> = (0..n)
+        .filter_map(|i| {
+            delay(i).map(|d| Wire {
+                index: i,
+                seq: first_seq.wrapping_add(i as u16),
+                ts: 1_000 + i * 960,
+                arrive_ms: f64::from(i) * 20.0 + d,
+            })
+        })
+        .collect();
+    wire.sort_by(|a, b| a.arrive_ms.total_cmp(&b.arrive_ms));
+    wire
+}
+
+struct Popped {
+    at_ms: f64,
+    /// Depth just before this pop.
+    depth: usize,
+    playout: Playout,
+}
+
+/// Drives a buffer: all arrivals up to each pop time are pushed, then one pop.
+struct Sim {
+    jb: JitterBuffer,
+    t0: Instant,
+    wire: Vec<Wire>,
+    next_wire: usize,
+    next_pop_ms: f64,
+    log: Vec<Popped>,
+}
+
+impl Sim {
+    fn new(wire: Vec<Wire>, pop_phase_ms: f64) -> Self {
+        Self::with_buffer(JitterBuffer::default(), wire, pop_phase_ms)
+    }
+
+    fn with_buffer(jb: JitterBuffer, wire: Vec<Wire>, pop_phase_ms: f64) -> Self {
+        Self {
+            jb,
+            t0: Instant::now(),
+            wire,
+            next_wire: 0,
+            next_pop_ms: pop_phase_ms,
+            log: Vec::new(),
+        }
+    }
+
+    fn at(&self, ms: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(ms / 1000.0)
+    }
+
+    fn run_until(&mut self, end_ms: f64) {
+        while self.next_pop_ms <= end_ms {
+            while let Some(w) = self.wire.get(self.next_wire) {
+                if w.arrive_ms > self.next_pop_ms {
+                    break;
+                }
+                let (seq, ts, p, at) = (w.seq, w.ts, payload(w.index), self.at(w.arrive_ms));
+                self.jb.push(seq, ts, p, at);
+                self.next_wire += 1;
+            }
+            let depth = self.jb.stats().depth;
+            let playout = self.jb.pop(self.at(self.next_pop_ms));
+            self.log.push(Popped {
+                at_ms: self.next_pop_ms,
+                depth,
+                playout,
+            });
+            self.next_pop_ms += 20.0;
+        }
+    }
+
+    /// (pop time, frame index) of every played packet.
+    fn played(&self) -> Vec<(f64, u32)> {
+        self.log
+            .iter()
+            .filter_map(|p| match &p.playout {
+                Playout::Packet(bytes) => Some((p.at_ms, index_of(bytes))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Largest depth seen before a pop in `[from_ms, to_ms)`.
+    fn max_depth_between(&self, from_ms: f64, to_ms: f64) -> usize {
+        self.log
+            .iter()
+            .filter(|p| (from_ms..to_ms).contains(&p.at_ms))
+            .map(|p| p.depth)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Send-to-playout latency of each played packet, ms.
+    fn latencies_between(&self, from_ms: f64, to_ms: f64) -> Vec<f64> {
+        self.played()
+            .into_iter()
+            .filter(|(at, _)| (from_ms..to_ms).contains(at))
+            .map(|(at, i)| at - f64::from(i) * 20.0)
+            .collect()
+    }
+}
+
+fn assert_strictly_increasing(indices: &[u32]) {
+    for pair in indices.windows(2) {
+        assert!(pair[0] < pair[1], "out of order: {pair:?}");
+    }
+}
+
+#[test]
+fn clean_link_plays_everything_at_one_frame_of_depth() {
+    let mut sim = Sim::new(send(500, 1234, |_| Some(30.0)), 7.0);
+    sim.run_until(10_400.0);
+    let played: Vec<u32> = sim.played().into_iter().map(|(_, i)| i).collect();
+    assert_eq!(played, (0..500).collect::<Vec<_>>());
+    let stats = sim.jb.stats();
+    assert_eq!(
+        (stats.lost, stats.late, stats.concealed, stats.dropped),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(stats.target_depth, 1);
+    assert_eq!(sim.max_depth_between(0.0, 10_400.0), 1);
+    let latency = sim.latencies_between(0.0, f64::MAX);
+    assert_eq!(latency.len(), 500);
+    assert!(
+        latency.iter().all(|&l| (30.0..50.0).contains(&l)),
+        "{latency:?}"
+    );
+}
+
+#[test]
+fn depth_grows_under_jitter_and_shrinks_back_when_the_link_calms() {
+    let mut rng = Rng::new(42);
+    // 0–10 s: 20..80 ms delay (reordering included); then a steady 20 ms.
+    let wire = send(2000, 0, |i| {
+        let jitter = rng.unit() * 60.0;
+        Some(if i < 500 { 20.0 + jitter } else { 20.0 })
+    });
+    let mut sim = Sim::new(wire, 3.0);
+
+    sim.run_until(5_000.0);
+    let early = sim.jb.stats();
+    sim.run_until(10_000.0);
+    let jittery = sim.jb.stats();
+    assert!(
+        jittery.jitter_ms > 10.0,
+        "jitter estimate {}",
+        jittery.jitter_ms
+    );
+    assert!(jittery.target_depth >= 3, "target {}", jittery.target_depth);
+    // Adapted: in the second half of the jittery phase almost nothing is lost or late.
+    let bad = (jittery.lost - early.lost) + (jittery.late - early.late);
+    assert!(bad <= 5, "{bad} of 250 frames lost/late after adapting");
+    let jittery_latency = sim.latencies_between(5_000.0, 10_000.0);
+    let mean = jittery_latency.iter().sum::<f64>() / jittery_latency.len() as f64;
+    assert!(
+        mean > 80.0,
+        "mean latency {mean} ms is too low to absorb 60 ms jitter"
+    );
+
+    sim.run_until(12_000.0);
+    let settled = sim.jb.stats();
+    sim.run_until(40_000.0);
+    let calm = sim.jb.stats();
+    assert_eq!(calm.target_depth, 1);
+    assert!(
+        sim.max_depth_between(10_000.0, 12_000.0) >= 4,
+        "depth was high while jittery"
+    );
+    assert_eq!(
+        sim.max_depth_between(30_000.0, 40_000.0),
+        1,
+        "depth back to one frame"
+    );
+    assert_eq!(calm.lost, settled.lost, "losses on a calm link");
+    assert_eq!(calm.late, settled.late);
+    assert!(
+        calm.dropped > settled.dropped,
+        "latency was cut by dropping frames"
+    );
+    let calm_latency = sim.latencies_between(30_000.0, 40_000.0);
+    assert_eq!(calm_latency.len(), 500);
+    assert!(calm_latency.iter().all(|&l| l < 40.0), "{calm_latency:?}");
+
+    let played: Vec<u32> = sim.played().into_iter().map(|(_, i)| i).collect();
+    assert_strictly_increasing(&played);
+}
+
+#[test]
+fn reordered_packets_are_played_in_sequence() {
+    let t0 = Instant::now();
+    let ms = |m: u64| t0 + Duration::from_millis(m);
+    let mut jb = JitterBuffer::default();
+    assert_eq!(jb.push(10, 0, payload(10), ms(0)), PushOutcome::Resynced);
+    assert_eq!(jb.pop(ms(1)), Playout::Packet(payload(10)));
+    assert_eq!(
+        jb.push(12, 1920, payload(12), ms(15)),
+        PushOutcome::Accepted
+    );
+    assert_eq!(jb.push(11, 960, payload(11), ms(18)), PushOutcome::Accepted);
+    assert_eq!(jb.pop(ms(21)), Playout::Packet(payload(11)));
+    assert_eq!(jb.pop(ms(41)), Playout::Packet(payload(12)));
+    assert_eq!(jb.pop(ms(61)), Playout::Empty);
+    let stats = jb.stats();
+    assert_eq!((stats.lost, stats.late, stats.received), (0, 0, 3));
+}
+
+#[test]
+fn packets_reordered_on_the_wire_play_in_order_without_loss() {
+    // Every 10th packet is held back 25 ms: it arrives after its successor.
+    let wire = send(300, 0, |i| Some(if i % 10 == 5 { 55.0 } else { 30.0 }));
+    assert!(
+        wire.windows(2).any(|w| w[0].index > w[1].index),
+        "the link really reorders"
+    );
+    let mut sim = Sim::new(wire, 11.0);
+    sim.run_until(7_000.0);
+    let played: Vec<u32> = sim.played().into_iter().map(|(_, i)| i).collect();
+    assert_strictly_increasing(&played);
+    let stats = sim.jb.stats();
+    // The first reorder may cost a frame before the target grows; after that, none.
+    assert!(stats.lost + stats.late <= 2, "{stats:?}");
+    assert!(played.len() >= 298);
+}
+
+/// Pushes frames `indices` (sequence = `first_seq + index`) at their nominal arrival times on a
+/// clean link (frame i at `t0 + 20·i ms`); returns the buffer and a time after the last arrival.
+fn buffer_with(indices: impl IntoIterator<Item = u32>, first_seq: u16) -> (JitterBuffer, Instant) {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::default();
+    let mut last = 0;
+    for i in indices {
+        let at = t0 + Duration::from_millis(u64::from(i) * 20);
+        jb.push(first_seq.wrapping_add(i as u16), i * 960, payload(i), at);
+        last = last.max(i);
+    }
+    (jb, t0 + Duration::from_millis(u64::from(last) * 20 + 1))
+}
+
+/// `n` pops, 20 ms apart, starting at `start`.
+fn pop_n(jb: &mut JitterBuffer, start: Instant, n: u32) -> Vec<Playout> {
+    (0..n)
+        .map(|k| jb.pop(start + Duration::from_millis(u64::from(k) * 20)))
+        .collect()
+}
+
+#[test]
+fn a_lost_packet_comes_with_the_next_payload_for_fec() {
+    let (mut jb, t0) = buffer_with([0, 1, 3, 4, 7, 8], 100);
+    let out = pop_n(&mut jb, t0, 10);
+    assert_eq!(
+        out,
+        vec![
+            Playout::Packet(payload(0)),
+            Playout::Packet(payload(1)),
+            Playout::Lost {
+                fec_from: Some(payload(3))
+            },
+            Playout::Packet(payload(3)),
+            Playout::Packet(payload(4)),
+            Playout::Lost { fec_from: None }, // 5: its successor 6 is lost too
+            Playout::Lost {
+                fec_from: Some(payload(7))
+            },
+            Playout::Packet(payload(7)),
+            Playout::Packet(payload(8)),
+            Playout::Empty,
+        ]
+    );
+    let stats = jb.stats();
+    assert_eq!((stats.lost, stats.concealed, stats.underruns), (3, 3, 1));
+}
+
+#[test]
+fn a_loss_on_a_clean_link_is_concealed_then_recovered_with_fec() {
+    let mut sim = Sim::new(send(200, 0, |i| (i != 40).then_some(30.0)), 7.0);
+    sim.run_until(4_200.0);
+    let around: Vec<&Playout> = sim
+        .log
+        .iter()
+        .skip_while(|p| p.playout != Playout::Packet(payload(39)))
+        .map(|p| &p.playout)
+        .take(4)
+        .collect();
+    // Frame 40 is due with nothing newer here yet: run dry (conceal); when 41 arrives the gap is
+    // known and 41's FEC restores 40.
+    assert_eq!(
+        around,
+        [
+            &Playout::Packet(payload(39)),
+            &Playout::Empty,
+            &Playout::Lost {
+                fec_from: Some(payload(41))
+            },
+            &Playout::Packet(payload(41)),
+        ]
+    );
+    let stats = sim.jb.stats();
+    assert_eq!((stats.lost, stats.concealed, stats.late), (1, 1, 0));
+    // The extra frame of latency is trimmed again later.
+    assert_eq!(stats.dropped, 1);
+    let played = sim.played();
+    assert_eq!(played.len(), 198);
+}
+
+#[test]
+fn sequence_numbers_wrap_from_65535_to_0() {
+    let (mut jb, t0) = buffer_with([0, 1, 2, 3, 4, 5, 7, 8], 65_531); // index 5 = seq 0
+    let out = pop_n(&mut jb, t0, 9);
+    let expected: Vec<Playout> = (0..=5)
+        .map(|i| Playout::Packet(payload(i)))
+        .chain([
+            Playout::Lost {
+                fec_from: Some(payload(7)),
+            },
+            Playout::Packet(payload(7)),
+            Playout::Packet(payload(8)),
+        ])
+        .collect();
+    assert_eq!(out, expected);
+
+    // And in simulated time over a long run crossing the wrap.
+    let mut sim = Sim::new(send(400, 65_400, |_| Some(25.0)), 5.0);
+    sim.run_until(8_100.0);
+    let played: Vec<u32> = sim.played().into_iter().map(|(_, i)| i).collect();
+    assert_eq!(played, (0..400).collect::<Vec<_>>());
+    assert_eq!(sim.jb.stats().resyncs, 0);
+}
+
+#[test]
+fn duplicates_are_counted_and_dropped() {
+    let t0 = Instant::now();
+    let ms = |m: u64| t0 + Duration::from_millis(m);
+    let mut jb = JitterBuffer::default();
+    jb.push(1, 0, payload(1), ms(0));
+    assert_eq!(jb.push(1, 0, payload(1), ms(1)), PushOutcome::Duplicate);
+    jb.push(2, 960, payload(2), ms(2));
+    assert_eq!(jb.pop(ms(5)), Playout::Packet(payload(1)));
+    // A duplicate of an already played packet is still a duplicate, not "late".
+    assert_eq!(jb.push(1, 0, payload(1), ms(6)), PushOutcome::Duplicate);
+    assert_eq!(jb.pop(ms(25)), Playout::Packet(payload(2)));
+    assert_eq!(jb.pop(ms(45)), Playout::Empty);
+    let stats = jb.stats();
+    assert_eq!((stats.duplicates, stats.late, stats.received), (2, 0, 2));
+
+    // Every packet twice over a lossy-free link: each played once.
+    let mut wire = send(200, 0, |_| Some(30.0));
+    let copies: Vec<Wire> = wire
+        .iter()
+        .map(|w| Wire {
+            arrive_ms: w.arrive_ms + 3.0,
+            ..w.clone()
+        })
+        .collect();
+    wire.extend(copies);
+    wire.sort_by(|a, b| a.arrive_ms.total_cmp(&b.arrive_ms));
+    let mut sim = Sim::new(wire, 7.0);
+    sim.run_until(4_100.0);
+    let played: Vec<u32> = sim.played().into_iter().map(|(_, i)| i).collect();
+    assert_eq!(played, (0..200).collect::<Vec<_>>());
+    assert_eq!(sim.jb.stats().duplicates, 200);
+}
+
+#[test]
+fn a_packet_arriving_after_its_frame_was_concealed_is_late() {
+    let (mut jb, start) = buffer_with([0, 2], 0);
+    let out = pop_n(&mut jb, start, 2);
+    assert_eq!(
+        out[1],
+        Playout::Lost {
+            fec_from: Some(payload(2))
+        }
+    );
+    let outcome = jb.push(1, 960, payload(1), start + Duration::from_millis(25));
+    assert_eq!(outcome, PushOutcome::Late);
+    assert_eq!(
+        jb.pop(start + Duration::from_millis(40)),
+        Playout::Packet(payload(2))
+    );
+    assert_eq!(jb.pop(start + Duration::from_millis(60)), Playout::Empty);
+    let stats = jb.stats();
+    assert_eq!((stats.late, stats.lost), (1, 1));
+}
+
+#[test]
+fn sender_restart_with_a_sequence_jump_resyncs() {
+    let t0 = Instant::now();
+    let ms = |m: u64| t0 + Duration::from_millis(m);
+    let mut jb = JitterBuffer::default();
+    for i in 0..5u32 {
+        jb.push(100 + i as u16, i * 960, payload(i), ms(u64::from(i) * 20));
+        assert_eq!(
+            jb.pop(ms(u64::from(i) * 20 + 5)),
+            Playout::Packet(payload(i))
+        );
+    }
+    // New stream: sequence +30000, random timestamp base.
+    let mut played = Vec::new();
+    for i in 0..20u32 {
+        let at = 100 + u64::from(i) * 20;
+        let outcome = jb.push(
+            30_105 + i as u16,
+            777_777 + i * 960,
+            payload(100 + i),
+            ms(at),
+        );
+        assert_eq!(
+            outcome,
+            if i == 0 {
+                PushOutcome::Resynced
+            } else {
+                PushOutcome::Accepted
+            }
+        );
+        if let Playout::Packet(p) = jb.pop(ms(at + 5)) {
+            played.push(index_of(&p));
+        }
+    }
+    assert_eq!(played, (100..120).collect::<Vec<_>>());
+    let stats = jb.stats();
+    assert_eq!((stats.resyncs, stats.lost, stats.concealed), (1, 0, 0));
+    assert!(
+        stats.jitter_ms < 1.0,
+        "restart polluted jitter: {}",
+        stats.jitter_ms
+    );
+}
+
+#[test]
+fn sender_restart_with_lower_sequence_numbers_resyncs_after_a_stale_run() {
+    let mut sim = Sim::new(send(100, 5_000, |_| Some(30.0)), 7.0);
+    sim.run_until(2_020.0);
+    // The restarted sender counts from 4_000 again (behind what we played).
+    let restart: Vec<Wire> = send(100, 4_000, |_| Some(30.0))
+        .into_iter()
+        .map(|w| Wire {
+            index: w.index + 1000,
+            arrive_ms: w.arrive_ms + 2_100.0,
+            ..w
+        })
+        .collect();
+    sim.wire.extend(restart);
+    sim.run_until(4_200.0);
+    let played: Vec<u32> = sim.played().into_iter().map(|(_, i)| i).collect();
+    let new_stream: Vec<u32> = played.iter().copied().filter(|&i| i >= 1000).collect();
+    let stats = sim.jb.stats();
+    assert_eq!(stats.resyncs, 1);
+    // 200 ms of stale packets (frames 0..=9 of the new stream) before the restart is believed.
+    assert_eq!(stats.late, 10);
+    assert_eq!(new_stream.first(), Some(&1010));
+    assert_eq!(new_stream.last(), Some(&1099));
+    assert_strictly_increasing(&new_stream);
+}
+
+#[test]
+fn a_burst_after_an_outage_is_skipped_to_keep_latency_bounded() {
+    // Frames 100..160 are held by a 1.3 s outage and then arrive together.
+    let wire = send(1000, 0, |i| {
+        Some(if (100..160).contains(&i) {
+            30.0 + f64::from(160 - i) * 20.0 + 100.0
+        } else {
+            30.0
+        })
+    });
+    let mut sim = Sim::new(wire, 7.0);
+    sim.run_until(20_000.0);
+    let stats = sim.jb.stats();
+    assert!(stats.late >= 55, "the burst must not be played: {stats:?}");
+    let latency = sim.latencies_between(3_000.0, 20_000.0);
+    let max = latency.iter().copied().fold(0.0, f64::max);
+    assert!(
+        max <= 30.0 + 20.0 * 10.0,
+        "latency {max} ms above the max depth"
+    );
+    // The burst looked like heavy jitter; once it is forgotten, latency is back to normal.
+    let after = sim.latencies_between(15_000.0, 20_000.0);
+    assert_eq!(after.len(), 250);
+    assert!(after.iter().all(|&l| l < 50.0), "{after:?}");
+    let played: Vec<u32> = sim.played().into_iter().map(|(_, i)| i).collect();
+    assert_strictly_increasing(&played);
+}
+
+#[test]
+fn dtx_pause_is_silence_not_loss() {
+    // Talk 1 s, 2 s of DTX (nothing sent; sequence numbers stay contiguous), talk 1 s.
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::default();
+    let mut results = Vec::new();
+    for slot in 0..200u32 {
+        let talking = !(50..150).contains(&slot);
+        if talking {
+            let seq = if slot < 50 { slot } else { slot - 100 };
+            let arrival = t0 + Duration::from_millis(u64::from(slot) * 20 + 30);
+            jb.push(seq as u16, slot * 960, payload(slot), arrival);
+        }
+        results.push(jb.pop(t0 + Duration::from_millis(u64::from(slot) * 20 + 37)));
+    }
+    let stats = jb.stats();
+    assert_eq!((stats.lost, stats.concealed, stats.late), (0, 0, 0));
+    assert!(
+        stats.jitter_ms < 0.1,
+        "DTX gap counted as jitter: {}",
+        stats.jitter_ms
+    );
+    assert!(results[60..150].iter().all(|p| *p == Playout::Empty));
+    let played = results
+        .iter()
+        .filter(|p| matches!(p, Playout::Packet(_)))
+        .count();
+    assert_eq!(played, 100);
+}
+
+#[test]
+fn prebuffering_waits_for_the_target_depth_or_its_duration() {
+    let t0 = Instant::now();
+    let ms = |m: u64| t0 + Duration::from_millis(m);
+    let config = JitterConfig {
+        min_depth: 3,
+        ..JitterConfig::default()
+    };
+    let mut jb = JitterBuffer::new(config);
+    jb.push(0, 0, payload(0), ms(0));
+    assert_eq!(jb.pop(ms(5)), Playout::NotReady);
+    jb.push(1, 960, payload(1), ms(20));
+    assert_eq!(jb.pop(ms(25)), Playout::NotReady);
+    jb.push(2, 1920, payload(2), ms(40));
+    assert_eq!(
+        jb.pop(ms(45)),
+        Playout::Packet(payload(0)),
+        "depth 3 reached"
+    );
+
+    // A lone packet (end of a talk spurt) is not held forever: it plays after 3 frames' time.
+    let mut jb = JitterBuffer::new(config);
+    jb.push(0, 0, payload(0), ms(0));
+    assert_eq!(jb.pop(ms(20)), Playout::NotReady);
+    assert_eq!(jb.pop(ms(40)), Playout::NotReady);
+    assert_eq!(jb.pop(ms(60)), Playout::Packet(payload(0)));
+    assert_eq!(jb.pop(ms(80)), Playout::Empty);
+}
+
+#[test]
+fn reordering_before_playout_starts_is_not_late() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig {
+        min_depth: 2,
+        ..JitterConfig::default()
+    });
+    jb.push(51, 960, payload(51), t0 + Duration::from_millis(20));
+    let arrival = t0 + Duration::from_millis(21);
+    assert_eq!(jb.push(50, 0, payload(50), arrival), PushOutcome::Accepted);
+    let out = pop_n(&mut jb, arrival, 3);
+    assert_eq!(
+        out,
+        [
+            Playout::Packet(payload(50)),
+            Playout::Packet(payload(51)),
+            Playout::Empty
+        ]
+    );
+}
+
+#[test]
+fn latency_trim_prefers_dtx_frames() {
+    // Over-buffered by 4 frames on a calm link; the stream mixes speech and DTX payloads.
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::default();
+    let body = |i: u32| if i % 25 < 20 { payload(i) } else { vec![0xF8] };
+    for i in 0..4u32 {
+        jb.push(i as u16, i * 960, body(i), t0);
+    }
+    let mut played = Vec::new();
+    for k in 0..300u32 {
+        let now = t0 + Duration::from_millis(u64::from(k) * 20 + 10);
+        jb.push((k + 4) as u16, (k + 4) * 960, body(k + 4), now);
+        if let Playout::Packet(p) = jb.pop(now + Duration::from_millis(5)) {
+            played.push(p);
+        }
+    }
+    let stats = jb.stats();
+    assert_eq!(stats.dropped, 4, "{stats:?}");
+    assert_eq!(
+        stats.depth, 0,
+        "each frame is played right after it arrives"
+    );
+    // Every speech frame was played: only DTX frames were cut.
+    let speech_played = played.iter().filter(|p| p.len() == 4).count();
+    let speech_sent = (0..304u32).filter(|i| i % 25 < 20).count();
+    assert_eq!(speech_played, speech_sent);
+}
+
+#[test]
+fn a_missing_packet_cannot_stall_playout() {
+    // Jitter raised the target; then the due packet never comes and the stream pauses, so the
+    // depth can never reach the target. Waiting is bounded by the target.
+    let t0 = Instant::now();
+    let ms = |m: u64| t0 + Duration::from_millis(m);
+    let mut jb = JitterBuffer::default();
+    for (i, delay) in [0u32, 1, 2, 3].into_iter().zip([0u64, 60, 0, 60]) {
+        jb.push(i as u16, i * 960, payload(i), ms(u64::from(i) * 20 + delay));
+    }
+    jb.push(5, 5 * 960, payload(5), ms(150));
+    let target = jb.stats().target_depth;
+    assert!(target >= 3, "target {target}");
+    let out: Vec<Playout> = (0..12).map(|k| jb.pop(ms(160 + k * 20))).collect();
+    let lost_at = out
+        .iter()
+        .position(|p| matches!(p, Playout::Lost { .. }))
+        .expect("frame 4 is eventually given up");
+    assert_eq!(
+        out[lost_at],
+        Playout::Lost {
+            fec_from: Some(payload(5))
+        }
+    );
+    assert!(out[lost_at + 1..].contains(&Playout::Packet(payload(5))));
+    assert!(out.last() == Some(&Playout::Empty));
+}

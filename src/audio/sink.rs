@@ -1,0 +1,351 @@
+//! Where incoming audio goes when it is not (or not only) a speaker: a WAV recording or
+//! nowhere — plus the `--sink` spec that names one.
+//!
+//! [`WavSink`] is built for headless tests that get killed: it rewrites the WAV header every
+//! second, so the file on disk is always a valid WAV holding at least everything up to the last
+//! checkpoint, and dropping it without [`AudioSink::finish`] still leaves a complete file.
+
+use std::fmt;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::frame::SAMPLE_RATE;
+use super::spec::{SpecError, split_kind};
+
+/// Something that consumes 48 kHz mono frames.
+pub trait AudioSink {
+    /// Consumes one frame (normally [`super::FRAME_SAMPLES`] samples, any length is accepted).
+    fn write_frame(&mut self, frame: &[f32]) -> Result<(), SinkError>;
+
+    /// Completes the output. Idempotent; writes after it fail with [`SinkError::Finished`].
+    fn finish(&mut self) -> Result<(), SinkError>;
+}
+
+impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
+    fn write_frame(&mut self, frame: &[f32]) -> Result<(), SinkError> {
+        (**self).write_frame(frame)
+    }
+    fn finish(&mut self) -> Result<(), SinkError> {
+        (**self).finish()
+    }
+}
+
+/// Why a sink failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The output file could not be created.
+    #[error("cannot create WAV file {path}")]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// What hound reported.
+        #[source]
+        source: hound::Error,
+    },
+    /// Writing, checkpointing or finalizing failed (disk full, file removed, ...).
+    #[error("cannot write WAV file {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What hound reported.
+        #[source]
+        source: hound::Error,
+    },
+    /// A frame arrived after [`AudioSink::finish`].
+    #[error("WAV file {path} was already finished")]
+    Finished {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Discards audio, counting frames (handy in tests and for "receive only" runs).
+#[derive(Debug, Clone, Default)]
+pub struct NullSink {
+    /// Frames written so far.
+    pub frames: u64,
+}
+
+impl AudioSink for NullSink {
+    fn write_frame(&mut self, _frame: &[f32]) -> Result<(), SinkError> {
+        self.frames += 1;
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Records to a 48 kHz mono 16-bit PCM WAV file.
+///
+/// Samples are clamped to `[-1, 1]` and scaled by 32767 (NaN is written as 0).
+pub struct WavSink {
+    /// `None` once finished.
+    writer: Option<hound::WavWriter<BufWriter<File>>>,
+    /// For error messages.
+    path: PathBuf,
+    /// Frames since the header was last rewritten.
+    frames_since_checkpoint: u32,
+}
+
+impl WavSink {
+    /// Header checkpoint interval: 50 frames = 1 s of audio at most lost on a hard kill.
+    pub const CHECKPOINT_FRAMES: u32 = 50;
+
+    /// Creates (or truncates) `path`.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, SinkError> {
+        let path = path.as_ref().to_path_buf();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        match hound::WavWriter::create(&path, spec) {
+            Ok(writer) => Ok(Self {
+                writer: Some(writer),
+                path,
+                frames_since_checkpoint: 0,
+            }),
+            Err(source) => Err(SinkError::Create { path, source }),
+        }
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_err(&self, source: hound::Error) -> SinkError {
+        SinkError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl AudioSink for WavSink {
+    fn write_frame(&mut self, frame: &[f32]) -> Result<(), SinkError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(SinkError::Finished {
+                path: self.path.clone(),
+            });
+        };
+        let result = (|| {
+            for &x in frame {
+                writer.write_sample(to_i16(x))?;
+            }
+            self.frames_since_checkpoint += 1;
+            if self.frames_since_checkpoint >= Self::CHECKPOINT_FRAMES {
+                self.frames_since_checkpoint = 0;
+                writer.flush()?;
+            }
+            Ok(())
+        })();
+        result.map_err(|e| self.write_err(e))
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        match self.writer.take() {
+            Some(writer) => writer.finalize().map_err(|e| self.write_err(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Full-scale float to 16-bit PCM; saturating, NaN becomes 0.
+fn to_i16(x: f32) -> i16 {
+    (x.clamp(-1.0, 1.0) * 32767.0).round() as i16
+}
+
+/// A sink named on the command line: `wav:PATH` or `null`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// [`WavSink`] writing `path`.
+    Wav {
+        /// The file to create.
+        path: PathBuf,
+    },
+    /// [`NullSink`].
+    Null,
+}
+
+const SINK_FORMS: &str = "`wav:PATH` or `null`";
+
+impl SinkSpec {
+    /// Parses a spec; see [`SpecError`] for what is rejected and why.
+    pub fn parse(spec: &str) -> Result<Self, SpecError> {
+        match split_kind(spec) {
+            ("", None) => Err(SpecError::Empty {
+                what: "sink",
+                expected: SINK_FORMS,
+            }),
+            ("null", None) => Ok(Self::Null),
+            ("null", Some(arg)) => Err(SpecError::UnexpectedArgument {
+                kind: "null",
+                arg: arg.to_owned(),
+            }),
+            ("wav", arg) => match arg.map(str::trim) {
+                Some(path) if !path.is_empty() => Ok(Self::Wav { path: path.into() }),
+                _ => Err(SpecError::MissingArgument {
+                    kind: "wav",
+                    needs: "a file path, e.g. `wav:heard.wav`",
+                }),
+            },
+            (kind, _) => Err(SpecError::UnknownKind {
+                what: "sink",
+                kind: kind.to_owned(),
+                expected: SINK_FORMS,
+            }),
+        }
+    }
+
+    /// Builds the sink (creating the file for `wav:`).
+    pub fn open(&self) -> Result<Box<dyn AudioSink + Send>, SinkError> {
+        Ok(match self {
+            Self::Wav { path } => Box::new(WavSink::create(path)?),
+            Self::Null => Box::new(NullSink::default()),
+        })
+    }
+}
+
+impl FromStr for SinkSpec {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Wav { path } => write!(f, "wav:{}", path.display()),
+            Self::Null => f.write_str("null"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::analysis::dominant_frequency;
+    use crate::audio::frame::FRAME_SAMPLES;
+    use crate::audio::source::{AudioSource, Tone};
+    use crate::audio::test_util::temp_path;
+    use crate::audio::wav::read_wav_mono;
+
+    fn write_tone(sink: &mut dyn AudioSink, frames: usize) {
+        let mut tone = Tone::new(440.0, 0.5);
+        let mut frame = [0.0; FRAME_SAMPLES];
+        for _ in 0..frames {
+            tone.next_frame(&mut frame);
+            sink.write_frame(&frame).unwrap();
+        }
+    }
+
+    #[test]
+    fn finished_file_has_the_right_format_duration_and_content() {
+        let path = temp_path("out.wav");
+        let mut sink = WavSink::create(&path).unwrap();
+        write_tone(&mut sink, 75); // 1.5 s
+        sink.finish().unwrap();
+        sink.finish().unwrap(); // idempotent
+
+        let reader = hound::WavReader::open(&path).unwrap();
+        let spec = reader.spec();
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (1, 48_000, 16)
+        );
+        assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+        assert_eq!(reader.duration(), 75 * 960);
+        let audio = read_wav_mono(&path).unwrap();
+        let f = dominant_frequency(&audio.samples, audio.sample_rate).unwrap();
+        assert!((f - 440.0).abs() < 1.0);
+        assert!(matches!(
+            sink.write_frame(&[0.0; 4]),
+            Err(SinkError::Finished { .. })
+        ));
+    }
+
+    #[test]
+    fn dropped_without_finish_is_still_complete() {
+        let path = temp_path("dropped.wav");
+        {
+            let mut sink = WavSink::create(&path).unwrap();
+            write_tone(&mut sink, 7);
+        }
+        assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 7 * 960);
+    }
+
+    #[test]
+    fn killed_process_leaves_a_readable_file_up_to_the_last_checkpoint() {
+        let path = temp_path("killed.wav");
+        let mut sink = WavSink::create(&path).unwrap();
+        write_tone(&mut sink, 60);
+        // No destructor runs on a hard kill; forgetting the sink simulates exactly that
+        // (it leaks one file handle in this test process).
+        std::mem::forget(sink);
+        let reader = hound::WavReader::open(&path).unwrap();
+        assert_eq!(
+            reader.duration(),
+            50 * 960,
+            "header from the 1 s checkpoint"
+        );
+        let audio = read_wav_mono(&path).unwrap();
+        assert_eq!(audio.samples.len(), 48_000);
+        assert!(audio.samples.iter().any(|&s| s.abs() > 0.4));
+    }
+
+    #[test]
+    fn samples_are_clamped_and_nan_is_zero() {
+        assert_eq!(to_i16(2.0), 32767);
+        assert_eq!(to_i16(-2.0), -32767);
+        assert_eq!(to_i16(f32::NAN), 0);
+        assert_eq!(to_i16(0.5), 16384);
+    }
+
+    #[test]
+    fn create_in_missing_directory_fails_with_path() {
+        let err = WavSink::create("/nonexistent-dir/x.wav").err().unwrap();
+        assert!(matches!(err, SinkError::Create { .. }));
+        assert!(err.to_string().contains("/nonexistent-dir/x.wav"));
+    }
+
+    #[test]
+    fn null_sink_counts_frames() {
+        let mut sink = SinkSpec::parse("null").unwrap().open().unwrap();
+        sink.write_frame(&[0.0; 960]).unwrap();
+        sink.finish().unwrap();
+        let mut null = NullSink::default();
+        write_tone(&mut null, 3);
+        assert_eq!(null.frames, 3);
+    }
+
+    #[test]
+    fn parses_and_rejects_sink_specs() {
+        assert_eq!(SinkSpec::parse("null"), Ok(SinkSpec::Null));
+        assert_eq!(
+            SinkSpec::parse("wav:out.wav"),
+            Ok(SinkSpec::Wav {
+                path: "out.wav".into()
+            })
+        );
+        assert_eq!(
+            SinkSpec::parse("wav:o.wav").unwrap().to_string(),
+            "wav:o.wav"
+        );
+        let cases = [
+            ("wav:", "`wav` needs a file path"),
+            ("null:x", "`null` takes no argument"),
+            ("speaker", "unknown sink kind `speaker`"),
+            ("  ", "empty sink spec"),
+        ];
+        for (spec, reason) in cases {
+            let err = SinkSpec::parse(spec).unwrap_err().to_string();
+            assert!(err.contains(reason), "{spec:?} gave {err:?}");
+        }
+    }
+}

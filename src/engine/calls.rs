@@ -1,0 +1,374 @@
+//! Who we are in a call with, and what to do about each peer: the mesh's bookkeeping, pure.
+//!
+//! - One call per remote user in our channel (full mesh).
+//! - Glare-free: of two peers, the one whose user id sorts first makes every offer (initial
+//!   and ICE restarts); the other only answers. Both sides know both ids, so they agree.
+//! - A peer that drops mid-call (`disconnected` for too long, or `failed`) is reported and
+//!   retried with an ICE restart by its offerer, again and again while it stays in the
+//!   channel (Cromulent only logged it).
+//! - A new `instance` of a user (it reconnected) means a new call.
+//! - Leaving or switching closes every call.
+//!
+//! Each call has a generation number; events from an older generation's peer connection are
+//! ignored, so a late event from a closed connection cannot disturb its successor.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cromulent_protocol::{Member, UserId};
+
+/// How long `disconnected` may last before the offerer restarts ICE.
+pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
+/// Least time between two restarts of one call.
+pub const RESTART_INTERVAL: Duration = Duration::from_secs(3);
+
+/// A peer connection's state as the engine tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+impl CallState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
+            Self::Failed => "failed",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// What the engine must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallAction {
+    /// Create a peer connection for `user` with this generation.
+    Create { user: UserId, generation: u64 },
+    /// Send an offer (we are the offerer); `restart` renews ICE.
+    Offer { user: UserId, restart: bool },
+    /// Close and forget the peer connection of this generation.
+    Close { user: UserId, generation: u64 },
+    /// Tell the front end about a state change.
+    Report { user: UserId, state: CallState },
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    instance: u64,
+    generation: u64,
+    state: CallState,
+    since: Instant,
+    last_restart: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct Calls {
+    me: UserId,
+    calls: BTreeMap<UserId, Call>,
+    next_generation: u64,
+}
+
+impl Calls {
+    pub fn new(me: UserId) -> Self {
+        Self {
+            me,
+            calls: BTreeMap::new(),
+            next_generation: 1,
+        }
+    }
+
+    /// Our user id changed (a new session after a reconnect); all calls are gone by then.
+    pub fn set_me(&mut self, me: UserId) {
+        self.me = me;
+    }
+
+    /// Whether we make the offers to `user`.
+    pub fn we_offer(&self, user: &str) -> bool {
+        self.me.as_str() < user
+    }
+
+    /// The current generation of `user`'s call.
+    pub fn generation(&self, user: &str) -> Option<u64> {
+        self.calls.get(user).map(|c| c.generation)
+    }
+
+    pub fn state(&self, user: &str) -> Option<CallState> {
+        self.calls.get(user).map(|c| c.state)
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &UserId> {
+        self.calls.keys()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// True when there is at least one call and every one has failed.
+    pub fn all_failed(&self) -> bool {
+        !self.calls.is_empty() && self.calls.values().all(|c| c.state == CallState::Failed)
+    }
+
+    /// A member is (now) in our channel: start a call, or a new one if it reconnected.
+    pub fn peer_present(&mut self, member: &Member, now: Instant) -> Vec<CallAction> {
+        if member.user == self.me {
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        match self.calls.get(&member.user) {
+            Some(call) if call.instance == member.instance => return actions,
+            Some(call) => actions.push(CallAction::Close {
+                user: member.user.clone(),
+                generation: call.generation,
+            }),
+            None => {}
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.calls.insert(
+            member.user.clone(),
+            Call {
+                instance: member.instance,
+                generation,
+                state: CallState::Connecting,
+                since: now,
+                last_restart: None,
+            },
+        );
+        actions.push(CallAction::Create {
+            user: member.user.clone(),
+            generation,
+        });
+        actions.push(CallAction::Report {
+            user: member.user.clone(),
+            state: CallState::Connecting,
+        });
+        if self.we_offer(&member.user) {
+            actions.push(CallAction::Offer {
+                user: member.user.clone(),
+                restart: false,
+            });
+        }
+        actions
+    }
+
+    /// A member left our channel.
+    pub fn peer_gone(&mut self, user: &str) -> Vec<CallAction> {
+        match self.calls.remove(user) {
+            Some(call) => vec![
+                CallAction::Close {
+                    user: user.to_owned(),
+                    generation: call.generation,
+                },
+                CallAction::Report {
+                    user: user.to_owned(),
+                    state: CallState::Closed,
+                },
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// We left the channel (or lost signaling): close everything.
+    pub fn close_all(&mut self) -> Vec<CallAction> {
+        let users: Vec<UserId> = self.calls.keys().cloned().collect();
+        users.iter().flat_map(|u| self.peer_gone(u)).collect()
+    }
+
+    /// A peer connection reported a state.
+    pub fn on_state(
+        &mut self,
+        user: &str,
+        generation: u64,
+        state: CallState,
+        now: Instant,
+    ) -> Vec<CallAction> {
+        let we_offer = self.we_offer(user);
+        let Some(call) = self.calls.get_mut(user) else {
+            return Vec::new();
+        };
+        if call.generation != generation || call.state == state {
+            return Vec::new();
+        }
+        call.state = state;
+        call.since = now;
+        let mut actions = vec![CallAction::Report {
+            user: user.to_owned(),
+            state,
+        }];
+        if state == CallState::Failed && we_offer {
+            actions.extend(restart(user, call, now));
+        }
+        actions
+    }
+
+    /// Time passes: restart calls stuck in `disconnected` or `failed` (offerer side).
+    pub fn on_tick(&mut self, now: Instant) -> Vec<CallAction> {
+        let me = self.me.clone();
+        let mut actions = Vec::new();
+        for (user, call) in &mut self.calls {
+            if me.as_str() >= user.as_str() {
+                continue;
+            }
+            let stuck = match call.state {
+                CallState::Failed => true,
+                CallState::Disconnected => now.duration_since(call.since) >= DISCONNECTED_GRACE,
+                _ => false,
+            };
+            if stuck {
+                actions.extend(restart(user, call, now));
+            }
+        }
+        actions
+    }
+}
+
+fn restart(user: &str, call: &mut Call, now: Instant) -> Option<CallAction> {
+    if call
+        .last_restart
+        .is_some_and(|t| now.duration_since(t) < RESTART_INTERVAL)
+    {
+        return None;
+    }
+    call.last_restart = Some(now);
+    Some(CallAction::Offer {
+        user: user.to_owned(),
+        restart: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(user: &str, instance: u64) -> Member {
+        Member {
+            user: user.into(),
+            name: user.into(),
+            muted: false,
+            deafened: false,
+            talking: false,
+            instance,
+        }
+    }
+
+    fn offers(actions: &[CallAction]) -> Vec<(String, bool)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                CallAction::Offer { user, restart } => Some((user.clone(), *restart)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exactly_one_side_offers() {
+        let now = Instant::now();
+        let mut alice = Calls::new("alice".into());
+        let mut bob = Calls::new("bob".into());
+        let a = alice.peer_present(&member("bob", 1), now);
+        let b = bob.peer_present(&member("alice", 1), now);
+        assert_eq!(offers(&a), [("bob".to_owned(), false)]);
+        assert!(offers(&b).is_empty(), "bob only answers: no glare");
+    }
+
+    #[test]
+    fn ourselves_and_repeats_are_ignored_and_a_new_instance_is_a_new_call() {
+        let now = Instant::now();
+        let mut c = Calls::new("alice".into());
+        assert!(c.peer_present(&member("alice", 1), now).is_empty());
+        c.peer_present(&member("bob", 1), now);
+        let g1 = c.generation("bob").unwrap();
+        assert!(c.peer_present(&member("bob", 1), now).is_empty());
+        let actions = c.peer_present(&member("bob", 2), now);
+        assert_eq!(
+            actions[0],
+            CallAction::Close {
+                user: "bob".into(),
+                generation: g1
+            }
+        );
+        assert!(c.generation("bob").unwrap() > g1);
+        assert_eq!(offers(&actions), [("bob".to_owned(), false)]);
+    }
+
+    #[test]
+    fn a_failed_peer_is_reported_and_restarted_by_the_offerer() {
+        let t0 = Instant::now();
+        let mut c = Calls::new("alice".into());
+        c.peer_present(&member("bob", 1), t0);
+        let g = c.generation("bob").unwrap();
+        c.on_state("bob", g, CallState::Connected, t0);
+        let actions = c.on_state("bob", g, CallState::Failed, t0);
+        assert!(actions.contains(&CallAction::Report {
+            user: "bob".into(),
+            state: CallState::Failed
+        }));
+        assert_eq!(offers(&actions), [("bob".to_owned(), true)]);
+        assert!(c.all_failed());
+        // Not again at once, but again after the interval while it stays failed.
+        assert!(offers(&c.on_tick(t0 + Duration::from_secs(1))).is_empty());
+        assert_eq!(
+            offers(&c.on_tick(t0 + RESTART_INTERVAL)),
+            [("bob".to_owned(), true)]
+        );
+    }
+
+    #[test]
+    fn the_answerer_reports_but_does_not_restart() {
+        let t0 = Instant::now();
+        let mut c = Calls::new("zoe".into());
+        c.peer_present(&member("bob", 1), t0);
+        let g = c.generation("bob").unwrap();
+        let actions = c.on_state("bob", g, CallState::Failed, t0);
+        assert!(offers(&actions).is_empty());
+        assert!(offers(&c.on_tick(t0 + Duration::from_secs(60))).is_empty());
+    }
+
+    #[test]
+    fn disconnected_too_long_is_restarted() {
+        let t0 = Instant::now();
+        let mut c = Calls::new("alice".into());
+        c.peer_present(&member("bob", 1), t0);
+        let g = c.generation("bob").unwrap();
+        c.on_state("bob", g, CallState::Disconnected, t0);
+        assert!(offers(&c.on_tick(t0 + Duration::from_millis(500))).is_empty());
+        assert_eq!(
+            offers(&c.on_tick(t0 + DISCONNECTED_GRACE)),
+            [("bob".to_owned(), true)]
+        );
+    }
+
+    #[test]
+    fn stale_generations_are_ignored() {
+        let t0 = Instant::now();
+        let mut c = Calls::new("alice".into());
+        c.peer_present(&member("bob", 1), t0);
+        let old = c.generation("bob").unwrap();
+        c.peer_present(&member("bob", 2), t0);
+        assert!(c.on_state("bob", old, CallState::Failed, t0).is_empty());
+        assert_eq!(c.state("bob"), Some(CallState::Connecting));
+    }
+
+    #[test]
+    fn leaving_closes_every_call() {
+        let t0 = Instant::now();
+        let mut c = Calls::new("alice".into());
+        c.peer_present(&member("bob", 1), t0);
+        c.peer_present(&member("carol", 1), t0);
+        let actions = c.close_all();
+        let closes = actions
+            .iter()
+            .filter(|a| matches!(a, CallAction::Close { .. }))
+            .count();
+        assert_eq!(closes, 2);
+        assert!(c.is_empty());
+        assert!(!c.all_failed(), "no calls is not 'all failed'");
+    }
+}

@@ -1,0 +1,177 @@
+//! The voice engine, shared by the TUI and `cromulent headless`: signaling, one WebRTC call
+//! per peer (full mesh), the audio pipeline and the talk and connection state. Front ends
+//! send [`EngineCommand`]s and receive [`EngineEvent`]s; they never touch sockets or WebRTC.
+//!
+//! - [`talk`], [`status`], [`calls`]: pure state machines (the rules live there, tested there);
+//! - [`media`]: the per-frame audio pipeline, synchronous;
+//! - [`peer_link`]: one task per peer connection around [`crate::rtc`];
+//! - [`run`]: the engine task, one `select!` loop owning all of the above.
+
+pub mod calls;
+pub mod media;
+pub mod peer_link;
+mod run;
+pub mod status;
+pub mod talk;
+
+use std::time::Duration;
+
+use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, PresenceChange, UserId};
+use tokio::sync::mpsc;
+
+use crate::audio::{SinkSpec, SourceSpec};
+use crate::rtc::CandidateKind;
+use crate::signaling::Credentials;
+
+pub use calls::CallState;
+pub use status::VoiceStatus;
+pub use talk::{TalkMode, TalkState};
+
+/// Which ICE candidates may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcePolicy {
+    /// Direct (host, server-reflexive) and relayed.
+    All,
+    /// Relayed through TURN only (hides your address from peers).
+    Relay,
+}
+
+impl std::str::FromStr for IcePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            "relay" => Ok(Self::Relay),
+            _ => Err(format!("unknown ICE policy {s:?}: use all or relay")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `ws://HOST:PORT` or `wss://…`.
+    pub server_url: String,
+    pub credentials: Credentials,
+    pub talk_mode: TalkMode,
+    pub ice_policy: IcePolicy,
+    pub audio_in: SourceSpec,
+    pub audio_out: SinkSpec,
+    /// Gather ICE candidates on loopback only. On when the server is on a loopback address
+    /// (everyone is on this machine: the demo and the tests).
+    pub loopback_only: bool,
+}
+
+/// A channel named by the user: a name (case-insensitive) or an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRef(pub String);
+
+#[derive(Debug)]
+pub enum EngineCommand {
+    Join(ChannelRef),
+    Leave,
+    Talk(bool),
+    Mute(bool),
+    Deafen(bool),
+    /// Report a [`EngineEvent::Stats`].
+    Stats,
+    /// Leave, close everything, finish the audio output, then end the engine.
+    Shutdown,
+}
+
+/// Per-peer figures for the stats event and the peers panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerReport {
+    pub user: UserId,
+    pub state: CallState,
+    pub candidate: Option<CandidateKind>,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Inbound packets lost (RTP sequence gaps).
+    pub packets_lost: i64,
+    /// Fraction of inbound packets lost, 0..1.
+    pub loss: f64,
+    pub jitter_ms: f64,
+    pub rtt_ms: Option<f64>,
+    /// Frames concealed by the jitter buffer / decoder.
+    pub concealed: u64,
+    /// Current jitter-buffer depth in frames.
+    pub buffer_frames: usize,
+    /// Whether the peer's decoded audio is loud enough to count as speaking.
+    pub speaking: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// Connected (again) to the server; `channels` is the presence snapshot.
+    ServerConnected {
+        user: UserId,
+        resumed: bool,
+        channels: Vec<ChannelInfo>,
+    },
+    /// Presence changes, as the server sent them.
+    Presence(Vec<PresenceChange>),
+    /// The voice connection state changed (status line).
+    Status {
+        status: VoiceStatus,
+        /// Name of the channel concerned, if any.
+        channel_name: Option<String>,
+    },
+    /// Something went wrong that the user should know.
+    Error {
+        reason: String,
+        message: String,
+        channel: Option<ChannelId>,
+    },
+    /// A peer connection's state changed.
+    Peer {
+        user: UserId,
+        state: CallState,
+        candidate: Option<CandidateKind>,
+    },
+    /// First audio decoded from a peer, `ms` after our join.
+    Audio {
+        from: UserId,
+        ms: u64,
+    },
+    /// The microphone: level of the last frame and whether it is live.
+    Mic {
+        dbfs: f32,
+        live: bool,
+    },
+    Stats(Vec<PeerReport>),
+    /// The server refused us for good (e.g. bad token); the engine has stopped.
+    Fatal {
+        reason: ErrorReason,
+        message: String,
+    },
+    /// The engine has finished (after `Shutdown` or a fatal error).
+    Stopped,
+}
+
+/// The way in to a running engine.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<EngineCommand>,
+}
+
+impl EngineHandle {
+    pub fn send(&self, cmd: EngineCommand) {
+        // After the engine stopped there is nothing to command.
+        let _ = self.tx.send(cmd);
+    }
+}
+
+/// How often the engine emits a `Mic` event (for meters).
+pub const MIC_EVENT_EVERY: Duration = Duration::from_millis(100);
+
+/// Start the engine on the current tokio runtime.
+pub fn spawn(
+    config: EngineConfig,
+) -> Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>), run::StartError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    run::start(config, rx, events_tx)?;
+    Ok((EngineHandle { tx }, events_rx))
+}

@@ -1,0 +1,117 @@
+//! One task per peer connection: it owns the [`rtc::Peer`], runs the engine's commands
+//! against it one at a time (offer, answer, candidates, stats, close), and reports results.
+//! The engine loop therefore never waits on WebRTC, and webrtc's callback style stays here and
+//! in `rtc`.
+
+use cromulent_protocol::UserId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::rtc::{self, CandidateInit, LocalAudioTrack, Peer, PeerConfig, PeerEvent, PeerStats};
+
+/// Identifies one peer connection: a user and the call generation it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    pub user: UserId,
+    pub generation: u64,
+}
+
+#[derive(Debug)]
+pub enum LinkCommand {
+    /// Make an offer (we are the offerer); `restart` renews ICE.
+    Offer {
+        restart: bool,
+    },
+    /// The remote's offer: apply it and answer.
+    RemoteOffer(String),
+    RemoteAnswer(String),
+    RemoteCandidate(CandidateInit),
+    Stats(oneshot::Sender<PeerStats>),
+    Close,
+}
+
+/// What the link task reports (WebRTC's own events arrive separately, as [`PeerEvent`]s).
+#[derive(Debug)]
+pub enum LinkResult {
+    LocalOffer(String),
+    LocalAnswer(String),
+    /// Something failed; the call goes on (or fails, as its state will show).
+    Error(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkHandle {
+    tx: mpsc::UnboundedSender<LinkCommand>,
+}
+
+impl LinkHandle {
+    pub fn send(&self, cmd: LinkCommand) {
+        // The task ends only after Close or when the peer could not be created (reported);
+        // later commands have nothing left to act on.
+        let _ = self.tx.send(cmd);
+    }
+}
+
+/// Start a link task. WebRTC events go to `events`, command results to `results`.
+pub fn spawn(
+    key: PeerKey,
+    config: PeerConfig,
+    track: LocalAudioTrack,
+    events: mpsc::UnboundedSender<(PeerKey, PeerEvent)>,
+    results: mpsc::UnboundedSender<(PeerKey, LinkResult)>,
+) -> LinkHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(key, config, track, rx, events, results));
+    LinkHandle { tx }
+}
+
+async fn run(
+    key: PeerKey,
+    config: PeerConfig,
+    track: LocalAudioTrack,
+    mut commands: mpsc::UnboundedReceiver<LinkCommand>,
+    events: mpsc::UnboundedSender<(PeerKey, PeerEvent)>,
+    results: mpsc::UnboundedSender<(PeerKey, LinkResult)>,
+) {
+    let report = |r: LinkResult| {
+        let _ = results.send((key.clone(), r));
+    };
+    let peer = match Peer::new(&config, &track, key.clone(), events.clone()).await {
+        Ok(p) => p,
+        Err(e) => {
+            report(LinkResult::Error(format!(
+                "cannot create peer connection: {e}"
+            )));
+            let _ = events.send((key.clone(), PeerEvent::State(rtc::PeerState::Failed)));
+            return;
+        }
+    };
+    while let Some(cmd) = commands.recv().await {
+        match cmd {
+            LinkCommand::Offer { restart } => match peer.create_offer(restart).await {
+                Ok(sdp) => report(LinkResult::LocalOffer(sdp)),
+                Err(e) => report(LinkResult::Error(format!("offer failed: {e}"))),
+            },
+            LinkCommand::RemoteOffer(sdp) => match peer.accept_offer(&sdp).await {
+                Ok(answer) => report(LinkResult::LocalAnswer(answer)),
+                Err(e) => report(LinkResult::Error(format!("{}'s offer: {e}", key.user))),
+            },
+            LinkCommand::RemoteAnswer(sdp) => {
+                if let Err(e) = peer.accept_answer(&sdp).await {
+                    report(LinkResult::Error(format!("{}'s answer: {e}", key.user)));
+                }
+            }
+            LinkCommand::RemoteCandidate(c) => {
+                if let Err(e) = peer.add_remote_candidate(c).await {
+                    tracing::debug!(user = %key.user, error = %e, "remote candidate not applied");
+                }
+            }
+            LinkCommand::Stats(reply) => {
+                let _ = reply.send(peer.stats().await);
+            }
+            LinkCommand::Close => break,
+        }
+    }
+    if let Err(e) = peer.close().await {
+        tracing::debug!(user = %key.user, error = %e, "close failed");
+    }
+}

@@ -1,0 +1,130 @@
+//! Engine events as JSON lines: the stdout contract of `cromulent headless` (documented in the
+//! README). One object per line, each with an `"event"` field. Pure: event in, line out.
+
+use serde_json::{Value, json};
+
+use crate::engine::{EngineEvent, PeerReport, VoiceStatus};
+
+/// The JSON line for an event, or `None` for events headless does not print (mic meter).
+pub fn to_json(
+    event: &EngineEvent,
+    channel_names: &dyn Fn(u32) -> Option<String>,
+) -> Option<Value> {
+    Some(match event {
+        EngineEvent::ServerConnected {
+            user,
+            resumed,
+            channels,
+        } => json!({
+            "event": "server",
+            "state": "connected",
+            "user": user,
+            "resumed": resumed,
+            "channels": channels.iter().map(|c| json!({
+                "id": c.id,
+                "name": c.name,
+                "members": c.members.iter().map(|m| &m.user).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+        EngineEvent::Presence(changes) => {
+            // One line per change keeps consumers simple; a switch prints its leave first.
+            let lines: Vec<Value> = changes
+                .iter()
+                .map(|c| {
+                    json!({
+                        "event": "presence",
+                        "op": c.op,
+                        "channel": channel_names(c.channel),
+                        "channel_id": c.channel,
+                        "user": c.member.user,
+                        "name": c.member.name,
+                        "muted": c.member.muted,
+                        "deafened": c.member.deafened,
+                        "talking": c.member.talking,
+                    })
+                })
+                .collect();
+            return Some(Value::Array(lines));
+        }
+        EngineEvent::Status {
+            status,
+            channel_name,
+        } => {
+            let reason = match status {
+                VoiceStatus::Disconnected { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            };
+            json!({
+                "event": "state",
+                "state": status.name(),
+                "channel": channel_name,
+                "channel_id": status.channel(),
+                "reason": reason,
+            })
+        }
+        EngineEvent::Error {
+            reason,
+            message,
+            channel,
+        } => json!({
+            "event": "error",
+            "reason": reason,
+            "message": message,
+            "channel_id": channel,
+        }),
+        EngineEvent::Fatal { reason, message } => json!({
+            "event": "error",
+            "reason": reason,
+            "message": message,
+            "fatal": true,
+        }),
+        EngineEvent::Peer {
+            user,
+            state,
+            candidate,
+        } => json!({
+            "event": "peer",
+            "user": user,
+            "state": state.name(),
+            "candidate": candidate,
+        }),
+        EngineEvent::Audio { from, ms } => json!({
+            "event": "audio",
+            "from": from,
+            "ms": ms,
+        }),
+        EngineEvent::Stats(peers) => json!({
+            "event": "stats",
+            "peers": peers.iter().map(peer_stats).collect::<Vec<_>>(),
+        }),
+        EngineEvent::Mic { .. } | EngineEvent::Stopped => return None,
+    })
+}
+
+fn peer_stats(p: &PeerReport) -> Value {
+    json!({
+        "user": p.user,
+        "state": p.state.name(),
+        "candidate": p.candidate,
+        "packets_received": p.packets_received,
+        "bytes_received": p.bytes_received,
+        "packets_sent": p.packets_sent,
+        "bytes_sent": p.bytes_sent,
+        "packets_lost": p.packets_lost,
+        "loss": p.loss,
+        "jitter_ms": p.jitter_ms,
+        "rtt_ms": p.rtt_ms,
+        "concealed": p.concealed,
+        "buffer_frames": p.buffer_frames,
+        "speaking": p.speaking,
+    })
+}
+
+/// Lines to print for an event (presence may give several).
+pub fn lines(event: &EngineEvent, channel_names: &dyn Fn(u32) -> Option<String>) -> Vec<String> {
+    match to_json(event, channel_names) {
+        Some(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
+        Some(v) => vec![v.to_string()],
+        None => Vec::new(),
+    }
+}

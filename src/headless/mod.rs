@@ -1,0 +1,351 @@
+//! `cromulent headless`: the engine without a terminal or sound card, driven by a script,
+//! writing JSON-lines events to stdout (logs go to stderr). How users script test runs and
+//! bots, and how our own tests prove that audio flows. The contract is in the README.
+//!
+//! Exit status: 0 on a clean run, 1 when a `wait` times out or a fatal error occurs, 2 on bad
+//! usage (including a script that does not parse).
+
+pub mod events;
+pub mod script;
+pub mod world;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::audio::{SinkSpec, SourceSpec};
+use crate::engine::{
+    self, ChannelRef, EngineCommand, EngineConfig, EngineEvent, EngineHandle, IcePolicy, TalkMode,
+};
+use crate::signaling::Credentials;
+
+use script::{Command, WaitFor};
+use world::World;
+
+/// Options of `cromulent headless`.
+#[derive(Args, Debug, Clone)]
+pub struct HeadlessArgs {
+    /// Server URL: ws://HOST:PORT or wss://HOST[:PORT].
+    #[arg(long)]
+    pub server: String,
+    /// Your display name (the identity in open mode).
+    #[arg(long)]
+    pub user: String,
+    /// Token for a server in token mode.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Join this voice channel at start: a name (case-insensitive) or an id.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// What to send: tone:HZ, wav:PATH or silence.
+    #[arg(long, default_value = "silence", value_parser = parse_source)]
+    pub audio_in: SourceSpec,
+    /// Where what you hear goes: wav:PATH (a recording) or null.
+    #[arg(long, default_value = "null", value_parser = parse_sink)]
+    pub audio_out: SinkSpec,
+    /// open (mic live unless muted) or ptt (live only after `talk on`).
+    #[arg(long, default_value = "open", value_parser = parse_talk)]
+    pub talk: TalkMode,
+    /// ICE candidates to use: all, or relay (through TURN only).
+    #[arg(long, default_value = "all")]
+    pub ice_policy: IcePolicy,
+    /// Run this many seconds, then leave and exit 0.
+    #[arg(long = "for", value_name = "SECONDS", value_parser = script::seconds)]
+    pub for_secs: Option<Duration>,
+    /// Commands, one per line, from FILE or - (stdin).
+    #[arg(long, value_name = "FILE|-")]
+    pub script: Option<PathBuf>,
+}
+
+fn parse_source(s: &str) -> Result<SourceSpec, String> {
+    SourceSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_sink(s: &str) -> Result<SinkSpec, String> {
+    SinkSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_talk(s: &str) -> Result<TalkMode, String> {
+    match s {
+        "open" | "ptt" => s.parse(),
+        _ => Err(format!("unknown talk mode {s:?}: use open or ptt")),
+    }
+}
+
+/// Exit statuses.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// Where script commands come from.
+enum Script {
+    /// Parsed up front (a file).
+    Lines(std::vec::IntoIter<Command>),
+    /// Read as they come (stdin), for interactive bots.
+    Stdin(tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>),
+    None,
+}
+
+/// Run headless; returns the exit status.
+pub async fn run(args: HeadlessArgs) -> i32 {
+    let script = match &args.script {
+        Some(p) if p.as_os_str() == "-" => {
+            Script::Stdin(tokio::io::BufReader::new(tokio::io::stdin()).lines())
+        }
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| script::parse(&t).map_err(|e| e.to_string()))
+        {
+            Ok(cmds) => Script::Lines(cmds.into_iter()),
+            Err(e) => {
+                eprintln!("cromulent headless: {}: {e}", p.display());
+                return EXIT_USAGE;
+            }
+        },
+        None => Script::None,
+    };
+    let config = EngineConfig {
+        loopback_only: server_is_loopback(&args.server),
+        server_url: args.server.clone(),
+        credentials: Credentials {
+            name: args.user.clone(),
+            token: args.token.clone(),
+        },
+        talk_mode: args.talk,
+        ice_policy: args.ice_policy,
+        audio_in: args.audio_in.clone(),
+        audio_out: args.audio_out.clone(),
+    };
+    let (engine, events) = match engine::spawn(config) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("cromulent headless: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(channel) = &args.join {
+        engine.send(EngineCommand::Join(ChannelRef(channel.clone())));
+    }
+    let mut runner = Runner {
+        engine,
+        events,
+        world: World::default(),
+        out: std::io::stdout(),
+        deadline: args.for_secs.map(|d| Instant::now() + d),
+    };
+    let status = runner.drive(script).await;
+    runner.stop().await;
+    status
+}
+
+/// Loopback servers mean everyone is on this machine (demo, tests): gather on loopback only.
+fn server_is_loopback(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+struct Runner {
+    engine: EngineHandle,
+    events: mpsc::UnboundedReceiver<EngineEvent>,
+    world: World,
+    out: std::io::Stdout,
+    /// `--for`: leave and exit 0 at this instant.
+    deadline: Option<Instant>,
+}
+
+/// What the script is doing right now.
+enum Step {
+    Next,
+    Sleep(Instant),
+    Wait(WaitFor, Instant),
+    /// The script is over; run until `--for` (or forever without it).
+    Idle,
+}
+
+impl Runner {
+    async fn drive(&mut self, mut script: Script) -> i32 {
+        let mut step = Step::Next;
+        let mut term = signal_stream();
+        loop {
+            if let Step::Next = step {
+                step = match self.next_command(&mut script).await {
+                    Ok(Some(cmd)) => match self.start(cmd) {
+                        Some(s) => s,
+                        None => return EXIT_OK,
+                    },
+                    Ok(None) if self.deadline.is_none() && !matches!(script, Script::None) => {
+                        return EXIT_OK;
+                    }
+                    Ok(None) => Step::Idle,
+                    Err(e) => {
+                        eprintln!("cromulent headless: {e}");
+                        return EXIT_USAGE;
+                    }
+                };
+                continue;
+            }
+            if let Step::Wait(cond, _) = &step
+                && self.world.satisfied(cond)
+            {
+                step = Step::Next;
+                continue;
+            }
+            let step_deadline = match &step {
+                Step::Sleep(t) | Step::Wait(_, t) => Some(*t),
+                _ => None,
+            };
+            tokio::select! {
+                ev = self.events.recv() => {
+                    let Some(ev) = ev else { return EXIT_FAILED };
+                    if let EngineEvent::Fatal { .. } = ev {
+                        self.print(&ev);
+                        return EXIT_FAILED;
+                    }
+                    self.world.apply(&ev);
+                    self.print(&ev);
+                }
+                _ = sleep_until_opt(step_deadline) => {
+                    if let Step::Wait(cond, _) = &step {
+                        self.print_line(serde_json::json!({
+                            "event": "error",
+                            "reason": "wait_timeout",
+                            "message": format!("timed out waiting for {}", describe(cond)),
+                        }));
+                        return EXIT_FAILED;
+                    }
+                    step = Step::Next;
+                }
+                _ = sleep_until_opt(self.deadline) => return EXIT_OK,
+                _ = term.recv() => return EXIT_OK,
+            }
+        }
+    }
+
+    async fn next_command(&mut self, script: &mut Script) -> Result<Option<Command>, String> {
+        match script {
+            Script::Lines(cmds) => Ok(cmds.next()),
+            Script::None => Ok(None),
+            Script::Stdin(lines) => loop {
+                let line = match lines.next_line().await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(format!("reading the script: {e}")),
+                };
+                if let Some(cmd) = script::parse_line(&line)? {
+                    return Ok(Some(cmd));
+                }
+            },
+        }
+    }
+
+    /// Start a command; `None` means quit.
+    fn start(&mut self, cmd: Command) -> Option<Step> {
+        let send = |c| self.engine.send(c);
+        match cmd {
+            Command::Join(ch) => send(EngineCommand::Join(ChannelRef(ch))),
+            Command::Leave => send(EngineCommand::Leave),
+            Command::Talk(on) => send(EngineCommand::Talk(on)),
+            Command::Mute(on) => send(EngineCommand::Mute(on)),
+            Command::Deafen(on) => send(EngineCommand::Deafen(on)),
+            Command::Stats => send(EngineCommand::Stats),
+            Command::Quit => return None,
+            Command::Sleep(d) => return Some(Step::Sleep(Instant::now() + d)),
+            Command::Wait(cond, limit) => return Some(Step::Wait(cond, Instant::now() + limit)),
+        }
+        Some(Step::Next)
+    }
+
+    /// Leave, let the engine finish (the WAV file is completed), print what is left.
+    async fn stop(&mut self) {
+        self.engine.send(EngineCommand::Shutdown);
+        let limit = Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(EngineEvent::Stopped) | None => break,
+                    Some(ev) => self.print(&ev),
+                },
+                _ = sleep_until(limit) => break,
+            }
+        }
+        // Give the last `leave` a moment to reach the server before the process exits.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    fn print(&mut self, ev: &EngineEvent) {
+        let names = &self.world.channel_names;
+        for line in events::lines(ev, &|id| names.get(&id).cloned()) {
+            let _ = writeln!(self.out, "{line}");
+        }
+        let _ = self.out.flush();
+    }
+
+    fn print_line(&mut self, v: serde_json::Value) {
+        let _ = writeln!(self.out, "{v}");
+        let _ = self.out.flush();
+    }
+}
+
+fn describe(cond: &WaitFor) -> String {
+    match cond {
+        WaitFor::Connected => "connected".into(),
+        WaitFor::Disconnected => "disconnected".into(),
+        WaitFor::Peer(u) => format!("peer {u}"),
+        WaitFor::Audio(u) => format!("audio from {u}"),
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGINT/SIGTERM end the run cleanly (leave, finish the recording, exit 0).
+fn signal_stream() -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(());
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_is_loopback;
+
+    #[test]
+    fn loopback_servers_are_recognised() {
+        assert!(server_is_loopback("ws://127.0.0.1:4000"));
+        assert!(server_is_loopback("ws://localhost:4000/"));
+        assert!(server_is_loopback("ws://[::1]:4000"));
+        assert!(!server_is_loopback("wss://voice.example.org"));
+        assert!(!server_is_loopback("ws://203.0.113.1:4000"));
+    }
+}

@@ -1,0 +1,118 @@
+//! What a headless run knows from the engine's events, for `wait` conditions. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::engine::{CallState, EngineEvent, VoiceStatus};
+
+use super::script::WaitFor;
+
+#[derive(Debug, Default)]
+pub struct World {
+    status: Option<VoiceStatus>,
+    peers: BTreeMap<String, CallState>,
+    heard: BTreeSet<String>,
+    /// User ids by display name, for `wait peer NAME` with a name.
+    names: BTreeMap<String, String>,
+    pub channel_names: BTreeMap<u32, String>,
+}
+
+impl World {
+    pub fn apply(&mut self, event: &EngineEvent) {
+        match event {
+            EngineEvent::ServerConnected { channels, .. } => {
+                for c in channels {
+                    self.channel_names.insert(c.id, c.name.clone());
+                    for m in &c.members {
+                        self.names.insert(m.name.to_lowercase(), m.user.clone());
+                    }
+                }
+            }
+            EngineEvent::Presence(changes) => {
+                for c in changes {
+                    self.names
+                        .insert(c.member.name.to_lowercase(), c.member.user.clone());
+                }
+            }
+            EngineEvent::Status { status, .. } => {
+                self.status = Some(status.clone());
+                if matches!(status, VoiceStatus::None | VoiceStatus::Disconnected { .. }) {
+                    self.peers.clear();
+                    self.heard.clear();
+                }
+            }
+            EngineEvent::Peer { user, state, .. } => {
+                if *state != CallState::Connected {
+                    // A new call (or none): audio must be heard anew.
+                    self.heard.remove(user);
+                }
+                self.peers.insert(user.clone(), *state);
+            }
+            EngineEvent::Audio { from, .. } => {
+                self.heard.insert(from.clone());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn satisfied(&self, cond: &WaitFor) -> bool {
+        match cond {
+            WaitFor::Connected => matches!(self.status, Some(VoiceStatus::Connected { .. })),
+            WaitFor::Disconnected => {
+                matches!(self.status, Some(VoiceStatus::Disconnected { .. }))
+            }
+            WaitFor::Peer(who) => self
+                .user_id(who)
+                .is_some_and(|u| self.peers.get(u) == Some(&CallState::Connected)),
+            WaitFor::Audio(who) => self.user_id(who).is_some_and(|u| self.heard.contains(u)),
+        }
+    }
+
+    fn user_id<'a>(&'a self, who: &'a str) -> Option<&'a str> {
+        if self.peers.contains_key(who) || self.heard.contains(who) {
+            return Some(who);
+        }
+        self.names
+            .get(&who.to_lowercase())
+            .map(String::as_str)
+            .or(Some(who))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_follow_the_events() {
+        let mut w = World::default();
+        assert!(!w.satisfied(&WaitFor::Connected));
+        w.apply(&EngineEvent::Status {
+            status: VoiceStatus::Connected { channel: 1 },
+            channel_name: None,
+        });
+        assert!(w.satisfied(&WaitFor::Connected));
+        w.apply(&EngineEvent::Peer {
+            user: "bob".into(),
+            state: CallState::Connected,
+            candidate: None,
+        });
+        assert!(w.satisfied(&WaitFor::Peer("bob".into())));
+        assert!(!w.satisfied(&WaitFor::Audio("bob".into())));
+        w.apply(&EngineEvent::Audio {
+            from: "bob".into(),
+            ms: 10,
+        });
+        assert!(w.satisfied(&WaitFor::Audio("bob".into())));
+        // A lost connection resets what was heard: after a reconnect it must be heard anew.
+        w.apply(&EngineEvent::Status {
+            status: VoiceStatus::Disconnected {
+                channel: Some(1),
+                reason: "x".into(),
+            },
+            channel_name: None,
+        });
+        assert!(w.satisfied(&WaitFor::Disconnected));
+        assert!(!w.satisfied(&WaitFor::Audio("bob".into())));
+        assert!(!w.satisfied(&WaitFor::Peer("bob".into())));
+    }
+}
