@@ -87,16 +87,14 @@ enum Script {
     /// Parsed up front (a file).
     Lines(std::vec::IntoIter<Command>),
     /// Read as they come (stdin), for interactive bots.
-    Stdin(tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>),
+    Stdin(mpsc::UnboundedReceiver<Result<String, String>>),
     None,
 }
 
 /// Run headless; returns the exit status.
 pub async fn run(args: HeadlessArgs) -> i32 {
     let script = match &args.script {
-        Some(p) if p.as_os_str() == "-" => {
-            Script::Stdin(tokio::io::BufReader::new(tokio::io::stdin()).lines())
-        }
+        Some(p) if p.as_os_str() == "-" => Script::Stdin(stdin_lines()),
         Some(p) => match std::fs::read_to_string(p)
             .map_err(|e| e.to_string())
             .and_then(|t| script::parse(&t).map_err(|e| e.to_string()))
@@ -182,21 +180,19 @@ impl Runner {
         let mut term = signal_stream();
         loop {
             if let Step::Next = step {
-                step = match self.next_command(&mut script).await {
-                    Ok(Some(cmd)) => match self.start(cmd) {
-                        Some(s) => s,
-                        None => return EXIT_OK,
-                    },
-                    Ok(None) if self.deadline.is_none() && !matches!(script, Script::None) => {
-                        return EXIT_OK;
-                    }
-                    Ok(None) => Step::Idle,
-                    Err(e) => {
-                        eprintln!("cromulent headless: {e}");
-                        return EXIT_USAGE;
-                    }
+                let next = match &mut script {
+                    Script::Lines(cmds) => Some(Ok(cmds.next())),
+                    Script::None => Some(Ok(None)),
+                    // Read below, alongside the engine's events.
+                    Script::Stdin(_) => None,
                 };
-                continue;
+                if let Some(next) = next {
+                    match self.after_command(next, &script) {
+                        Ok(s) => step = s,
+                        Err(status) => return status,
+                    }
+                    continue;
+                }
             }
             if let Step::Wait(cond, _) = &step
                 && self.world.satisfied(cond)
@@ -208,6 +204,7 @@ impl Runner {
                 Step::Sleep(t) | Step::Wait(_, t) => Some(*t),
                 _ => None,
             };
+            let reading = matches!(step, Step::Next);
             tokio::select! {
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { return EXIT_FAILED };
@@ -217,6 +214,12 @@ impl Runner {
                     }
                     self.world.apply(&ev);
                     self.print(&ev);
+                }
+                line = next_stdin_command(&mut script), if reading => {
+                    match self.after_command(line, &script) {
+                        Ok(s) => step = s,
+                        Err(status) => return status,
+                    }
                 }
                 _ = sleep_until_opt(step_deadline) => {
                     if let Step::Wait(cond, _) = &step {
@@ -235,20 +238,26 @@ impl Runner {
         }
     }
 
-    async fn next_command(&mut self, script: &mut Script) -> Result<Option<Command>, String> {
-        match script {
-            Script::Lines(cmds) => Ok(cmds.next()),
-            Script::None => Ok(None),
-            Script::Stdin(lines) => loop {
-                let line = match lines.next_line().await {
-                    Ok(Some(l)) => l,
-                    Ok(None) => return Ok(None),
-                    Err(e) => return Err(format!("reading the script: {e}")),
-                };
-                if let Some(cmd) = script::parse_line(&line)? {
-                    return Ok(Some(cmd));
-                }
-            },
+    /// The step after reading the next command (or the end of the script); `Err` is an exit
+    /// status.
+    fn after_command(
+        &mut self,
+        next: Result<Option<Command>, String>,
+        script: &Script,
+    ) -> Result<Step, i32> {
+        match next {
+            Ok(Some(cmd)) => self.start(cmd).ok_or(EXIT_OK),
+            Ok(None) if self.deadline.is_none() && !matches!(script, Script::None) => Err(EXIT_OK),
+            Ok(None) => Ok(Step::Idle),
+            Err(e) => {
+                eprintln!("cromulent headless: {e}");
+                self.print_line(serde_json::json!({
+                    "event": "error",
+                    "reason": "bad_script",
+                    "message": e,
+                }));
+                Err(EXIT_USAGE)
+            }
         }
     }
 
@@ -297,6 +306,40 @@ impl Runner {
     fn print_line(&mut self, v: serde_json::Value) {
         let _ = writeln!(self.out, "{v}");
         let _ = self.out.flush();
+    }
+}
+
+/// Read stdin on its own task so a quiet stdin never stalls the event loop.
+fn stdin_lines() -> mpsc::UnboundedReceiver<Result<String, String>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            let item = match lines.next_line().await {
+                Ok(Some(line)) => Ok(line),
+                Ok(None) => return,
+                Err(e) => Err(format!("reading the script: {e}")),
+            };
+            if tx.send(item).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next command from stdin; `Ok(None)` at the end of input.
+async fn next_stdin_command(script: &mut Script) -> Result<Option<Command>, String> {
+    let Script::Stdin(rx) = script else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Some(line) = rx.recv().await else {
+            return Ok(None);
+        };
+        if let Some(cmd) = script::parse_line(&line?)? {
+            return Ok(Some(cmd));
+        }
     }
 }
 

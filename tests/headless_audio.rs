@@ -1,0 +1,174 @@
+//! Real Opus audio over real WebRTC between real `cromulent headless` processes, checked by
+//! its content: dominant frequency, per-tone power, energy.
+
+mod support;
+
+use std::time::Duration;
+
+use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
+use support::{Client, LONG, Server, TempDir, read_wav, tail};
+
+/// A recorder `bob` and a sender `alice` in General until `bob` heard enough.
+fn two_party(alice_in: &str) -> Vec<f32> {
+    let server = Server::start();
+    let dir = TempDir::new("two");
+    let wav = dir.path("bob.wav");
+    let out = format!("wav:{}", wav.display());
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--audio-out", &out],
+    );
+    let mut alice = Client::start(
+        &server.url(),
+        "alice",
+        &["--join", "general", "--audio-in", alice_in],
+    );
+    bob.wait_state("connected", LONG);
+    alice.wait_peer_connected("bob", LONG);
+    bob.wait_peer_connected("alice", LONG);
+    // Two seconds of call, then a clean stop so the WAV is complete.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(bob.terminate().success(), "bob exits 0: {}", bob.stderr());
+    assert!(alice.terminate().success());
+    read_wav(&wav)
+}
+
+#[test]
+fn two_users_bob_hears_alices_440_hz_tone() {
+    let heard = two_party("tone:440");
+    let last = tail(&heard, 1.0);
+    let f = dominant_frequency(last, 48_000).expect("a dominant frequency");
+    assert!((f - 440.0).abs() <= 5.0, "dominant frequency {f} Hz");
+    assert!(rms(last) > 0.05, "real energy: rms {}", rms(last));
+    assert!(
+        tone_power(last, 48_000, 440.0) > 0.8,
+        "most power at 440 Hz"
+    );
+}
+
+#[test]
+fn the_check_fails_when_the_tone_is_absent() {
+    // The same run with alice silent: the checks above must not pass on silence.
+    let heard = two_party("silence");
+    let last = tail(&heard, 1.0);
+    assert!(rms(last) < 0.01, "silence recorded: rms {}", rms(last));
+    let f = dominant_frequency(last, 48_000);
+    assert!(
+        f.is_none_or(|f| (f - 440.0).abs() > 5.0) || rms(last) < 0.01,
+        "no 440 Hz tone in silence"
+    );
+}
+
+#[test]
+fn three_users_each_hear_the_other_two_and_not_themselves() {
+    let server = Server::start();
+    let dir = TempDir::new("three");
+    let people = [("alice", 440.0_f32), ("bob", 660.0), ("carol", 880.0)];
+    let mut clients: Vec<Client> = people
+        .iter()
+        .map(|(name, hz)| {
+            let out = format!("wav:{}", dir.path(&format!("{name}.wav")).display());
+            Client::start(
+                &server.url(),
+                name,
+                &[
+                    "--join",
+                    "General",
+                    "--audio-in",
+                    &format!("tone:{hz}"),
+                    "--audio-out",
+                    &out,
+                ],
+            )
+        })
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        for (j, (other, _)) in people.iter().enumerate() {
+            if i != j {
+                c.wait_audio(other, LONG);
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for c in &mut clients {
+        assert!(c.terminate().success());
+    }
+    for (name, own) in people {
+        let heard = read_wav(&dir.path(&format!("{name}.wav")));
+        let last = tail(&heard, 1.0);
+        assert!(rms(last) > 0.05, "{name} heard something");
+        for (other, hz) in people {
+            let share = tone_power(last, 48_000, hz);
+            if other == name {
+                assert!(share < 0.01, "{name} hears itself at {own} Hz: {share}");
+            } else {
+                assert!(share > 0.2, "{name} misses {other} at {hz} Hz: {share}");
+            }
+        }
+    }
+}
+
+#[test]
+fn push_to_talk_sends_nothing_until_talk_on() {
+    let server = Server::start();
+    let dir = TempDir::new("ptt");
+    let wav = dir.path("bob.wav");
+    let out = format!("wav:{}", wav.display());
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--audio-out", &out],
+    );
+    let mut alice = Client::start(
+        &server.url(),
+        "alice",
+        &[
+            "--join",
+            "General",
+            "--audio-in",
+            "tone:440",
+            "--talk",
+            "ptt",
+            "--script",
+            "-",
+        ],
+    );
+    alice.wait_peer_connected("bob", LONG);
+    bob.wait_peer_connected("alice", LONG);
+    // Key released: two seconds of nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        bob.events("audio").is_empty(),
+        "bob heard alice with PTT released"
+    );
+    // Key held: alice is heard.
+    alice.say("talk on");
+    bob.wait_audio("alice", LONG);
+    std::thread::sleep(Duration::from_secs(1));
+    // Released again, then mute and unmute: unmuting must not open the mic.
+    alice.say("talk off");
+    alice.say("mute on");
+    alice.say("mute off");
+    std::thread::sleep(Duration::from_secs(2));
+    alice.say("quit");
+    assert!(alice.wait_exit(LONG).success());
+    assert!(bob.terminate().success());
+    let heard = read_wav(&wav);
+    // The last 1.5 s (released, then muted and unmuted) are silent.
+    assert!(
+        rms(tail(&heard, 1.5)) < 0.005,
+        "talk off → silence: rms {}",
+        rms(tail(&heard, 1.5))
+    );
+    // About one second of tone, while the key was held; silence otherwise.
+    let loud: Vec<&[f32]> = heard.chunks(4800).filter(|w| rms(w) > 0.05).collect();
+    let secs = loud.len() as f32 * 0.1;
+    assert!(
+        (0.7..=1.6).contains(&secs),
+        "{secs} s of tone, expected about 1 s"
+    );
+    let tone: Vec<f32> = loud.concat();
+    let f = dominant_frequency(&tone, 48_000).expect("a tone");
+    assert!((f - 440.0).abs() <= 5.0, "{f} Hz");
+}

@@ -1,0 +1,354 @@
+//! End-to-end harness: the real server and real `cromulent headless` processes on loopback.
+//! Every wait is bounded; every process is killed when its handle drops (also on panic).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cromulent");
+
+/// A port that was free a moment ago (for servers that must come back on the same port).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("cromulent-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `cromulent server` as a child process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Start on a free port.
+    pub fn start() -> Self {
+        Self::start_with(free_port(), &[], &[])
+    }
+
+    /// Start on `port` with extra arguments and environment.
+    pub fn start_with(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server")
+            .args(["--listen", &addr.to_string()])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn cromulent server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "server did not come up on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// SIGKILL: no goodbye to anyone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One line of a client's stdout and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub at: Instant,
+    pub json: Value,
+}
+
+impl Event {
+    pub fn kind(&self) -> &str {
+        self.json["event"].as_str().unwrap_or("")
+    }
+
+    pub fn str(&self, field: &str) -> &str {
+        self.json[field].as_str().unwrap_or("")
+    }
+}
+
+/// A running `cromulent headless`.
+pub struct Client {
+    pub name: String,
+    child: Child,
+    lines: Receiver<Event>,
+    /// Everything seen so far.
+    pub seen: Vec<Event>,
+    stderr: Arc<Mutex<String>>,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Client {
+    /// Start `cromulent headless --server URL --user NAME ARGS...`.
+    pub fn start(url: &str, name: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("headless")
+            .args(["--server", url, "--user", name])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cromulent headless");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let json: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                assert!(json["event"].is_string(), "no event field: {line}");
+                if tx
+                    .send(Event {
+                        at: Instant::now(),
+                        json,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                if s.len() < 64 * 1024 {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Self {
+            name: name.to_owned(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+            stdin,
+        }
+    }
+
+    /// Send script lines on stdin (for `--script -`).
+    pub fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Wait for an event matching `pred`, at most `limit`; panics with the history if none.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Event {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{}: no {what} within {limit:?}\nevents: {:#?}\nstderr: {}",
+                    self.name,
+                    self.seen
+                        .iter()
+                        .map(|e| e.json.to_string())
+                        .collect::<Vec<_>>(),
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// A point in this client's event history: everything received so far.
+    pub fn mark(&mut self) -> usize {
+        self.drain();
+        self.seen.len()
+    }
+
+    /// Wait for an event after `mark` matching `pred`.
+    pub fn wait_after(
+        &mut self,
+        mark: usize,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Event {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(e) = self.seen[mark.min(self.seen.len())..]
+                .iter()
+                .find(|e| pred(e))
+            {
+                return e.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(e) => self.seen.push(e),
+                Err(_) => panic!(
+                    "{}: no {what} after event #{mark} within {limit:?}\nevents: {:#?}\nstderr: {}",
+                    self.name,
+                    self.seen
+                        .iter()
+                        .map(|e| e.json.to_string())
+                        .collect::<Vec<_>>(),
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Pull in whatever has arrived.
+    pub fn drain(&mut self) {
+        while let Ok(e) = self.lines.try_recv() {
+            self.seen.push(e);
+        }
+    }
+
+    pub fn wait_state(&mut self, state: &str, limit: Duration) -> Event {
+        self.wait_for(&format!("state {state}"), limit, |e| {
+            e.kind() == "state" && e.str("state") == state
+        })
+    }
+
+    pub fn wait_peer_connected(&mut self, user: &str, limit: Duration) -> Event {
+        let user = user.to_owned();
+        self.wait_for(&format!("peer {user} connected"), limit, move |e| {
+            e.kind() == "peer" && e.str("user") == user && e.str("state") == "connected"
+        })
+    }
+
+    pub fn wait_audio(&mut self, from: &str, limit: Duration) -> Event {
+        let from = from.to_owned();
+        self.wait_for(&format!("audio from {from}"), limit, move |e| {
+            e.kind() == "audio" && e.str("from") == from
+        })
+    }
+
+    /// Wait for the process to end; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread deliver the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                self.drain();
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {limit:?}; stderr: {}",
+                self.name,
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM: a clean stop (leave, finish the recording).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn events(&self, kind: &str) -> Vec<Event> {
+        self.seen
+            .iter()
+            .filter(|e| e.kind() == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Samples of a recorded WAV (48 kHz mono).
+pub fn read_wav(path: &Path) -> Vec<f32> {
+    let audio = cromulent::audio::read_wav_mono(path).expect("readable WAV");
+    assert_eq!(audio.sample_rate, 48_000);
+    audio.samples
+}
+
+/// The last `secs` seconds of `samples`.
+pub fn tail(samples: &[f32], secs: f32) -> &[f32] {
+    let n = ((secs * 48_000.0) as usize).min(samples.len());
+    &samples[samples.len() - n..]
+}
+
+pub const LONG: Duration = Duration::from_secs(20);
