@@ -133,16 +133,23 @@ pub struct Client {
 impl Client {
     /// Start `cromulent headless --server URL --user NAME ARGS...`.
     pub fn start(url: &str, name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("headless")
+        Self::start_env(url, name, args, &[])
+    }
+
+    /// As [`Client::start`], with extra environment variables.
+    pub fn start_env(url: &str, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("headless")
             .args(["--server", url, "--user", name])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cromulent headless");
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn cromulent headless");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();
         std::thread::spawn(move || {
