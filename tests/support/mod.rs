@@ -1,6 +1,7 @@
 //! End-to-end harness: the real server and real `cromulent headless` processes on loopback.
 //! Every wait is bounded; every process is killed when its handle drops (also on panic).
 #![allow(dead_code)]
+pub mod coturn;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -323,6 +324,10 @@ impl Client {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         self.wait_exit(Duration::from_secs(10))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn stderr(&self) -> String {
