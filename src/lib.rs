@@ -4,7 +4,8 @@
 //! - [`signaling`]: the WebSocket connection to `cromulent-server`;
 //! - [`rtc`]: the WebRTC edge (webrtc-rs 0.17.2), the only module that knows webrtc;
 //! - [`audio`]: sources, sinks, Opus, jitter buffer, mixer, levels, analysis;
-//! - [`headless`]: `cromulent headless`, scripted runs writing JSON-lines events.
+//! - [`headless`]: `cromulent headless`, scripted runs writing JSON-lines events;
+//! - [`tui`]: the terminal client (`cromulent`, `cromulent demo`).
 #![forbid(unsafe_code)]
 
 pub mod audio;
@@ -12,3 +13,4 @@ pub mod engine;
 pub mod headless;
 pub mod rtc;
 pub mod signaling;
+pub mod tui;

@@ -2,13 +2,19 @@
 
 use clap::{Parser, Subcommand};
 use cromulent::headless::{self, HeadlessArgs};
+use cromulent::tui::{self, TuiArgs, demo::DemoArgs};
 
 /// Cromulent Voice: voice chat for the terminal.
+///
+/// With no subcommand, opens the terminal client: `cromulent --server ws://HOST:PORT --user
+/// NAME` (or settings from ~/.config/cromulent/config.toml). Try `cromulent demo` first.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
+    #[command(flatten)]
+    tui: TuiArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -18,13 +24,19 @@ enum Cmd {
     Headless(HeadlessArgs),
     /// Run the signaling server in this process (same options as `cromulent-server`).
     Server(cromulent_server::cli::ServerArgs),
+    /// Everything on embedded defaults: a server on a free local port, an echo bot in the Echo
+    /// channel (plays back what it hears a second later), and the terminal client.
+    Demo(DemoArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Cmd::Server(args) => {
+        // The terminal client sets up its own logging: to a file, never the screen.
+        None => std::process::exit(tui::main(cli.tui)),
+        Some(Cmd::Demo(args)) => std::process::exit(tui::demo::main(args)),
+        Some(Cmd::Server(args)) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -39,7 +51,7 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Cmd::Headless(args) => {
+        Some(Cmd::Headless(args)) => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_env_filter(

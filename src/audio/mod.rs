@@ -13,9 +13,15 @@
 //! Per-frame paths (`next_frame`, `encode`, `decode*`, `pop`, `mix`, levels) reuse caller or
 //! internal buffers and do not allocate beyond moving packet payloads; file reading,
 //! resampling and [`analysis`] run once, off the frame path.
+//!
+//! The one exception is [`device`], the edge to real sound cards (cpal, feature `devices`): its
+//! callbacks run on cpal's thread and meet the engine's frames in a lock-free ring. [`echo`]
+//! pairs a source with a sink through such a ring for the demo's echo bot.
 
 pub mod analysis;
 mod codec;
+pub mod device;
+pub mod echo;
 mod fft;
 pub mod frame;
 mod jitter;
@@ -31,12 +37,14 @@ mod wav;
 mod test_util;
 
 pub use codec::{CodecError, Decoder, Encoder, EncoderConfig, is_dtx_packet};
+pub use device::{DeviceError, DeviceInfo, DeviceSink, DeviceSource};
+pub use echo::{EchoSink, EchoSource, echo_pair};
 pub use frame::{FRAME_DURATION, FRAME_MS, FRAME_SAMPLES, Frame, SAMPLE_RATE, SILENT_FRAME};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 pub use level::{FLOOR_DBFS, Level, VoiceActivity, amplitude_to_dbfs, peak_dbfs, rms_dbfs};
 pub use mixer::{SOFT_CLIP_KNEE, mix, soft_clip};
 pub use resample::resample_periodic;
 pub use sink::{AudioSink, NullSink, SinkError, SinkSpec, WavSink};
-pub use source::{AudioSource, Silence, SourceSpec, Tone, WavSource};
+pub use source::{AudioSource, Silence, SourceError, SourceSpec, Tone, WavSource};
 pub use spec::SpecError;
 pub use wav::{MAX_WAV_SECONDS, WavAudio, WavReadError, read_wav_mono};

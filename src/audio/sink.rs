@@ -11,6 +11,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::device::{DeviceError, DeviceSink};
 use super::frame::SAMPLE_RATE;
 use super::spec::{SpecError, split_kind};
 
@@ -53,6 +54,9 @@ pub enum SinkError {
         #[source]
         source: hound::Error,
     },
+    /// The speaker could not be opened.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// A frame arrived after [`AudioSink::finish`].
     #[error("WAV file {path} was already finished")]
     Finished {
@@ -170,9 +174,15 @@ pub enum SinkSpec {
     },
     /// [`NullSink`].
     Null,
+    /// A speaker ([`super::device::DeviceSink`]): the system default, or the device whose
+    /// name matches.
+    Device {
+        /// `None` for the default output device.
+        name: Option<String>,
+    },
 }
 
-const SINK_FORMS: &str = "`wav:PATH` or `null`";
+const SINK_FORMS: &str = "`wav:PATH`, `null`, `device` or `device:NAME`";
 
 impl SinkSpec {
     /// Parses a spec; see [`SpecError`] for what is rejected and why.
@@ -194,6 +204,16 @@ impl SinkSpec {
                     needs: "a file path, e.g. `wav:heard.wav`",
                 }),
             },
+            ("device", None) => Ok(Self::Device { name: None }),
+            ("device", Some(name)) => match name.trim() {
+                "" => Err(SpecError::MissingArgument {
+                    kind: "device",
+                    needs: "a device name after the colon (plain `device` is the default)",
+                }),
+                name => Ok(Self::Device {
+                    name: Some(name.to_owned()),
+                }),
+            },
             (kind, _) => Err(SpecError::UnknownKind {
                 what: "sink",
                 kind: kind.to_owned(),
@@ -207,6 +227,7 @@ impl SinkSpec {
         Ok(match self {
             Self::Wav { path } => Box::new(WavSink::create(path)?),
             Self::Null => Box::new(NullSink::default()),
+            Self::Device { name } => Box::new(DeviceSink::open(name.as_deref())?),
         })
     }
 }
@@ -223,6 +244,8 @@ impl fmt::Display for SinkSpec {
         match self {
             Self::Wav { path } => write!(f, "wav:{}", path.display()),
             Self::Null => f.write_str("null"),
+            Self::Device { name: None } => f.write_str("device"),
+            Self::Device { name: Some(name) } => write!(f, "device:{name}"),
         }
     }
 }

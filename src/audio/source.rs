@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::device::{DeviceError, DeviceSource};
 use super::frame::SAMPLE_RATE;
 use super::resample::resample_periodic;
 use super::spec::{SpecError, split_kind};
@@ -134,9 +135,24 @@ pub enum SourceSpec {
     },
     /// [`Silence`].
     Silence,
+    /// A microphone ([`super::device::DeviceSource`]): the system default, or the device
+    /// whose name matches.
+    Device {
+        /// `None` for the default input device.
+        name: Option<String>,
+    },
 }
 
-const SOURCE_FORMS: &str = "`tone:HZ`, `wav:PATH` or `silence`";
+const SOURCE_FORMS: &str = "`tone:HZ`, `wav:PATH`, `silence`, `device` or `device:NAME`";
+
+/// Why a source could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Wav(#[from] WavReadError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+}
 
 impl SourceSpec {
     /// Tone frequencies accepted: audible, and below the 20 kHz Opus passband edge.
@@ -162,6 +178,16 @@ impl SourceSpec {
                     needs: "a file path, e.g. `wav:voice.wav`",
                 }),
             },
+            ("device", None) => Ok(Self::Device { name: None }),
+            ("device", Some(name)) => match name.trim() {
+                "" => Err(SpecError::MissingArgument {
+                    kind: "device",
+                    needs: "a device name after the colon (plain `device` is the default)",
+                }),
+                name => Ok(Self::Device {
+                    name: Some(name.to_owned()),
+                }),
+            },
             (kind, _) => Err(SpecError::UnknownKind {
                 what: "source",
                 kind: kind.to_owned(),
@@ -170,12 +196,14 @@ impl SourceSpec {
         }
     }
 
-    /// Builds the source (reading and resampling the file for `wav:`).
-    pub fn open(&self) -> Result<Box<dyn AudioSource + Send>, WavReadError> {
+    /// Builds the source (reading and resampling the file for `wav:`, opening the
+    /// microphone for `device`).
+    pub fn open(&self) -> Result<Box<dyn AudioSource + Send>, SourceError> {
         Ok(match self {
             Self::Tone { hz } => Box::new(Tone::new(*hz, Tone::DEFAULT_AMPLITUDE)),
             Self::Wav { path } => Box::new(WavSource::open(path)?),
             Self::Silence => Box::new(Silence),
+            Self::Device { name } => Box::new(DeviceSource::open(name.as_deref())?),
         })
     }
 }
@@ -215,6 +243,8 @@ impl fmt::Display for SourceSpec {
             Self::Tone { hz } => write!(f, "tone:{hz}"),
             Self::Wav { path } => write!(f, "wav:{}", path.display()),
             Self::Silence => f.write_str("silence"),
+            Self::Device { name: None } => f.write_str("device"),
+            Self::Device { name: Some(name) } => write!(f, "device:{name}"),
         }
     }
 }
@@ -344,6 +374,9 @@ mod tests {
         let out = pull(&mut tone, 10);
         assert!((dominant_frequency(&out, SAMPLE_RATE).unwrap() - 1000.0).abs() < 2.0);
         let missing = SourceSpec::parse("wav:/nonexistent/x.wav").unwrap().open();
-        assert!(matches!(missing, Err(WavReadError::Read { .. })));
+        assert!(matches!(
+            missing,
+            Err(SourceError::Wav(WavReadError::Read { .. }))
+        ));
     }
 }

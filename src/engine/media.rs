@@ -94,6 +94,11 @@ impl Media {
         })
     }
 
+    /// Replace the voice-activity detector (threshold and hangover from the user's settings).
+    pub fn set_voice_activity(&mut self, vad: VoiceActivity) {
+        self.vad = vad;
+    }
+
     /// Start receiving from `user` (a fresh jitter buffer and decoder).
     pub fn add_peer(&mut self, user: &str) -> Result<(), MediaError> {
         self.peers.insert(

@@ -19,11 +19,12 @@ use std::time::Duration;
 use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, PresenceChange, UserId};
 use tokio::sync::mpsc;
 
-use crate::audio::{SinkSpec, SourceSpec};
+use crate::audio::{AudioSink, AudioSource, SinkSpec, SourceSpec};
 use crate::rtc::CandidateKind;
 use crate::signaling::Credentials;
 
 pub use calls::CallState;
+pub use run::StartError;
 pub use status::VoiceStatus;
 pub use talk::{TalkMode, TalkState};
 
@@ -72,6 +73,14 @@ pub enum EngineCommand {
     Talk(bool),
     Mute(bool),
     Deafen(bool),
+    /// Change how the mic opens (the talk switch resets to the mode's resting state).
+    SetTalkMode(TalkMode),
+    /// Tune the voice-activity detector: speech at or above `threshold_dbfs` opens the mic,
+    /// which stays open `hangover_frames` quiet frames (20 ms each) after the last loud one.
+    SetVoiceActivity {
+        threshold_dbfs: f32,
+        hangover_frames: u32,
+    },
     /// Report a [`EngineEvent::Stats`].
     Stats,
     /// Leave, close everything, finish the audio output, then end the engine.
@@ -173,5 +182,19 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     run::start(config, rx, events_tx)?;
+    Ok((EngineHandle { tx }, events_rx))
+}
+
+/// Start the engine with audio ends the caller opened itself (`config.audio_in`/`audio_out`
+/// are then only descriptive). For front ends that must know whether a sound device opened
+/// (the TUI) or that wire a source to a sink (the demo's echo bot).
+pub fn spawn_with_audio(
+    config: EngineConfig,
+    source: Box<dyn AudioSource + Send>,
+    sink: Box<dyn AudioSink + Send>,
+) -> Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>), run::StartError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    run::start_with_audio(config, source, sink, rx, events_tx)?;
     Ok((EngineHandle { tx }, events_rx))
 }

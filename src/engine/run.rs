@@ -21,14 +21,14 @@ use super::talk::TalkState;
 use super::{
     ChannelRef, EngineCommand, EngineConfig, EngineEvent, IcePolicy, MIC_EVENT_EVERY, PeerReport,
 };
-use crate::audio::{FRAME_DURATION, SinkError, WavReadError};
+use crate::audio::{AudioSink, AudioSource, FRAME_DURATION, SinkError, SourceError, VoiceActivity};
 use crate::rtc::{self, CandidateInit, CandidateKind, LocalAudioTrack, PeerConfig, PeerEvent};
 use crate::signaling::{self, SignalingEvent, SignalingHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("audio input: {0}")]
-    Source(#[from] WavReadError),
+    Source(#[from] SourceError),
     #[error("audio output: {0}")]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -41,7 +41,20 @@ pub fn start(
     commands: mpsc::UnboundedReceiver<EngineCommand>,
     events: mpsc::UnboundedSender<EngineEvent>,
 ) -> Result<(), StartError> {
-    let media = Media::new(config.audio_in.open()?, config.audio_out.open()?)?;
+    let source = config.audio_in.open()?;
+    let sink = config.audio_out.open()?;
+    start_with_audio(config, source, sink, commands, events)
+}
+
+/// [`start`] with audio ends already opened.
+pub fn start_with_audio(
+    config: EngineConfig,
+    source: Box<dyn AudioSource + Send>,
+    sink: Box<dyn AudioSink + Send>,
+    commands: mpsc::UnboundedReceiver<EngineCommand>,
+    events: mpsc::UnboundedSender<EngineEvent>,
+) -> Result<(), StartError> {
+    let media = Media::new(source, sink)?;
     tokio::spawn(async move {
         let mut engine = Engine::new(config, media, events);
         engine.run(commands).await;
@@ -180,6 +193,16 @@ impl Engine {
                 self.talk.set_deafened(on);
                 self.sync_flags(self.talk.mic_live(true));
             }
+            EngineCommand::SetTalkMode(mode) => {
+                self.talk.set_mode(mode);
+                self.sync_flags(self.talk.mic_live(true));
+            }
+            EngineCommand::SetVoiceActivity {
+                threshold_dbfs,
+                hangover_frames,
+            } => self
+                .media
+                .set_voice_activity(VoiceActivity::new(threshold_dbfs, hangover_frames)),
             EngineCommand::Stats => self.collect_stats(),
             EngineCommand::Shutdown => self.stopping = true,
         }

@@ -1,0 +1,456 @@
+//! The cpal side of [`super`]: finding a device by name, choosing a stream configuration,
+//! building the streams whose callbacks feed the rings, and listing what exists.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig, SupportedStreamConfig};
+
+use super::{
+    CaptureReader, CaptureWriter, DeviceError, DeviceInfo, Direction, PlaybackReader, RING_SAMPLES,
+    ring,
+};
+use crate::audio::frame::SAMPLE_RATE;
+use crate::audio::{AudioSink, AudioSource, SinkError};
+
+/// A microphone, as a 48 kHz mono [`AudioSource`].
+pub struct DeviceSource {
+    reader: CaptureReader,
+    info: DeviceInfo,
+    failed: Arc<AtomicBool>,
+    /// Dropping it stops the device.
+    _stream: cpal::Stream,
+}
+
+/// A speaker, as a 48 kHz mono [`AudioSink`].
+pub struct DeviceSink {
+    ring: ring::Producer,
+    info: DeviceInfo,
+    failed: Arc<AtomicBool>,
+    /// Samples dropped because the device was not taking them.
+    overflow: u64,
+    _stream: cpal::Stream,
+}
+
+impl DeviceSource {
+    /// Opens `name` (matched against device ids and names) or the default microphone.
+    pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
+        let dir = Direction::Input;
+        let (device, label) = find(dir, name)?;
+        let config = choose_config(&device, dir, &label)?;
+        let (producer, consumer) = ring::ring(RING_SAMPLES);
+        let writer = CaptureWriter::new(producer, config.sample_rate(), config.channels());
+        let failed = Arc::new(AtomicBool::new(false));
+        let on_error = error_callback(dir, &label, failed.clone());
+        let stream_config = config.config();
+        let stream = match config.sample_format() {
+            SampleFormat::F32 => input::<f32>(&device, stream_config, writer, on_error),
+            SampleFormat::F64 => input::<f64>(&device, stream_config, writer, on_error),
+            SampleFormat::I8 => input::<i8>(&device, stream_config, writer, on_error),
+            SampleFormat::I16 => input::<i16>(&device, stream_config, writer, on_error),
+            SampleFormat::I32 => input::<i32>(&device, stream_config, writer, on_error),
+            SampleFormat::U8 => input::<u8>(&device, stream_config, writer, on_error),
+            SampleFormat::U16 => input::<u16>(&device, stream_config, writer, on_error),
+            other => return Err(unsupported(dir, &label, other)),
+        };
+        let stream = start(stream, dir, &label)?;
+        Ok(Self {
+            reader: CaptureReader {
+                ring: consumer,
+                primed: false,
+                underruns: 0,
+            },
+            info: info(&label, &config),
+            failed,
+            _stream: stream,
+        })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Whether the device reported an error since it opened (e.g. unplugged).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl AudioSource for DeviceSource {
+    fn next_frame(&mut self, out: &mut [f32]) {
+        self.reader.read(out);
+    }
+}
+
+impl Drop for DeviceSource {
+    fn drop(&mut self) {
+        tracing::debug!(device = %self.info, underruns = self.reader.underruns, failed = self.failed(), "microphone closed");
+    }
+}
+
+impl DeviceSink {
+    /// Opens `name` (matched against device ids and names) or the default speaker.
+    pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
+        let dir = Direction::Output;
+        let (device, label) = find(dir, name)?;
+        let config = choose_config(&device, dir, &label)?;
+        let (producer, consumer) = ring::ring(RING_SAMPLES);
+        let reader = PlaybackReader::new(consumer, config.sample_rate(), config.channels());
+        let failed = Arc::new(AtomicBool::new(false));
+        let on_error = error_callback(dir, &label, failed.clone());
+        let stream_config = config.config();
+        let stream = match config.sample_format() {
+            SampleFormat::F32 => output::<f32>(&device, stream_config, reader, on_error),
+            SampleFormat::F64 => output::<f64>(&device, stream_config, reader, on_error),
+            SampleFormat::I8 => output::<i8>(&device, stream_config, reader, on_error),
+            SampleFormat::I16 => output::<i16>(&device, stream_config, reader, on_error),
+            SampleFormat::I32 => output::<i32>(&device, stream_config, reader, on_error),
+            SampleFormat::U8 => output::<u8>(&device, stream_config, reader, on_error),
+            SampleFormat::U16 => output::<u16>(&device, stream_config, reader, on_error),
+            other => return Err(unsupported(dir, &label, other)),
+        };
+        let stream = start(stream, dir, &label)?;
+        Ok(Self {
+            ring: producer,
+            info: info(&label, &config),
+            failed,
+            overflow: 0,
+            _stream: stream,
+        })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Whether the device reported an error since it opened (e.g. unplugged).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl AudioSink for DeviceSink {
+    fn write_frame(&mut self, frame: &[f32]) -> Result<(), SinkError> {
+        // A full ring means the device stopped taking audio; dropping keeps the engine's
+        // clock (and everyone else's audio) going.
+        let pushed = self.ring.push_slice(frame);
+        self.overflow += (frame.len() - pushed) as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl Drop for DeviceSink {
+    fn drop(&mut self) {
+        tracing::debug!(device = %self.info, overflow = self.overflow, failed = self.failed(), "speaker closed");
+    }
+}
+
+/// The capture callback for sample type `T`: convert to f32, hand to the writer. Nothing
+/// else happens on cpal's thread.
+fn input<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut writer: CaptureWriter,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample,
+    f32: FromSample<T>,
+{
+    device.build_input_stream(
+        config,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            writer.write(data.iter().map(|&s| f32::from_sample_(s)));
+        },
+        on_error,
+        None,
+    )
+}
+
+/// The playback callback for sample type `T`: the reader fills the device's buffer.
+fn output<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut reader: PlaybackReader,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<f32>,
+{
+    device.build_output_stream(
+        config,
+        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            let n = data.len();
+            reader.read(n, |i, y| data[i] = T::from_sample_(y));
+        },
+        on_error,
+        None,
+    )
+}
+
+/// Errors come on cpal's thread after the stream started (e.g. the device was unplugged):
+/// flag and log them; the source/sink keep delivering silence.
+fn error_callback(
+    dir: Direction,
+    label: &str,
+    failed: Arc<AtomicBool>,
+) -> impl FnMut(cpal::Error) + Send + 'static {
+    let name = label.to_owned();
+    move |e| {
+        failed.store(true, Ordering::Relaxed);
+        tracing::warn!(device = %name, error = %e, "{} error", dir.what());
+    }
+}
+
+fn start(
+    stream: Result<cpal::Stream, cpal::Error>,
+    dir: Direction,
+    label: &str,
+) -> Result<cpal::Stream, DeviceError> {
+    let fail = |e: cpal::Error| DeviceError::Failed {
+        what: dir.what(),
+        name: label.to_owned(),
+        reason: e.to_string(),
+    };
+    let stream = stream.map_err(fail)?;
+    // cpal 0.18: ALSA streams no longer start by themselves.
+    stream.play().map_err(fail)?;
+    Ok(stream)
+}
+
+fn unsupported(dir: Direction, label: &str, format: SampleFormat) -> DeviceError {
+    DeviceError::Failed {
+        what: dir.what(),
+        name: label.to_owned(),
+        reason: format!("sample format {format} is not supported"),
+    }
+}
+
+fn info(label: &str, config: &SupportedStreamConfig) -> DeviceInfo {
+    DeviceInfo {
+        name: label.to_owned(),
+        sample_rate: config.sample_rate(),
+        channels: config.channels(),
+        format: config.sample_format().to_string(),
+    }
+}
+
+/// The id ALSA (and so cpal) gives a device: `default`, `null`, `hw:CARD=PCH,DEV=0`.
+fn device_id(device: &cpal::Device) -> String {
+    device
+        .id()
+        .map(|id| id.id().to_owned())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// What to call a device on screen: its id, short and what `--input-device` takes.
+fn label(device: &cpal::Device) -> String {
+    device_id(device)
+}
+
+/// For `--list-devices`: the id, and the description where it says more.
+fn long_label(device: &cpal::Device) -> String {
+    let id = device_id(device);
+    match device.description() {
+        Ok(d) if d.name() != id && !d.name().is_empty() => format!("{id:<24} {}", d.name()),
+        _ => id,
+    }
+}
+
+fn devices(host: &cpal::Host, dir: Direction) -> Vec<cpal::Device> {
+    let list = match dir {
+        Direction::Input => host.input_devices().map(|d| d.collect::<Vec<_>>()),
+        Direction::Output => host.output_devices().map(|d| d.collect::<Vec<_>>()),
+    };
+    list.unwrap_or_default()
+}
+
+/// The device to open and its label. A name matches an id or description exactly
+/// (case-insensitive) first, then as a substring.
+fn find(dir: Direction, name: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
+    let host = cpal::default_host();
+    let what = dir.what();
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        let default = match dir {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        };
+        let Some(device) = default else {
+            return Err(DeviceError::NoDevice {
+                what,
+                reason: "the system has no default one (no sound card?)".into(),
+            });
+        };
+        if device_id(&device) == "null" {
+            return Err(DeviceError::NoDevice {
+                what,
+                reason: "the default is ALSA's null device (no sound card?)".into(),
+            });
+        }
+        let label = label(&device);
+        return Ok((device, label));
+    };
+    let all = devices(&host, dir);
+    let wanted = name.to_lowercase();
+    let names = |d: &cpal::Device| {
+        let id = device_id(d).to_lowercase();
+        let desc = d
+            .description()
+            .map(|x| x.name().to_lowercase())
+            .unwrap_or_default();
+        (id, desc)
+    };
+    let exact = all.iter().position(|d| {
+        let (id, desc) = names(d);
+        id == wanted || desc == wanted
+    });
+    let partial = || {
+        all.iter().position(|d| {
+            let (id, desc) = names(d);
+            id.contains(&wanted) || desc.contains(&wanted)
+        })
+    };
+    match exact.or_else(partial) {
+        Some(i) => {
+            let device = all
+                .into_iter()
+                .nth(i)
+                .ok_or_else(|| DeviceError::NoDevice {
+                    what,
+                    reason: "device list changed".into(),
+                })?;
+            let label = label(&device);
+            Ok((device, label))
+        }
+        None => Err(DeviceError::NotFound {
+            what,
+            name: name.to_owned(),
+            available: if all.is_empty() {
+                "none".into()
+            } else {
+                all.iter().map(device_id).collect::<Vec<_>>().join(", ")
+            },
+        }),
+    }
+}
+
+/// Prefer 48 kHz, then f32, then mono; fall back to the device's default configuration.
+fn choose_config(
+    device: &cpal::Device,
+    dir: Direction,
+    label: &str,
+) -> Result<SupportedStreamConfig, DeviceError> {
+    let ranges: Vec<_> = match dir {
+        Direction::Input => device.supported_input_configs().map(|r| r.collect()),
+        Direction::Output => device.supported_output_configs().map(|r| r.collect()),
+    }
+    .unwrap_or_default();
+    let usable = |f: SampleFormat| {
+        matches!(
+            f,
+            SampleFormat::F32
+                | SampleFormat::F64
+                | SampleFormat::I8
+                | SampleFormat::I16
+                | SampleFormat::I32
+                | SampleFormat::U8
+                | SampleFormat::U16
+        )
+    };
+    let best = ranges
+        .into_iter()
+        .filter(|r| usable(r.sample_format()))
+        .max_by_key(|r| {
+            let has_48k = (r.min_sample_rate()..=r.max_sample_rate()).contains(&SAMPLE_RATE);
+            let is_f32 = r.sample_format() == SampleFormat::F32;
+            (
+                has_48k,
+                is_f32,
+                r.channels() == 1,
+                std::cmp::Reverse(r.channels()),
+            )
+        });
+    if let Some(range) = best {
+        let (lo, hi) = (range.min_sample_rate(), range.max_sample_rate());
+        let rate = if (lo..=hi).contains(&SAMPLE_RATE) {
+            SAMPLE_RATE
+        } else if (lo..=hi).contains(&44_100) {
+            44_100
+        } else {
+            SAMPLE_RATE.clamp(lo, hi)
+        };
+        if let Some(config) = range.try_with_sample_rate(rate) {
+            return Ok(config);
+        }
+    }
+    let default = match dir {
+        Direction::Input => device.default_input_config(),
+        Direction::Output => device.default_output_config(),
+    };
+    default
+        .ok()
+        .filter(|c| usable(c.sample_format()))
+        .ok_or_else(|| DeviceError::Failed {
+            what: dir.what(),
+            name: label.to_owned(),
+            reason: "unusable (no sound card?)".into(),
+        })
+}
+
+/// Every input and output device, with its default configuration, as text for
+/// `--list-devices`.
+pub fn list_devices() -> Result<String, DeviceError> {
+    let host = cpal::default_host();
+    let mut out = String::new();
+    let _ = writeln!(out, "audio host: {}", host.id().name());
+    for dir in [Direction::Input, Direction::Output] {
+        let default = match dir {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        }
+        .map(|d| device_id(&d));
+        let heading = match dir {
+            Direction::Input => "microphones (--input-device)",
+            Direction::Output => "speakers (--output-device)",
+        };
+        let _ = writeln!(out, "\n{heading}:");
+        let all = devices(&host, dir);
+        if all.is_empty() {
+            let _ = writeln!(out, "  none");
+        }
+        for d in &all {
+            let id = device_id(d);
+            let mark = if Some(&id) == default.as_ref() {
+                "*"
+            } else {
+                " "
+            };
+            let config = match dir {
+                Direction::Input => d.default_input_config(),
+                Direction::Output => d.default_output_config(),
+            }
+            .map(|c| {
+                format!(
+                    "{} Hz, {} ch, {}",
+                    c.sample_rate(),
+                    c.channels(),
+                    c.sample_format()
+                )
+            })
+            .unwrap_or_else(|e| format!("unavailable: {e}"));
+            let _ = writeln!(
+                out,
+                "{mark} {}\n      default stream: {config}",
+                long_label(d)
+            );
+        }
+    }
+    let _ = writeln!(out, "\n* = default. Pass an id or part of a name.");
+    Ok(out)
+}

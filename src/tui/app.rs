@@ -1,0 +1,162 @@
+//! The terminal client's I/O loop: one `select!` over the terminal's events, the engine's
+//! events and a tick, each turned into a [`Msg`] for [`update`]; its [`Cmd`]s go to the
+//! engine; [`view`] redraws. Everything that decides anything lives in `update`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::config::Settings;
+use super::model::{Device, Model, Notice, NoticeLevel, PttStyle};
+use super::terminal;
+use super::update::{Cmd, Msg, TICK, update};
+use super::view::view;
+use crate::audio::{AudioSink, AudioSource, DeviceSink, DeviceSource, NullSink, Silence};
+use crate::engine::{self, ChannelRef, EngineCommand, EngineEvent};
+
+/// How long quitting waits for the engine to leave the channel and stop.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// A message shown at start (the demo's directions).
+pub struct Intro {
+    pub text: String,
+    pub ticks: u32,
+}
+
+/// Run the client until the user quits. Stderr should already point at the log file.
+pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()> {
+    let (source, input, sink, output) = open_audio(&settings);
+    let (engine, mut events) = engine::spawn_with_audio(settings.engine_config(), source, sink)
+        .context("cannot start the voice engine")?;
+    engine.send(EngineCommand::SetVoiceActivity {
+        threshold_dbfs: settings.vad_threshold_dbfs,
+        hangover_frames: settings.vad_hangover_frames,
+    });
+    if let Some(channel) = &settings.join {
+        engine.send(EngineCommand::Join(ChannelRef(channel.clone())));
+    }
+
+    let (mut tui, _guard, releases) = terminal::enter().context("cannot set up the terminal")?;
+    let ptt = if releases {
+        PttStyle::Hold
+    } else {
+        PttStyle::Toggle
+    };
+    tracing::info!(server = %settings.server_url, user = %settings.user, ?ptt, "terminal client started");
+    let mut model = Model::new(
+        settings.server_url.clone(),
+        settings.user.clone(),
+        settings.talk_mode,
+        ptt,
+        settings.keys.clone(),
+    );
+    model.input = input;
+    model.output = output;
+    model.notice = intro.map(|i| Notice {
+        text: i.text,
+        level: NoticeLevel::Info,
+        ticks_left: i.ticks,
+    });
+
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut engine_running = true;
+    let mut quit_by: Option<Instant> = None;
+    loop {
+        tui.draw(|frame| view(&model, frame))?;
+        let msg = tokio::select! {
+            ev = keys.next() => match ev {
+                Some(Ok(Event::Key(key))) => Msg::Key(key),
+                Some(Ok(Event::FocusLost)) => Msg::FocusLost,
+                // Resize and the rest: just redraw.
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e).context("reading the terminal"),
+                None => break,
+            },
+            ev = events.recv(), if engine_running => match ev {
+                Some(ev) => {
+                    log_event(&ev);
+                    Msg::Engine(ev)
+                }
+                None => {
+                    engine_running = false;
+                    if quit_by.is_some() {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            _ = tick.tick() => Msg::Tick(std::time::Instant::now()),
+            _ = sleep_until_opt(quit_by) => break,
+        };
+        for cmd in update(&mut model, msg) {
+            match cmd {
+                Cmd::Engine(c) => engine.send(c),
+                Cmd::Quit if quit_by.is_some() || !engine_running => {
+                    return Ok(());
+                }
+                Cmd::Quit => {
+                    engine.send(EngineCommand::Shutdown);
+                    quit_by = Some(Instant::now() + SHUTDOWN_WAIT);
+                }
+            }
+        }
+    }
+    engine.send(EngineCommand::Shutdown);
+    Ok(())
+}
+
+/// Open the microphone and speaker; whatever is missing is replaced by silence and said so.
+fn open_audio(
+    settings: &Settings,
+) -> (
+    Box<dyn AudioSource + Send>,
+    Device,
+    Box<dyn AudioSink + Send>,
+    Device,
+) {
+    let (source, input): (Box<dyn AudioSource + Send>, _) =
+        match DeviceSource::open(settings.input_device.as_deref()) {
+            Ok(s) => {
+                let text = s.info().to_string();
+                tracing::info!(device = %text, "microphone opened");
+                (Box::new(s), Device::Ready(text))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "running without a microphone");
+                (Box::new(Silence), Device::Missing(e.reason()))
+            }
+        };
+    let (sink, output): (Box<dyn AudioSink + Send>, _) =
+        match DeviceSink::open(settings.output_device.as_deref()) {
+            Ok(s) => {
+                let text = s.info().to_string();
+                tracing::info!(device = %text, "speaker opened");
+                (Box::new(s), Device::Ready(text))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "running without a speaker");
+                (Box::new(NullSink::default()), Device::Missing(e.reason()))
+            }
+        };
+    (source, input, sink, output)
+}
+
+fn log_event(ev: &EngineEvent) {
+    match ev {
+        EngineEvent::Mic { .. } | EngineEvent::Stats(_) => {}
+        EngineEvent::Error { .. } | EngineEvent::Fatal { .. } => tracing::warn!(?ev, "engine"),
+        _ => tracing::info!(?ev, "engine"),
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,723 @@
+//! The TUI's state machine: `update(&mut Model, Msg) -> Vec<Cmd>`. Keys become actions, actions
+//! become engine commands, engine events become screen state. Pure: no I/O, no clock (time
+//! arrives as `Msg::Tick`), so every rule here is a unit test below.
+//!
+//! Key rules:
+//! - only presses act; repeats move the cursor but never toggle anything; releases matter only
+//!   to push-to-talk in hold style;
+//! - push-to-talk: hold style talks from press to release; toggle style (no release events)
+//!   flips on each press, and muting drops the latch so unmuting never opens the mic;
+//! - the talk rules themselves (mute wins, deafen closes the mic) are the engine's
+//!   [`crate::engine::TalkState`], mirrored here so the screen agrees with the engine.
+
+use std::time::{Duration, Instant};
+
+use cromulent_protocol::PresenceOp;
+use crossterm::event::{KeyEvent, KeyEventKind};
+
+use super::keys::Action;
+use super::model::{Model, Notice, NoticeLevel, PttStyle, ServerLink};
+use crate::engine::{CallState, ChannelRef, EngineCommand, EngineEvent, TalkMode, VoiceStatus};
+
+/// How often the app sends `Msg::Tick`.
+pub const TICK: Duration = Duration::from_millis(250);
+/// How often peer stats are asked for while in voice.
+pub const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How many ticks a notice stays (5 s).
+pub const NOTICE_TICKS: u32 = 20;
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Engine(EngineEvent),
+    Tick(Instant),
+    /// The terminal lost focus: a held push-to-talk key will never report its release.
+    FocusLost,
+}
+
+#[derive(Debug)]
+pub enum Cmd {
+    Engine(EngineCommand),
+    /// Leave the loop (after telling the engine to shut down).
+    Quit,
+}
+
+pub fn update(model: &mut Model, msg: Msg) -> Vec<Cmd> {
+    match msg {
+        Msg::Key(key) => on_key(model, key),
+        Msg::Engine(ev) => on_engine(model, ev),
+        Msg::Tick(now) => on_tick(model, now),
+        Msg::FocusLost => release_ptt(model),
+    }
+}
+
+// --- keys -------------------------------------------------------------------------------
+
+fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Cmd> {
+    let action = model.keys.action(&key);
+    if model.help && key.kind == KeyEventKind::Press && action != Some(Action::Quit) {
+        // Any key closes the help; it does nothing else.
+        model.help = false;
+        return Vec::new();
+    }
+    let Some(action) = action else {
+        return Vec::new();
+    };
+    match key.kind {
+        KeyEventKind::Press => on_action(model, action),
+        KeyEventKind::Repeat => match action {
+            Action::Up | Action::Down => on_action(model, action),
+            _ => Vec::new(),
+        },
+        KeyEventKind::Release => match action {
+            Action::Talk if model.ptt == PttStyle::Hold => release_ptt(model),
+            _ => Vec::new(),
+        },
+    }
+}
+
+fn on_action(model: &mut Model, action: Action) -> Vec<Cmd> {
+    match action {
+        Action::Up => {
+            model.cursor = model.cursor.saturating_sub(1);
+            Vec::new()
+        }
+        Action::Down => {
+            if model.cursor + 1 < model.channels.len() {
+                model.cursor += 1;
+            }
+            Vec::new()
+        }
+        Action::Join => join_selected(model),
+        Action::Leave => {
+            if model.voice == VoiceStatus::None {
+                notice(model, NoticeLevel::Info, "Not in a voice channel.");
+                return Vec::new();
+            }
+            vec![Cmd::Engine(EngineCommand::Leave)]
+        }
+        Action::Talk => press_talk(model),
+        Action::Mute => {
+            let muted = !model.talk.muted();
+            model.talk.set_muted(muted);
+            let mut cmds = vec![Cmd::Engine(EngineCommand::Mute(muted))];
+            if muted && model.ptt == PttStyle::Toggle && model.talk.talk() {
+                // A toggled-on talk latch would re-open the mic on unmute; drop it.
+                cmds.extend(set_talk(model, false));
+            }
+            cmds
+        }
+        Action::Deafen => {
+            let deafened = !model.talk.deafened();
+            model.talk.set_deafened(deafened);
+            vec![Cmd::Engine(EngineCommand::Deafen(deafened))]
+        }
+        Action::CycleTalkMode => {
+            let next = match model.talk.mode() {
+                TalkMode::PushToTalk => TalkMode::VoiceActivity,
+                TalkMode::VoiceActivity => TalkMode::Open,
+                TalkMode::Open => TalkMode::PushToTalk,
+            };
+            model.talk.set_mode(next);
+            let text = format!("Talk mode: {}.", mode_words(model));
+            notice(model, NoticeLevel::Info, text);
+            vec![Cmd::Engine(EngineCommand::SetTalkMode(next))]
+        }
+        Action::Help => {
+            model.help = !model.help;
+            Vec::new()
+        }
+        Action::Quit => {
+            model.quitting = true;
+            vec![Cmd::Quit]
+        }
+    }
+}
+
+fn join_selected(model: &mut Model) -> Vec<Cmd> {
+    let Some(channel) = model.selected() else {
+        notice(model, NoticeLevel::Info, "No channels yet.");
+        return Vec::new();
+    };
+    let (id, name) = (channel.id, channel.name.clone());
+    if model.voice_channel() == Some(id) {
+        // Also what keeps a terminal that reports Enter's release as a press from joining
+        // twice (which the server would refuse as already_in_channel).
+        notice(model, NoticeLevel::Info, format!("Already in {name}."));
+        return Vec::new();
+    }
+    vec![Cmd::Engine(EngineCommand::Join(ChannelRef(id.to_string())))]
+}
+
+fn press_talk(model: &mut Model) -> Vec<Cmd> {
+    if model.talk.mode() != TalkMode::PushToTalk {
+        let text = format!(
+            "The talk key is for push-to-talk; the mode is {} (press {} to change it).",
+            mode_words(model),
+            model.keys.label(Action::CycleTalkMode)
+        );
+        notice(model, NoticeLevel::Info, text);
+        return Vec::new();
+    }
+    match model.ptt {
+        PttStyle::Hold if model.talk.talk() => Vec::new(),
+        PttStyle::Hold => set_talk(model, true),
+        PttStyle::Toggle => {
+            let on = !model.talk.talk();
+            set_talk(model, on)
+        }
+    }
+}
+
+fn release_ptt(model: &mut Model) -> Vec<Cmd> {
+    if model.talk.mode() == TalkMode::PushToTalk && model.talk.talk() {
+        set_talk(model, false)
+    } else {
+        Vec::new()
+    }
+}
+
+fn set_talk(model: &mut Model, on: bool) -> Vec<Cmd> {
+    model.talk.set_talk(on);
+    vec![Cmd::Engine(EngineCommand::Talk(on))]
+}
+
+/// The talk mode in words, as the status line says it.
+pub fn mode_words(model: &Model) -> &'static str {
+    match (model.talk.mode(), model.ptt) {
+        (TalkMode::PushToTalk, PttStyle::Hold) => "push-to-talk (hold)",
+        (TalkMode::PushToTalk, PttStyle::Toggle) => "push-to-talk (toggle)",
+        (TalkMode::VoiceActivity, _) => "voice activity",
+        (TalkMode::Open, _) => "open mic",
+    }
+}
+
+fn notice(model: &mut Model, level: NoticeLevel, text: impl Into<String>) {
+    model.notice = Some(Notice {
+        text: text.into(),
+        level,
+        ticks_left: NOTICE_TICKS,
+    });
+}
+
+// --- engine -----------------------------------------------------------------------------
+
+fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
+    match ev {
+        EngineEvent::ServerConnected { user, channels, .. } => {
+            let selected = model.selected().map(|c| c.id);
+            model.me = user;
+            model.channels = channels;
+            model.server = ServerLink::Connected;
+            model.cursor = selected
+                .and_then(|id| model.channels.iter().position(|c| c.id == id))
+                .unwrap_or(0)
+                .min(model.channels.len().saturating_sub(1));
+        }
+        EngineEvent::Presence(changes) => {
+            let current = model.voice_channel();
+            for change in changes {
+                let Some(channel) = model.channels.iter_mut().find(|c| c.id == change.channel)
+                else {
+                    continue;
+                };
+                channel.members.retain(|m| m.user != change.member.user);
+                if change.op == PresenceOp::Leave {
+                    if current == Some(change.channel) {
+                        model.peers.remove(&change.member.user);
+                    }
+                } else {
+                    channel.members.push(change.member);
+                }
+            }
+        }
+        EngineEvent::Status {
+            status,
+            channel_name,
+        } => {
+            if status.channel() != model.voice.channel() || status == VoiceStatus::None {
+                model.peers.clear();
+            }
+            model.voice = status;
+            model.voice_channel_name = channel_name;
+        }
+        EngineEvent::Error {
+            reason, message, ..
+        } => {
+            if reason == "signaling_lost" {
+                model.server = ServerLink::Lost {
+                    reason: message.clone(),
+                };
+            }
+            notice(model, NoticeLevel::Error, message);
+        }
+        EngineEvent::Peer {
+            user,
+            state,
+            candidate,
+        } => {
+            if state == CallState::Closed {
+                model.peers.remove(&user);
+            } else {
+                let peer = model.peers.entry(user).or_default();
+                peer.state = Some(state);
+                if candidate.is_some() {
+                    peer.candidate = candidate;
+                }
+            }
+        }
+        EngineEvent::Audio { .. } => {}
+        EngineEvent::Mic { dbfs, live } => {
+            model.mic_dbfs = dbfs;
+            model.mic_live = live;
+        }
+        EngineEvent::Stats(reports) => {
+            for r in reports {
+                if r.state == CallState::Closed {
+                    continue;
+                }
+                let peer = model.peers.entry(r.user).or_default();
+                peer.state = Some(r.state);
+                peer.candidate = r.candidate.or(peer.candidate);
+                peer.rtt_ms = r.rtt_ms;
+                peer.loss = Some(r.loss);
+                peer.speaking = r.speaking;
+            }
+        }
+        EngineEvent::Fatal { message, .. } => {
+            model.server = ServerLink::Failed {
+                reason: message.clone(),
+            };
+            notice(model, NoticeLevel::Error, message);
+        }
+        EngineEvent::Stopped => {
+            if model.quitting {
+                return vec![Cmd::Quit];
+            }
+        }
+    }
+    Vec::new()
+}
+
+// --- time -------------------------------------------------------------------------------
+
+fn on_tick(model: &mut Model, now: Instant) -> Vec<Cmd> {
+    if let Some(n) = &mut model.notice {
+        n.ticks_left = n.ticks_left.saturating_sub(1);
+        if n.ticks_left == 0 {
+            model.notice = None;
+        }
+    }
+    let due = model
+        .last_stats
+        .is_none_or(|t| now.duration_since(t) >= STATS_EVERY);
+    if model.voice_channel().is_some() && due {
+        model.last_stats = Some(now);
+        return vec![Cmd::Engine(EngineCommand::Stats)];
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::PeerReport;
+    use crate::rtc::CandidateKind;
+    use crate::tui::keys::KeyMap;
+    use crate::tui::model::PeerView;
+    use cromulent_protocol::{ChannelInfo, Member, PresenceChange};
+    use crossterm::event::{KeyCode, KeyModifiers};
+
+    fn model(mode: TalkMode, ptt: PttStyle) -> Model {
+        let mut m = Model::new(
+            "ws://127.0.0.1:4000".into(),
+            "alice".into(),
+            mode,
+            ptt,
+            KeyMap::default(),
+        );
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::ServerConnected {
+                user: "alice".into(),
+                resumed: false,
+                channels: vec![
+                    channel(1, "General"),
+                    channel(2, "Gaming"),
+                    channel(3, "Echo"),
+                ],
+            }),
+        );
+        m
+    }
+
+    fn channel(id: u32, name: &str) -> ChannelInfo {
+        ChannelInfo {
+            id,
+            name: name.into(),
+            members: Vec::new(),
+        }
+    }
+
+    fn member(user: &str) -> Member {
+        Member {
+            user: user.into(),
+            name: user.into(),
+            muted: false,
+            deafened: false,
+            talking: false,
+            instance: 1,
+        }
+    }
+
+    fn key(code: KeyCode, kind: KeyEventKind) -> Msg {
+        Msg::Key(KeyEvent::new_with_kind(code, KeyModifiers::NONE, kind))
+    }
+
+    fn press(c: char) -> Msg {
+        key(KeyCode::Char(c), KeyEventKind::Press)
+    }
+
+    fn engine_cmds(cmds: Vec<Cmd>) -> Vec<String> {
+        cmds.into_iter().map(|c| format!("{c:?}")).collect()
+    }
+
+    fn status(m: &mut Model, status: VoiceStatus, name: &str) {
+        update(
+            m,
+            Msg::Engine(EngineEvent::Status {
+                status,
+                channel_name: Some(name.into()),
+            }),
+        );
+    }
+
+    #[test]
+    fn arrows_and_jk_move_within_the_list_and_enter_joins_the_selection() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        assert!(update(&mut m, key(KeyCode::Up, KeyEventKind::Press)).is_empty());
+        assert_eq!(m.cursor, 0, "clamped at the top");
+        update(&mut m, press('j'));
+        update(&mut m, key(KeyCode::Down, KeyEventKind::Press));
+        update(&mut m, key(KeyCode::Down, KeyEventKind::Repeat));
+        assert_eq!(m.cursor, 2, "clamped at the bottom, repeats move too");
+        update(&mut m, press('k'));
+        assert_eq!(m.selected().unwrap().name, "Gaming");
+        let cmds = update(&mut m, key(KeyCode::Enter, KeyEventKind::Press));
+        assert!(matches!(
+            cmds.as_slice(),
+            [Cmd::Engine(EngineCommand::Join(ChannelRef(id)))] if id == "2"
+        ));
+    }
+
+    #[test]
+    fn joining_the_channel_we_are_in_sends_nothing_but_switching_does() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        status(&mut m, VoiceStatus::Connecting { channel: 1 }, "General");
+        assert!(update(&mut m, key(KeyCode::Enter, KeyEventKind::Press)).is_empty());
+        assert!(
+            m.notice
+                .as_ref()
+                .unwrap()
+                .text
+                .contains("Already in General")
+        );
+        status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
+        assert!(update(&mut m, key(KeyCode::Enter, KeyEventKind::Press)).is_empty());
+        update(&mut m, press('j'));
+        let cmds = engine_cmds(update(&mut m, key(KeyCode::Enter, KeyEventKind::Press)));
+        assert_eq!(cmds, [r#"Engine(Join(ChannelRef("2")))"#]);
+    }
+
+    #[test]
+    fn leave_only_when_in_voice_and_the_status_clears_peers() {
+        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        assert!(update(&mut m, press('x')).is_empty());
+        status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
+        m.peers.insert("bob".into(), PeerView::default());
+        assert_eq!(engine_cmds(update(&mut m, press('x'))), ["Engine(Leave)"]);
+        status(&mut m, VoiceStatus::None, "");
+        assert!(m.peers.is_empty());
+        assert_eq!(m.voice_channel(), None);
+    }
+
+    #[test]
+    fn ptt_hold_talks_from_press_to_release_and_ignores_repeats() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        let space = |kind| key(KeyCode::Char(' '), kind);
+        assert_eq!(
+            engine_cmds(update(&mut m, space(KeyEventKind::Press))),
+            ["Engine(Talk(true))"]
+        );
+        assert!(m.talk.mic_live(true));
+        for _ in 0..5 {
+            assert!(update(&mut m, space(KeyEventKind::Repeat)).is_empty());
+            // Some terminals send repeats as presses: still held, nothing new.
+            assert!(update(&mut m, space(KeyEventKind::Press)).is_empty());
+        }
+        assert!(m.talk.talk(), "repeats never toggle");
+        assert_eq!(
+            engine_cmds(update(&mut m, space(KeyEventKind::Release))),
+            ["Engine(Talk(false))"]
+        );
+        assert!(!m.talk.mic_live(true));
+        assert!(update(&mut m, space(KeyEventKind::Release)).is_empty());
+    }
+
+    #[test]
+    fn ptt_toggle_flips_on_each_press_where_no_release_is_reported() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        let space = || key(KeyCode::Char(' '), KeyEventKind::Press);
+        assert_eq!(engine_cmds(update(&mut m, space())), ["Engine(Talk(true))"]);
+        assert!(m.talk.mic_live(true));
+        assert_eq!(
+            engine_cmds(update(&mut m, space())),
+            ["Engine(Talk(false))"]
+        );
+        assert!(!m.talk.mic_live(true));
+        assert_eq!(mode_words(&m), "push-to-talk (toggle)");
+    }
+
+    #[test]
+    fn releases_of_other_keys_do_nothing() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        assert!(update(&mut m, key(KeyCode::Char('m'), KeyEventKind::Release)).is_empty());
+        assert!(update(&mut m, key(KeyCode::Char('q'), KeyEventKind::Release)).is_empty());
+        assert!(update(&mut m, key(KeyCode::Enter, KeyEventKind::Release)).is_empty());
+        assert!(update(&mut m, key(KeyCode::Char('m'), KeyEventKind::Repeat)).is_empty());
+        assert!(!m.talk.muted() && !m.quitting);
+    }
+
+    #[test]
+    fn mute_wins_over_a_held_talk_key() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        update(&mut m, key(KeyCode::Char(' '), KeyEventKind::Press));
+        assert_eq!(
+            engine_cmds(update(&mut m, press('m'))),
+            ["Engine(Mute(true))"]
+        );
+        assert!(!m.talk.mic_live(true), "muted while holding the key");
+        // Still holding: unmuting speaks again, because the key is down.
+        update(&mut m, press('m'));
+        assert!(m.talk.mic_live(true));
+    }
+
+    #[test]
+    fn unmute_never_opens_the_mic_in_ptt_mode() {
+        // Hold style: key up, mute, unmute → closed.
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        update(&mut m, press('m'));
+        update(&mut m, press('m'));
+        assert!(!m.talk.mic_live(true));
+        // Toggle style: toggled on, mute drops the latch, unmute stays closed.
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        update(&mut m, press(' '));
+        let cmds = engine_cmds(update(&mut m, press('m')));
+        assert_eq!(cmds, ["Engine(Mute(true))", "Engine(Talk(false))"]);
+        update(&mut m, press('m'));
+        assert!(!m.talk.mic_live(true), "unmute must not re-open the mic");
+    }
+
+    #[test]
+    fn deafen_closes_the_mic_and_toggles_back() {
+        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        assert!(m.talk.mic_live(false));
+        assert_eq!(
+            engine_cmds(update(&mut m, press('d'))),
+            ["Engine(Deafen(true))"]
+        );
+        assert!(!m.talk.mic_live(true) && !m.talk.hears());
+        assert_eq!(
+            engine_cmds(update(&mut m, press('d'))),
+            ["Engine(Deafen(false))"]
+        );
+        assert!(m.talk.mic_live(false));
+    }
+
+    #[test]
+    fn talk_mode_cycles_and_the_talk_key_explains_itself_outside_ptt() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        assert_eq!(
+            engine_cmds(update(&mut m, press('t'))),
+            ["Engine(SetTalkMode(VoiceActivity))"]
+        );
+        assert!(update(&mut m, press(' ')).is_empty());
+        assert!(m.notice.as_ref().unwrap().text.contains("voice activity"));
+        assert_eq!(
+            engine_cmds(update(&mut m, press('t'))),
+            ["Engine(SetTalkMode(Open))"]
+        );
+        assert!(m.talk.mic_live(false));
+        update(&mut m, press('t'));
+        assert_eq!(m.talk.mode(), TalkMode::PushToTalk);
+        assert!(!m.talk.mic_live(true), "back to PTT: released");
+    }
+
+    #[test]
+    fn losing_focus_releases_a_held_ptt_key() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        update(&mut m, press(' '));
+        assert_eq!(
+            engine_cmds(update(&mut m, Msg::FocusLost)),
+            ["Engine(Talk(false))"]
+        );
+        assert!(update(&mut m, Msg::FocusLost).is_empty());
+    }
+
+    #[test]
+    fn help_opens_and_any_key_closes_it_without_acting() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        update(&mut m, key(KeyCode::Char('?'), KeyEventKind::Press));
+        assert!(m.help);
+        assert!(update(&mut m, press('m')).is_empty());
+        assert!(!m.help && !m.talk.muted());
+        update(&mut m, press('?'));
+        assert!(matches!(update(&mut m, press('q')).as_slice(), [Cmd::Quit]));
+    }
+
+    #[test]
+    fn quit_waits_for_the_engine_to_stop() {
+        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        assert!(matches!(update(&mut m, press('q')).as_slice(), [Cmd::Quit]));
+        assert!(m.quitting);
+        assert!(matches!(
+            update(&mut m, Msg::Engine(EngineEvent::Stopped)).as_slice(),
+            [Cmd::Quit]
+        ));
+    }
+
+    #[test]
+    fn presence_keeps_the_channel_list_live() {
+        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
+        let change = |op, channel, member| PresenceChange {
+            op,
+            channel,
+            member,
+        };
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Presence(vec![
+                change(PresenceOp::Join, 1, member("alice")),
+                change(PresenceOp::Join, 1, member("bob")),
+            ])),
+        );
+        assert_eq!(m.peer_members().len(), 1, "alice is me");
+        let mut muted = member("bob");
+        muted.muted = true;
+        muted.talking = true;
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Presence(vec![change(
+                PresenceOp::Update,
+                1,
+                muted,
+            )])),
+        );
+        let bob = &m.channel(1).unwrap().members[1];
+        assert!(bob.muted && bob.talking);
+        // bob switches to Gaming: leave 1 and join 2 in one message.
+        m.peers.insert("bob".into(), PeerView::default());
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Presence(vec![
+                change(PresenceOp::Leave, 1, member("bob")),
+                change(PresenceOp::Join, 2, member("bob")),
+            ])),
+        );
+        assert_eq!(m.channel(1).unwrap().members.len(), 1);
+        assert_eq!(m.channel(2).unwrap().members[0].user, "bob");
+        assert!(m.peers.is_empty(), "bob left our channel");
+    }
+
+    #[test]
+    fn peer_events_and_stats_fill_the_peers_panel() {
+        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Peer {
+                user: "bob".into(),
+                state: CallState::Connected,
+                candidate: Some(CandidateKind::Relay),
+            }),
+        );
+        let report = PeerReport {
+            user: "bob".into(),
+            state: CallState::Connected,
+            candidate: None,
+            packets_received: 100,
+            bytes_received: 1,
+            packets_sent: 100,
+            bytes_sent: 1,
+            packets_lost: 2,
+            loss: 0.02,
+            jitter_ms: 1.0,
+            rtt_ms: Some(12.5),
+            concealed: 0,
+            buffer_frames: 3,
+            speaking: true,
+        };
+        update(&mut m, Msg::Engine(EngineEvent::Stats(vec![report])));
+        let bob = &m.peers["bob"];
+        assert_eq!(bob.candidate, Some(CandidateKind::Relay), "kept");
+        assert_eq!(
+            (bob.rtt_ms, bob.loss, bob.speaking),
+            (Some(12.5), Some(0.02), true)
+        );
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Peer {
+                user: "bob".into(),
+                state: CallState::Closed,
+                candidate: None,
+            }),
+        );
+        assert!(m.peers.is_empty());
+    }
+
+    #[test]
+    fn stats_are_asked_for_about_once_a_second_only_in_voice() {
+        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let t0 = Instant::now();
+        assert!(update(&mut m, Msg::Tick(t0)).is_empty(), "not in voice");
+        status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
+        assert_eq!(
+            engine_cmds(update(&mut m, Msg::Tick(t0))),
+            ["Engine(Stats)"]
+        );
+        assert!(update(&mut m, Msg::Tick(t0 + TICK)).is_empty());
+        assert_eq!(
+            engine_cmds(update(&mut m, Msg::Tick(t0 + STATS_EVERY))),
+            ["Engine(Stats)"]
+        );
+    }
+
+    #[test]
+    fn errors_show_as_notices_that_expire_and_signaling_loss_marks_the_server() {
+        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Error {
+                reason: "signaling_lost".into(),
+                message: "connection refused; retrying in 500 ms".into(),
+                channel: None,
+            }),
+        );
+        assert!(matches!(&m.server, ServerLink::Lost { reason } if reason.contains("refused")));
+        assert_eq!(m.notice.as_ref().unwrap().level, NoticeLevel::Error);
+        let t = Instant::now();
+        for _ in 0..NOTICE_TICKS {
+            update(&mut m, Msg::Tick(t));
+        }
+        assert!(m.notice.is_none());
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Mic {
+                dbfs: -20.0,
+                live: true,
+            }),
+        );
+        assert!(m.mic_live && m.mic_dbfs == -20.0);
+    }
+}

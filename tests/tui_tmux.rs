@@ -1,0 +1,277 @@
+//! The terminal client in a real terminal: the real `cromulent` binary inside tmux (a private
+//! tmux server, 120×40), against the real server, with a real headless peer. Keys go in with
+//! `send-keys`, the screen comes back with `capture-pane` (with colours), polled with bounds.
+//! Checks: join → green status with the channel name; a second user appears live; push-to-talk
+//! toggles (tmux reports no key release) and mute wins; leave; quit; the terminal is sane after.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{BIN, Client, Server, TempDir};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A private tmux server with one 120×40 session; killed on drop (with whatever runs in it).
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Self {
+        let version = Command::new("tmux").arg("-V").output();
+        assert!(
+            version.is_ok_and(|o| o.status.success()),
+            "tmux is needed for this test: run `bash scripts/setup`"
+        );
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tmux = Tmux {
+            socket: format!("cromulent-tui-test-{}-{n}", std::process::id()),
+        };
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "sh",
+            "-c",
+            command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            // A private server, no user config, a known terminal type.
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("run tmux")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "tui"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    /// The screen as text (`colours`: with SGR escape sequences).
+    fn screen(&self, colours: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", "tui"];
+        if colours {
+            args.push("-e");
+        }
+        String::from_utf8_lossy(&self.run(&args).stdout).into_owned()
+    }
+
+    /// Poll until `pred` holds for the screen; panic with the screen after `WAIT`.
+    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen(false);
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alternate_screen_on(&self) -> bool {
+        let out = self.run(&["display-message", "-p", "-t", "tui", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The status line (second line from the bottom of the client's screen).
+fn status_line(screen: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    lines
+        .len()
+        .checked_sub(2)
+        .map(|i| lines[i].to_owned())
+        .unwrap_or_default()
+}
+
+/// The peers panel: the right-hand part of the screen's lines.
+fn peers_panel(screen: &str) -> String {
+    screen
+        .lines()
+        .map(|l| l.chars().skip(42).collect::<String>() + "\n")
+        .collect()
+}
+
+/// The channel list: the left-hand part.
+fn channel_list(screen: &str) -> String {
+    screen
+        .lines()
+        .skip(1)
+        .map(|l| l.chars().take(42).collect::<String>() + "\n")
+        .collect()
+}
+
+/// The SGR colour in force where `text` starts on a coloured capture.
+fn colour_before(coloured: &str, text: &str) -> String {
+    let at = coloured
+        .find(text)
+        .unwrap_or_else(|| panic!("{text:?} not in:\n{coloured}"));
+    let before = &coloured[..at];
+    let esc = before.rfind("\x1b[").expect("an escape sequence before");
+    before[esc..].to_owned()
+}
+
+fn is_green(sgr: &str) -> bool {
+    sgr.contains("38;5;2m") || sgr.contains("[32m") || sgr.contains(";32m")
+}
+
+#[test]
+fn join_see_a_peer_talk_leave_and_quit_in_a_real_terminal() {
+    let server = Server::start();
+    let dir = TempDir::new("tui-tmux");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "# empty: defaults only\n").unwrap();
+    let log = dir.path("tui.log");
+    let stty = dir.path("stty.txt");
+    let command = format!(
+        "'{BIN}' --server {url} --user alice --config '{config}' --log-file '{log}'; \
+         echo EXIT=$?; stty -a > '{stty}'; echo STTY-SAVED; sleep 600",
+        url = server.url(),
+        config = config.display(),
+        log = log.display(),
+        stty = stty.display(),
+    );
+    let tmux = Tmux::start(&command);
+
+    // Connected, channels listed, nothing in the status line yet.
+    let screen = tmux.wait("the channel list", |s| {
+        s.contains("· connected") && s.contains("▸ General") && s.contains("Echo")
+    });
+    assert!(!status_line(&screen).contains('●'), "{screen}");
+    assert!(
+        status_line(&screen).contains("push-to-talk (toggle)"),
+        "tmux reports no key release, and the screen says toggle:\n{screen}"
+    );
+    assert!(
+        screen.contains("no microphone"),
+        "no sound card here:\n{screen}"
+    );
+
+    // Join General (selected): green status with the channel name.
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait("the green status", |s| status_line(s).contains("● General"));
+    assert!(channel_list(&screen).contains("alice (you)"), "{screen}");
+    let sgr = colour_before(&tmux.screen(true), "● General");
+    assert!(is_green(&sgr), "status colour {sgr:?} is not green");
+
+    // A second user joins: they appear in the list and as a connected peer.
+    let mut bob = Client::start(&server.url(), "bob", &["--join", "General"]);
+    let screen = tmux.wait("bob connected in the peers panel", |s| {
+        channel_list(s).contains("bob")
+            && peers_panel(s)
+                .lines()
+                .any(|l| l.contains("bob") && l.contains("connected") && l.contains("direct"))
+    });
+    assert!(channel_list(&screen).contains("General (2)"), "{screen}");
+    bob.wait_peer_connected("alice", WAIT);
+
+    // Push-to-talk toggles; the server's presence shows us talking; mute wins, and unmute
+    // does not open the mic again.
+    tmux.keys(&["Space"]);
+    tmux.wait("the mic live and our talking mark", |s| {
+        status_line(s).contains("● LIVE") && channel_list(s).contains("● alice (you)")
+    });
+    tmux.keys(&["m"]);
+    let screen = tmux.wait("muted", |s| {
+        status_line(s).contains("MUTED") && channel_list(s).contains("alice (you) [muted]")
+    });
+    assert!(!status_line(&screen).contains("LIVE"), "{screen}");
+    tmux.keys(&["m"]);
+    tmux.wait("unmuted", |s| !channel_list(s).contains("[muted]"));
+    // Mic events come every 100 ms: give a wrongly re-opened mic time to show.
+    std::thread::sleep(Duration::from_millis(400));
+    let screen = tmux.screen(false);
+    assert!(
+        !status_line(&screen).contains("LIVE"),
+        "unmute must not re-open the mic in push-to-talk:\n{screen}"
+    );
+
+    // Leave: the status line empties and we drop out of the list; bob stays.
+    tmux.keys(&["x"]);
+    let screen = tmux.wait("left", |s| {
+        !status_line(s).contains('●') && channel_list(s).contains("General (1)")
+    });
+    assert!(!channel_list(&screen).contains("alice"), "{screen}");
+    assert!(
+        peers_panel(&screen).contains("Not in a voice channel"),
+        "{screen}"
+    );
+
+    // Quit: exit status 0, the normal screen back, the tty cooked again.
+    tmux.keys(&["q"]);
+    let screen = tmux.wait("the client to exit", |s| s.contains("STTY-SAVED"));
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(!tmux.alternate_screen_on(), "left the alternate screen");
+    let modes = std::fs::read_to_string(&stty).unwrap();
+    let flags: Vec<&str> = modes.split([' ', ';', '\n']).collect();
+    for flag in ["icanon", "echo", "isig"] {
+        assert!(
+            flags.contains(&flag) && !flags.contains(&format!("-{flag}").as_str()),
+            "{flag} not restored: {modes}"
+        );
+    }
+    // The log got the client's logs; the screen never did.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("terminal client started"), "{logged}");
+    assert!(!screen.contains("INFO"), "{screen}");
+    drop(bob);
+}
+
+#[test]
+fn a_refused_join_shows_red_disconnected_with_the_reason() {
+    let server = Server::start();
+    let dir = TempDir::new("tui-tmux-refused");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    // Another session of "alice" already sits in General.
+    let mut other = Client::start(&server.url(), "alice", &["--join", "General"]);
+    other.wait_state("connected", WAIT);
+    let command = format!(
+        "'{BIN}' --server {url} --user alice --config '{config}' --log-file '{log}'; sleep 600",
+        url = server.url(),
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait("the channel list", |s| s.contains("▸ General"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait("the refusal", |s| {
+        status_line(s).contains("● Disconnected — ")
+    });
+    assert!(
+        status_line(&screen).contains("already in this channel from another session"),
+        "{screen}"
+    );
+    let sgr = colour_before(&tmux.screen(true), "● Disconnected");
+    assert!(
+        sgr.contains("38;5;1m") || sgr.contains("[31m") || sgr.contains(";31m"),
+        "status colour {sgr:?} is not red"
+    );
+    tmux.keys(&["q"]);
+}
