@@ -45,7 +45,13 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
     } else {
         PttStyle::Toggle
     };
-    tracing::info!(server = %settings.server_url, user = %settings.user, ?ptt, "terminal client started");
+    tracing::info!(
+        server = %settings.server_url,
+        user = %settings.user,
+        config = ?settings.config_path,
+        ?ptt,
+        "terminal client started"
+    );
     let mut model = Model::new(
         settings.server_url.clone(),
         settings.user.clone(),

@@ -26,6 +26,10 @@ impl DeviceSource {
     pub fn failed(&self) -> bool {
         true
     }
+
+    pub fn buffered(&self) -> usize {
+        0
+    }
 }
 
 impl AudioSource for DeviceSource {
@@ -45,6 +49,10 @@ impl DeviceSink {
 
     pub fn failed(&self) -> bool {
         true
+    }
+
+    pub fn buffered(&self) -> usize {
+        0
     }
 }
 

@@ -76,6 +76,11 @@ impl DeviceSource {
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
+
+    /// Captured 48 kHz samples waiting for the engine (proof the callback runs).
+    pub fn buffered(&self) -> usize {
+        self.reader.ring.len()
+    }
 }
 
 impl AudioSource for DeviceSource {
@@ -128,6 +133,11 @@ impl DeviceSink {
     /// Whether the device reported an error since it opened (e.g. unplugged).
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// 48 kHz samples written but not yet taken by the device.
+    pub fn buffered(&self) -> usize {
+        self.ring.len()
     }
 }
 
