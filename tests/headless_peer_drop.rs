@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 use support::{Client, LONG, Server};
 
 fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// Resumes a stopped process even if the test fails half-way.
@@ -17,7 +23,9 @@ struct Continue(u32);
 
 impl Drop for Continue {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
     }
 }
 
@@ -25,8 +33,16 @@ impl Drop for Continue {
 fn a_frozen_peer_is_reported_failed_and_restarted_when_it_returns() {
     let server = Server::start();
     // alice sorts first, so alice makes the offers, including the restart.
-    let mut alice = Client::start(&server.url(), "alice", &["--join", "General", "--audio-in", "tone:440"]);
-    let mut bob = Client::start(&server.url(), "bob", &["--join", "General", "--audio-in", "tone:660"]);
+    let mut alice = Client::start(
+        &server.url(),
+        "alice",
+        &["--join", "General", "--audio-in", "tone:440"],
+    );
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--audio-in", "tone:660"],
+    );
     alice.wait_audio("bob", LONG);
     bob.wait_audio("alice", LONG);
     let mark = alice.mark();
@@ -45,10 +61,15 @@ fn a_frozen_peer_is_reported_failed_and_restarted_when_it_returns() {
     let failed_after = started.elapsed();
     // webrtc declares failure after its disconnected + failed timeouts (3 s + 7 s); allow for a
     // loaded machine.
-    assert!(failed_after < Duration::from_secs(30), "failure noticed in {failed_after:?}");
+    assert!(
+        failed_after < Duration::from_secs(30),
+        "failure noticed in {failed_after:?}"
+    );
     // With bob as the only peer, the status line says so.
     alice.wait_after(mark, "state disconnected", LONG, |e| {
-        e.kind() == "state" && e.str("state") == "disconnected" && e.str("reason").contains("no route")
+        e.kind() == "state"
+            && e.str("state") == "disconnected"
+            && e.str("reason").contains("no route")
     });
 
     // Bob comes back: alice's restart offer (queued at the server) gets through.

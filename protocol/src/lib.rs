@@ -202,9 +202,18 @@ pub struct IceServer {
 pub enum Signal {
     Offer {
         sdp: String,
+        /// Which of the offerer's peer connections this offer belongs to. An offer with a new
+        /// value replaces the whole connection (e.g. after a TURN credential refresh); the
+        /// same value renegotiates it (e.g. an ICE restart).
+        #[serde(default)]
+        connection: u64,
     },
     Answer {
         sdp: String,
+        /// The `connection` of the offer this answers; the offerer ignores answers to a
+        /// connection it has already replaced.
+        #[serde(default)]
+        connection: u64,
     },
     Candidate {
         candidate: String,
@@ -215,6 +224,9 @@ pub enum Signal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         username_fragment: Option<String>,
     },
+    /// From the answering side: "make a new connection with me" (its TURN credentials were
+    /// renewed, and only the offering side may offer).
+    Renew,
 }
 
 /// Every reason the server can give in an `error` message.

@@ -38,7 +38,10 @@ fn every_client_msg() -> Vec<ClientMsg> {
         },
         ClientMsg::Signal {
             to: "bob".into(),
-            signal: Signal::Offer { sdp: "v=0".into() },
+            signal: Signal::Offer {
+                sdp: "v=0".into(),
+                connection: 1,
+            },
         },
         ClientMsg::RefreshIce,
     ]
@@ -109,7 +112,10 @@ fn every_server_message_round_trips() {
         ServerMsg::IceServers { ice },
         ServerMsg::Signal {
             from: "bob".into(),
-            signal: Signal::Answer { sdp: "v=0".into() },
+            signal: Signal::Answer {
+                sdp: "v=0".into(),
+                connection: 1,
+            },
         },
         ServerMsg::Error {
             reason: ErrorReason::AlreadyInVoice,

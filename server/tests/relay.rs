@@ -40,8 +40,10 @@ async fn offer_answer_candidate_reach_only_the_addressee() {
     for signal in [
         Signal::Offer {
             sdp: "v=0 offer".into(),
+            connection: 1,
         },
         candidate,
+        Signal::Renew,
     ] {
         alice
             .send(&ClientMsg::Signal {
@@ -62,6 +64,7 @@ async fn offer_answer_candidate_reach_only_the_addressee() {
         to: "alice".into(),
         signal: Signal::Answer {
             sdp: "v=0 answer".into(),
+            connection: 1,
         },
     })
     .await;
@@ -87,7 +90,10 @@ async fn signals_outside_the_channel_are_refused() {
     let mut alice = seated(&url, "alice", Some(1)).await;
     let mut carol = seated(&url, "carol", Some(2)).await;
     let mut dave = seated(&url, "dave", None).await;
-    let offer = Signal::Offer { sdp: "v=0".into() };
+    let offer = Signal::Offer {
+        sdp: "v=0".into(),
+        connection: 1,
+    };
 
     alice
         .send(&ClientMsg::Signal {

@@ -157,6 +157,39 @@ impl Calls {
         actions
     }
 
+    /// Replace `user`'s peer connection with a new one (new generation), e.g. so it uses
+    /// renewed TURN credentials, or because the offerer replaced its side. The offerer also
+    /// makes the new offer.
+    pub fn new_connection(&mut self, user: &str, now: Instant) -> Vec<CallAction> {
+        let we_offer = self.we_offer(user);
+        let generation = self.next_generation;
+        let Some(call) = self.calls.get_mut(user) else {
+            return Vec::new();
+        };
+        self.next_generation += 1;
+        let old = std::mem::replace(&mut call.generation, generation);
+        call.state = CallState::Connecting;
+        call.since = now;
+        call.last_restart = Some(now);
+        let mut actions = vec![
+            CallAction::Close {
+                user: user.to_owned(),
+                generation: old,
+            },
+            CallAction::Create {
+                user: user.to_owned(),
+                generation,
+            },
+        ];
+        if we_offer {
+            actions.push(CallAction::Offer {
+                user: user.to_owned(),
+                restart: false,
+            });
+        }
+        actions
+    }
+
     /// A member left our channel.
     pub fn peer_gone(&mut self, user: &str) -> Vec<CallAction> {
         match self.calls.remove(user) {
@@ -354,6 +387,36 @@ mod tests {
         c.peer_present(&member("bob", 2), t0);
         assert!(c.on_state("bob", old, CallState::Failed, t0).is_empty());
         assert_eq!(c.state("bob"), Some(CallState::Connecting));
+    }
+
+    #[test]
+    fn a_new_connection_replaces_the_old_generation() {
+        let t0 = Instant::now();
+        let mut alice = Calls::new("alice".into());
+        alice.peer_present(&member("bob", 1), t0);
+        let g1 = alice.generation("bob").unwrap();
+        let actions = alice.new_connection("bob", t0);
+        let g2 = alice.generation("bob").unwrap();
+        assert!(g2 > g1);
+        assert_eq!(
+            &actions[..2],
+            [
+                CallAction::Close {
+                    user: "bob".into(),
+                    generation: g1
+                },
+                CallAction::Create {
+                    user: "bob".into(),
+                    generation: g2
+                }
+            ]
+        );
+        assert_eq!(offers(&actions), [("bob".to_owned(), false)]);
+        // The answering side replaces its connection but does not offer.
+        let mut bob = Calls::new("bob".into());
+        bob.peer_present(&member("alice", 1), t0);
+        assert!(offers(&bob.new_connection("alice", t0)).is_empty());
+        assert!(alice.new_connection("nobody", t0).is_empty());
     }
 
     #[test]

@@ -67,6 +67,17 @@ struct Link {
     generation: u64,
     handle: LinkHandle,
     candidate: Option<CandidateKind>,
+    /// The ICE servers (credentials) this connection was built with: see `ice_epoch`.
+    ice_epoch: u64,
+    /// The offerer's `connection` number of the offers we answered (answering side).
+    remote_connection: Option<u64>,
+    /// Local candidates wait here until this connection's first offer or answer is sent:
+    /// candidates that overtook the description would reach the peer's previous connection.
+    held: Option<Vec<CandidateInit>>,
+    /// A relay candidate was gathered (our TURN allocation worked).
+    relay_gathered: bool,
+    /// Gathering finished.
+    gathered: bool,
 }
 
 struct Engine {
@@ -90,6 +101,14 @@ struct Engine {
     calls: Calls,
     links: HashMap<String, Link>,
     ice: IceConfig,
+    /// Bumped whenever `ice` changes; webrtc-rs cannot give a live connection new ICE
+    /// servers, so a connection built with an older epoch is replaced, not restarted.
+    ice_epoch: u64,
+    /// Unix time `ice` was received, to refresh it a quarter of its lifetime early.
+    ice_received: u64,
+    /// Renew TURN credentials before they expire. Only switched off (environment
+    /// `CROMULENT_ICE_REFRESH=off`) to show what happens without it.
+    ice_refresh: bool,
     media: Media,
     track: LocalAudioTrack,
     joined_at: Option<Instant>,
@@ -123,6 +142,9 @@ impl Engine {
             sent_flags: None,
             links: HashMap::new(),
             ice: IceConfig::default(),
+            ice_epoch: 0,
+            ice_received: 0,
+            ice_refresh: std::env::var("CROMULENT_ICE_REFRESH").map_or(true, |v| v != "off"),
             media,
             track: LocalAudioTrack::new("cromulent"),
             joined_at: None,
@@ -296,7 +318,7 @@ impl Engine {
                     self.left_channel();
                 }
             }
-            ServerMsg::IceServers { ice } => self.ice = ice,
+            ServerMsg::IceServers { ice } => self.on_fresh_ice(ice),
             ServerMsg::Signal { from, signal } => self.on_remote_signal(from, signal),
             ServerMsg::Error {
                 reason,
@@ -358,7 +380,7 @@ impl Engine {
         }
         self.current = Some(channel);
         self.wanted = Some(channel);
-        self.ice = ice;
+        self.set_ice(ice);
         if self.joined_at.is_none() {
             self.joined_at = Some(Instant::now());
         }
@@ -399,17 +421,35 @@ impl Engine {
     }
 
     fn on_remote_signal(&mut self, from: String, signal: Signal) {
-        let Some(link) = self.links.get(&from) else {
+        let Some(link) = self.links.get_mut(&from) else {
             tracing::debug!(%from, "signal from someone we have no call with; dropped");
             return;
         };
         let cmd = match signal {
-            Signal::Offer { sdp } if !self.calls.we_offer(&from) => LinkCommand::RemoteOffer(sdp),
+            Signal::Offer { sdp, connection } if !self.calls.we_offer(&from) => {
+                let replaced = link.remote_connection.is_some_and(|c| c != connection);
+                link.remote_connection = Some(connection);
+                if replaced {
+                    // The offerer built a new connection: build ours anew to match.
+                    let actions = self.calls.new_connection(&from, std::time::Instant::now());
+                    self.apply(actions);
+                    if let Some(link) = self.links.get_mut(&from) {
+                        link.remote_connection = Some(connection);
+                    }
+                }
+                LinkCommand::RemoteOffer(sdp)
+            }
             Signal::Offer { .. } => {
                 tracing::warn!(%from, "unexpected offer from a peer we offer to; ignored");
                 return;
             }
-            Signal::Answer { sdp } => LinkCommand::RemoteAnswer(sdp),
+            Signal::Answer { sdp, connection } => {
+                if connection != link.generation {
+                    tracing::debug!(%from, connection, "answer to a replaced connection; dropped");
+                    return;
+                }
+                LinkCommand::RemoteAnswer(sdp)
+            }
             Signal::Candidate {
                 candidate,
                 sdp_mid,
@@ -421,8 +461,48 @@ impl Engine {
                 sdp_mline_index,
                 username_fragment,
             }),
+            Signal::Renew => {
+                if self.calls.we_offer(&from) {
+                    let actions = self.calls.new_connection(&from, std::time::Instant::now());
+                    self.apply(actions);
+                }
+                return;
+            }
         };
-        link.handle.send(cmd);
+        if let Some(link) = self.links.get(&from) {
+            link.handle.send(cmd);
+        }
+    }
+
+    /// New ICE servers (renewed TURN credentials) while in a call: every connection that
+    /// relays through TURN on our side is rebuilt with them before the old ones expire.
+    fn on_fresh_ice(&mut self, ice: IceConfig) {
+        self.set_ice(ice);
+        let relayed: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.candidate == Some(CandidateKind::Relay))
+            .map(|(u, _)| u.clone())
+            .collect();
+        for user in relayed {
+            if self.calls.we_offer(&user) {
+                let actions = self.calls.new_connection(&user, std::time::Instant::now());
+                self.apply(actions);
+            } else {
+                self.send(ClientMsg::Signal {
+                    to: user,
+                    signal: Signal::Renew,
+                });
+            }
+        }
+    }
+
+    fn set_ice(&mut self, ice: IceConfig) {
+        if ice != self.ice {
+            self.ice_epoch += 1;
+        }
+        self.ice = ice;
+        self.ice_received = unix_now();
     }
 
     /// We are no longer in a channel (left, switched, lost the server): close every call.
@@ -439,11 +519,16 @@ impl Engine {
         for action in actions {
             match action {
                 CallAction::Create { user, generation } => self.create_link(user, generation),
-                CallAction::Offer { user, restart } => {
-                    if let Some(link) = self.links.get(&user) {
-                        link.handle.send(LinkCommand::Offer { restart });
+                CallAction::Offer { user, restart } => match self.links.get(&user) {
+                    // An ICE restart cannot change a connection's TURN credentials: if they
+                    // were renewed since it was built, build a new connection instead.
+                    Some(link) if restart && link.ice_epoch != self.ice_epoch => {
+                        let actions = self.calls.new_connection(&user, std::time::Instant::now());
+                        self.apply(actions);
                     }
-                }
+                    Some(link) => link.handle.send(LinkCommand::Offer { restart }),
+                    None => {}
+                },
                 CallAction::Close { user, generation } => {
                     if self
                         .links
@@ -505,6 +590,11 @@ impl Engine {
                 generation,
                 handle,
                 candidate: None,
+                ice_epoch: self.ice_epoch,
+                remote_connection: None,
+                held: Some(Vec::new()),
+                relay_gathered: false,
+                gathered: false,
             },
         );
     }
@@ -520,15 +610,17 @@ impl Engine {
             return;
         }
         match ev {
-            PeerEvent::LocalCandidate(c) => self.send(ClientMsg::Signal {
-                to: key.user,
-                signal: Signal::Candidate {
-                    candidate: c.candidate,
-                    sdp_mid: c.sdp_mid,
-                    sdp_mline_index: c.sdp_mline_index,
-                    username_fragment: c.username_fragment,
-                },
-            }),
+            PeerEvent::LocalCandidate(c) => {
+                if c.candidate.contains(" typ relay")
+                    && let Some(link) = self.links.get_mut(&key.user)
+                {
+                    link.relay_gathered = true;
+                }
+                match self.links.get_mut(&key.user).and_then(|l| l.held.as_mut()) {
+                    Some(held) => held.push(c),
+                    None => self.send_candidate(key.user, c),
+                }
+            }
             PeerEvent::State(state) => {
                 let state = match state {
                     rtc::PeerState::Connecting => CallState::Connecting,
@@ -567,7 +659,12 @@ impl Engine {
             } => self
                 .media
                 .on_packet(&key.user, seq, timestamp, payload, received_at),
-            PeerEvent::GatheringComplete | PeerEvent::RemoteAudioEnded => {}
+            PeerEvent::GatheringComplete => {
+                if let Some(link) = self.links.get_mut(&key.user) {
+                    link.gathered = true;
+                }
+            }
+            PeerEvent::RemoteAudioEnded => {}
         }
     }
 
@@ -576,14 +673,28 @@ impl Engine {
             return;
         }
         match result {
-            LinkResult::LocalOffer(sdp) => self.send(ClientMsg::Signal {
-                to: key.user,
-                signal: Signal::Offer { sdp },
-            }),
-            LinkResult::LocalAnswer(sdp) => self.send(ClientMsg::Signal {
-                to: key.user,
-                signal: Signal::Answer { sdp },
-            }),
+            LinkResult::LocalOffer(sdp) => {
+                self.send(ClientMsg::Signal {
+                    to: key.user.clone(),
+                    signal: Signal::Offer {
+                        sdp,
+                        connection: key.generation,
+                    },
+                });
+                self.release_candidates(key.user);
+            }
+            LinkResult::LocalAnswer(sdp) => {
+                let connection = self
+                    .links
+                    .get(&key.user)
+                    .and_then(|l| l.remote_connection)
+                    .unwrap_or(0);
+                self.send(ClientMsg::Signal {
+                    to: key.user.clone(),
+                    signal: Signal::Answer { sdp, connection },
+                });
+                self.release_candidates(key.user);
+            }
             LinkResult::Error(message) => {
                 tracing::warn!(user = %key.user, %message, "peer connection problem");
                 self.error("peer", message, None);
@@ -591,13 +702,43 @@ impl Engine {
         }
     }
 
+    /// The connection's description is out: its held candidates may follow.
+    fn release_candidates(&mut self, user: String) {
+        let held = self
+            .links
+            .get_mut(&user)
+            .and_then(|l| l.held.take())
+            .unwrap_or_default();
+        for c in held {
+            self.send_candidate(user.clone(), c);
+        }
+    }
+
+    fn send_candidate(&self, to: String, c: CandidateInit) {
+        self.send(ClientMsg::Signal {
+            to,
+            signal: Signal::Candidate {
+                candidate: c.candidate,
+                sdp_mid: c.sdp_mid,
+                sdp_mline_index: c.sdp_mline_index,
+                username_fragment: c.username_fragment,
+            },
+        });
+    }
+
     fn update_status_from_calls(&mut self) {
         if self.calls.all_failed() {
+            // Gathering ended without a relay candidate although a TURN server was given.
+            let turn_refused = self.links.values().any(|l| l.gathered && !l.relay_gathered);
             let reason = match self.config.ice_policy {
                 IcePolicy::Relay if !has_turn(&self.ice) => {
                     "no route to peers: relay-only but the server handed out no TURN server"
                 }
                 _ if !has_turn(&self.ice) => "no route to peers (no TURN server configured)",
+                _ if turn_refused => {
+                    "no route to peers: the TURN server refused our credentials or is unreachable \
+                     (note: TURN over UDP only)"
+                }
                 _ => {
                     "no route to peers (direct and relayed paths failed; note: TURN over UDP only)"
                 }
@@ -700,17 +841,12 @@ impl Engine {
         self.refresh_ice_if_due();
     }
 
-    /// Ask for fresh TURN credentials a while before the current ones expire.
+    /// Ask for fresh TURN credentials a quarter of their lifetime before they expire.
     fn refresh_ice_if_due(&mut self) {
-        let Some(expires_at) = self.ice.expires_at else {
+        let Some(expires_at) = self.ice.expires_at.filter(|_| self.ice_refresh) else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let margin = 10;
-        if self.current.is_some() && now + margin >= expires_at {
+        if self.current.is_some() && ice_refresh_due(self.ice_received, expires_at, unix_now()) {
             // Until the reply arrives, don't ask again.
             self.ice.expires_at = None;
             self.send(ClientMsg::RefreshIce);
@@ -767,6 +903,22 @@ impl Engine {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether credentials received at `received` and expiring at `expires_at` (unix seconds)
+/// should be renewed at `now`: a quarter of their lifetime early, at least 5 s and at most
+/// 5 min before expiry.
+fn ice_refresh_due(received: u64, expires_at: u64, now: u64) -> bool {
+    let lifetime = expires_at.saturating_sub(received);
+    let margin = (lifetime / 4).clamp(5, 300);
+    now.saturating_add(margin) >= expires_at
+}
+
 fn has_turn(ice: &IceConfig) -> bool {
     ice.servers
         .iter()
@@ -780,5 +932,23 @@ fn refusal_text(reason: ErrorReason, message: &str) -> String {
         ErrorReason::AlreadyInVoice => format!("already in voice elsewhere: {message}"),
         ErrorReason::NotFound => "no such channel".into(),
         _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ice_refresh_due;
+
+    #[test]
+    fn credentials_are_renewed_a_quarter_of_their_lifetime_early() {
+        // One hour: renewed 15 minutes early is capped at 5 minutes.
+        assert!(!ice_refresh_due(0, 3600, 3299));
+        assert!(ice_refresh_due(0, 3600, 3300));
+        // Thirty seconds: 7 s early.
+        assert!(!ice_refresh_due(100, 130, 122));
+        assert!(ice_refresh_due(100, 130, 123));
+        // Very short: at least 5 s early; already expired: at once.
+        assert!(ice_refresh_due(0, 8, 3));
+        assert!(ice_refresh_due(0, 10, 50));
     }
 }

@@ -278,7 +278,10 @@ fn relay_goes_only_to_a_member_of_the_same_channel() {
     h.join(1, 1, IceConfig::default());
     h.join(2, 1, IceConfig::default());
     h.join(3, 2, IceConfig::default());
-    let offer = Signal::Offer { sdp: "v=0".into() };
+    let offer = Signal::Offer {
+        sdp: "v=0".into(),
+        connection: 1,
+    };
     let fx = h.relay(1, "bob", offer.clone());
     assert_eq!(
         fx,
