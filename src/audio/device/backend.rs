@@ -205,16 +205,22 @@ where
 }
 
 /// Errors come on cpal's thread after the stream started (e.g. the device was unplugged):
-/// flag and log them; the source/sink keep delivering silence.
+/// flag and log them; the source/sink keep delivering silence. Some come in floods (ALSA's
+/// PulseAudio plugin reports a burst of `snd_pcm_avail_delay` I/O errors as a stream starts
+/// and then plays fine), so only the first few and then every thousandth are logged.
 fn error_callback(
     dir: Direction,
     label: &str,
     failed: Arc<AtomicBool>,
 ) -> impl FnMut(cpal::Error) + Send + 'static {
     let name = label.to_owned();
+    let mut count: u64 = 0;
     move |e| {
         failed.store(true, Ordering::Relaxed);
-        tracing::warn!(device = %name, error = %e, "{} error", dir.what());
+        count += 1;
+        if count <= 3 || count.is_multiple_of(1000) {
+            tracing::warn!(device = %name, error = %e, count, "{} error", dir.what());
+        }
     }
 }
 
