@@ -179,8 +179,10 @@ fn join_see_a_peer_talk_leave_and_quit_in_a_real_terminal() {
 
     // Join General (selected): green status with the channel name.
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait("the green status", |s| status_line(s).contains("● General"));
-    assert!(channel_list(&screen).contains("alice (you)"), "{screen}");
+    // (The `joined` reply and the presence message listing us may arrive in either order.)
+    tmux.wait("the green status and us in the list", |s| {
+        status_line(s).contains("● General") && channel_list(s).contains("alice (you)")
+    });
     let sgr = colour_before(&tmux.screen(true), "● General");
     assert!(is_green(&sgr), "status colour {sgr:?} is not green");
 
@@ -282,4 +284,42 @@ fn a_refused_join_shows_red_disconnected_with_the_reason() {
         "status colour {sgr:?} is not red"
     );
     tmux.keys(&["q"]);
+}
+
+#[test]
+fn a_panic_restores_the_terminal_and_says_what_happened() {
+    let server = Server::start();
+    let dir = TempDir::new("tui-tmux-panic");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let stty = dir.path("stty.txt");
+    let command = format!(
+        "CROMULENT_TEST_PANIC=1 RUST_BACKTRACE=0 '{BIN}' --server {url} --user alice --config '{config}' \
+         --log-file '{log}' --input-device no-such-mic --output-device no-such-speaker; \
+         echo EXIT=$?; stty -a > '{stty}'; echo STTY-SAVED; sleep 600",
+        url = server.url(),
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+        stty = stty.display(),
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait("the client to exit", |s| s.contains("STTY-SAVED"));
+    assert!(
+        screen.contains("EXIT=101"),
+        "a panic's exit status:\n{screen}"
+    );
+    assert!(
+        screen.contains("panicking on purpose"),
+        "the panic message is readable on the restored terminal:\n{screen}"
+    );
+    assert!(!screen.contains("Channels"), "no leftover UI:\n{screen}");
+    assert!(!tmux.alternate_screen_on(), "left the alternate screen");
+    let modes = std::fs::read_to_string(&stty).unwrap();
+    let flags: Vec<&str> = modes.split([' ', ';', '\n']).collect();
+    for flag in ["icanon", "echo", "isig"] {
+        assert!(
+            flags.contains(&flag) && !flags.contains(&format!("-{flag}").as_str()),
+            "{flag} not restored after the panic: {modes}"
+        );
+    }
 }

@@ -20,6 +20,10 @@ use crate::engine::{self, ChannelRef, EngineCommand, EngineEvent};
 /// How long quitting waits for the engine to leave the channel and stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
+/// Set in the environment, makes the client panic right after it drew its first screen: how
+/// the tests prove that a panic leaves the user's terminal usable.
+pub const PANIC_FOR_TESTS: &str = "CROMULENT_TEST_PANIC";
+
 /// A message shown at start (the demo's directions).
 pub struct Intro {
     pub text: String,
@@ -66,6 +70,11 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
         level: NoticeLevel::Info,
         ticks_left: i.ticks,
     });
+
+    if std::env::var_os(PANIC_FOR_TESTS).is_some() {
+        tui.draw(|frame| view(&model, frame))?;
+        panic!("{PANIC_FOR_TESTS} is set: panicking on purpose, with the screen up");
+    }
 
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(TICK);

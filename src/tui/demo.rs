@@ -57,7 +57,9 @@ pub fn main(args: DemoArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let settings = match Settings::load(&args.tui, Some(url.clone()), &process_env) {
+    // A fresh machine may have no $USER: the demo still needs a name.
+    let env = |name: &str| process_env(name).or_else(|| (name == "USER").then(|| "you".to_owned()));
+    let settings = match Settings::load(&args.tui, Some(url.clone()), &env) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cromulent demo: {e}");
