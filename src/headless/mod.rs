@@ -42,10 +42,10 @@ pub struct HeadlessArgs {
     /// Join this voice channel at start: a name (case-insensitive) or an id.
     #[arg(long)]
     pub join: Option<String>,
-    /// What to send: tone:HZ, wav:PATH or silence.
+    /// What to send: tone:HZ, wav:PATH, silence, or device[:NAME] (a microphone).
     #[arg(long, default_value = "silence", value_parser = parse_source)]
     pub audio_in: SourceSpec,
-    /// Where what you hear goes: wav:PATH (a recording) or null.
+    /// Where what you hear goes: wav:PATH (a recording), null, or device[:NAME] (a speaker).
     #[arg(long, default_value = "null", value_parser = parse_sink)]
     pub audio_out: SinkSpec,
     /// open (mic live unless muted) or ptt (live only after `talk on`).
