@@ -5,7 +5,8 @@
 //! - [`talk`], [`status`], [`calls`]: pure state machines (the rules live there, tested there);
 //! - [`media`]: the per-frame audio pipeline, synchronous;
 //! - [`peer_link`]: one task per peer connection around [`crate::rtc`];
-//! - [`run`]: the engine task, one `select!` loop owning all of the above.
+//! - [`run`]: the engine task, one `select!` loop owning all of the above (its peer
+//!   connections in `run/peers.rs`).
 
 pub mod calls;
 pub mod media;
