@@ -1,27 +1,74 @@
 #!/usr/bin/env bash
 # Join-to-first-audio, two users on loopback: a tone bot sits in General; a listener joins N
 # times and reports the `audio` event's `ms` (from sending `join` to the first decoded audio
-# from the bot). Usage: bench/join-to-audio.sh [RUNS] (default 30). Needs a release build.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# from the bot). With --relay, a coturn runs on free loopback ports, the server hands out its
+# credentials (TURN_PROVIDER=coturn) and both clients use relay candidates only.
+# Usage: bench/join-to-audio.sh [--relay] [RUNS] (default 30).
+source "$(dirname "$0")/common.sh"
+relay=
+if [ "${1:-}" = --relay ]; then relay=1; shift; fi
 runs=${1:-30}
-bin=${CARGO_TARGET_DIR:-target}/release/cromulent
-[ -x "$bin" ] || cargo build --release --locked -q
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+machine
+port=$(free_port)
 tmp=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  [ -f "$tmp/turn.pid" ] && kill "$(cat "$tmp/turn.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
-"$bin" server --listen "127.0.0.1:$port" >/dev/null 2>&1 &
-sleep 0.5
-"$bin" headless --server "ws://127.0.0.1:$port" --user bot --join General --audio-in tone:440 >/dev/null 2>&1 &
+policy=all
+if [ -n "$relay" ]; then
+  policy=relay
+  # A listening port free for UDP and TCP, and 32 free UDP relay ports, below the ephemeral range.
+  read -r turn_port relay_min < <(python3 - <<'PY'
+import random, socket
+def free(p, kind):
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    p = random.randrange(20000, 31000)
+    r = random.randrange(20000, 31000)
+    if free(p, socket.SOCK_STREAM) and free(p, socket.SOCK_DGRAM) and not r <= p < r + 32 \
+            and all(free(q, socket.SOCK_DGRAM) for q in range(r, r + 32)):
+        print(p, r); break
+PY
+  )
+  secret=bench-$RANDOM$RANDOM
+  turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port="$turn_port" \
+    --min-port="$relay_min" --max-port=$((relay_min + 31)) --use-auth-secret \
+    --static-auth-secret="$secret" --realm=bench.local --fingerprint --no-tls --no-dtls --no-cli \
+    --allow-loopback-peers --no-multicast-peers --pidfile="$tmp/turn.pid" \
+    --userdb="$tmp/turndb" --log-file=stdout --simple-log >"$tmp/turn.log" 2>&1 &
+  for _ in $(seq 50); do
+    timeout 0.2 turnutils_stunclient -p "$turn_port" 127.0.0.1 2>/dev/null | grep -q 'UDP reflexive addr' && break
+    sleep 0.1
+  done
+  export TURN_PROVIDER=coturn TURN_SECRET=$secret TURN_URLS=turn:127.0.0.1:$turn_port
+fi
+"$bin/cromulent" server --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+wait_port "$port"
+"$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user bot --join General \
+  --audio-in tone:440 --ice-policy "$policy" >/dev/null 2>&1 &
 sleep 1
 printf 'join General\nwait audio bot 10\nquit\n' > "$tmp/script"
 for i in $(seq "$runs"); do
-  "$bin" headless --server "ws://127.0.0.1:$port" --user "listener" --script "$tmp/script" \
-    | grep '"event":"audio"' | sed -E 's/.*"ms":([0-9]+).*/\1/' >> "$tmp/ms"
+  "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user "listener" \
+    --ice-policy "$policy" --script "$tmp/script" > "$tmp/out" || true
+  grep '"event":"audio"' "$tmp/out" | sed -E 's/.*"ms":([0-9]+).*/\1/' >> "$tmp/ms" || true
+  # The path the call took (the peer event carries the local candidate type once connected).
+  grep -o '"candidate":"[a-z]*"' "$tmp/out" | head -1 >> "$tmp/paths" || true
   sleep 0.2
 done
-sort -n "$tmp/ms" | awk '{a[NR]=$1} END {
+[ -f "$tmp/ms" ] || { echo "no measurements"; exit 1; }
+echo "# paths: $(sort "$tmp/paths" | uniq -c | tr -s ' ' | tr '\n' ' ')"
+sort -n "$tmp/ms" | awk -v path="${relay:+relayed}" '{a[NR]=$1} END {
   if (NR == 0) { print "no measurements"; exit 1 }
-  printf "runs %d  min %d ms  p50 %d ms  p95 %d ms  max %d ms\n", NR, a[1], a[int((NR+1)/2)], a[int(NR*0.95+0.5)], a[NR]
+  printf "join → first audio %s: runs %d  min %d ms  p50 %d ms  p95 %d ms  max %d ms\n", (path == "" ? "direct" : path), NR, a[1], a[int((NR+1)/2)], a[int(NR*0.95+0.5)], a[NR]
 }'

@@ -27,6 +27,14 @@ use crate::turn::IceProvider;
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// Most queued frames written out together (see `Session::write_batch`).
+const WRITE_BATCH: usize = 64;
+
+/// Frames are gathered up to this many bytes before tungstenite writes them to the socket
+/// (a flush writes whatever is gathered). Small, because the buffer keeps its capacity for the
+/// connection's lifetime; a few KiB already holds a dozen presence messages.
+const WRITE_BUFFER: usize = 4096;
+
 /// What every connection task shares (read-only).
 pub struct Shared {
     pub config: Config,
@@ -113,7 +121,7 @@ async fn handshake(stream: TcpStream, config: &Config) -> Option<Ws> {
     let hard_cap = (limit * 4).max(1 << 20);
     let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(hard_cap))
         .max_frame_size(Some(hard_cap));
     let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
@@ -266,7 +274,7 @@ impl Session<'_> {
                         }
                         return;
                     };
-                    if self.ws.send(Message::Text(text)).await.is_err() {
+                    if self.write_batch(text, &mut outbound).await.is_err() {
                         return;
                     }
                 }
@@ -295,6 +303,25 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Write `first` and whatever else the hub has already queued for us (up to
+    /// [`WRITE_BATCH`] frames), then flush once: when presence is busy, many frames leave in
+    /// one write instead of one system call each; when it is quiet, a lone frame leaves at
+    /// once as before. Order is the queue's order.
+    async fn write_batch(
+        &mut self,
+        first: tokio_tungstenite::tungstenite::Utf8Bytes,
+        outbound: &mut mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.feed(Message::Text(first)).await?;
+        for _ in 1..WRITE_BATCH {
+            let Ok(text) = outbound.try_recv() else {
+                break;
+            };
+            self.ws.feed(Message::Text(text)).await?;
+        }
+        self.ws.flush().await
     }
 
     async fn on_message(&mut self, message: Message) -> Flow {

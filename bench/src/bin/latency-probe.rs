@@ -1,0 +1,119 @@
+//! `latency-probe`: mouth-to-ear latency of the headless voice path (no device buffers), two
+//! engines in one process, direct or through a loopback coturn. See `bench/mouth-to-ear.sh`.
+
+use clap::Parser;
+use cromulent_bench::probe::{self, Options};
+use cromulent_bench::stats::Summary;
+
+/// Mouth-to-ear latency probe for Cromulent Voice (a benchmark; not a test).
+///
+/// The sender's audio source emits a 10 ms 1 kHz burst every few frames at a random sample
+/// offset; the receiver's sink finds each onset in the decoded audio. Both record the instant
+/// their frame was pulled/written, on the same monotonic clock.
+#[derive(Parser, Debug)]
+#[command(about, long_about)]
+struct Cli {
+    /// Relay candidates only, through a coturn started on free loopback ports.
+    #[arg(long)]
+    relay: bool,
+    /// Sessions (fresh engine pairs, receiver clock offset by a fraction of a frame each).
+    #[arg(long, default_value_t = 10)]
+    sessions: usize,
+    /// Clicks per session.
+    #[arg(long, default_value_t = 25)]
+    clicks: usize,
+    /// Frames (20 ms) between clicks.
+    #[arg(long, default_value_t = 8)]
+    period_frames: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let opts = Options {
+        relay: cli.relay,
+        sessions: cli.sessions,
+        clicks: cli.clicks,
+        period_frames: cli.period_frames,
+    };
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(probe::run(&opts))?;
+    print_report(&opts, &report);
+    Ok(())
+}
+
+fn print_report(opts: &Options, report: &probe::Report) {
+    let path = if opts.relay {
+        "relayed (coturn)"
+    } else {
+        "direct"
+    };
+    let mut delays = Vec::new();
+    let (mut codec, mut wait, mut held, mut n) = (0.0, 0.0, 0.0, 0.0);
+    let mut missed = 0;
+    let mut rtts = Vec::new();
+    let mut depth = Vec::new();
+    let mut concealed = 0;
+    let mut paths = Vec::new();
+    for s in &report.sessions {
+        missed += s.missed;
+        let phase = s.phase_ms.unwrap_or(0.0);
+        for e in &s.events {
+            delays.push(e.delay_ms);
+            codec += e.codec_ms;
+            let frames = e.held_frames(phase);
+            held += frames * 20.0;
+            wait += e.transport_ms - frames * 20.0;
+            n += 1.0;
+        }
+        if let Some(r) = s.sender.as_ref().and_then(|r| r.rtt_ms) {
+            rtts.push(r);
+        }
+        if let Some(r) = &s.receiver {
+            depth.push(r.buffer_frames as f64);
+            concealed += r.concealed;
+            paths.push(format!("{:?}", r.candidate));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    let total = Summary::of_ms(delays);
+    let mean = |x: f64| if n > 0.0 { x / n } else { f64::NAN };
+    let rtt = Summary::of_ms(rtts);
+    println!(
+        "RESULT mouth-to-ear {path}: {total}  (mean {:.2} ms, {} sessions, {missed} clicks missed, \
+         receiver path {})",
+        total.mean().unwrap_or(f64::NAN),
+        report.sessions.len(),
+        paths.join("/"),
+    );
+    println!("breakdown (means over all events):");
+    println!("  frame (a sample waits for its 20 ms frame)     20.00 ms");
+    println!(
+        "  codec shift (encoder lookahead + decoder)      {:.2} ms",
+        mean(codec)
+    );
+    println!(
+        "  network + wait for the receiver's frame tick   {:.2} ms   (one-way network ≈ RTT/2 = {:.2} ms)",
+        mean(wait),
+        rtt.percentile(50.0).unwrap_or(f64::NAN) / 2.0
+    );
+    println!(
+        "  jitter buffer (whole frames held)              {:.2} ms   (receiver depth at the end: {:?} frames)",
+        mean(held),
+        depth
+    );
+    println!(
+        "  encode / decode of one frame                   {:.0} / {:.0} µs (inside the ticks above)",
+        report.encode_us, report.decode_us
+    );
+    println!("  frames concealed by the receiver: {concealed}");
+}

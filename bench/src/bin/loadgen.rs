@@ -1,0 +1,218 @@
+//! `loadgen`: load a running `cromulent-server` with many WebSocket clients and print what it
+//! takes. See `bench/server-*.sh` for the documented runs and `BENCHMARKS.md` for figures.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cromulent_bench::loadgen::{fanout, idle, joins};
+
+/// Server load generator for Cromulent Voice (benchmarks; not a test).
+#[derive(Parser, Debug)]
+#[command(about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Open idle connections step by step; print the server's RSS per connection; stop at
+    /// the target or at the first failures; hold past the heartbeat timeout; count survivors.
+    Idle {
+        #[arg(long)]
+        server: SocketAddr,
+        /// The server's process id (its /proc/PID/status is read).
+        #[arg(long)]
+        server_pid: u32,
+        #[arg(long, default_value_t = 50_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 5_000)]
+        step: usize,
+        /// Loopback source addresses (127.0.0.1, .2, …) to spread over.
+        #[arg(long, default_value_t = 8)]
+        sources: usize,
+        /// Connections per worker process at most (each has its own open-file limit).
+        #[arg(long, default_value_t = 12_500)]
+        per_worker: usize,
+        /// Seconds to hold everything at the end (more than the 20 s heartbeat timeout).
+        #[arg(long, default_value_t = 25)]
+        hold: u64,
+    },
+    /// Join/leave cycles at a fixed offered rate; join-reply latency percentiles.
+    Joins {
+        #[arg(long)]
+        server: SocketAddr,
+        /// The server's process id, to report its CPU use.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Connections that only receive presence.
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        /// Connections that join and leave (they receive all presence too).
+        #[arg(long, default_value_t = 100)]
+        joiners: usize,
+        /// Offered joins per second (all joiners together).
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Unmeasured seconds first.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        #[arg(long, default_value_t = 4)]
+        sources: usize,
+        #[arg(long, default_value_t = 3)]
+        channels: u32,
+    },
+    /// Presence fan-out: one actor flips its talking flag; delay to every watcher.
+    Fanout {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        /// Milliseconds between two flips.
+        #[arg(long, default_value_t = 50)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 4)]
+        sources: usize,
+    },
+    /// Internal: one worker process of `idle` (commands on stdin).
+    #[command(hide = true)]
+    IdleWorker {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        sources: usize,
+        #[arg(long)]
+        prefix: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Idle {
+            server,
+            server_pid,
+            connections,
+            step,
+            sources,
+            per_worker,
+            hold,
+        } => {
+            let report = idle::run(&idle::Options {
+                server,
+                server_pid,
+                connections,
+                step,
+                sources,
+                per_worker,
+                hold: Duration::from_secs(hold),
+                worker_exe: std::env::current_exe()?,
+            })?;
+            let last = report.rows.last();
+            println!(
+                "RESULT idle: max {} connections held ({} alive after {} s), server RSS {:.1} MiB \
+                 (baseline {:.1} MiB), {:.2} KiB per connection, server CPU while idle {:.2} % \
+                 of one core, server open-file limit {:?}{}",
+                report.max_connections,
+                report.survivors,
+                hold,
+                last.map_or(0.0, |r| r.rss_kib as f64 / 1024.0),
+                report.baseline_kib as f64 / 1024.0,
+                last.map_or(0.0, |r| r.kib_per_conn),
+                report.idle_cpu_percent.unwrap_or(f64::NAN),
+                report.server_fd_limit,
+                report
+                    .first_error
+                    .map(|e| format!(", first failure: {e}"))
+                    .unwrap_or_default(),
+            );
+        }
+        Cmd::Joins {
+            server,
+            server_pid,
+            watchers,
+            joiners,
+            rate,
+            duration,
+            warmup,
+            sources,
+            channels,
+        } => {
+            let report = runtime()?.block_on(joins::run(&joins::Options {
+                server,
+                server_pid,
+                watchers,
+                joiners,
+                rate,
+                duration: Duration::from_secs(duration),
+                warmup: Duration::from_secs(warmup),
+                sources,
+                channels,
+            }))?;
+            println!(
+                "RESULT joins: {} connections ({watchers} watchers + {joiners} joiners), offered \
+                 {:.0}/s, achieved {:.0} joins/s, join→joined {}, late starts {}, errors {}, \
+                 presence {:.0} frames/s carrying {:.0} changes/s, server CPU {:.0} % of one core",
+                report.connections,
+                report.offered_rate,
+                report.achieved_rate,
+                report.latency,
+                report.late_starts,
+                report.errors,
+                report.presence_frames_per_sec,
+                report.presence_changes_per_sec,
+                report.server_cpu_percent.unwrap_or(f64::NAN),
+            );
+        }
+        Cmd::Fanout {
+            server,
+            watchers,
+            events,
+            interval_ms,
+            sources,
+        } => {
+            let report = runtime()?.block_on(fanout::run(&fanout::Options {
+                server,
+                watchers,
+                events,
+                interval: Duration::from_millis(interval_ms),
+                sources,
+            }))?;
+            println!(
+                "RESULT fanout: {} watchers, {} events, missing {}\n  first watcher: {}\n  \
+                 median watcher: {}\n  last watcher: {}\n  every delivery: {}",
+                report.watchers,
+                report.events,
+                report.missing,
+                report.first,
+                report.median,
+                report.last,
+                report.all,
+            );
+        }
+        Cmd::IdleWorker {
+            server,
+            sources,
+            prefix,
+        } => runtime()?.block_on(idle::worker(server, sources, prefix))?,
+    }
+    Ok(())
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}

@@ -1,0 +1,17 @@
+//! `cromulent-bench`: the tools behind `BENCHMARKS.md`. Benchmarks, not tests: they print
+//! figures and never assert timings; each has one command under `bench/`.
+//!
+//! - [`loadgen`] (binary `loadgen`): server capacity — idle connections, memory per
+//!   connection, joins per second, presence fan-out;
+//! - [`probe`] (binary `latency-probe`): mouth-to-ear latency through two real engines in one
+//!   process, direct or through a loopback coturn;
+//! - [`cost`] (binary `client-cost`): CPU, memory and bandwidth of one headless client in calls
+//!   of several users;
+//! - [`stats`], [`procfs`]: percentiles and what is read from `/proc`.
+#![forbid(unsafe_code)]
+
+pub mod cost;
+pub mod loadgen;
+pub mod probe;
+pub mod procfs;
+pub mod stats;

@@ -1,0 +1,12 @@
+//! The server load generator: many WebSocket clients speaking the real protocol (types from
+//! `cromulent-protocol`), spread over several loopback source addresses.
+//!
+//! - [`client`]: one connection (bind, connect, hello, cheap message classification);
+//! - [`idle`]: max idle connections and server RSS per connection;
+//! - [`joins`]: joins per second and join-reply latency, with the number of watchers beside it;
+//! - [`fanout`]: how long a presence change takes to reach every one of many watchers.
+
+pub mod client;
+pub mod fanout;
+pub mod idle;
+pub mod joins;

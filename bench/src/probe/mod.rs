@@ -1,0 +1,283 @@
+//! The mouth-to-ear probe: a signaling server and two real voice engines in this one process
+//! (one monotonic clock), started with [`cromulent::engine::spawn_with_audio`] so the audio
+//! ends are ours — [`signal::ClickSource`] in the sender, [`signal::OnsetSink`] in the
+//! receiver — and nothing else (no device buffers) sits in the path.
+//!
+//! The run is split into sessions, each with fresh engines whose receiver starts a different
+//! fraction of a frame after the sender: the two 20 ms frame clocks then meet at phases spread
+//! over the whole frame, as they would for users who start their clients at random moments,
+//! instead of the one phase a single run happens to get.
+
+pub mod analysis;
+pub mod coturn;
+pub mod signal;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cromulent::audio::{Decoder, Encoder, NullSink, Silence, SinkSpec, SourceSpec};
+use cromulent::engine::{
+    self, CallState, ChannelRef, EngineCommand, EngineConfig, EngineEvent, EngineHandle, IcePolicy,
+    PeerReport, TalkMode,
+};
+use cromulent::signaling::Credentials;
+use cromulent_server::config::{Config, TurnProvider};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::timeout;
+
+use analysis::Event;
+use signal::{ClickSource, Emitted, Heard, OnsetSink};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Through a loopback coturn, relay candidates only.
+    pub relay: bool,
+    pub sessions: usize,
+    /// Clicks per session.
+    pub clicks: usize,
+    /// Frames from one click to the next.
+    pub period_frames: u32,
+}
+
+/// One session's outcome.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub events: Vec<Event>,
+    pub missed: usize,
+    /// Receiver frame clock after the sender's, ms.
+    pub phase_ms: Option<f64>,
+    /// The sender's view of its peer (RTT needs the sender's reports).
+    pub sender: Option<PeerReport>,
+    /// The receiver's view (jitter buffer depth, concealment).
+    pub receiver: Option<PeerReport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub sessions: Vec<Session>,
+    /// Mean time to encode one 20 ms frame, µs.
+    pub encode_us: f64,
+    /// Mean time to decode one packet, µs.
+    pub decode_us: f64,
+}
+
+pub async fn run(opts: &Options) -> anyhow::Result<Report> {
+    let turn = if opts.relay {
+        Some(tokio::task::spawn_blocking(coturn::Coturn::start).await??)
+    } else {
+        None
+    };
+    let mut config = Config::default();
+    if let Some(t) = &turn {
+        config.turn.provider = TurnProvider::Coturn;
+        config.turn.secret = t.secret.clone();
+        config.turn.urls = vec![t.turn_url()];
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cromulent_server::run(listener, config, async {
+        let _ = stop_rx.await;
+    }));
+    let policy = if opts.relay {
+        IcePolicy::Relay
+    } else {
+        IcePolicy::All
+    };
+    let mut sessions = Vec::new();
+    for s in 0..opts.sessions {
+        // Receiver clock offsets 0, 1/n, 2/n … of a frame after the sender's.
+        let offset = Duration::from_secs_f64(0.020 * s as f64 / opts.sessions.max(1) as f64);
+        let session = run_session(&url, s, policy, offset, opts)
+            .await
+            .with_context(|| format!("session {s}"))?;
+        eprintln!(
+            "session {s}: {} events, {} missed, phase {:.1} ms, path {:?}, p50 {:.1} ms",
+            session.events.len(),
+            session.missed,
+            session.phase_ms.unwrap_or(f64::NAN),
+            session.receiver.as_ref().and_then(|r| r.candidate),
+            crate::stats::Summary::of_ms(session.events.iter().map(|e| e.delay_ms).collect())
+                .percentile(50.0)
+                .unwrap_or(f64::NAN),
+        );
+        sessions.push(session);
+    }
+    let _ = stop_tx.send(());
+    let _ = timeout(Duration::from_secs(5), server).await;
+    drop(turn);
+    let (encode_us, decode_us) = codec_cost()?;
+    Ok(Report {
+        sessions,
+        encode_us,
+        decode_us,
+    })
+}
+
+async fn run_session(
+    url: &str,
+    index: usize,
+    policy: IcePolicy,
+    receiver_offset: Duration,
+    opts: &Options,
+) -> anyhow::Result<Session> {
+    let armed = Arc::new(AtomicBool::new(false));
+    let emitted: Arc<Mutex<Vec<Emitted>>> = Arc::default();
+    let pulls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let heard: Arc<Mutex<Vec<Heard>>> = Arc::default();
+    let writes: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let mouth = format!("mouth{index}");
+    let ear = format!("ear{index}");
+    let (tx_handle, mut tx_events) = engine::spawn_with_audio(
+        engine_config(url, &mouth, policy),
+        Box::new(ClickSource::new(
+            opts.period_frames,
+            armed.clone(),
+            emitted.clone(),
+            pulls.clone(),
+        )),
+        Box::new(NullSink::default()),
+    )?;
+    tokio::time::sleep(Duration::from_millis(100) + receiver_offset).await;
+    let (rx_handle, mut rx_events) = engine::spawn_with_audio(
+        engine_config(url, &ear, policy),
+        Box::new(Silence),
+        Box::new(OnsetSink::new(heard.clone(), writes.clone())),
+    )?;
+    let general = || EngineCommand::Join(ChannelRef("General".into()));
+    tx_handle.send(general());
+    rx_handle.send(general());
+    wait_connected(&mut tx_events, &ear).await?;
+    wait_connected(&mut rx_events, &mouth).await?;
+    // Let both sides settle (first RTCP, DTX silence), then click.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    armed.store(true, Ordering::Relaxed);
+    let clicking = Duration::from_millis(20 * u64::from(opts.period_frames) * opts.clicks as u64);
+    tokio::time::sleep(clicking).await;
+    armed.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sender = stats(&tx_handle, &mut tx_events, &ear).await;
+    let receiver = stats(&rx_handle, &mut rx_events, &mouth).await;
+    shutdown(&tx_handle, &mut tx_events).await;
+    shutdown(&rx_handle, &mut rx_events).await;
+
+    let mut emitted = lock(&emitted).clone();
+    emitted.truncate(opts.clicks);
+    let (events, missed) =
+        analysis::match_events(&emitted, &lock(&heard), Duration::from_millis(500));
+    let phase_ms = analysis::clock_phase_ms(&lock(&pulls), &lock(&writes));
+    Ok(Session {
+        events,
+        missed,
+        phase_ms,
+        sender,
+        receiver,
+    })
+}
+
+fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineConfig {
+    EngineConfig {
+        server_url: url.to_owned(),
+        credentials: Credentials {
+            name: name.to_owned(),
+            token: None,
+        },
+        talk_mode: TalkMode::Open,
+        ice_policy: policy,
+        audio_in: SourceSpec::Silence,
+        audio_out: SinkSpec::Null,
+        loopback_only: true,
+    }
+}
+
+async fn wait_connected(
+    events: &mut UnboundedReceiver<EngineEvent>,
+    peer: &str,
+) -> anyhow::Result<()> {
+    let wait = async {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                EngineEvent::Peer {
+                    user,
+                    state: CallState::Connected,
+                    ..
+                } if user == peer => return Ok(()),
+                EngineEvent::Fatal { message, .. } => bail!("engine stopped: {message}"),
+                _ => {}
+            }
+        }
+        bail!("engine ended")
+    };
+    timeout(Duration::from_secs(20), wait)
+        .await
+        .with_context(|| format!("no connection to {peer} in 20 s"))?
+}
+
+async fn stats(
+    handle: &EngineHandle,
+    events: &mut UnboundedReceiver<EngineEvent>,
+    peer: &str,
+) -> Option<PeerReport> {
+    handle.send(EngineCommand::Stats);
+    let wait = async {
+        while let Some(ev) = events.recv().await {
+            if let EngineEvent::Stats(reports) = ev {
+                return reports.into_iter().find(|r| r.user == peer);
+            }
+        }
+        None
+    };
+    timeout(Duration::from_secs(5), wait).await.ok().flatten()
+}
+
+async fn shutdown(handle: &EngineHandle, events: &mut UnboundedReceiver<EngineEvent>) {
+    handle.send(EngineCommand::Shutdown);
+    let wait = async {
+        while let Some(ev) = events.recv().await {
+            if ev == EngineEvent::Stopped {
+                return;
+            }
+        }
+    };
+    let _ = timeout(Duration::from_secs(5), wait).await;
+}
+
+/// Mean encode and decode time of one 20 ms frame of the click burst, µs (this machine).
+fn codec_cost() -> anyhow::Result<(f64, f64)> {
+    let mut source = ClickSource::new(
+        2,
+        Arc::new(AtomicBool::new(true)),
+        Arc::default(),
+        Arc::default(),
+    );
+    let mut encoder = Encoder::new()?;
+    let mut decoder = Decoder::new()?;
+    let mut frame = [0.0f32; signal::FRAME];
+    let mut out = [0.0f32; signal::FRAME];
+    const N: u32 = 2000;
+    let (mut enc, mut dec) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..N {
+        cromulent::audio::AudioSource::next_frame(&mut source, &mut frame);
+        let t = Instant::now();
+        let packet = encoder.encode(&frame)?.to_vec();
+        enc += t.elapsed();
+        if cromulent::audio::is_dtx_packet(&packet) {
+            let t = Instant::now();
+            decoder.conceal(&mut out)?;
+            dec += t.elapsed();
+        } else {
+            let t = Instant::now();
+            decoder.decode(&packet, &mut out)?;
+            dec += t.elapsed();
+        }
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(N);
+    Ok((us(enc), us(dec)))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Poisoning only means a panic elsewhere mid-push; the samples are still fine.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

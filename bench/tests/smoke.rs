@@ -1,0 +1,113 @@
+//! The benchmark tools work end to end, at toy sizes: they reach a real server (in this
+//! process, on a free loopback port), speak the protocol and produce figures. No timing is
+//! asserted — that is what the benchmarks themselves are for.
+
+use std::time::Duration;
+
+use cromulent_bench::loadgen::{fanout, idle, joins};
+use cromulent_bench::probe;
+use cromulent_server::config::Config;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+async fn server() -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(cromulent_server::run(listener, Config::default(), async {
+        let _ = stopped.await;
+    }));
+    Server {
+        addr,
+        stop: Some(stop),
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_are_measured_and_every_cycle_completes() {
+    let s = server().await;
+    let r = joins::run(&joins::Options {
+        server: s.addr,
+        server_pid: Some(std::process::id()),
+        watchers: 3,
+        joiners: 4,
+        rate: 20.0,
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        sources: 2,
+        channels: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.errors, 0);
+    assert!(r.latency.count() >= 10, "{r:?}");
+    // Every join and leave reached all 7 connections.
+    assert!(r.presence_changes_per_sec > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_reaches_every_watcher_for_every_event() {
+    let s = server().await;
+    let r = fanout::run(&fanout::Options {
+        server: s.addr,
+        watchers: 5,
+        events: 4,
+        interval: Duration::from_millis(20),
+        sources: 3,
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.missing, 0);
+    assert_eq!(r.all.count(), 20);
+    assert_eq!(r.last.count(), 4);
+}
+
+#[test]
+fn idle_workers_open_connections_and_memory_is_read() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(server());
+    let r = idle::run(&idle::Options {
+        server: s.addr,
+        server_pid: std::process::id(),
+        connections: 30,
+        step: 15,
+        sources: 3,
+        per_worker: 20,
+        hold: Duration::ZERO,
+        worker_exe: env!("CARGO_BIN_EXE_loadgen").into(),
+    })
+    .unwrap();
+    assert_eq!(r.max_connections, 30, "{r:?}");
+    assert_eq!(r.survivors, 30);
+    assert_eq!(r.rows.len(), 2);
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_hears_clicks_through_two_engines() {
+    let r = probe::run(&probe::Options {
+        relay: false,
+        sessions: 1,
+        clicks: 4,
+        period_frames: 8,
+    })
+    .await
+    .unwrap();
+    let s = &r.sessions[0];
+    assert!(!s.events.is_empty(), "no click heard: {s:?}");
+    for e in &s.events {
+        // Causality, not speed: nothing is heard before the frame and codec delay.
+        assert!(e.delay_ms > 20.0, "{e:?}");
+    }
+}
