@@ -21,6 +21,10 @@ use cromulent_protocol::{Member, UserId};
 pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(2);
 /// Least time between two restarts of one call.
 pub const RESTART_INTERVAL: Duration = Duration::from_secs(3);
+/// An offer unanswered this long is given up: the connection is replaced by a new one (a
+/// second offer on the same connection could be answered out of order, and an answer to an
+/// offer that is no longer the current one breaks the connection).
+pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// A peer connection's state as the engine tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,8 @@ struct Call {
     state: CallState,
     since: Instant,
     last_restart: Option<Instant>,
+    /// When our offer went out, until its answer came (offering side).
+    offer_pending: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -138,6 +144,7 @@ impl Calls {
                 state: CallState::Connecting,
                 since: now,
                 last_restart: None,
+                offer_pending: None,
             },
         );
         actions.push(CallAction::Create {
@@ -149,12 +156,22 @@ impl Calls {
             state: CallState::Connecting,
         });
         if self.we_offer(&member.user) {
+            if let Some(call) = self.calls.get_mut(&member.user) {
+                call.offer_pending = Some(now);
+            }
             actions.push(CallAction::Offer {
                 user: member.user.clone(),
                 restart: false,
             });
         }
         actions
+    }
+
+    /// The answer to our current offer to `user` arrived.
+    pub fn answered(&mut self, user: &str) {
+        if let Some(call) = self.calls.get_mut(user) {
+            call.offer_pending = None;
+        }
     }
 
     /// Replace `user`'s peer connection with a new one (new generation), e.g. so it uses
@@ -171,6 +188,7 @@ impl Calls {
         call.state = CallState::Connecting;
         call.since = now;
         call.last_restart = Some(now);
+        call.offer_pending = we_offer.then_some(now);
         let mut actions = vec![
             CallAction::Close {
                 user: user.to_owned(),
@@ -242,8 +260,20 @@ impl Calls {
 
     /// Time passes: restart calls stuck in `disconnected` or `failed` (offerer side).
     pub fn on_tick(&mut self, now: Instant) -> Vec<CallAction> {
+        let overdue: Vec<UserId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.offer_pending
+                    .is_some_and(|t| now.duration_since(t) >= ANSWER_WAIT)
+            })
+            .map(|(u, _)| u.clone())
+            .collect();
+        let mut actions: Vec<CallAction> = overdue
+            .iter()
+            .flat_map(|u| self.new_connection(u, now))
+            .collect();
         let me = self.me.clone();
-        let mut actions = Vec::new();
         for (user, call) in &mut self.calls {
             if me.as_str() >= user.as_str() {
                 continue;
@@ -265,10 +295,14 @@ fn restart(user: &str, call: &mut Call, now: Instant) -> Option<CallAction> {
     if call
         .last_restart
         .is_some_and(|t| now.duration_since(t) < RESTART_INTERVAL)
+        || call.offer_pending.is_some()
     {
+        // Too soon, or an offer is still waiting for its answer (`on_tick` replaces the
+        // connection if it never comes).
         return None;
     }
     call.last_restart = Some(now);
+    call.offer_pending = Some(now);
     Some(CallAction::Offer {
         user: user.to_owned(),
         restart: true,
@@ -336,6 +370,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Calls::new("alice".into());
         c.peer_present(&member("bob", 1), t0);
+        c.answered("bob");
         let g = c.generation("bob").unwrap();
         c.on_state("bob", g, CallState::Connected, t0);
         let actions = c.on_state("bob", g, CallState::Failed, t0);
@@ -345,8 +380,10 @@ mod tests {
         }));
         assert_eq!(offers(&actions), [("bob".to_owned(), true)]);
         assert!(c.all_failed());
-        // Not again at once, but again after the interval while it stays failed.
+        // Not again at once, but again after the interval while it stays failed (once the
+        // restart offer was answered).
         assert!(offers(&c.on_tick(t0 + Duration::from_secs(1))).is_empty());
+        c.answered("bob");
         assert_eq!(
             offers(&c.on_tick(t0 + RESTART_INTERVAL)),
             [("bob".to_owned(), true)]
@@ -369,6 +406,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = Calls::new("alice".into());
         c.peer_present(&member("bob", 1), t0);
+        c.answered("bob");
         let g = c.generation("bob").unwrap();
         c.on_state("bob", g, CallState::Disconnected, t0);
         assert!(offers(&c.on_tick(t0 + Duration::from_millis(500))).is_empty());
@@ -417,6 +455,30 @@ mod tests {
         bob.peer_present(&member("alice", 1), t0);
         assert!(offers(&bob.new_connection("alice", t0)).is_empty());
         assert!(alice.new_connection("nobody", t0).is_empty());
+    }
+
+    #[test]
+    fn no_second_offer_while_one_is_unanswered_and_an_unanswered_one_is_replaced() {
+        let t0 = Instant::now();
+        let mut c = Calls::new("alice".into());
+        c.peer_present(&member("bob", 1), t0);
+        let g1 = c.generation("bob").unwrap();
+        c.answered("bob");
+        c.on_state("bob", g1, CallState::Connected, t0);
+        // The path fails; one restart offer goes out...
+        let actions = c.on_state("bob", g1, CallState::Failed, t0);
+        assert_eq!(offers(&actions), [("bob".to_owned(), true)]);
+        // ...and while it is unanswered no other one, however long the failure lasts...
+        let later = t0 + RESTART_INTERVAL * 2;
+        assert!(offers(&c.on_tick(later)).is_empty());
+        // ...until the answer is overdue: then a new connection replaces this one.
+        let actions = c.on_tick(t0 + ANSWER_WAIT);
+        assert!(actions.contains(&CallAction::Close {
+            user: "bob".into(),
+            generation: g1
+        }));
+        assert_eq!(offers(&actions), [("bob".to_owned(), false)]);
+        assert!(c.generation("bob").unwrap() > g1);
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl Engine {
                     tracing::debug!(%from, connection, "answer to a replaced connection; dropped");
                     return;
                 }
+                self.calls.answered(&from);
                 LinkCommand::RemoteAnswer(sdp)
             }
             Signal::Candidate {
