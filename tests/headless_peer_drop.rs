@@ -55,22 +55,19 @@ fn a_frozen_peer_is_reported_failed_and_restarted_when_it_returns() {
     alice.wait_after(mark, "peer bob disconnected", LONG, |e| {
         e.kind() == "peer" && e.str("user") == "bob" && e.str("state") == "disconnected"
     });
-    alice.wait_after(mark, "peer bob failed", Duration::from_secs(30), |e| {
-        e.kind() == "peer" && e.str("user") == "bob" && e.str("state") == "failed"
-    });
-    let failed_after = started.elapsed();
-    // webrtc declares failure after its disconnected + failed timeouts (3 s + 7 s); allow for a
-    // loaded machine.
-    assert!(
-        failed_after < Duration::from_secs(30),
-        "failure noticed in {failed_after:?}"
-    );
-    // With bob as the only peer, the status line says so.
-    alice.wait_after(mark, "state disconnected", LONG, |e| {
+    // With bob as the only peer, the status line says so once the call has been down for
+    // a while (restarts are still being tried meanwhile).
+    alice.wait_after(mark, "state disconnected", Duration::from_secs(18), |e| {
         e.kind() == "state"
             && e.str("state") == "disconnected"
             && e.str("reason").contains("no route")
     });
+    let noticed_after = started.elapsed();
+    // Well before the server's 20 s heartbeat would drop bob's frozen connection.
+    assert!(
+        noticed_after < Duration::from_secs(18),
+        "noticed in {noticed_after:?}"
+    );
 
     // Bob comes back: alice's restart offer (queued at the server) gets through.
     drop(frozen);

@@ -25,6 +25,9 @@ pub const RESTART_INTERVAL: Duration = Duration::from_secs(3);
 /// second offer on the same connection could be answered out of order, and an answer to an
 /// offer that is no longer the current one breaks the connection).
 pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// A call that has not been connected for this long counts as failed for the status line,
+/// even while restarts or a replacement connection are still being tried.
+pub const DOWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// A peer connection's state as the engine tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,8 @@ struct Call {
     last_restart: Option<Instant>,
     /// When our offer went out, until its answer came (offering side).
     offer_pending: Option<Instant>,
+    /// Since when the call has not been connected (`None` while connected).
+    down_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -115,9 +120,15 @@ impl Calls {
         self.calls.is_empty()
     }
 
-    /// True when there is at least one call and every one has failed.
-    pub fn all_failed(&self) -> bool {
-        !self.calls.is_empty() && self.calls.values().all(|c| c.state == CallState::Failed)
+    /// True when there is at least one call and every one has failed, or has not been
+    /// connected for [`DOWN_LIMIT`] (restarts may still be under way).
+    pub fn all_failed(&self, now: Instant) -> bool {
+        !self.calls.is_empty()
+            && self.calls.values().all(|c| {
+                c.state == CallState::Failed
+                    || c.down_since
+                        .is_some_and(|t| now.duration_since(t) >= DOWN_LIMIT)
+            })
     }
 
     /// A member is (now) in our channel: start a call, or a new one if it reconnected.
@@ -145,6 +156,7 @@ impl Calls {
                 since: now,
                 last_restart: None,
                 offer_pending: None,
+                down_since: Some(now),
             },
         );
         actions.push(CallAction::Create {
@@ -248,6 +260,11 @@ impl Calls {
         }
         call.state = state;
         call.since = now;
+        if state == CallState::Connected {
+            call.down_since = None;
+        } else if call.down_since.is_none() {
+            call.down_since = Some(now);
+        }
         let mut actions = vec![CallAction::Report {
             user: user.to_owned(),
             state,
@@ -379,7 +396,7 @@ mod tests {
             state: CallState::Failed
         }));
         assert_eq!(offers(&actions), [("bob".to_owned(), true)]);
-        assert!(c.all_failed());
+        assert!(c.all_failed(t0));
         // Not again at once, but again after the interval while it stays failed (once the
         // restart offer was answered).
         assert!(offers(&c.on_tick(t0 + Duration::from_secs(1))).is_empty());
@@ -482,6 +499,29 @@ mod tests {
     }
 
     #[test]
+    fn a_call_down_too_long_counts_as_failed_even_while_being_retried() {
+        let t0 = Instant::now();
+        let mut c = Calls::new("alice".into());
+        c.peer_present(&member("bob", 1), t0);
+        let g = c.generation("bob").unwrap();
+        assert!(!c.all_failed(t0 + DOWN_LIMIT / 2), "still connecting");
+        c.on_state("bob", g, CallState::Connected, t0);
+        c.on_state("bob", g, CallState::Disconnected, t0 + DOWN_LIMIT);
+        c.on_state("bob", g, CallState::Connecting, t0 + DOWN_LIMIT * 3 / 2);
+        assert!(!c.all_failed(t0 + DOWN_LIMIT * 3 / 2));
+        assert!(
+            c.all_failed(t0 + DOWN_LIMIT * 2),
+            "down for the whole limit"
+        );
+        c.on_state("bob", g, CallState::Connected, t0 + DOWN_LIMIT * 2);
+        assert!(!c.all_failed(t0 + DOWN_LIMIT * 2));
+        // Never connected at all, for too long: failed too (no route).
+        let mut d = Calls::new("alice".into());
+        d.peer_present(&member("carol", 1), t0);
+        assert!(d.all_failed(t0 + DOWN_LIMIT));
+    }
+
+    #[test]
     fn leaving_closes_every_call() {
         let t0 = Instant::now();
         let mut c = Calls::new("alice".into());
@@ -494,6 +534,6 @@ mod tests {
             .count();
         assert_eq!(closes, 2);
         assert!(c.is_empty());
-        assert!(!c.all_failed(), "no calls is not 'all failed'");
+        assert!(!c.all_failed(t0), "no calls is not 'all failed'");
     }
 }

@@ -331,7 +331,7 @@ impl Engine {
     }
 
     pub(super) fn update_status_from_calls(&mut self) {
-        if self.calls.all_failed() {
+        if self.calls.all_failed(std::time::Instant::now()) {
             // Gathering ended without a relay candidate although a TURN server was given.
             let turn_refused = self.links.values().any(|l| l.gathered && !l.relay_gathered);
             let reason = match self.config.ice_policy {
