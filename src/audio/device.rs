@@ -20,6 +20,8 @@ mod convert;
 pub mod ring;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use convert::{PullResampler, PushResampler};
 
@@ -101,13 +103,17 @@ impl fmt::Display for DeviceInfo {
 /// Ring size each way: half a second of 48 kHz audio.
 const RING_SAMPLES: usize = SAMPLE_RATE as usize / 2;
 /// Capture: wait for this much before handing frames to the engine (and after running dry).
-const CAPTURE_PRIME: usize = 2 * FRAME_SAMPLES;
+/// The ring then sits near this level when the engine pulls, so it is capture latency: one
+/// frame for the pull plus half a frame for the engine's tick to wander under load.
+const CAPTURE_PRIME: usize = FRAME_SAMPLES + FRAME_SAMPLES / 2;
 /// Capture: more than this waiting means the engine fell behind; drop down to the prime.
-const CAPTURE_MAX_BACKLOG: usize = 6 * FRAME_SAMPLES;
-/// Playback: buffer this much before playing (and after an underrun).
-const PLAYBACK_PRIME: usize = 2 * FRAME_SAMPLES;
-/// Playback: more than this waiting is latency nobody wants; drop down to 3 frames.
-const PLAYBACK_MAX_BACKLOG: usize = 8 * FRAME_SAMPLES;
+const CAPTURE_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
+/// Playback: buffer this much before playing (and after an underrun); as for capture, the
+/// ring sits near this level, so it is playback latency.
+const PLAYBACK_PRIME: usize = FRAME_SAMPLES + FRAME_SAMPLES / 2;
+/// Playback: more than this waiting is latency nobody wants (e.g. left by a device that
+/// started late); drop down to the prime.
+const PLAYBACK_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
 
 /// The engine's end of a capture ring: hands out whole 48 kHz frames, silence while priming.
 struct CaptureReader {
@@ -194,6 +200,9 @@ struct PlaybackReader {
     resampler: PullResampler,
     channels: usize,
     primed: bool,
+    /// Times the ring ran dry while playing (the device then plays silence until re-primed);
+    /// shared with the engine's end, which reports it.
+    underruns: Arc<AtomicU64>,
 }
 
 impl PlaybackReader {
@@ -203,6 +212,7 @@ impl PlaybackReader {
             resampler: PullResampler::new(SAMPLE_RATE, device_rate),
             channels: usize::from(channels.max(1)),
             primed: false,
+            underruns: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -215,13 +225,14 @@ impl PlaybackReader {
         }
         if self.primed && waiting < self.resampler.input_needed(frames) {
             self.primed = false;
+            self.underruns.fetch_add(1, Ordering::Relaxed);
         }
         if !self.primed {
             (0..samples).for_each(|i| put(i, 0.0));
             return;
         }
         if waiting > PLAYBACK_MAX_BACKLOG {
-            self.ring.skip(waiting - 3 * FRAME_SAMPLES);
+            self.ring.skip(waiting - PLAYBACK_PRIME);
         }
         let ring = &mut self.ring;
         for f in 0..frames {
@@ -309,10 +320,10 @@ mod tests {
         reader.read(out.len(), |i, y| out[i] = y);
         assert!(out.iter().all(|&x| x == 0.0), "silence while priming");
 
-        let tone = sine(440.0, 0.5, 4 * FRAME_SAMPLES, SAMPLE_RATE);
+        let tone = sine(440.0, 0.5, PLAYBACK_MAX_BACKLOG, SAMPLE_RATE);
         p.push_slice(&tone);
         let mut played: Vec<f32> = Vec::new();
-        for _ in 0..7 {
+        for _ in 0..PLAYBACK_MAX_BACKLOG / 480 - 1 {
             reader.read(out.len(), |i, y| out[i] = y);
             assert!(
                 out.chunks(2).all(|lr| lr[0] == lr[1]),
@@ -326,6 +337,13 @@ mod tests {
         reader.read(out.len(), |i, y| out[i] = y);
         assert!(out.iter().all(|&x| x == 0.0));
         assert!(!reader.primed);
+        assert_eq!(reader.underruns.load(Ordering::Relaxed), 1, "counted once");
+        reader.read(out.len(), |i, y| out[i] = y);
+        assert_eq!(
+            reader.underruns.load(Ordering::Relaxed),
+            1,
+            "not again while priming"
+        );
     }
 
     #[test]

@@ -3,10 +3,13 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig, SupportedStreamConfig};
+use cpal::{
+    BufferSize, FromSample, SampleFormat, SizedSample, StreamConfig, SupportedBufferSize,
+    SupportedStreamConfig,
+};
 
 use super::{
     CaptureReader, CaptureWriter, DeviceError, DeviceInfo, Direction, PlaybackReader, RING_SAMPLES,
@@ -31,6 +34,8 @@ pub struct DeviceSink {
     failed: Arc<AtomicBool>,
     /// Samples dropped because the device was not taking them.
     overflow: u64,
+    /// Times the device found the ring dry while playing (counted in its callback).
+    underruns: Arc<AtomicU64>,
     _stream: cpal::Stream,
 }
 
@@ -40,22 +45,28 @@ impl DeviceSource {
         let dir = Direction::Input;
         let (device, label) = find(dir, name)?;
         let config = choose_config(&device, dir, &label)?;
-        let (producer, consumer) = ring::ring(RING_SAMPLES);
-        let writer = CaptureWriter::new(producer, config.sample_rate(), config.channels());
         let failed = Arc::new(AtomicBool::new(false));
-        let on_error = error_callback(dir, &label, failed.clone());
-        let stream_config = config.config();
-        let stream = match config.sample_format() {
-            SampleFormat::F32 => input::<f32>(&device, stream_config, writer, on_error),
-            SampleFormat::F64 => input::<f64>(&device, stream_config, writer, on_error),
-            SampleFormat::I8 => input::<i8>(&device, stream_config, writer, on_error),
-            SampleFormat::I16 => input::<i16>(&device, stream_config, writer, on_error),
-            SampleFormat::I32 => input::<i32>(&device, stream_config, writer, on_error),
-            SampleFormat::U8 => input::<u8>(&device, stream_config, writer, on_error),
-            SampleFormat::U16 => input::<u16>(&device, stream_config, writer, on_error),
-            other => return Err(unsupported(dir, &label, other)),
+        let open = |buffer_size| {
+            let (producer, consumer) = ring::ring(RING_SAMPLES);
+            let writer = CaptureWriter::new(producer, config.sample_rate(), config.channels());
+            let on_error = error_callback(dir, &label, failed.clone());
+            let stream_config = StreamConfig {
+                buffer_size,
+                ..config.config()
+            };
+            let stream = match config.sample_format() {
+                SampleFormat::F32 => input::<f32>(&device, stream_config, writer, on_error),
+                SampleFormat::F64 => input::<f64>(&device, stream_config, writer, on_error),
+                SampleFormat::I8 => input::<i8>(&device, stream_config, writer, on_error),
+                SampleFormat::I16 => input::<i16>(&device, stream_config, writer, on_error),
+                SampleFormat::I32 => input::<i32>(&device, stream_config, writer, on_error),
+                SampleFormat::U8 => input::<u8>(&device, stream_config, writer, on_error),
+                SampleFormat::U16 => input::<u16>(&device, stream_config, writer, on_error),
+                other => return Err(unsupported(dir, &label, other)),
+            };
+            Ok((start(stream, dir, &label)?, consumer))
         };
-        let stream = start(stream, dir, &label)?;
+        let (stream, consumer) = open_with_period(&config, dir, &label, open)?;
         Ok(Self {
             reader: CaptureReader {
                 ring: consumer,
@@ -101,27 +112,35 @@ impl DeviceSink {
         let dir = Direction::Output;
         let (device, label) = find(dir, name)?;
         let config = choose_config(&device, dir, &label)?;
-        let (producer, consumer) = ring::ring(RING_SAMPLES);
-        let reader = PlaybackReader::new(consumer, config.sample_rate(), config.channels());
         let failed = Arc::new(AtomicBool::new(false));
-        let on_error = error_callback(dir, &label, failed.clone());
-        let stream_config = config.config();
-        let stream = match config.sample_format() {
-            SampleFormat::F32 => output::<f32>(&device, stream_config, reader, on_error),
-            SampleFormat::F64 => output::<f64>(&device, stream_config, reader, on_error),
-            SampleFormat::I8 => output::<i8>(&device, stream_config, reader, on_error),
-            SampleFormat::I16 => output::<i16>(&device, stream_config, reader, on_error),
-            SampleFormat::I32 => output::<i32>(&device, stream_config, reader, on_error),
-            SampleFormat::U8 => output::<u8>(&device, stream_config, reader, on_error),
-            SampleFormat::U16 => output::<u16>(&device, stream_config, reader, on_error),
-            other => return Err(unsupported(dir, &label, other)),
+        let open = |buffer_size| {
+            let (producer, consumer) = ring::ring(RING_SAMPLES);
+            let reader = PlaybackReader::new(consumer, config.sample_rate(), config.channels());
+            let underruns = reader.underruns.clone();
+            let on_error = error_callback(dir, &label, failed.clone());
+            let stream_config = StreamConfig {
+                buffer_size,
+                ..config.config()
+            };
+            let stream = match config.sample_format() {
+                SampleFormat::F32 => output::<f32>(&device, stream_config, reader, on_error),
+                SampleFormat::F64 => output::<f64>(&device, stream_config, reader, on_error),
+                SampleFormat::I8 => output::<i8>(&device, stream_config, reader, on_error),
+                SampleFormat::I16 => output::<i16>(&device, stream_config, reader, on_error),
+                SampleFormat::I32 => output::<i32>(&device, stream_config, reader, on_error),
+                SampleFormat::U8 => output::<u8>(&device, stream_config, reader, on_error),
+                SampleFormat::U16 => output::<u16>(&device, stream_config, reader, on_error),
+                other => return Err(unsupported(dir, &label, other)),
+            };
+            Ok((start(stream, dir, &label)?, (producer, underruns)))
         };
-        let stream = start(stream, dir, &label)?;
+        let (stream, (producer, underruns)) = open_with_period(&config, dir, &label, open)?;
         Ok(Self {
             ring: producer,
             info: info(&label, &config),
             failed,
             overflow: 0,
+            underruns,
             _stream: stream,
         })
     }
@@ -157,7 +176,8 @@ impl AudioSink for DeviceSink {
 
 impl Drop for DeviceSink {
     fn drop(&mut self) {
-        tracing::debug!(device = %self.info, overflow = self.overflow, failed = self.failed(), "speaker closed");
+        let underruns = self.underruns.load(Ordering::Relaxed);
+        tracing::debug!(device = %self.info, overflow = self.overflow, underruns, failed = self.failed(), "speaker closed");
     }
 }
 
@@ -222,6 +242,55 @@ fn error_callback(
             tracing::warn!(device = %name, error = %e, count, "{} error", dir.what());
         }
     }
+}
+
+/// The device period we ask for: 10 ms, half an engine frame, so captured audio reaches the
+/// ring soon after the device has it and the device's own buffer (2–3 periods) stays short.
+const PERIOD_MS: u32 = 10;
+
+/// The period for `config`: [`PERIOD_MS`] at the device's rate, clamped to what the device
+/// says it supports; `Default` when it does not say. `CROMULENT_DEVICE_PERIOD` (frames, or
+/// anything else for the device's default) overrides it, for measuring devices.
+///
+/// A device's default can be long (1024 frames, 21 ms, through ALSA's PulseAudio plugin),
+/// and the device buffer is two or three periods: latency nobody asked for. Through that
+/// plugin the period asked for (320 frames are granted for 480) does not stop cpal's capture
+/// thread from spinning on a starved source; see "Capture-thread spin" in `BENCHMARKS.md`.
+fn period(config: &SupportedStreamConfig) -> BufferSize {
+    if let Ok(v) = std::env::var("CROMULENT_DEVICE_PERIOD") {
+        return v
+            .parse()
+            .map(BufferSize::Fixed)
+            .unwrap_or(BufferSize::Default);
+    }
+    let want = config.sample_rate() * PERIOD_MS / 1000;
+    match *config.buffer_size() {
+        SupportedBufferSize::Range { min, max } if min <= max && max > 0 => {
+            BufferSize::Fixed(want.clamp(min.max(1), max))
+        }
+        _ => BufferSize::Default,
+    }
+}
+
+/// Opens with an explicit period first and, when the device refuses it, with the device's
+/// default, so a fussy driver costs latency rather than sound.
+fn open_with_period<T>(
+    config: &SupportedStreamConfig,
+    dir: Direction,
+    label: &str,
+    open: impl Fn(BufferSize) -> Result<(cpal::Stream, T), DeviceError>,
+) -> Result<(cpal::Stream, T), DeviceError> {
+    let wanted = period(config);
+    let opened = match open(wanted) {
+        Err(e) if wanted != BufferSize::Default => {
+            tracing::debug!(device = %label, error = %e, ?wanted, "{} refused the period; using its default", dir.what());
+            open(BufferSize::Default)
+        }
+        other => other,
+    }?;
+    let period = opened.0.buffer_size().ok();
+    tracing::debug!(device = %label, ?wanted, ?period, "{} opened", dir.what());
+    Ok(opened)
 }
 
 fn start(

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Mouth-to-ear through PulseAudio virtual devices (driven by bench/device-path.sh).
+
+Feeds a microphone FIFO (module-pipe-source, float32le 48 kHz mono) in real time with silence
+and a 1 kHz burst every BURST_EVERY seconds, records the speaker's monitor with parec, and
+times each burst from the moment its first sample went into the FIFO to the moment its first
+sample came out of the monitor. Both ends are stamped on one clock (time.monotonic): the
+writer stamps the chunk that starts a burst as it writes it; the reader stamps each chunk as
+it arrives and places the onset inside it by counting samples back from the chunk's end.
+
+Usage: device_path.py FIFO SECONDS  (parec must find the daemon through the environment)
+Prints one JSON object: the delays in ms, and how many bursts were sent and heard.
+"""
+
+import array
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+
+RATE = 48_000
+CHUNK = 240  # 5 ms: the writer's timestamp resolution
+BURST_EVERY = 0.5
+BURST_LEN = 960  # 20 ms
+THRESHOLD = 0.05
+QUIET_BEFORE = 0.2  # an onset needs this much silence before it (echoes, codec tails)
+
+
+def writer(fifo, seconds, sent):
+    tone = array.array("f", (0.5 * math.sin(2 * math.pi * 1000 * i / RATE) for i in range(BURST_LEN)))
+    silence = array.array("f", [0.0] * CHUNK)
+    every = int(BURST_EVERY * RATE)
+    with open(fifo, "wb", buffering=0) as f:
+        start = time.monotonic()
+        n = 0
+        while n < seconds * RATE:
+            # Pace to the wall clock so the FIFO never holds more than a chunk of backlog.
+            due = start + n / RATE
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pos = n % every
+            if pos < BURST_LEN and n >= RATE:  # the first second primes the devices
+                chunk = tone[pos : pos + CHUNK]
+                if pos == 0:
+                    sent.append(time.monotonic())
+            else:
+                chunk = silence
+            f.write(chunk.tobytes())
+            n += CHUNK
+
+
+def reader(proc, heard, stop):
+    quiet = 0
+    need_quiet = int(QUIET_BEFORE * RATE)
+    while not stop.is_set():
+        data = proc.stdout.read(CHUNK * 4)
+        if not data:
+            return
+        now = time.monotonic()
+        samples = array.array("f")
+        samples.frombytes(data[: len(data) // 4 * 4])
+        for i, s in enumerate(samples):
+            if abs(s) >= THRESHOLD:
+                if quiet >= need_quiet:
+                    heard.append(now - (len(samples) - i) / RATE)
+                quiet = 0
+            else:
+                quiet += 1
+
+
+def main():
+    fifo, seconds = sys.argv[1], float(sys.argv[2])
+    parec = subprocess.Popen(
+        ["parec", "-d", "spk.monitor", "--format=float32le", "--rate=48000", "--channels=1",
+         "--latency-msec=5", "--raw"],
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
+    sent, heard, stop = [], [], threading.Event()
+    t = threading.Thread(target=reader, args=(parec, heard, stop), daemon=True)
+    t.start()
+    writer(fifo, seconds, sent)
+    time.sleep(0.5)
+    stop.set()
+    parec.terminate()
+    parec.wait()
+    # Pair each burst with the first onset heard after it and before the next burst.
+    delays = []
+    for k, s in enumerate(sent):
+        nxt = sent[k + 1] if k + 1 < len(sent) else s + BURST_EVERY
+        match = [h for h in heard if s <= h < nxt]
+        if match:
+            delays.append(round((match[0] - s) * 1000, 1))
+    print(json.dumps({"sent": len(sent), "heard": len(delays), "onsets": len(heard), "delays_ms": delays}))
+
+
+if __name__ == "__main__":
+    main()
