@@ -26,5 +26,5 @@ exec unshare -mn bash -c '
   else
     echo "# uprobes unavailable: no codec call counts"
   fi
-  $2 $probes
+  $2 $probes --private-loopback
 ' bash "$libopus" "$cost"

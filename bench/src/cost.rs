@@ -34,6 +34,9 @@ pub struct Options {
     /// Settling time before each window.
     pub settle: Duration,
     pub perf_probes: bool,
+    /// Loopback carries only this benchmark's traffic (a private network namespace), so its
+    /// byte counters can be divided among the peer streams.
+    pub private_loopback: bool,
 }
 
 /// Figures of one window.
@@ -261,7 +264,7 @@ fn measure(clients: &mut [Client], opts: &Options, probes: bool) -> anyhow::Resu
     }
     let observed = clients[0].pid();
     let bytes0 = clients[0].byte_counters()?;
-    let lo0 = private_netns().then(procfs::loopback_bytes).flatten();
+    let lo0 = opts.private_loopback.then(procfs::loopback_bytes).flatten();
     let marks: Vec<_> = clients.iter().map(|c| CpuMark::now(c.pid())).collect();
     let started = Instant::now();
     let perf = (probes && opts.perf_probes).then(|| count_codec_calls(observed, opts.window));
@@ -277,7 +280,7 @@ fn measure(clients: &mut [Client], opts: &Options, probes: bool) -> anyhow::Resu
         .zip(&marks)
         .filter_map(|(c, m)| m.as_ref()?.percent_since(c.pid()))
         .collect();
-    let lo1 = private_netns().then(procfs::loopback_bytes).flatten();
+    let lo1 = opts.private_loopback.then(procfs::loopback_bytes).flatten();
     let bytes1 = clients[0].byte_counters()?;
     let codec_calls_per_sec = match perf {
         Some(handle) => handle
@@ -307,17 +310,6 @@ fn measure(clients: &mut [Client], opts: &Options, probes: bool) -> anyhow::Resu
             .map(|((_, t0), (_, t1))| (t1 - t0) as f64 * 8.0 / 1000.0 / secs / streams),
         codec_calls_per_sec,
     })
-}
-
-/// Whether this process runs in a network namespace of its own (then loopback carries only
-/// this benchmark's traffic).
-pub fn private_netns() -> bool {
-    let ns = |p: &str| std::fs::read_link(p).ok();
-    match (ns("/proc/self/ns/net"), ns("/proc/1/ns/net")) {
-        (Some(a), Some(b)) => a != b,
-        // PID 1's namespace is not readable: assume shared.
-        _ => false,
-    }
 }
 
 /// Count libopus encode/decode calls of `pid` for `window` with `perf stat` on uprobes the

@@ -101,6 +101,9 @@ async fn the_probe_hears_clicks_through_two_engines() {
         sessions: 1,
         clicks: 4,
         period_frames: 8,
+        background: 0.0,
+        settle: Duration::from_millis(200),
+        engine_threads: Some(1),
     })
     .await
     .unwrap();

@@ -415,6 +415,12 @@ impl Engine {
     // --- clocks -------------------------------------------------------------------------
 
     async fn on_frame(&mut self) {
+        // Take in every peer event already waiting before this frame plays: `select!` picks
+        // among ready branches at random, and a packet that raced the tick would otherwise
+        // play a whole frame (20 ms) later.
+        while let Ok((key, ev)) = self.rtc_rx.try_recv() {
+            self.on_peer_event(key, ev);
+        }
         let now = std::time::Instant::now();
         let tick = match self.media.tick(now, &self.talk) {
             Ok(t) => t,

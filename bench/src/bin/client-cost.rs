@@ -28,6 +28,10 @@ struct Cli {
     /// Count libopus calls with `perf stat` on uprobes set up beforehand.
     #[arg(long)]
     perf_probes: bool,
+    /// Loopback carries only this benchmark (run in a private network namespace, as
+    /// `bench/client-cost.sh` does): report wire bytes per peer from its counters.
+    #[arg(long)]
+    private_loopback: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,14 +43,9 @@ fn main() -> anyhow::Result<()> {
             .context("own directory")?
             .join("cromulent"),
     };
-    println!(
-        "loopback byte counters: {}",
-        if cost::private_netns() {
-            "private network namespace (wire figures shown)"
-        } else {
-            "shared with the machine (wire figures omitted; run bench/client-cost.sh)"
-        }
-    );
+    if !cli.private_loopback {
+        println!("loopback is shared with the machine: no wire figures (see bench/client-cost.sh)");
+    }
     let mut reports = Vec::new();
     for &users in &cli.users {
         let report = cost::run(&Options {
@@ -55,6 +54,7 @@ fn main() -> anyhow::Result<()> {
             window: Duration::from_secs(cli.window),
             settle: Duration::from_secs(cli.settle),
             perf_probes: cli.perf_probes,
+            private_loopback: cli.private_loopback,
         })
         .with_context(|| format!("call of {users}"))?;
         print_report(&report);

@@ -25,6 +25,17 @@ struct Cli {
     /// Frames (20 ms) between clicks.
     #[arg(long, default_value_t = 8)]
     period_frames: u32,
+    /// Play a quiet 200 Hz tone (peak 0.02, −34 dBFS) under the clicks, so the stream never
+    /// pauses (no DTX): steady speech instead of speech onsets after silence.
+    #[arg(long)]
+    continuous: bool,
+    /// Milliseconds from the call connecting to the first click: the jitter buffer's first
+    /// estimate includes the irregular arrivals of the call's first packets.
+    #[arg(long, default_value_t = 3000)]
+    settle_ms: u64,
+    /// Worker threads of each engine's runtime (default: one per core, like `cromulent`).
+    #[arg(long)]
+    engine_threads: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +52,9 @@ fn main() -> anyhow::Result<()> {
         sessions: cli.sessions,
         clicks: cli.clicks,
         period_frames: cli.period_frames,
+        background: if cli.continuous { 0.02 } else { 0.0 },
+        settle: std::time::Duration::from_millis(cli.settle_ms),
+        engine_threads: cli.engine_threads,
     };
     let report = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,10 +65,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn print_report(opts: &Options, report: &probe::Report) {
-    let path = if opts.relay {
-        "relayed (coturn)"
-    } else {
-        "direct"
+    let path = match (opts.relay, opts.background > 0.0) {
+        (false, false) => "direct, clicks after silence",
+        (false, true) => "direct, continuous stream",
+        (true, false) => "relayed (coturn), clicks after silence",
+        (true, true) => "relayed (coturn), continuous stream",
     };
     let mut delays = Vec::new();
     let (mut codec, mut wait, mut held, mut n) = (0.0, 0.0, 0.0, 0.0);

@@ -39,6 +39,14 @@ pub struct Options {
     pub clicks: usize,
     /// Frames from one click to the next.
     pub period_frames: u32,
+    /// Worker threads of each engine's runtime (`None`: tokio's default, one per core, as
+    /// the `cromulent` binary has).
+    pub engine_threads: Option<usize>,
+    /// Time from the call connecting to the first click.
+    pub settle: Duration,
+    /// Peak amplitude of a background tone under the clicks (0: silence, so every click is a
+    /// talk spurt after DTX; above 0: a continuous stream).
+    pub background: f32,
 }
 
 /// One session's outcome.
@@ -86,25 +94,41 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     } else {
         IcePolicy::All
     };
+    // Each side runs on a runtime of its own, as in two client processes (the server, and
+    // this orchestration, on the caller's).
+    let runtimes = Runtimes {
+        mouth: engine_runtime("mouth", opts.engine_threads)?,
+        ear: engine_runtime("ear", opts.engine_threads)?,
+    };
     let mut sessions = Vec::new();
     for s in 0..opts.sessions {
         // Receiver clock offsets 0, 1/n, 2/n … of a frame after the sender's.
         let offset = Duration::from_secs_f64(0.020 * s as f64 / opts.sessions.max(1) as f64);
-        let session = run_session(&url, s, policy, offset, opts)
+        let session = run_session(&runtimes, &url, s, policy, offset, opts)
             .await
             .with_context(|| format!("session {s}"))?;
+        let phase = session.phase_ms.unwrap_or(0.0);
+        let held = session
+            .events
+            .iter()
+            .filter(|e| e.held_frames(phase) > 0.0)
+            .count();
         eprintln!(
-            "session {s}: {} events, {} missed, phase {:.1} ms, path {:?}, p50 {:.1} ms",
+            "session {s}: {} events, {} missed, clock phase {:.1} ms, path {:?}, p50 {:.1} ms, \
+             {held} held ≥ 1 frame, receiver jitter {:.2} ms",
             session.events.len(),
             session.missed,
-            session.phase_ms.unwrap_or(f64::NAN),
+            phase,
             session.receiver.as_ref().and_then(|r| r.candidate),
             crate::stats::Summary::of_ms(session.events.iter().map(|e| e.delay_ms).collect())
                 .percentile(50.0)
                 .unwrap_or(f64::NAN),
+            session.receiver.as_ref().map_or(f64::NAN, |r| r.jitter_ms),
         );
         sessions.push(session);
     }
+    runtimes.mouth.shutdown_background();
+    runtimes.ear.shutdown_background();
     let _ = stop_tx.send(());
     let _ = timeout(Duration::from_secs(5), server).await;
     drop(turn);
@@ -116,7 +140,24 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     })
 }
 
+struct Runtimes {
+    mouth: tokio::runtime::Runtime,
+    ear: tokio::runtime::Runtime,
+}
+
+fn engine_runtime(name: &str, threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    builder
+        .thread_name(format!("probe-{name}"))
+        .enable_all()
+        .build()
+}
+
 async fn run_session(
+    runtimes: &Runtimes,
     url: &str,
     index: usize,
     policy: IcePolicy,
@@ -130,29 +171,37 @@ async fn run_session(
     let writes: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let mouth = format!("mouth{index}");
     let ear = format!("ear{index}");
+    let mouth_rt = runtimes.mouth.enter();
     let (tx_handle, mut tx_events) = engine::spawn_with_audio(
         engine_config(url, &mouth, policy),
-        Box::new(ClickSource::new(
-            opts.period_frames,
-            armed.clone(),
-            emitted.clone(),
-            pulls.clone(),
-        )),
+        Box::new(
+            ClickSource::new(
+                opts.period_frames,
+                armed.clone(),
+                emitted.clone(),
+                pulls.clone(),
+            )
+            .with_background(opts.background),
+        ),
         Box::new(NullSink::default()),
     )?;
+    drop(mouth_rt);
     tokio::time::sleep(Duration::from_millis(100) + receiver_offset).await;
+    let ear_rt = runtimes.ear.enter();
     let (rx_handle, mut rx_events) = engine::spawn_with_audio(
         engine_config(url, &ear, policy),
         Box::new(Silence),
         Box::new(OnsetSink::new(heard.clone(), writes.clone())),
     )?;
+    drop(ear_rt);
     let general = || EngineCommand::Join(ChannelRef("General".into()));
     tx_handle.send(general());
     rx_handle.send(general());
     wait_connected(&mut tx_events, &ear).await?;
     wait_connected(&mut rx_events, &mouth).await?;
-    // Let both sides settle (first RTCP, DTX silence), then click.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let both sides settle (first RTCP, DTX silence, the jitter estimate after the
+    // connection's first packets), then click.
+    tokio::time::sleep(opts.settle).await;
     armed.store(true, Ordering::Relaxed);
     let clicking = Duration::from_millis(20 * u64::from(opts.period_frames) * opts.clicks as u64);
     tokio::time::sleep(clicking).await;

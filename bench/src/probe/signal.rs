@@ -14,6 +14,8 @@ use cromulent::audio::{AudioSink, AudioSource, FRAME_SAMPLES, SAMPLE_RATE, SinkE
 
 /// Burst frequency: well inside narrowband, so any Opus mode keeps it.
 const CLICK_HZ: f32 = 1000.0;
+/// Background tone frequency.
+const BACKGROUND_HZ: f64 = 200.0;
 /// Burst length: 10 ms.
 const CLICK_SAMPLES: usize = 480;
 /// Burst amplitude (−6 dBFS peak).
@@ -38,9 +40,14 @@ pub struct Heard {
     pub offset: usize,
 }
 
-/// Clicks every `period_frames` frames once armed; silence otherwise.
+/// Clicks every `period_frames` frames once armed; between them silence, or a quiet
+/// background tone that keeps packets flowing (no DTX pauses).
 pub struct ClickSource {
     period_frames: u32,
+    /// Peak amplitude of the background tone (0: digital silence).
+    background: f32,
+    /// Background tone phase, cycles.
+    phase: f64,
     frame: u32,
     /// Samples of the current burst already emitted, while one is playing.
     burst_pos: Option<usize>,
@@ -59,6 +66,8 @@ impl ClickSource {
     ) -> Self {
         Self {
             period_frames: period_frames.max(2),
+            background: 0.0,
+            phase: 0.0,
             frame: 0,
             burst_pos: None,
             armed,
@@ -68,11 +77,23 @@ impl ClickSource {
     }
 }
 
+impl ClickSource {
+    /// Play a 200 Hz tone of this peak amplitude under the clicks (keep it well below
+    /// [`ONSET_THRESHOLD`]).
+    pub fn with_background(mut self, amplitude: f32) -> Self {
+        self.background = amplitude;
+        self
+    }
+}
+
 impl AudioSource for ClickSource {
     fn next_frame(&mut self, out: &mut [f32]) {
         let now = Instant::now();
         lock(&self.pulls).push(now);
-        out.fill(0.0);
+        for sample in out.iter_mut() {
+            *sample = self.background * (std::f64::consts::TAU * self.phase).sin() as f32;
+            self.phase = (self.phase + BACKGROUND_HZ / f64::from(SAMPLE_RATE)).fract();
+        }
         let mut start = 0;
         if self.burst_pos.is_none()
             && self.armed.load(std::sync::atomic::Ordering::Relaxed)
@@ -91,7 +112,7 @@ impl AudioSource for ClickSource {
                 if *pos >= CLICK_SAMPLES {
                     break;
                 }
-                *sample = burst_sample(*pos);
+                *sample += burst_sample(*pos);
                 *pos += 1;
             }
             if *pos >= CLICK_SAMPLES {
