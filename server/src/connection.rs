@@ -27,6 +27,11 @@ use crate::turn::IceProvider;
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// Initial capacity of a connection's read buffer. Client messages are small (an SDP offer,
+/// the largest, is a few KiB and makes the buffer grow for that frame); every idle connection
+/// keeps this much resident, so it is kept small.
+const READ_BUFFER: usize = 1024;
+
 /// Most queued frames written out together (see `Session::write_batch`).
 const WRITE_BATCH: usize = 64;
 
@@ -49,18 +54,20 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
-    let Some(mut ws) = handshake(stream, &shared.config).await else {
+    // The set-up steps are boxed: a task's future is as large as its largest state, and
+    // these states would otherwise sit in every idle connection's memory for its lifetime.
+    let Some(mut ws) = Box::pin(handshake(stream, &shared.config)).await else {
         return;
     };
     let identity = tokio::select! {
-        id = hello(&mut ws, &shared) => id,
+        id = Box::pin(hello(&mut ws, &shared)) => id,
         _ = shutdown.recv() => None,
     };
     let Some((identity, resume)) = identity else {
         return;
     };
     let ice = match resume {
-        Some(_) => shared.ice.ice_for(&identity.user).await,
+        Some(_) => Box::pin(shared.ice.ice_for(&identity.user)).await,
         None => IceConfig::default(),
     };
     let (out_tx, out_rx) = mpsc::channel(shared.config.limits.outbound_queue);
@@ -120,7 +127,7 @@ async fn handshake(stream: TcpStream, config: &Config) -> Option<Ws> {
     // answer `message_too_large` ourselves, keeping the connection.
     let hard_cap = (limit * 4).max(1 << 20);
     let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(hard_cap))
         .max_frame_size(Some(hard_cap));
@@ -259,18 +266,19 @@ impl Session<'_> {
                 reason = &mut kick => {
                     let reason = reason.unwrap_or(ErrorReason::ServerShutdown);
                     tracing::info!(conn = self.conn, user = %self.identity.user, %reason, "closing connection");
-                    close_with(&mut self.ws, reason, kick_message(reason)).await;
+                    // Goodbyes are boxed too: they happen once, at the end.
+                    Box::pin(close_with(&mut self.ws, reason, kick_message(reason))).await;
                     return;
                 }
                 _ = shutdown.recv() => {
-                    close_with(&mut self.ws, ErrorReason::ServerShutdown, "server shutting down").await;
+                    Box::pin(close_with(&mut self.ws, ErrorReason::ServerShutdown, "server shutting down")).await;
                     return;
                 }
                 out = outbound.recv() => {
                     let Some(text) = out else {
                         // The hub let go of us; say why if it told us.
                         if let Ok(reason) = kick.try_recv() {
-                            close_with(&mut self.ws, reason, kick_message(reason)).await;
+                            Box::pin(close_with(&mut self.ws, reason, kick_message(reason))).await;
                         }
                         return;
                     };
@@ -288,7 +296,9 @@ impl Session<'_> {
                         None => return,
                     };
                     last_heard = Instant::now();
-                    if let Flow::End = self.on_message(message).await {
+                    // Boxed for the same reason as the set-up steps: handling a request (a
+                    // TURN credentials call, an error reply) is rare next to waiting.
+                    if let Flow::End = Box::pin(self.on_message(message)).await {
                         return;
                     }
                 }
