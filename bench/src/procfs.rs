@@ -110,6 +110,11 @@ pub fn tcp_kernel_mem_kib() -> Option<u64> {
     parse_sockstat_tcp_mem_kib(&std::fs::read_to_string("/proc/net/sockstat").ok()?)
 }
 
+/// How many files `pid` has open (entries of `/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
 /// The soft and hard limits on open files of `pid` (`Max open files` in `/proc/PID/limits`).
 pub fn open_file_limits(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
@@ -165,5 +170,6 @@ mod tests {
         assert!(memory(me).is_some_and(|m| m.rss_kib > 0));
         assert!(cpu_ticks(me).is_some());
         assert!(open_file_limits(me).is_some());
+        assert!(open_fds(me).is_some_and(|n| n >= 3));
     }
 }

@@ -74,12 +74,14 @@ fn print_report(opts: &Options, report: &probe::Report) {
     let mut delays = Vec::new();
     let (mut codec, mut wait, mut held, mut n) = (0.0, 0.0, 0.0, 0.0);
     let mut missed = 0;
+    let mut clipped = 0;
     let mut rtts = Vec::new();
     let mut depth = Vec::new();
     let mut concealed = 0;
     let mut paths = Vec::new();
     for s in &report.sessions {
         missed += s.missed;
+        clipped += s.clipped;
         let phase = s.phase_ms.unwrap_or(0.0);
         for e in &s.events {
             delays.push(e.delay_ms);
@@ -105,7 +107,7 @@ fn print_report(opts: &Options, report: &probe::Report) {
     let rtt = Summary::of_ms(rtts);
     println!(
         "RESULT mouth-to-ear {path}: {total}  (mean {:.2} ms, {} sessions, {missed} clicks missed, \
-         receiver path {})",
+         {clipped} clipped by a jitter-buffer drop, receiver path {})",
         total.mean().unwrap_or(f64::NAN),
         report.sessions.len(),
         paths.join("/"),

@@ -124,7 +124,7 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "RESULT idle: max {} connections held ({} alive after {} s), server RSS {:.1} MiB \
                  (baseline {:.1} MiB), {:.2} KiB per connection, server CPU while idle {:.2} % \
-                 of one core, server open-file limit {:?}{}",
+                 of one core, server open files {:?} of limit {:?}{}",
                 report.max_connections,
                 report.survivors,
                 hold,
@@ -132,6 +132,7 @@ fn main() -> anyhow::Result<()> {
                 report.baseline_kib as f64 / 1024.0,
                 last.map_or(0.0, |r| r.kib_per_conn),
                 report.idle_cpu_percent.unwrap_or(f64::NAN),
+                report.server_open_fds,
                 report.server_fd_limit,
                 report
                     .first_error

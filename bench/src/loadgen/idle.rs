@@ -63,6 +63,8 @@ pub struct Report {
     pub survivors: usize,
     pub idle_cpu_percent: Option<f64>,
     pub server_fd_limit: Option<(u64, u64)>,
+    /// Files the server had open at the largest step.
+    pub server_open_fds: Option<usize>,
 }
 
 struct Worker {
@@ -169,6 +171,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         survivors: 0,
         idle_cpu_percent: None,
         server_fd_limit: procfs::open_file_limits(opts.server_pid),
+        server_open_fds: None,
     };
     let mut held = 0usize;
     println!("| connections | server RSS MiB | KiB per connection | kernel TCP MiB |");
@@ -209,6 +212,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         );
         report.rows.push(row);
         report.max_connections = held;
+        report.server_open_fds = procfs::open_fds(opts.server_pid);
         if failed > 0 {
             println!(
                 "stopping: {failed} connections failed in this step ({})",

@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use super::signal::{Emitted, FRAME, Heard};
 
 const SAMPLE_SECS: f64 = 1.0 / 48_000.0;
+
+/// Nothing can be heard sooner than a frame plus Opus's 6.5 ms lookahead; a shorter "delay"
+/// means the onset found was not the click's start (its first frame was dropped). A little
+/// margin below 26.5 ms covers onset detection on a decoded, not identical, waveform.
+pub const FLOOR_MS: f64 = 25.0;
 const FRAME_MS: f64 = 20.0;
 
 /// One click matched to its onset.

@@ -54,6 +54,10 @@ pub struct Options {
 pub struct Session {
     pub events: Vec<Event>,
     pub missed: usize,
+    /// Clicks heard sooner than frame + lookahead allow: the jitter buffer dropped the
+    /// frame holding the click's start (a latency trim), so its tail was taken for the onset.
+    /// Left out of `events`.
+    pub clipped: usize,
     /// Receiver frame clock after the sender's, ms.
     pub phase_ms: Option<f64>,
     /// The sender's view of its peer (RTT needs the sender's reports).
@@ -114,10 +118,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             .filter(|e| e.held_frames(phase) > 0.0)
             .count();
         eprintln!(
-            "session {s}: {} events, {} missed, clock phase {:.1} ms, path {:?}, p50 {:.1} ms, \
+            "session {s}: {} events, {} missed, {} clipped, clock phase {:.1} ms, path {:?}, p50 {:.1} ms, \
              {held} held ≥ 1 frame, receiver jitter {:.2} ms",
             session.events.len(),
             session.missed,
+            session.clipped,
             phase,
             session.receiver.as_ref().and_then(|r| r.candidate),
             crate::stats::Summary::of_ms(session.events.iter().map(|e| e.delay_ms).collect())
@@ -214,12 +219,16 @@ async fn run_session(
 
     let mut emitted = lock(&emitted).clone();
     emitted.truncate(opts.clicks);
-    let (events, missed) =
+    let (mut events, missed) =
         analysis::match_events(&emitted, &lock(&heard), Duration::from_millis(500));
+    let matched = events.len();
+    events.retain(|e| e.delay_ms >= analysis::FLOOR_MS);
+    let clipped = matched - events.len();
     let phase_ms = analysis::clock_phase_ms(&lock(&pulls), &lock(&writes));
     Ok(Session {
         events,
         missed,
+        clipped,
         phase_ms,
         sender,
         receiver,
