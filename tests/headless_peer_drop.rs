@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Client, LONG, Server};
+use support::{Client, LONG, Server, TempDir, free_port};
 
 fn signal(pid: u32, sig: &str) {
     assert!(
@@ -31,7 +31,18 @@ impl Drop for Continue {
 
 #[test]
 fn a_frozen_peer_is_reported_failed_and_restarted_when_it_returns() {
-    let server = Server::start();
+    // The server's heartbeat would drop the frozen bob after 20 s; that is a leave, not the
+    // path failure under test, so it is pushed out of the way. A frozen peer is noticed by ICE
+    // 6-10 s after it stops (keepalive 4 s, disconnected 6 s), and the status line follows
+    // `DOWN_LIMIT` (10 s) later.
+    let dir = TempDir::new("peer-drop");
+    let config = dir.path("server.toml");
+    std::fs::write(
+        &config,
+        "[heartbeat]\nping_interval_ms = 5000\ntimeout_ms = 120000\n",
+    )
+    .unwrap();
+    let server = Server::start_with(free_port(), &["--config", config.to_str().unwrap()], &[]);
     // alice sorts first, so alice makes the offers, including the restart.
     let mut alice = Client::start(
         &server.url(),
@@ -57,16 +68,15 @@ fn a_frozen_peer_is_reported_failed_and_restarted_when_it_returns() {
     });
     // With bob as the only peer, the status line says so once the call has been down for
     // a while (restarts are still being tried meanwhile).
-    alice.wait_after(mark, "state disconnected", Duration::from_secs(18), |e| {
+    // ICE's 6-10 s plus the 10 s limit, with room for a loaded machine.
+    alice.wait_after(mark, "state disconnected", Duration::from_secs(30), |e| {
         e.kind() == "state"
             && e.str("state") == "disconnected"
             && e.str("reason").contains("no route")
     });
-    let noticed_after = started.elapsed();
-    // Well before the server's 20 s heartbeat would drop bob's frozen connection.
-    assert!(
-        noticed_after < Duration::from_secs(18),
-        "noticed in {noticed_after:?}"
+    eprintln!(
+        "frozen peer on the status line after {:?}",
+        started.elapsed()
     );
 
     // Bob comes back: alice's restart offer (queued at the server) gets through.

@@ -3,11 +3,14 @@
 //! source and sink.
 //!
 //! The device runs on cpal's callback thread at its own rate, format and channel count; the
-//! engine pulls and pushes 20 ms frames on its own clock. Between them sits a lock-free SPSC
-//! [`ring`] of 48 kHz mono samples. The callbacks only convert (channels → mono → 48 kHz, or
-//! back) and move samples through the ring: no allocation, no locks, no I/O, no logging.
-//! Clock drift between the two sides is bounded by dropping the oldest audio when a ring backs
-//! up and by re-priming with silence when it runs dry.
+//! engine moves 20 ms frames. Between them sits a lock-free SPSC [`ring`] of 48 kHz mono
+//! samples. The callbacks only convert (channels → mono → 48 kHz, or back) and move samples
+//! through the ring: no allocation, no locks, no I/O, no logging. The device sets the pace:
+//! the engine polls the rings every few milliseconds, takes each captured frame as soon as it
+//! is complete ([`super::AudioSource::frames_ready`]) and keeps the speaker's ring one callback plus
+//! a little ahead of the device ([`super::AudioSink::frames_wanted`]), so neither ring holds more
+//! than it must. A backlog (an engine that fell behind, a device that started late) is cut,
+//! and a dry speaker ring plays silence, counted as an underrun.
 //!
 //! Opening never panics and never blocks for long; with no usable device (no sound card, only
 //! ALSA's `null` device, a built-without-`devices` binary) it fails with a [`DeviceError`] that
@@ -21,7 +24,7 @@ pub mod ring;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub use convert::{PullResampler, PushResampler};
 
@@ -102,47 +105,87 @@ impl fmt::Display for DeviceInfo {
 
 /// Ring size each way: half a second of 48 kHz audio.
 const RING_SAMPLES: usize = SAMPLE_RATE as usize / 2;
-/// Capture: wait for this much before handing frames to the engine (and after running dry).
-/// The ring then sits near this level when the engine pulls, so it is capture latency: one
-/// frame for the pull plus half a frame for the engine's tick to wander under load.
-const CAPTURE_PRIME: usize = FRAME_SAMPLES + FRAME_SAMPLES / 2;
-/// Capture: more than this waiting means the engine fell behind; drop down to the prime.
+/// Capture: more than this waiting means the engine fell behind; drop all but the newest
+/// frame.
 const CAPTURE_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
-/// Playback: buffer this much before playing (and after an underrun); as for capture, the
-/// ring sits near this level, so it is playback latency.
-const PLAYBACK_PRIME: usize = FRAME_SAMPLES + FRAME_SAMPLES / 2;
 /// Playback: more than this waiting is latency nobody wants (e.g. left by a device that
-/// started late); drop down to the prime.
+/// started late); drop down to one frame.
 const PLAYBACK_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
+/// Playback: how far ahead of the device the engine keeps the ring, beyond what one device
+/// callback takes: the time between two engine polls plus a margin for a late poll.
+const PLAYBACK_SLACK: usize = (SAMPLE_RATE as usize / 1000) * 5 * 3 / 2;
 
-/// The engine's end of a capture ring: hands out whole 48 kHz frames, silence while priming.
+/// The engine's end of a capture ring: hands out whole 48 kHz frames as soon as they are
+/// complete (the engine asks how many with [`CaptureReader::ready`]).
 struct CaptureReader {
     ring: ring::Consumer,
-    primed: bool,
-    /// Frames padded with silence because the device had not delivered enough.
+    /// Frames padded with silence because they were read before the device delivered them.
     underruns: u64,
 }
 
 impl CaptureReader {
-    fn read(&mut self, out: &mut [f32]) {
+    /// Whole frames waiting. A backlog beyond [`CAPTURE_MAX_BACKLOG`] (the engine fell
+    /// behind) is cut to the newest frame first.
+    fn ready(&mut self) -> usize {
         let waiting = self.ring.len();
-        if !self.primed {
-            if waiting < CAPTURE_PRIME {
-                out.fill(0.0);
-                return;
-            }
-            self.primed = true;
-        }
         if waiting > CAPTURE_MAX_BACKLOG {
-            self.ring.skip(waiting - CAPTURE_PRIME);
+            self.ring.skip(waiting - FRAME_SAMPLES);
         }
+        self.ring.len() / FRAME_SAMPLES
+    }
+
+    fn read(&mut self, out: &mut [f32]) {
         let n = self.ring.pop_slice(out);
         if n < out.len() {
             out[n..].fill(0.0);
             self.underruns += 1;
-            self.primed = false;
         }
     }
+}
+
+/// The device's own latency as cpal reports it per callback (capture → callback for a
+/// microphone, callback → playback for a speaker): atomics only, written in the callback,
+/// read for logs and benchmarks.
+#[derive(Debug, Default)]
+pub struct DelayGauge {
+    sum_us: AtomicU64,
+    count: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl DelayGauge {
+    pub fn record(&self, d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// Mean and largest delay in ms, if any callback ran.
+    pub fn mean_max_ms(&self) -> Option<(f64, f64)> {
+        let n = self.count.load(Ordering::Relaxed);
+        (n > 0).then(|| {
+            let sum = self.sum_us.load(Ordering::Relaxed) as f64;
+            let max = self.max_us.load(Ordering::Relaxed) as f64;
+            (sum / n as f64 / 1000.0, max / 1000.0)
+        })
+    }
+}
+
+impl fmt::Display for DelayGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mean_max_ms() {
+            Some((mean, max)) => write!(f, "mean {mean:.1} ms, max {max:.1} ms"),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// How many frames a playback ring holding `buffered` samples needs so that it holds at
+/// least one device callback (`callback` samples at 48 kHz) plus [`PLAYBACK_SLACK`].
+fn playback_frames_wanted(buffered: usize, callback: usize) -> usize {
+    let lead = callback + PLAYBACK_SLACK;
+    lead.saturating_sub(buffered).div_ceil(FRAME_SAMPLES)
 }
 
 /// The callback's end of a capture ring: any channel count and rate in, 48 kHz mono out.
@@ -199,10 +242,14 @@ struct PlaybackReader {
     ring: ring::Consumer,
     resampler: PullResampler,
     channels: usize,
-    primed: bool,
-    /// Times the ring ran dry while playing (the device then plays silence until re-primed);
+    /// Whether the last callback played audio (an underrun is counted once per gap).
+    playing: bool,
+    /// Times the ring ran dry while playing (the device then plays silence until refilled);
     /// shared with the engine's end, which reports it.
     underruns: Arc<AtomicU64>,
+    /// 48 kHz samples the last callback took; shared with the engine's end, which keeps the
+    /// ring that far ahead.
+    callback: Arc<AtomicUsize>,
 }
 
 impl PlaybackReader {
@@ -211,28 +258,30 @@ impl PlaybackReader {
             ring,
             resampler: PullResampler::new(SAMPLE_RATE, device_rate),
             channels: usize::from(channels.max(1)),
-            primed: false,
+            playing: false,
             underruns: Arc::new(AtomicU64::new(0)),
+            callback: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// Fills one callback's interleaved buffer through `put(index, sample)`.
     fn read(&mut self, samples: usize, mut put: impl FnMut(usize, f32)) {
         let frames = samples / self.channels;
+        let needed = self.resampler.input_needed(frames);
+        self.callback.store(needed, Ordering::Relaxed);
         let waiting = self.ring.len();
-        if !self.primed && waiting >= PLAYBACK_PRIME {
-            self.primed = true;
-        }
-        if self.primed && waiting < self.resampler.input_needed(frames) {
-            self.primed = false;
-            self.underruns.fetch_add(1, Ordering::Relaxed);
-        }
-        if !self.primed {
+        if waiting < needed {
+            // Dry: silence rather than a partial buffer; counted once per gap.
+            if self.playing {
+                self.playing = false;
+                self.underruns.fetch_add(1, Ordering::Relaxed);
+            }
             (0..samples).for_each(|i| put(i, 0.0));
             return;
         }
+        self.playing = true;
         if waiting > PLAYBACK_MAX_BACKLOG {
-            self.ring.skip(waiting - PLAYBACK_PRIME);
+            self.ring.skip(waiting - FRAME_SAMPLES.max(needed));
         }
         let ring = &mut self.ring;
         for f in 0..frames {
@@ -262,27 +311,38 @@ mod tests {
     use crate::audio::test_util::sine;
 
     #[test]
-    fn capture_path_turns_stereo_44k1_into_48k_mono_frames_after_priming() {
+    fn capture_path_turns_stereo_44k1_into_48k_mono_frames_as_soon_as_complete() {
         let (p, c) = ring::ring(RING_SAMPLES);
         let mut writer = CaptureWriter::new(p, 44_100, 2);
         let mut reader = CaptureReader {
             ring: c,
-            primed: false,
             underruns: 0,
         };
-        let mut frame = [1.0f32; FRAME_SAMPLES];
-        reader.read(&mut frame);
-        assert_eq!(frame, [0.0; FRAME_SAMPLES], "silence until primed");
+        assert_eq!(reader.ready(), 0, "nothing captured yet");
 
-        // 0.5 s of a tone on the left channel only (mono is half of it), 20 ms per callback,
-        // the engine reading a frame after each.
+        // 0.5 s of a tone on the left channel only (mono is half of it), 10 ms per callback,
+        // the engine taking every frame that is complete after each.
         let left = sine(1000.0, 0.8, 22_050, 44_100);
+        let mut frame = [0.0f32; FRAME_SAMPLES];
         let mut got = Vec::new();
-        for chunk in left.chunks(882) {
+        let mut most_waiting = 0;
+        for chunk in left.chunks(441) {
             writer.write(chunk.iter().flat_map(|&x| [x, 0.0]));
-            reader.read(&mut frame);
-            got.extend_from_slice(&frame);
+            for _ in 0..reader.ready() {
+                reader.read(&mut frame);
+                got.extend_from_slice(&frame);
+            }
+            most_waiting = most_waiting.max(reader.ring.len());
         }
+        assert!(
+            most_waiting < FRAME_SAMPLES,
+            "a complete frame never waits: {most_waiting}"
+        );
+        assert_eq!(
+            got.len(),
+            24 * FRAME_SAMPLES,
+            "every complete frame handed out"
+        );
         let got = &got[got.len() - 15 * FRAME_SAMPLES..];
         let f = crate::audio::analysis::dominant_frequency(got, SAMPLE_RATE).unwrap();
         assert!((f - 1000.0).abs() < 2.0, "{f} Hz");
@@ -292,33 +352,37 @@ mod tests {
     }
 
     #[test]
-    fn capture_backlog_is_bounded_and_running_dry_reprimes() {
+    fn capture_backlog_is_cut_to_the_newest_frame_and_early_reads_are_counted() {
         let (mut p, c) = ring::ring(RING_SAMPLES);
         let mut reader = CaptureReader {
             ring: c,
-            primed: false,
             underruns: 0,
         };
-        p.push_slice(&vec![0.5; 10 * FRAME_SAMPLES]);
+        let backlog: Vec<f32> = (0..10 * FRAME_SAMPLES).map(|i| i as f32).collect();
+        p.push_slice(&backlog);
+        assert_eq!(reader.ready(), 1, "latency cut");
         let mut frame = [0.0; FRAME_SAMPLES];
         reader.read(&mut frame);
         assert_eq!(
-            reader.ring.len(),
-            CAPTURE_PRIME - FRAME_SAMPLES,
-            "latency cut"
+            frame[..],
+            backlog[9 * FRAME_SAMPLES..],
+            "the newest audio kept"
         );
         reader.read(&mut frame);
-        reader.read(&mut frame);
-        assert_eq!((reader.underruns, reader.primed), (1, false));
+        assert_eq!(frame, [0.0; FRAME_SAMPLES]);
+        assert_eq!(reader.underruns, 1);
     }
 
     #[test]
-    fn playback_path_primes_then_plays_every_channel_and_recovers_from_underrun() {
+    fn playback_plays_every_channel_in_order_and_counts_an_underrun_once_per_gap() {
         let (mut p, c) = ring::ring(RING_SAMPLES);
         let mut reader = PlaybackReader::new(c, SAMPLE_RATE, 2);
         let mut out = vec![9.0f32; 2 * 480];
         reader.read(out.len(), |i, y| out[i] = y);
-        assert!(out.iter().all(|&x| x == 0.0), "silence while priming");
+        assert!(out.iter().all(|&x| x == 0.0), "silence before any audio");
+        assert_eq!(reader.underruns.load(Ordering::Relaxed), 0, "not a gap");
+        let seen = reader.callback.load(Ordering::Relaxed);
+        assert!((480..=483).contains(&seen), "callback size seen: {seen}");
 
         let tone = sine(440.0, 0.5, PLAYBACK_MAX_BACKLOG, SAMPLE_RATE);
         p.push_slice(&tone);
@@ -333,17 +397,54 @@ mod tests {
         }
         // Played in order, sample for sample (equal rates pass through exactly).
         assert_eq!(played, tone[..played.len()]);
-        // Less than a callback's worth left: silence rather than a partial buffer.
+        // Less than a callback's worth left, then nothing: silence rather than a partial
+        // buffer, counted once however long the gap lasts.
         reader.read(out.len(), |i, y| out[i] = y);
         assert!(out.iter().all(|&x| x == 0.0));
-        assert!(!reader.primed);
-        assert_eq!(reader.underruns.load(Ordering::Relaxed), 1, "counted once");
         reader.read(out.len(), |i, y| out[i] = y);
-        assert_eq!(
-            reader.underruns.load(Ordering::Relaxed),
-            1,
-            "not again while priming"
+        assert_eq!(reader.underruns.load(Ordering::Relaxed), 1);
+        // Plays again as soon as a callback's worth is there.
+        p.push_slice(&tone[..960]);
+        reader.read(out.len(), |i, y| out[i] = y);
+        assert!(out.iter().any(|&x| x.abs() > 0.1), "playing again");
+        assert_eq!(reader.underruns.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn playback_backlog_is_cut() {
+        let (mut p, c) = ring::ring(RING_SAMPLES);
+        let mut reader = PlaybackReader::new(c, SAMPLE_RATE, 1);
+        p.push_slice(&vec![0.5; 10 * FRAME_SAMPLES]);
+        let mut out = vec![0.0f32; 480];
+        reader.read(out.len(), |i, y| out[i] = y);
+        let left = reader.ring.len();
+        assert!(
+            (FRAME_SAMPLES - 483..=FRAME_SAMPLES - 480).contains(&left),
+            "cut to a frame, then one callback taken: {left} left"
         );
+    }
+
+    #[test]
+    fn the_engine_keeps_one_callback_and_the_slack_ahead_of_the_speaker() {
+        // 10 ms callbacks (480 samples): lead 480 + 360.
+        assert_eq!(playback_frames_wanted(0, 480), 1);
+        assert_eq!(playback_frames_wanted(839, 480), 1);
+        assert_eq!(playback_frames_wanted(840, 480), 0);
+        assert_eq!(playback_frames_wanted(5000, 480), 0);
+        // A device that takes 2048 samples at a time needs more than one frame at once.
+        assert_eq!(playback_frames_wanted(0, 2048), 3);
+        // Before the first callback: one frame to start with.
+        assert_eq!(playback_frames_wanted(0, 0), 1);
+    }
+
+    #[test]
+    fn delay_gauge_keeps_mean_and_max() {
+        let g = DelayGauge::default();
+        assert_eq!(g.to_string(), "unknown");
+        g.record(std::time::Duration::from_millis(10));
+        g.record(std::time::Duration::from_millis(30));
+        assert_eq!(g.mean_max_ms(), Some((20.0, 30.0)));
+        assert_eq!(g.to_string(), "mean 20.0 ms, max 30.0 ms");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Where outgoing audio comes from when it is not (or not only) a microphone: test tones,
 //! silence, and WAV clips — plus the `--source` spec that names one.
 //!
-//! Sources own no clock: the engine pulls one frame every 20 ms of *its* time, so a source can
-//! never run ahead or fall behind. `next_frame` must not block, allocate or fail; anything that
-//! can fail (opening a file) happens once, up front.
+//! These sources own no clock: the engine pulls one frame every 20 ms of *its* time, so a
+//! source can never run ahead or fall behind. A microphone has a clock of its own and says so
+//! through [`AudioSource::frames_ready`]. `next_frame` must not block, allocate or fail;
+//! anything that can fail (opening a file) happens once, up front.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,11 +21,21 @@ pub trait AudioSource {
     /// Fills all of `out` with the next `out.len()` samples (normally one
     /// [`super::FRAME_SAMPLES`] frame). Never blocks, never fails.
     fn next_frame(&mut self, out: &mut [f32]);
+
+    /// Whole frames captured and waiting, for a source with a clock of its own (a
+    /// microphone): the engine takes exactly these, as soon as they are complete. `None` (the
+    /// default): no clock, the engine pulls on its frame clock.
+    fn frames_ready(&mut self) -> Option<usize> {
+        None
+    }
 }
 
 impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
     fn next_frame(&mut self, out: &mut [f32]) {
         (**self).next_frame(out);
+    }
+    fn frames_ready(&mut self) -> Option<usize> {
+        (**self).frames_ready()
     }
 }
 

@@ -1,6 +1,7 @@
-//! The media pipeline, once per 20 ms frame: capture → level/voice detection → (if the talk
-//! state says the mic is live) Opus encode, once for every peer; and per peer: jitter buffer →
-//! decode / FEC / concealment → mix → sink. Synchronous and free of WebRTC: the engine feeds
+//! The media pipeline, in 20 ms frames, each direction on its own pace (see
+//! [`super::pace`]): capture → level/voice detection → (if the talk state says the mic is
+//! live) Opus encode, once for every peer; and per peer: jitter buffer → decode / FEC /
+//! concealment → mix → sink. Synchronous and free of WebRTC: the engine feeds
 //! it received packets and takes the packet to send, so it can be tested by wiring two
 //! pipelines together.
 
@@ -33,7 +34,18 @@ pub enum MediaError {
     Sink(#[from] SinkError),
 }
 
-/// What one frame produced.
+/// What one captured frame produced.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Opus packet to send to every peer (encoded once), if the mic is live and not silent.
+    pub packet: Option<Vec<u8>>,
+    /// Capture level of this frame.
+    pub mic_dbfs: f32,
+    /// Whether the mic is live this frame (the `talking` flag).
+    pub mic_live: bool,
+}
+
+/// What one frame of both directions produced (see [`Media::tick`]).
 #[derive(Debug, Default)]
 pub struct Tick {
     /// Opus packet to send to every peer (encoded once), if the mic is live and not silent.
@@ -145,12 +157,38 @@ impl Media {
         })
     }
 
-    /// One frame of both directions.
+    /// Whole frames the microphone holds, if the source is a device (see
+    /// [`AudioSource::frames_ready`]).
+    pub fn frames_captured(&mut self) -> Option<usize> {
+        self.source.frames_ready()
+    }
+
+    /// Frames the speaker needs now, if the sink is a device (see
+    /// [`AudioSink::frames_wanted`]).
+    pub fn frames_wanted(&mut self) -> Option<usize> {
+        self.sink.frames_wanted()
+    }
+
+    /// One frame of both directions, capture first (tests and simple drivers; the engine
+    /// paces the two directions separately).
     pub fn tick(&mut self, now: Instant, talk: &TalkState) -> Result<Tick, MediaError> {
-        let mut tick = self.capture_frame(talk)?;
+        let captured = self.capture(talk)?;
+        let first_audio = self.play(now, talk)?;
+        Ok(Tick {
+            packet: captured.packet,
+            first_audio,
+            mic_dbfs: captured.mic_dbfs,
+            mic_live: captured.mic_live,
+        })
+    }
+
+    /// Play one frame: every peer's next frame (decoded, recovered or concealed), mixed, to
+    /// the sink. Returns the peers whose first audio this was.
+    pub fn play(&mut self, now: Instant, talk: &TalkState) -> Result<Vec<UserId>, MediaError> {
+        let mut first_audio = Vec::new();
         for (user, peer) in &mut self.peers {
             if play_one(peer, now)? {
-                tick.first_audio.push(user.clone());
+                first_audio.push(user.clone());
             }
         }
         if talk.hears() {
@@ -159,7 +197,7 @@ impl Media {
             self.mixed.fill(0.0);
         }
         self.sink.write_frame(&self.mixed)?;
-        Ok(tick)
+        Ok(first_audio)
     }
 
     /// Finish the output (e.g. complete the WAV file).
@@ -167,7 +205,9 @@ impl Media {
         Ok(self.sink.finish()?)
     }
 
-    fn capture_frame(&mut self, talk: &TalkState) -> Result<Tick, MediaError> {
+    /// Capture one frame: level, voice activity, and (if the talk state says the mic is live
+    /// and the frame is not silence) the Opus packet to send.
+    pub fn capture(&mut self, talk: &TalkState) -> Result<Captured, MediaError> {
         self.source.next_frame(&mut self.capture);
         let level = Level::of(&self.capture);
         let voice = self.vad.update_level(level.rms_dbfs);
@@ -179,9 +219,8 @@ impl Media {
                 packet = Some(encoded.to_vec());
             }
         }
-        Ok(Tick {
+        Ok(Captured {
             packet,
-            first_audio: Vec::new(),
             mic_dbfs: level.rms_dbfs,
             mic_live,
         })

@@ -3,13 +3,14 @@
 //! send [`EngineCommand`]s and receive [`EngineEvent`]s; they never touch sockets or WebRTC.
 //!
 //! - [`talk`], [`status`], [`calls`]: pure state machines (the rules live there, tested there);
-//! - [`media`]: the per-frame audio pipeline, synchronous;
+//! - [`media`]: the per-frame audio pipeline, synchronous; [`pace`]: when it runs;
 //! - [`peer_link`]: one task per peer connection around [`crate::rtc`];
 //! - [`run`]: the engine task, one `select!` loop owning all of the above (its peer
 //!   connections in `run/peers.rs`).
 
 pub mod calls;
 pub mod media;
+pub mod pace;
 pub mod peer_link;
 mod run;
 pub mod status;

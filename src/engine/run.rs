@@ -15,6 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::calls::Calls;
 use super::media::{Media, MediaError};
+use super::pace::{self, FrameClock};
 use super::peer_link::{LinkResult, PeerKey};
 use super::status::{StatusEvent, VoiceStatus};
 use super::talk::TalkState;
@@ -103,6 +104,9 @@ struct Engine {
     stats_tx: mpsc::UnboundedSender<Vec<PeerReport>>,
     stats_rx: mpsc::UnboundedReceiver<Vec<PeerReport>>,
     last_mic_event: Instant,
+    /// Frame clocks of a source and a sink without clocks of their own.
+    capture_clock: FrameClock,
+    play_clock: FrameClock,
     stopping: bool,
 }
 
@@ -139,6 +143,8 @@ impl Engine {
             stats_tx,
             stats_rx,
             last_mic_event: Instant::now(),
+            capture_clock: FrameClock::new(std::time::Instant::now()),
+            play_clock: FrameClock::new(std::time::Instant::now()),
             stopping: false,
         }
     }
@@ -150,8 +156,15 @@ impl Engine {
             self.config.credentials.clone(),
             sig_tx,
         ));
-        let mut frame = tokio::time::interval(FRAME_DURATION);
-        frame.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        // Devices set their own pace and are polled often; clockless ends follow the frame
+        // clocks, started with the poll so a frame is due on every frame-length poll.
+        let device_paced =
+            self.media.frames_captured().is_some() || self.media.frames_wanted().is_some();
+        let mut poll = tokio::time::interval(pace::poll_interval(device_paced));
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let started = std::time::Instant::now();
+        self.capture_clock = FrameClock::new(started);
+        self.play_clock = FrameClock::new(started);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         while !self.stopping {
             tokio::select! {
@@ -166,7 +179,7 @@ impl Engine {
                 Some((key, ev)) = self.rtc_rx.recv() => self.on_peer_event(key, ev),
                 Some((key, result)) = self.link_rx.recv() => self.on_link_result(key, result),
                 Some(reports) = self.stats_rx.recv() => self.emit(EngineEvent::Stats(reports)),
-                _ = frame.tick() => self.on_frame().await,
+                _ = poll.tick() => self.on_media_poll().await,
                 _ = housekeeping.tick() => self.on_housekeeping(),
             }
         }
@@ -414,16 +427,29 @@ impl Engine {
 
     // --- clocks -------------------------------------------------------------------------
 
-    async fn on_frame(&mut self) {
-        // Take in every peer event already waiting before this frame plays: `select!` picks
-        // among ready branches at random, and a packet that raced the tick would otherwise
+    /// Run the frames each direction needs now: capture (encode, send) what the microphone
+    /// has completed, play what the speaker needs (see [`pace`]).
+    async fn on_media_poll(&mut self) {
+        let now = std::time::Instant::now();
+        let captures = pace::frames_now(self.media.frames_captured(), &mut self.capture_clock, now);
+        for _ in 0..captures {
+            self.capture_frame().await;
+        }
+        // Take in every peer event already waiting before a frame plays: `select!` picks
+        // among ready branches at random, and a packet that raced the poll would otherwise
         // play a whole frame (20 ms) later.
         while let Ok((key, ev)) = self.rtc_rx.try_recv() {
             self.on_peer_event(key, ev);
         }
-        let now = std::time::Instant::now();
-        let tick = match self.media.tick(now, &self.talk) {
-            Ok(t) => t,
+        let plays = pace::frames_now(self.media.frames_wanted(), &mut self.play_clock, now);
+        for _ in 0..plays {
+            self.play_frame();
+        }
+    }
+
+    async fn capture_frame(&mut self) {
+        let captured = match self.media.capture(&self.talk) {
+            Ok(c) => c,
             Err(e) => {
                 self.error("audio", e.to_string(), None);
                 return;
@@ -431,25 +457,35 @@ impl Engine {
         };
         if let Err(e) = self
             .track
-            .write_frame(tick.packet.as_deref(), FRAME_DURATION)
+            .write_frame(captured.packet.as_deref(), FRAME_DURATION)
             .await
         {
             tracing::debug!(error = %e, "writing audio failed");
         }
-        for from in tick.first_audio {
+        self.sync_flags(captured.mic_live);
+        if self.last_mic_event.elapsed() >= MIC_EVENT_EVERY {
+            self.last_mic_event = Instant::now();
+            self.emit(EngineEvent::Mic {
+                dbfs: captured.mic_dbfs,
+                live: captured.mic_live,
+            });
+        }
+    }
+
+    fn play_frame(&mut self) {
+        let first_audio = match self.media.play(std::time::Instant::now(), &self.talk) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error("audio", e.to_string(), None);
+                return;
+            }
+        };
+        for from in first_audio {
             let ms = self
                 .joined_at
                 .map(|t| t.elapsed().as_millis() as u64)
                 .unwrap_or(0);
             self.emit(EngineEvent::Audio { from, ms });
-        }
-        self.sync_flags(tick.mic_live);
-        if self.last_mic_event.elapsed() >= MIC_EVENT_EVERY {
-            self.last_mic_event = Instant::now();
-            self.emit(EngineEvent::Mic {
-                dbfs: tick.mic_dbfs,
-                live: tick.mic_live,
-            });
         }
     }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, info, trace, warn};
 use webrtc::api::APIBuilder;
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::interceptor_registry::configure_twcc_receiver_only;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::mdns::MulticastDnsMode;
@@ -32,6 +32,8 @@ use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit}
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
+use webrtc::interceptor::report::receiver::ReceiverReport;
+use webrtc::interceptor::report::sender::SenderReport;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
@@ -56,6 +58,10 @@ const OPUS_PAYLOAD_TYPE: u8 = 111;
 const OPUS_CLOCK_RATE: u32 = 48_000;
 /// Opus fmtp: 10 ms minimum packet time, in-band FEC on (RFC 7587 section 7).
 const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
+/// RTCP sender and receiver reports, each way: what libwebrtc uses for audio (webrtc's
+/// default of 1 s is meant for video). Reports carry RTT and loss for the peers panel, which
+/// can wait that long; at 1 s they alone cost a silent call ~2 kbit/s per peer.
+const RTCP_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// Remote candidates kept while waiting for their description; a flood beyond is dropped.
 const MAX_PENDING_CANDIDATES: usize = 64;
 
@@ -76,6 +82,14 @@ pub struct IceServerSpec {
 }
 
 /// ICE liveness timers. webrtc's defaults (5 s / +25 s / 2 s) are too slow for a voice UI.
+///
+/// The keepalive (RFC 7675 consent checks, sent whether or not media flows) is all a silent
+/// call (push-to-talk released, muted, DTX) sends besides RTCP: per interval, both agents'
+/// checks plus the controlled agent's triggered check, three requests and three responses,
+/// ~700 bytes on the wire (measured with tcpdump, BENCHMARKS.md). Every 4 s that and the RTCP
+/// reports stay under 1 kbit/s per peer each way (1 s cost 3.9 kbit/s). Each side then hears
+/// from the other at least every ~4 s, so `disconnected` sits 2 s above that: a frozen peer is
+/// noticed 6–10 s after it stops (the agent looks once per keepalive interval).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IceTimeouts {
     /// No traffic at all from the remote for this long: state `Disconnected`.
@@ -96,9 +110,9 @@ pub struct IceTimeouts {
 impl Default for IceTimeouts {
     fn default() -> Self {
         Self {
-            disconnected: Duration::from_secs(3),
+            disconnected: Duration::from_secs(6),
             failed: Duration::from_secs(7),
-            keepalive: Duration::from_millis(1000),
+            keepalive: Duration::from_secs(4),
             relay_acceptance_wait: Duration::from_millis(500),
         }
     }
@@ -828,9 +842,17 @@ async fn build_peer_connection(config: &PeerConfig) -> Result<RTCPeerConnection,
             RTPCodecType::Audio,
         )
         .map_err(RtcError::Create)?;
-    // NACK (video only), sender/receiver reports, TWCC receiver side.
-    let registry =
-        register_default_interceptors(Registry::new(), &mut media).map_err(RtcError::Create)?;
+    // webrtc's default set minus NACK (its generator and responder only serve video), with
+    // audio's report interval.
+    let registry = Registry::new();
+    let mut registry =
+        configure_twcc_receiver_only(registry, &mut media).map_err(RtcError::Create)?;
+    registry.add(Box::new(
+        ReceiverReport::builder().with_interval(RTCP_REPORT_INTERVAL),
+    ));
+    registry.add(Box::new(
+        SenderReport::builder().with_interval(RTCP_REPORT_INTERVAL),
+    ));
 
     let api = APIBuilder::new()
         .with_media_engine(media)

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{
@@ -12,8 +12,8 @@ use cpal::{
 };
 
 use super::{
-    CaptureReader, CaptureWriter, DeviceError, DeviceInfo, Direction, PlaybackReader, RING_SAMPLES,
-    ring,
+    CaptureReader, CaptureWriter, DelayGauge, DeviceError, DeviceInfo, Direction, PlaybackReader,
+    RING_SAMPLES, playback_frames_wanted, ring,
 };
 use crate::audio::frame::SAMPLE_RATE;
 use crate::audio::{AudioSink, AudioSource, SinkError};
@@ -23,6 +23,8 @@ pub struct DeviceSource {
     reader: CaptureReader,
     info: DeviceInfo,
     failed: Arc<AtomicBool>,
+    /// From capture to the callback, as the device reports it.
+    delay: Arc<DelayGauge>,
     /// Dropping it stops the device.
     _stream: cpal::Stream,
 }
@@ -32,10 +34,14 @@ pub struct DeviceSink {
     ring: ring::Producer,
     info: DeviceInfo,
     failed: Arc<AtomicBool>,
+    /// From the callback to playback, as the device reports it.
+    delay: Arc<DelayGauge>,
     /// Samples dropped because the device was not taking them.
     overflow: u64,
     /// Times the device found the ring dry while playing (counted in its callback).
     underruns: Arc<AtomicU64>,
+    /// 48 kHz samples the device's last callback took (set in its callback).
+    callback: Arc<AtomicUsize>,
     _stream: cpal::Stream,
 }
 
@@ -46,6 +52,7 @@ impl DeviceSource {
         let (device, label) = find(dir, name)?;
         let config = choose_config(&device, dir, &label)?;
         let failed = Arc::new(AtomicBool::new(false));
+        let delay = Arc::new(DelayGauge::default());
         let open = |buffer_size| {
             let (producer, consumer) = ring::ring(RING_SAMPLES);
             let writer = CaptureWriter::new(producer, config.sample_rate(), config.channels());
@@ -55,13 +62,27 @@ impl DeviceSource {
                 ..config.config()
             };
             let stream = match config.sample_format() {
-                SampleFormat::F32 => input::<f32>(&device, stream_config, writer, on_error),
-                SampleFormat::F64 => input::<f64>(&device, stream_config, writer, on_error),
-                SampleFormat::I8 => input::<i8>(&device, stream_config, writer, on_error),
-                SampleFormat::I16 => input::<i16>(&device, stream_config, writer, on_error),
-                SampleFormat::I32 => input::<i32>(&device, stream_config, writer, on_error),
-                SampleFormat::U8 => input::<u8>(&device, stream_config, writer, on_error),
-                SampleFormat::U16 => input::<u16>(&device, stream_config, writer, on_error),
+                SampleFormat::F32 => {
+                    input::<f32>(&device, stream_config, writer, delay.clone(), on_error)
+                }
+                SampleFormat::F64 => {
+                    input::<f64>(&device, stream_config, writer, delay.clone(), on_error)
+                }
+                SampleFormat::I8 => {
+                    input::<i8>(&device, stream_config, writer, delay.clone(), on_error)
+                }
+                SampleFormat::I16 => {
+                    input::<i16>(&device, stream_config, writer, delay.clone(), on_error)
+                }
+                SampleFormat::I32 => {
+                    input::<i32>(&device, stream_config, writer, delay.clone(), on_error)
+                }
+                SampleFormat::U8 => {
+                    input::<u8>(&device, stream_config, writer, delay.clone(), on_error)
+                }
+                SampleFormat::U16 => {
+                    input::<u16>(&device, stream_config, writer, delay.clone(), on_error)
+                }
                 other => return Err(unsupported(dir, &label, other)),
             };
             Ok((start(stream, dir, &label)?, consumer))
@@ -70,11 +91,11 @@ impl DeviceSource {
         Ok(Self {
             reader: CaptureReader {
                 ring: consumer,
-                primed: false,
                 underruns: 0,
             },
             info: info(&label, &config),
             failed,
+            delay,
             _stream: stream,
         })
     }
@@ -98,11 +119,15 @@ impl AudioSource for DeviceSource {
     fn next_frame(&mut self, out: &mut [f32]) {
         self.reader.read(out);
     }
+
+    fn frames_ready(&mut self) -> Option<usize> {
+        Some(self.reader.ready())
+    }
 }
 
 impl Drop for DeviceSource {
     fn drop(&mut self) {
-        tracing::debug!(device = %self.info, underruns = self.reader.underruns, failed = self.failed(), "microphone closed");
+        tracing::debug!(device = %self.info, underruns = self.reader.underruns, failed = self.failed(), device_delay = %self.delay, "microphone closed");
     }
 }
 
@@ -113,34 +138,53 @@ impl DeviceSink {
         let (device, label) = find(dir, name)?;
         let config = choose_config(&device, dir, &label)?;
         let failed = Arc::new(AtomicBool::new(false));
+        let delay = Arc::new(DelayGauge::default());
         let open = |buffer_size| {
             let (producer, consumer) = ring::ring(RING_SAMPLES);
             let reader = PlaybackReader::new(consumer, config.sample_rate(), config.channels());
             let underruns = reader.underruns.clone();
+            let callback = reader.callback.clone();
             let on_error = error_callback(dir, &label, failed.clone());
             let stream_config = StreamConfig {
                 buffer_size,
                 ..config.config()
             };
             let stream = match config.sample_format() {
-                SampleFormat::F32 => output::<f32>(&device, stream_config, reader, on_error),
-                SampleFormat::F64 => output::<f64>(&device, stream_config, reader, on_error),
-                SampleFormat::I8 => output::<i8>(&device, stream_config, reader, on_error),
-                SampleFormat::I16 => output::<i16>(&device, stream_config, reader, on_error),
-                SampleFormat::I32 => output::<i32>(&device, stream_config, reader, on_error),
-                SampleFormat::U8 => output::<u8>(&device, stream_config, reader, on_error),
-                SampleFormat::U16 => output::<u16>(&device, stream_config, reader, on_error),
+                SampleFormat::F32 => {
+                    output::<f32>(&device, stream_config, reader, delay.clone(), on_error)
+                }
+                SampleFormat::F64 => {
+                    output::<f64>(&device, stream_config, reader, delay.clone(), on_error)
+                }
+                SampleFormat::I8 => {
+                    output::<i8>(&device, stream_config, reader, delay.clone(), on_error)
+                }
+                SampleFormat::I16 => {
+                    output::<i16>(&device, stream_config, reader, delay.clone(), on_error)
+                }
+                SampleFormat::I32 => {
+                    output::<i32>(&device, stream_config, reader, delay.clone(), on_error)
+                }
+                SampleFormat::U8 => {
+                    output::<u8>(&device, stream_config, reader, delay.clone(), on_error)
+                }
+                SampleFormat::U16 => {
+                    output::<u16>(&device, stream_config, reader, delay.clone(), on_error)
+                }
                 other => return Err(unsupported(dir, &label, other)),
             };
-            Ok((start(stream, dir, &label)?, (producer, underruns)))
+            Ok((start(stream, dir, &label)?, (producer, underruns, callback)))
         };
-        let (stream, (producer, underruns)) = open_with_period(&config, dir, &label, open)?;
+        let (stream, (producer, underruns, callback)) =
+            open_with_period(&config, dir, &label, open)?;
         Ok(Self {
             ring: producer,
             info: info(&label, &config),
             failed,
+            delay,
             overflow: 0,
             underruns,
+            callback,
             _stream: stream,
         })
     }
@@ -172,12 +216,19 @@ impl AudioSink for DeviceSink {
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    fn frames_wanted(&mut self) -> Option<usize> {
+        Some(playback_frames_wanted(
+            self.ring.len(),
+            self.callback.load(Ordering::Relaxed),
+        ))
+    }
 }
 
 impl Drop for DeviceSink {
     fn drop(&mut self) {
         let underruns = self.underruns.load(Ordering::Relaxed);
-        tracing::debug!(device = %self.info, overflow = self.overflow, underruns, failed = self.failed(), "speaker closed");
+        tracing::debug!(device = %self.info, overflow = self.overflow, underruns, failed = self.failed(), device_delay = %self.delay, "speaker closed");
     }
 }
 
@@ -187,6 +238,7 @@ fn input<T>(
     device: &cpal::Device,
     config: StreamConfig,
     mut writer: CaptureWriter,
+    delay: Arc<DelayGauge>,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream, cpal::Error>
 where
@@ -195,7 +247,9 @@ where
 {
     device.build_input_stream(
         config,
-        move |data: &[T], _: &cpal::InputCallbackInfo| {
+        move |data: &[T], info: &cpal::InputCallbackInfo| {
+            let ts = info.timestamp();
+            delay.record(ts.callback.duration_since(ts.capture));
             writer.write(data.iter().map(|&s| f32::from_sample_(s)));
         },
         on_error,
@@ -208,6 +262,7 @@ fn output<T>(
     device: &cpal::Device,
     config: StreamConfig,
     mut reader: PlaybackReader,
+    delay: Arc<DelayGauge>,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream, cpal::Error>
 where
@@ -215,7 +270,9 @@ where
 {
     device.build_output_stream(
         config,
-        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+        move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+            let ts = info.timestamp();
+            delay.record(ts.playback.duration_since(ts.callback));
             let n = data.len();
             reader.read(n, |i, y| data[i] = T::from_sample_(y));
         },

@@ -12,7 +12,8 @@
 //!   reordering is undone and 65535 → 0 is seamless. A playout cursor names the next frame.
 //! - **Depth** is the number of frames from the cursor to the newest packet received. Playout
 //!   starts (and restarts after running dry) once the depth reaches the **target**, or once the
-//!   first waiting packet has waited the target's duration.
+//!   first waiting packet has been held for the delay the jitter estimate says to absorb (in
+//!   milliseconds, not rounded up to frames; see `preroll`).
 //! - The target follows the measured arrival jitter: the delay to absorb is
 //!   `max(3·J, largest recent |D|)` (RFC 3550 interarrival jitter `J` and its per-packet transit
 //!   change `D`), and the target is `1 + ceil(delay / 20 ms)` frames, bounded by
@@ -295,9 +296,8 @@ impl JitterBuffer {
                 return Playout::Empty;
             }
             let target = self.target.frames();
-            let waited = since.is_some_and(|s| {
-                now.saturating_duration_since(s) >= FRAME_DURATION * target as u32
-            });
+            let waited =
+                since.is_some_and(|s| now.saturating_duration_since(s) >= self.preroll(target));
             if depth < target && !waited {
                 return Playout::NotReady;
             }
@@ -338,6 +338,23 @@ impl JitterBuffer {
         self.stream.as_ref().map_or(0, |s| {
             usize::try_from(s.seen.newest() + 1 - s.cursor).unwrap_or(0)
         })
+    }
+
+    /// How long the first packet of a talk spurt is held before playout starts (unless the
+    /// target depth is reached first): the delay the jitter estimate says to absorb, not a
+    /// whole frame per frame of target. Holding the first packet `d` ms gives every later
+    /// packet of the spurt `d` ms of slack; rounding that up to 20 ms made every sentence
+    /// start a frame later than it had to. Above a target of 2 the extra whole frames stay
+    /// (they carry the target's slow shrink after a spike), and a configured `min_depth` of
+    /// `d` always holds `d − 1` frames, the slack that depth stands for.
+    fn preroll(&self, target: usize) -> Duration {
+        if target <= 1 {
+            return Duration::ZERO;
+        }
+        let needed = Duration::from_secs_f64(self.estimator.needed_delay_ms().max(0.0) / 1000.0);
+        let frames = |n: usize| FRAME_DURATION * n as u32;
+        let floor = (target - 2).max(self.config.min_depth - 1);
+        needed.clamp(frames(floor), frames(target - 1))
     }
 
     fn observe_arrival(&mut self, arrival: Instant, rtp_ts: u32) {

@@ -557,13 +557,52 @@ fn prebuffering_waits_for_the_target_depth_or_its_duration() {
         "depth 3 reached"
     );
 
-    // A lone packet (end of a talk spurt) is not held forever: it plays after 3 frames' time.
+    // A lone packet (end of a talk spurt) is not held forever: it plays once it has been held
+    // the slack a depth of 3 stands for, 2 frames.
     let mut jb = JitterBuffer::new(config);
     jb.push(0, 0, payload(0), ms(0));
     assert_eq!(jb.pop(ms(20)), Playout::NotReady);
-    assert_eq!(jb.pop(ms(40)), Playout::NotReady);
-    assert_eq!(jb.pop(ms(60)), Playout::Packet(payload(0)));
-    assert_eq!(jb.pop(ms(80)), Playout::Empty);
+    assert_eq!(jb.pop(ms(39)), Playout::NotReady);
+    assert_eq!(jb.pop(ms(40)), Playout::Packet(payload(0)));
+    assert_eq!(jb.pop(ms(60)), Playout::Empty);
+}
+
+#[test]
+fn a_talk_spurt_starts_after_the_measured_jitter_not_a_whole_frame() {
+    let t0 = Instant::now();
+    let ms = |m: u64| t0 + Duration::from_millis(m);
+    let mut jb = JitterBuffer::default();
+    // A stream whose packets arrive up to 6 ms off their 20 ms grid: a target of 2 frames.
+    let offsets = [0, 6, 0, 5, 1, 6, 0, 4, 0, 6];
+    for (i, off) in offsets.iter().enumerate() {
+        let seq = i as u16;
+        jb.push(
+            seq,
+            u32::from(seq) * 960,
+            payload(i as u32),
+            ms(20 * i as u64 + off),
+        );
+        let _ = jb.pop(ms(20 * i as u64 + 15));
+    }
+    let stats = jb.stats();
+    assert_eq!(stats.target_depth, 2, "{stats:?}");
+    let needed = 3.0 * f64::from(stats.jitter_ms);
+    // Silence (DTX), then a new spurt: its first packet is held about the needed delay.
+    for k in 0..20 {
+        let _ = jb.pop(ms(215 + 20 * k));
+    }
+    let start = 1000;
+    // The sender numbers packets without gaps; only the timestamp shows the pause.
+    jb.push(10, 50 * 960, payload(10), ms(start));
+    assert_eq!(jb.pop(ms(start + 1)), Playout::NotReady, "held a little");
+    let held_until = (start..start + 40)
+        .find(|&t| jb.pop(ms(t)) != Playout::NotReady)
+        .expect("plays within two frames");
+    let held = held_until - start;
+    assert!(
+        held < 20 && held as f64 >= needed.min(20.0) - 1.0,
+        "held {held} ms for a needed delay of {needed:.1} ms"
+    );
 }
 
 #[test]

@@ -1,0 +1,124 @@
+//! When the media pipeline runs: how many frames to capture and how many to play at an
+//! instant. Pure: time comes in as an argument.
+//!
+//! A sound device has a clock of its own and says how many frames it holds (microphone) or
+//! wants (speaker); the engine polls it every [`DEVICE_POLL`] and serves it at once, so a
+//! captured frame leaves as soon as it is complete and a decoded frame waits in the speaker's
+//! buffer only as long as the device needs to keep playing. That is most of the device path's
+//! latency: an engine on its own 20 ms clock made both ends keep 1.5 frames of slack.
+//!
+//! Ends without a clock (tones, WAV files, bots, recordings) follow a [`FrameClock`] instead:
+//! one frame per frame duration of wall-clock time, as before.
+
+use std::time::{Duration, Instant};
+
+use crate::audio::FRAME_DURATION;
+
+/// How often the engine looks at a sound device's buffers. A quarter of a frame: a complete
+/// capture frame waits 2.5 ms on average before it is encoded, and the speaker needs that
+/// much less lead.
+pub const DEVICE_POLL: Duration = Duration::from_millis(5);
+
+/// A clock that has fallen further behind than this (the process was stopped, the machine
+/// stalled) drops the missed frames instead of producing them all at once.
+pub const MAX_CATCH_UP: u64 = 10;
+
+/// The engine's poll interval: fast when a device sets the pace, one frame otherwise.
+pub fn poll_interval(device_paced: bool) -> Duration {
+    if device_paced {
+        DEVICE_POLL
+    } else {
+        FRAME_DURATION
+    }
+}
+
+/// One frame per [`FRAME_DURATION`] since `start`: frame `k` is due at `start + k·frame`.
+#[derive(Debug, Clone)]
+pub struct FrameClock {
+    start: Instant,
+    /// Frames handed out (or skipped) so far.
+    done: u64,
+}
+
+impl FrameClock {
+    pub fn new(start: Instant) -> Self {
+        Self { start, done: 0 }
+    }
+
+    /// Frames due at `now` that were not handed out yet (counted as handed out by this call).
+    /// After a stall longer than [`MAX_CATCH_UP`] frames only that many are due; the rest are
+    /// skipped.
+    pub fn due(&mut self, now: Instant) -> usize {
+        let elapsed = now.saturating_duration_since(self.start);
+        let total = (elapsed.as_nanos() / FRAME_DURATION.as_nanos()) as u64 + 1;
+        let due = total.saturating_sub(self.done);
+        if due > MAX_CATCH_UP {
+            self.done = total;
+            return MAX_CATCH_UP as usize;
+        }
+        self.done = total;
+        due as usize
+    }
+}
+
+/// How many frames to run at `now` for one end: what its device says, or its clock.
+pub fn frames_now(device: Option<usize>, clock: &mut FrameClock, now: Instant) -> usize {
+    match device {
+        Some(n) => n.min(MAX_CATCH_UP as usize),
+        None => clock.due(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: Duration = FRAME_DURATION;
+
+    #[test]
+    fn one_frame_at_the_start_then_one_per_frame_duration() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0);
+        assert_eq!(c.due(t0), 1, "the first frame is due at once");
+        assert_eq!(c.due(t0), 0, "and only once");
+        assert_eq!(c.due(t0 + F / 2), 0);
+        assert_eq!(c.due(t0 + F), 1);
+        assert_eq!(c.due(t0 + F + DEVICE_POLL), 0);
+        // Polled late: the frames in between are all due, in one go.
+        assert_eq!(c.due(t0 + 4 * F + F / 4), 3);
+        assert_eq!(c.due(t0 + 5 * F), 1);
+    }
+
+    #[test]
+    fn polling_faster_than_frames_keeps_the_rate() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0);
+        let frames: usize = (0..400).map(|i| c.due(t0 + DEVICE_POLL * i)).sum();
+        // 400 polls of 5 ms = 2 s = 100 frames (frame 0 at t0 up to frame 99 at 1.98 s).
+        assert_eq!(frames, 100);
+    }
+
+    #[test]
+    fn a_long_stall_is_not_replayed_in_full() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0);
+        c.due(t0);
+        assert_eq!(c.due(t0 + Duration::from_secs(5)), MAX_CATCH_UP as usize);
+        // Back on the rate from there.
+        assert_eq!(c.due(t0 + Duration::from_secs(5) + F), 1);
+    }
+
+    #[test]
+    fn a_device_end_is_taken_at_its_word_within_the_catch_up_bound() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0);
+        assert_eq!(frames_now(Some(2), &mut c, t0), 2);
+        assert_eq!(frames_now(Some(0), &mut c, t0 + 10 * F), 0);
+        assert_eq!(frames_now(Some(1000), &mut c, t0), MAX_CATCH_UP as usize);
+        assert_eq!(
+            frames_now(None, &mut c, t0),
+            1,
+            "the clock, untouched above"
+        );
+    }
+}
