@@ -10,6 +10,11 @@ use support::{Client, LONG, Server, TempDir, read_wav, tail};
 
 /// A recorder `bob` and a sender `alice` in General until `bob` heard enough.
 fn two_party(alice_in: &str) -> Vec<f32> {
+    two_party_with_frames(alice_in, "20", "20")
+}
+
+/// [`two_party`] with each side's `--frame-ms`.
+fn two_party_with_frames(alice_in: &str, alice_ms: &str, bob_ms: &str) -> Vec<f32> {
     let server = Server::start();
     let dir = TempDir::new("two");
     let wav = dir.path("bob.wav");
@@ -17,12 +22,26 @@ fn two_party(alice_in: &str) -> Vec<f32> {
     let mut bob = Client::start(
         &server.url(),
         "bob",
-        &["--join", "General", "--audio-out", &out],
+        &[
+            "--join",
+            "General",
+            "--audio-out",
+            &out,
+            "--frame-ms",
+            bob_ms,
+        ],
     );
     let mut alice = Client::start(
         &server.url(),
         "alice",
-        &["--join", "general", "--audio-in", alice_in],
+        &[
+            "--join",
+            "general",
+            "--audio-in",
+            alice_in,
+            "--frame-ms",
+            alice_ms,
+        ],
     );
     bob.wait_state("connected", LONG);
     alice.wait_peer_connected("bob", LONG);
@@ -45,6 +64,24 @@ fn two_users_bob_hears_alices_440_hz_tone() {
         tone_power(last, 48_000, 440.0) > 0.8,
         "most power at 440 Hz"
     );
+}
+
+#[test]
+fn ten_ms_frames_are_heard_by_ten_and_twenty_ms_listeners() {
+    for (alice_ms, bob_ms) in [("10", "10"), ("10", "20"), ("20", "10")] {
+        let heard = two_party_with_frames("tone:440", alice_ms, bob_ms);
+        let last = tail(&heard, 1.0);
+        let f = dominant_frequency(last, 48_000).expect("a dominant frequency");
+        assert!(
+            (f - 440.0).abs() <= 5.0,
+            "{alice_ms} ms → {bob_ms} ms: dominant frequency {f} Hz"
+        );
+        let power = tone_power(last, 48_000, 440.0);
+        assert!(
+            power > 0.8,
+            "{alice_ms} ms → {bob_ms} ms: most power at 440 Hz, no gaps: {power}"
+        );
+    }
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! Opus encoding and decoding of 20 ms mono frames, configured for voice over lossy links.
+//! Opus encoding and decoding of 10 or 20 ms mono frames ([`FrameSize`]), configured for
+//! voice over lossy links.
 //!
 //! Thin wrappers over `opus` 0.3.1 (system libopus) that fix the settings the whole client
 //! agrees on and own their scratch buffers, so encoding and decoding never allocate.
 //! Packets from peers are untrusted: malformed or wrong-length packets give an error, never a
 //! panic, and never a partially written frame.
 
-use super::frame::{FRAME_SAMPLES, Frame, SAMPLE_RATE};
+use super::frame::{FrameSize, SAMPLE_RATE};
 
 /// Largest packet we produce: one 20 ms Opus frame is at most 1275 bytes (RFC 6716 §3.2.1).
 const MAX_PACKET: usize = 1275;
@@ -16,9 +17,10 @@ pub enum CodecError {
     /// libopus rejected the call (for decoding: usually a corrupt packet).
     #[error("opus: {0}")]
     Opus(#[from] opus::Error),
-    /// A packet that does not hold exactly one 20 ms frame (e.g. a 60 ms packet from another
-    /// client); decoding it would not fit the frame clock.
-    #[error("opus packet holds {samples} samples per channel; expected {FRAME_SAMPLES}")]
+    /// A packet (or a frame to encode) that is not one 10 or 20 ms frame (e.g. a 60 ms packet
+    /// from another client), or not the length expected here; decoding it would not fit the
+    /// frame clock.
+    #[error("opus frame of {samples} samples per channel; expected one 10 or 20 ms frame")]
     WrongDuration {
         /// Samples at 48 kHz the packet would decode to.
         samples: usize,
@@ -90,9 +92,15 @@ impl Encoder {
         })
     }
 
-    /// Encodes one frame. The returned packet borrows the encoder's buffer: copy it out (e.g.
-    /// into the RTP payload) before the next call. Check [`is_dtx_packet`] to skip sending.
-    pub fn encode(&mut self, frame: &Frame) -> Result<&[u8], CodecError> {
+    /// Encodes one 10 or 20 ms frame. The returned packet borrows the encoder's buffer: copy
+    /// it out (e.g. into the RTP payload) before the next call. Check [`is_dtx_packet`] to
+    /// skip sending.
+    pub fn encode(&mut self, frame: &[f32]) -> Result<&[u8], CodecError> {
+        if FrameSize::of_samples(frame.len()).is_none() {
+            return Err(CodecError::WrongDuration {
+                samples: frame.len(),
+            });
+        }
         let len = self.inner.encode_float(frame, &mut self.packet)?;
         Ok(&self.packet[..len])
     }
@@ -112,37 +120,43 @@ impl Decoder {
         })
     }
 
-    /// Decodes a received packet into `out`.
-    pub fn decode(&mut self, packet: &[u8], out: &mut Frame) -> Result<(), CodecError> {
-        check_duration(packet)?;
+    /// Decodes a received packet into `out`, which must be exactly as long as the packet
+    /// ([`packet_samples`]).
+    pub fn decode(&mut self, packet: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
+        check_duration(packet, out.len())?;
         self.decode_checked(packet, out, false)
     }
 
-    /// Packet-loss concealment: synthesizes the next frame from the decoder's history (fading
-    /// towards silence/comfort noise over consecutive calls). Use for a lost packet when the
-    /// following packet is not available, and across DTX gaps.
-    pub fn conceal(&mut self, out: &mut Frame) -> Result<(), CodecError> {
+    /// Packet-loss concealment: synthesizes the next `out.len()` samples (one 10 or 20 ms
+    /// frame) from the decoder's history (fading towards silence/comfort noise over
+    /// consecutive calls). Use for a lost packet when the following packet is not available,
+    /// and across DTX gaps.
+    pub fn conceal(&mut self, out: &mut [f32]) -> Result<(), CodecError> {
         self.decode_checked(&[], out, false)
     }
 
-    /// Recovers the frame *before* `next_packet` from the FEC data inside it. Call this for the
-    /// lost frame, then [`Decoder::decode`] `next_packet` itself for the frame after. If
-    /// `next_packet` carries no FEC data, libopus falls back to concealment.
-    pub fn decode_fec(&mut self, next_packet: &[u8], out: &mut Frame) -> Result<(), CodecError> {
-        check_duration(next_packet)?;
+    /// Recovers the frame *before* `next_packet` from the FEC data inside it (`out` as long
+    /// as that packet). Call this for the lost frame, then [`Decoder::decode`] `next_packet`
+    /// itself for the frame after. If `next_packet` carries no FEC data, libopus falls back
+    /// to concealment.
+    pub fn decode_fec(&mut self, next_packet: &[u8], out: &mut [f32]) -> Result<(), CodecError> {
+        check_duration(next_packet, out.len())?;
         self.decode_checked(next_packet, out, true)
     }
 
-    /// Calls libopus with a full-frame output buffer (which also tells it the duration to
-    /// conceal/recover) and checks it produced exactly one frame.
+    /// Calls libopus with an output buffer of one frame (which also tells it the duration to
+    /// conceal/recover) and checks it produced exactly that.
     fn decode_checked(
         &mut self,
         packet: &[u8],
-        out: &mut Frame,
+        out: &mut [f32],
         fec: bool,
     ) -> Result<(), CodecError> {
+        if FrameSize::of_samples(out.len()).is_none() {
+            return Err(CodecError::WrongDuration { samples: out.len() });
+        }
         let samples = self.inner.decode_float(packet, out, fec)?;
-        if samples != FRAME_SAMPLES {
+        if samples != out.len() {
             out.fill(0.0);
             return Err(CodecError::WrongDuration { samples });
         }
@@ -150,13 +164,20 @@ impl Decoder {
     }
 }
 
-/// Rejects packets that are empty or are not one 20 ms frame, before libopus touches its state.
-fn check_duration(packet: &[u8]) -> Result<(), CodecError> {
+/// The frame size of a received packet: one 10 or 20 ms frame, or an error (empty, corrupt,
+/// or another duration), decided before libopus touches any decoder state.
+pub fn packet_frame_size(packet: &[u8]) -> Result<FrameSize, CodecError> {
     if packet.is_empty() {
         return Err(CodecError::EmptyPacket);
     }
     let samples = opus::packet::get_nb_samples(packet, SAMPLE_RATE)?;
-    if samples != FRAME_SAMPLES {
+    FrameSize::of_samples(samples).ok_or(CodecError::WrongDuration { samples })
+}
+
+/// Rejects packets that are not one frame of `expected` samples.
+fn check_duration(packet: &[u8], expected: usize) -> Result<(), CodecError> {
+    let samples = packet_frame_size(packet)?.samples();
+    if samples != expected {
         return Err(CodecError::WrongDuration { samples });
     }
     Ok(())
@@ -166,7 +187,7 @@ fn check_duration(packet: &[u8]) -> Result<(), CodecError> {
 mod tests {
     use super::*;
     use crate::audio::analysis::{dominant_frequency, rms, tone_power};
-    use crate::audio::frame::SILENT_FRAME;
+    use crate::audio::frame::{FRAME_SAMPLES, Frame, SILENT_FRAME};
     use crate::audio::source::{AudioSource, Silence, Tone};
 
     fn encode_all(source: &mut dyn AudioSource, frames: usize) -> (Vec<Frame>, Vec<Vec<u8>>) {
@@ -211,6 +232,38 @@ mod tests {
             "rms {level}"
         );
         assert!(tone_power(steady, SAMPLE_RATE, 440.0) > 0.9);
+    }
+
+    #[test]
+    fn ten_ms_frames_round_trip_and_say_their_size() {
+        let mut encoder = Encoder::new().unwrap();
+        let mut decoder = Decoder::new().unwrap();
+        let mut tone = Tone::new(1000.0, 0.5);
+        let mut decoded = Vec::new();
+        for _ in 0..100 {
+            let mut frame = [0.0; 480];
+            tone.next_frame(&mut frame);
+            let packet = encoder.encode(&frame).unwrap().to_vec();
+            assert_eq!(packet_frame_size(&packet).unwrap(), FrameSize::Ms10);
+            let mut out = [0.0; 480];
+            decoder.decode(&packet, &mut out).unwrap();
+            decoded.extend_from_slice(&out);
+        }
+        let f = dominant_frequency(&decoded[4800..], SAMPLE_RATE).unwrap();
+        assert!((f - 1000.0).abs() < 3.0, "dominant {f} Hz");
+        // A 10 ms packet does not fit a 20 ms slot, and 15 ms is not a frame of ours.
+        let packet = encoder.encode(&[0.1; 480]).unwrap().to_vec();
+        assert!(matches!(
+            decoder.decode(&packet, &mut [0.0; FRAME_SAMPLES]),
+            Err(CodecError::WrongDuration { samples: 480 })
+        ));
+        assert!(matches!(
+            encoder.encode(&[0.0; 720]),
+            Err(CodecError::WrongDuration { samples: 720 })
+        ));
+        // Concealment fills whatever frame it is given.
+        let mut gap = [1.0; 480];
+        decoder.conceal(&mut gap).unwrap();
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! samples. The callbacks only convert (channels → mono → 48 kHz, or back) and move samples
 //! through the ring: no allocation, no locks, no I/O, no logging. The device sets the pace:
 //! the engine polls the rings every few milliseconds, takes each captured frame as soon as it
-//! is complete ([`super::AudioSource::frames_ready`]) and keeps the speaker's ring one callback plus
-//! a little ahead of the device ([`super::AudioSink::frames_wanted`]), so neither ring holds more
+//! is complete ([`super::AudioSource::samples_ready`]) and keeps the speaker's ring one callback plus
+//! a little ahead of the device ([`super::AudioSink::samples_wanted`]), so neither ring holds more
 //! than it must. A backlog (an engine that fell behind, a device that started late) is cut,
 //! and a dry speaker ring plays silence, counted as an underrun.
 //!
@@ -115,8 +115,8 @@ const PLAYBACK_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
 /// callback takes: the time between two engine polls plus a margin for a late poll.
 const PLAYBACK_SLACK: usize = (SAMPLE_RATE as usize / 1000) * 5 * 3 / 2;
 
-/// The engine's end of a capture ring: hands out whole 48 kHz frames as soon as they are
-/// complete (the engine asks how many with [`CaptureReader::ready`]).
+/// The engine's end of a capture ring: the engine asks how much is waiting
+/// ([`CaptureReader::ready`]) and reads whole frames as soon as they are complete.
 struct CaptureReader {
     ring: ring::Consumer,
     /// Frames padded with silence because they were read before the device delivered them.
@@ -124,14 +124,14 @@ struct CaptureReader {
 }
 
 impl CaptureReader {
-    /// Whole frames waiting. A backlog beyond [`CAPTURE_MAX_BACKLOG`] (the engine fell
-    /// behind) is cut to the newest frame first.
+    /// Samples waiting. A backlog beyond [`CAPTURE_MAX_BACKLOG`] (the engine fell behind) is
+    /// cut to the newest 20 ms first.
     fn ready(&mut self) -> usize {
         let waiting = self.ring.len();
         if waiting > CAPTURE_MAX_BACKLOG {
             self.ring.skip(waiting - FRAME_SAMPLES);
         }
-        self.ring.len() / FRAME_SAMPLES
+        self.ring.len()
     }
 
     fn read(&mut self, out: &mut [f32]) {
@@ -181,11 +181,10 @@ impl fmt::Display for DelayGauge {
     }
 }
 
-/// How many frames a playback ring holding `buffered` samples needs so that it holds at
-/// least one device callback (`callback` samples at 48 kHz) plus [`PLAYBACK_SLACK`].
-fn playback_frames_wanted(buffered: usize, callback: usize) -> usize {
-    let lead = callback + PLAYBACK_SLACK;
-    lead.saturating_sub(buffered).div_ceil(FRAME_SAMPLES)
+/// How many samples a playback ring holding `buffered` needs so that it holds at least one
+/// device callback (`callback` samples at 48 kHz) plus [`PLAYBACK_SLACK`].
+fn playback_samples_wanted(buffered: usize, callback: usize) -> usize {
+    (callback + PLAYBACK_SLACK).saturating_sub(buffered)
 }
 
 /// The callback's end of a capture ring: any channel count and rate in, 48 kHz mono out.
@@ -328,7 +327,7 @@ mod tests {
         let mut most_waiting = 0;
         for chunk in left.chunks(441) {
             writer.write(chunk.iter().flat_map(|&x| [x, 0.0]));
-            for _ in 0..reader.ready() {
+            for _ in 0..reader.ready() / FRAME_SAMPLES {
                 reader.read(&mut frame);
                 got.extend_from_slice(&frame);
             }
@@ -360,7 +359,7 @@ mod tests {
         };
         let backlog: Vec<f32> = (0..10 * FRAME_SAMPLES).map(|i| i as f32).collect();
         p.push_slice(&backlog);
-        assert_eq!(reader.ready(), 1, "latency cut");
+        assert_eq!(reader.ready(), FRAME_SAMPLES, "latency cut");
         let mut frame = [0.0; FRAME_SAMPLES];
         reader.read(&mut frame);
         assert_eq!(
@@ -427,14 +426,14 @@ mod tests {
     #[test]
     fn the_engine_keeps_one_callback_and_the_slack_ahead_of_the_speaker() {
         // 10 ms callbacks (480 samples): lead 480 + 360.
-        assert_eq!(playback_frames_wanted(0, 480), 1);
-        assert_eq!(playback_frames_wanted(839, 480), 1);
-        assert_eq!(playback_frames_wanted(840, 480), 0);
-        assert_eq!(playback_frames_wanted(5000, 480), 0);
-        // A device that takes 2048 samples at a time needs more than one frame at once.
-        assert_eq!(playback_frames_wanted(0, 2048), 3);
-        // Before the first callback: one frame to start with.
-        assert_eq!(playback_frames_wanted(0, 0), 1);
+        assert_eq!(playback_samples_wanted(0, 480), 840);
+        assert_eq!(playback_samples_wanted(839, 480), 1);
+        assert_eq!(playback_samples_wanted(840, 480), 0);
+        assert_eq!(playback_samples_wanted(5000, 480), 0);
+        // A device that takes 2048 samples at a time.
+        assert_eq!(playback_samples_wanted(0, 2048), 2408);
+        // Before the first callback: the slack.
+        assert_eq!(playback_samples_wanted(0, 0), PLAYBACK_SLACK);
     }
 
     #[test]

@@ -36,10 +36,12 @@ mod wav;
 #[cfg(test)]
 mod test_util;
 
-pub use codec::{CodecError, Decoder, Encoder, EncoderConfig, is_dtx_packet};
+pub use codec::{CodecError, Decoder, Encoder, EncoderConfig, is_dtx_packet, packet_frame_size};
 pub use device::{DeviceError, DeviceInfo, DeviceSink, DeviceSource};
 pub use echo::{EchoSink, EchoSource, echo_pair};
-pub use frame::{FRAME_DURATION, FRAME_MS, FRAME_SAMPLES, Frame, SAMPLE_RATE, SILENT_FRAME};
+pub use frame::{
+    FRAME_DURATION, FRAME_MS, FRAME_SAMPLES, Frame, FrameSize, SAMPLE_RATE, SILENT_FRAME,
+};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 pub use level::{FLOOR_DBFS, Level, VoiceActivity, amplitude_to_dbfs, peak_dbfs, rms_dbfs};
 pub use mixer::{SOFT_CLIP_KNEE, mix, soft_clip};

@@ -23,10 +23,10 @@ pub trait AudioSink {
     /// Completes the output. Idempotent; writes after it fail with [`SinkError::Finished`].
     fn finish(&mut self) -> Result<(), SinkError>;
 
-    /// Frames the sink needs now to keep playing without a gap, for a sink with a clock of
-    /// its own (a speaker): the engine decodes and writes exactly these. `None` (the
-    /// default): no clock, the engine writes on its frame clock.
-    fn frames_wanted(&mut self) -> Option<usize> {
+    /// Samples the sink needs now to keep playing without a gap, for a sink with a clock of
+    /// its own (a speaker): the engine decodes and writes as many frames as cover them.
+    /// `None` (the default): no clock, the engine writes on its frame clock.
+    fn samples_wanted(&mut self) -> Option<usize> {
         None
     }
 }
@@ -38,8 +38,8 @@ impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
     fn finish(&mut self) -> Result<(), SinkError> {
         (**self).finish()
     }
-    fn frames_wanted(&mut self) -> Option<usize> {
-        (**self).frames_wanted()
+    fn samples_wanted(&mut self) -> Option<usize> {
+        (**self).samples_wanted()
     }
 }
 

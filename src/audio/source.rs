@@ -3,7 +3,7 @@
 //!
 //! These sources own no clock: the engine pulls one frame every 20 ms of *its* time, so a
 //! source can never run ahead or fall behind. A microphone has a clock of its own and says so
-//! through [`AudioSource::frames_ready`]. `next_frame` must not block, allocate or fail;
+//! through [`AudioSource::samples_ready`]. `next_frame` must not block, allocate or fail;
 //! anything that can fail (opening a file) happens once, up front.
 
 use std::fmt;
@@ -22,10 +22,10 @@ pub trait AudioSource {
     /// [`super::FRAME_SAMPLES`] frame). Never blocks, never fails.
     fn next_frame(&mut self, out: &mut [f32]);
 
-    /// Whole frames captured and waiting, for a source with a clock of its own (a
-    /// microphone): the engine takes exactly these, as soon as they are complete. `None` (the
+    /// Samples captured and waiting, for a source with a clock of its own (a microphone):
+    /// the engine takes every whole frame of them as soon as it is complete. `None` (the
     /// default): no clock, the engine pulls on its frame clock.
-    fn frames_ready(&mut self) -> Option<usize> {
+    fn samples_ready(&mut self) -> Option<usize> {
         None
     }
 }
@@ -34,8 +34,8 @@ impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
     fn next_frame(&mut self, out: &mut [f32]) {
         (**self).next_frame(out);
     }
-    fn frames_ready(&mut self) -> Option<usize> {
-        (**self).frames_ready()
+    fn samples_ready(&mut self) -> Option<usize> {
+        (**self).samples_ready()
     }
 }
 

@@ -11,9 +11,9 @@ use std::time::Instant;
 use cromulent_protocol::UserId;
 
 use crate::audio::{
-    AudioSink, AudioSource, CodecError, Decoder, Encoder, FRAME_SAMPLES, Frame, JitterBuffer,
-    JitterConfig, JitterStats, Level, Playout, SILENT_FRAME, SinkError, VoiceActivity,
-    is_dtx_packet, mix,
+    AudioSink, AudioSource, CodecError, Decoder, Encoder, FRAME_MS, FRAME_SAMPLES, Frame,
+    FrameSize, JitterBuffer, JitterConfig, JitterStats, Level, Playout, SILENT_FRAME, SinkError,
+    VoiceActivity, is_dtx_packet, mix, packet_frame_size,
 };
 
 use super::talk::TalkState;
@@ -59,14 +59,91 @@ pub struct Tick {
 }
 
 struct PeerAudio {
+    stream: PeerStream,
+    /// Decoded samples not played yet (a peer's 20 ms packet feeds two of our 10 ms frames).
+    pcm: [f32; 2 * FRAME_SAMPLES],
+    pcm_len: usize,
+    /// This frame's output, the first `frame.samples()` samples.
+    out: Frame,
+    level_dbfs: f32,
+    /// Packets dropped before decoding (not a 10 or 20 ms Opus frame).
+    rejected: u64,
+}
+
+/// One peer's stream in the peer's own frames: jitter buffer, decoder, concealment.
+struct PeerStream {
+    /// Frames of the peer's packet length (10 or 20 ms, learned from its packets).
     jitter: JitterBuffer,
     decoder: Decoder,
-    out: Frame,
-    /// Frames concealed since the last real packet.
+    /// Peer frames concealed since the last real packet.
     concealed: u32,
     /// Whether any real audio was decoded yet.
     heard: bool,
-    level_dbfs: f32,
+}
+
+impl PeerAudio {
+    fn new() -> Result<Self, MediaError> {
+        Ok(Self {
+            stream: PeerStream {
+                jitter: JitterBuffer::new(JitterConfig::default()),
+                decoder: Decoder::new()?,
+                concealed: CONCEAL_FRAMES,
+                heard: false,
+            },
+            pcm: [0.0; 2 * FRAME_SAMPLES],
+            pcm_len: 0,
+            out: SILENT_FRAME,
+            level_dbfs: f32::NEG_INFINITY,
+            rejected: 0,
+        })
+    }
+
+    /// Fill `out[..n]` with the peer's next `n` samples, decoding (or concealing) as many of
+    /// its frames as that takes; true if this brought the peer's first real audio.
+    fn play(&mut self, n: usize, now: Instant) -> bool {
+        let mut first = false;
+        while self.pcm_len < n {
+            let len = self.stream.jitter.frame().samples();
+            let start = self.pcm_len;
+            // n ≤ 960 and a peer frame ≤ 960, so start + len < 2·960, pcm's length.
+            first |= self
+                .stream
+                .decode_one(&mut self.pcm[start..start + len], now);
+            self.pcm_len += len;
+        }
+        self.out[..n].copy_from_slice(&self.pcm[..n]);
+        self.pcm.copy_within(n..self.pcm_len, 0);
+        self.pcm_len -= n;
+        self.level_dbfs = Level::of(&self.out[..n]).rms_dbfs;
+        first
+    }
+}
+
+impl PeerStream {
+    /// One of the peer's frames into `out`: the packet, its FEC copy, or concealment (then
+    /// silence after [`CONCEAL_FRAMES`]). A packet libopus still rejects is concealed, so one
+    /// bad packet never costs anyone else's audio. True if this was the first real audio.
+    fn decode_one(&mut self, out: &mut [f32], now: Instant) -> bool {
+        let decoded = match self.jitter.pop(now) {
+            Playout::Packet(payload) => self.decoder.decode(&payload, out).is_ok(),
+            Playout::Lost {
+                fec_from: Some(next),
+            } => self.decoder.decode_fec(&next, out).is_ok(),
+            Playout::Lost { fec_from: None } | Playout::NotReady | Playout::Empty => false,
+        };
+        if decoded {
+            self.concealed = 0;
+            let first = !self.heard && Level::of(out).rms_dbfs > HEARD_DBFS;
+            self.heard |= first;
+            return first;
+        }
+        if self.concealed < CONCEAL_FRAMES && self.decoder.conceal(out).is_ok() {
+            self.concealed += 1;
+        } else {
+            out.fill(0.0);
+        }
+        false
+    }
 }
 
 /// Receive-side figures of one peer, for stats and the peers panel.
@@ -80,6 +157,8 @@ pub struct PeerAudioStats {
 pub struct Media {
     source: Box<dyn AudioSource + Send>,
     sink: Box<dyn AudioSink + Send>,
+    /// Our frame length: what we capture, encode and play per step.
+    frame: FrameSize,
     encoder: Encoder,
     vad: VoiceActivity,
     capture: Frame,
@@ -91,19 +170,26 @@ impl Media {
     pub fn new(
         source: Box<dyn AudioSource + Send>,
         sink: Box<dyn AudioSink + Send>,
+        frame: FrameSize,
     ) -> Result<Self, MediaError> {
         Ok(Self {
             source,
             sink,
+            frame,
             encoder: Encoder::new()?,
+            // The default hangover is counted in 20 ms frames: the same time in ours.
             vad: VoiceActivity::new(
                 VoiceActivity::DEFAULT_THRESHOLD_DBFS,
-                VoiceActivity::DEFAULT_HANGOVER_FRAMES,
+                VoiceActivity::DEFAULT_HANGOVER_FRAMES * FRAME_MS / frame.ms(),
             ),
             capture: SILENT_FRAME,
             mixed: SILENT_FRAME,
             peers: BTreeMap::new(),
         })
+    }
+
+    pub fn frame(&self) -> FrameSize {
+        self.frame
     }
 
     /// Replace the voice-activity detector (threshold and hangover from the user's settings).
@@ -113,18 +199,13 @@ impl Media {
 
     /// Start receiving from `user` (a fresh jitter buffer and decoder).
     pub fn add_peer(&mut self, user: &str) -> Result<(), MediaError> {
-        self.peers.insert(
-            user.to_owned(),
-            PeerAudio {
-                jitter: JitterBuffer::new(JitterConfig::default()),
-                decoder: Decoder::new()?,
-                out: SILENT_FRAME,
-                concealed: CONCEAL_FRAMES,
-                heard: false,
-                level_dbfs: f32::NEG_INFINITY,
-            },
-        );
+        self.peers.insert(user.to_owned(), PeerAudio::new()?);
         Ok(())
+    }
+
+    /// Packets from `user` dropped before decoding (not a 10 or 20 ms Opus frame).
+    pub fn rejected_packets(&self, user: &str) -> u64 {
+        self.peers.get(user).map_or(0, |p| p.rejected)
     }
 
     pub fn remove_peer(&mut self, user: &str) {
@@ -144,29 +225,42 @@ impl Media {
         payload: Vec<u8>,
         at: Instant,
     ) {
-        if let Some(p) = self.peers.get_mut(user) {
-            p.jitter.push(seq, timestamp, payload, at);
+        let Some(p) = self.peers.get_mut(user) else {
+            return;
+        };
+        // Untrusted: anything but one 10 or 20 ms Opus frame is dropped here, before it can
+        // reach the decoder or skew the jitter buffer's clock.
+        let Ok(size) = packet_frame_size(&payload) else {
+            p.rejected += 1;
+            return;
+        };
+        if size != p.stream.jitter.frame() {
+            // The peer's packet length (first packet, or it changed): a buffer on its clock.
+            p.stream.jitter = JitterBuffer::new(JitterConfig::for_frame(size));
         }
+        p.stream.jitter.push(seq, timestamp, payload, at);
     }
 
     pub fn peer_stats(&self, user: &str) -> Option<PeerAudioStats> {
         self.peers.get(user).map(|p| PeerAudioStats {
-            jitter: p.jitter.stats(),
+            jitter: p.stream.jitter.stats(),
             level_dbfs: p.level_dbfs,
             speaking: p.level_dbfs >= SPEAKING_DBFS,
         })
     }
 
     /// Whole frames the microphone holds, if the source is a device (see
-    /// [`AudioSource::frames_ready`]).
+    /// [`AudioSource::samples_ready`]).
     pub fn frames_captured(&mut self) -> Option<usize> {
-        self.source.frames_ready()
+        let n = self.frame.samples();
+        self.source.samples_ready().map(|s| s / n)
     }
 
     /// Frames the speaker needs now, if the sink is a device (see
-    /// [`AudioSink::frames_wanted`]).
+    /// [`AudioSink::samples_wanted`]).
     pub fn frames_wanted(&mut self) -> Option<usize> {
-        self.sink.frames_wanted()
+        let n = self.frame.samples();
+        self.sink.samples_wanted().map(|s| s.div_ceil(n))
     }
 
     /// One frame of both directions, capture first (tests and simple drivers; the engine
@@ -185,18 +279,20 @@ impl Media {
     /// Play one frame: every peer's next frame (decoded, recovered or concealed), mixed, to
     /// the sink. Returns the peers whose first audio this was.
     pub fn play(&mut self, now: Instant, talk: &TalkState) -> Result<Vec<UserId>, MediaError> {
+        let n = self.frame.samples();
         let mut first_audio = Vec::new();
         for (user, peer) in &mut self.peers {
-            if play_one(peer, now)? {
+            if peer.play(n, now) {
                 first_audio.push(user.clone());
             }
         }
+        let mixed = &mut self.mixed[..n];
         if talk.hears() {
-            mix(self.peers.values().map(|p| &p.out[..]), &mut self.mixed);
+            mix(self.peers.values().map(|p| &p.out[..n]), mixed);
         } else {
-            self.mixed.fill(0.0);
+            mixed.fill(0.0);
         }
-        self.sink.write_frame(&self.mixed)?;
+        self.sink.write_frame(mixed)?;
         Ok(first_audio)
     }
 
@@ -208,13 +304,14 @@ impl Media {
     /// Capture one frame: level, voice activity, and (if the talk state says the mic is live
     /// and the frame is not silence) the Opus packet to send.
     pub fn capture(&mut self, talk: &TalkState) -> Result<Captured, MediaError> {
-        self.source.next_frame(&mut self.capture);
-        let level = Level::of(&self.capture);
+        let frame = &mut self.capture[..self.frame.samples()];
+        self.source.next_frame(frame);
+        let level = Level::of(frame);
         let voice = self.vad.update_level(level.rms_dbfs);
         let mic_live = talk.mic_live(voice);
         let mut packet = None;
         if mic_live {
-            let encoded = self.encoder.encode(&self.capture)?;
+            let encoded = self.encoder.encode(frame)?;
             if !is_dtx_packet(encoded) {
                 packet = Some(encoded.to_vec());
             }
@@ -227,39 +324,6 @@ impl Media {
     }
 }
 
-/// Decode (or conceal) one frame of one peer into `peer.out`; true if this was the peer's
-/// first real audio.
-fn play_one(peer: &mut PeerAudio, now: Instant) -> Result<bool, MediaError> {
-    let mut first = false;
-    match peer.jitter.pop(now) {
-        Playout::Packet(payload) => {
-            peer.decoder.decode(&payload, &mut peer.out)?;
-            peer.concealed = 0;
-            if !peer.heard && Level::of(&peer.out).rms_dbfs > HEARD_DBFS {
-                peer.heard = true;
-                first = true;
-            }
-        }
-        Playout::Lost {
-            fec_from: Some(next),
-        } => {
-            peer.decoder.decode_fec(&next, &mut peer.out)?;
-            peer.concealed = 0;
-        }
-        Playout::Lost { fec_from: None } | Playout::NotReady | Playout::Empty => {
-            if peer.concealed < CONCEAL_FRAMES {
-                peer.decoder.conceal(&mut peer.out)?;
-                peer.concealed += 1;
-            } else {
-                peer.out.fill(0.0);
-            }
-        }
-    }
-    debug_assert_eq!(peer.out.len(), FRAME_SAMPLES);
-    peer.level_dbfs = Level::of(&peer.out).rms_dbfs;
-    Ok(first)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -267,7 +331,7 @@ mod tests {
 
     use super::*;
     use crate::audio::analysis;
-    use crate::audio::{FRAME_DURATION, SAMPLE_RATE, Silence, Tone};
+    use crate::audio::{SAMPLE_RATE, Silence, Tone};
     use crate::engine::talk::TalkMode;
 
     /// A sink that keeps what it is given, shared with the test.
@@ -296,9 +360,18 @@ mod tests {
 
     impl Pair {
         fn new(alice_source: Box<dyn AudioSource + Send>) -> Self {
+            Self::with_frames(alice_source, FrameSize::Ms20, FrameSize::Ms20)
+        }
+
+        fn with_frames(
+            alice_source: Box<dyn AudioSource + Send>,
+            alice_frame: FrameSize,
+            bob_frame: FrameSize,
+        ) -> Self {
             let heard_by_bob = Memory::default();
-            let alice = Media::new(alice_source, Box::new(Memory::default())).unwrap();
-            let mut bob = Media::new(Box::new(Silence), Box::new(heard_by_bob.clone())).unwrap();
+            let alice = Media::new(alice_source, Box::new(Memory::default()), alice_frame).unwrap();
+            let mut bob =
+                Media::new(Box::new(Silence), Box::new(heard_by_bob.clone()), bob_frame).unwrap();
             bob.add_peer("alice").unwrap();
             Self {
                 alice,
@@ -311,19 +384,26 @@ mod tests {
             }
         }
 
-        /// Run `frames` frames: alice's packets reach bob at once.
+        /// Run `frames` 20 ms periods: alice's packets reach bob at once.
         fn run(&mut self, frames: usize, alice_talk: &TalkState, bob_talk: &TalkState) {
-            for _ in 0..frames {
-                let t = self.alice.tick(self.now, alice_talk).unwrap();
-                if let Some(p) = t.packet {
-                    self.alice_packets += 1;
-                    let ts = u32::from(self.seq) * 960;
-                    self.bob.on_packet("alice", self.seq, ts, p, self.now);
-                    self.seq = self.seq.wrapping_add(1);
+            // In 10 ms steps; each side runs a frame when its frame length divides the time.
+            let due =
+                |media: &Media, step: usize| step.is_multiple_of(media.frame().ms() as usize / 10);
+            for step in 0..frames * 2 {
+                if due(&self.alice, step) {
+                    let c = self.alice.capture(alice_talk).unwrap();
+                    if let Some(p) = c.packet {
+                        self.alice_packets += 1;
+                        let ts = (step * 480) as u32;
+                        self.bob.on_packet("alice", self.seq, ts, p, self.now);
+                        self.seq = self.seq.wrapping_add(1);
+                    }
                 }
-                let b = self.bob.tick(self.now, bob_talk).unwrap();
-                self.bob_first_audio.extend(b.first_audio);
-                self.now += FRAME_DURATION;
+                if due(&self.bob, step) {
+                    let first = self.bob.play(self.now, bob_talk).unwrap();
+                    self.bob_first_audio.extend(first);
+                }
+                self.now += Duration::from_millis(10);
             }
         }
 
@@ -348,6 +428,53 @@ mod tests {
         assert!((f - 440.0).abs() < 5.0, "dominant {f} Hz");
         assert!(analysis::rms(&heard) > 0.1, "real energy");
         assert_eq!(p.bob_first_audio, ["alice"], "first audio reported once");
+    }
+
+    #[test]
+    fn ten_and_twenty_ms_frames_talk_to_each_other_both_ways() {
+        use FrameSize::{Ms10, Ms20};
+        for (alice, bob) in [(Ms10, Ms10), (Ms10, Ms20), (Ms20, Ms10)] {
+            let mut p = Pair::with_frames(tone(), alice, bob);
+            let open = TalkState::new(TalkMode::Open);
+            p.run(100, &open, &open);
+            let heard = p.heard_tail(50);
+            assert_eq!(
+                p.heard_by_bob.0.lock().unwrap().len(),
+                100 * FRAME_SAMPLES,
+                "{alice} → {bob}: bob played 2 s"
+            );
+            let f = analysis::dominant_frequency(&heard, SAMPLE_RATE).expect("a tone");
+            assert!((f - 440.0).abs() < 5.0, "{alice} → {bob}: dominant {f} Hz");
+            assert!(
+                analysis::tone_power(&heard, SAMPLE_RATE, 440.0) > 0.9,
+                "{alice} → {bob}: continuous, no gaps"
+            );
+            assert_eq!(p.bob_first_audio, ["alice"]);
+            let expected_packets = 100 * 20 / alice.ms() as usize;
+            assert_eq!(
+                p.alice_packets, expected_packets,
+                "{alice}: one packet per frame"
+            );
+        }
+    }
+
+    #[test]
+    fn packets_that_are_not_one_of_our_frames_are_dropped_unheard() {
+        let mut bob = Media::new(
+            Box::new(Silence),
+            Box::new(Memory::default()),
+            FrameSize::Ms20,
+        )
+        .unwrap();
+        bob.add_peer("mallory").unwrap();
+        let now = Instant::now();
+        // Empty, a 60 ms packet (TOC config 3 = SILK NB 60 ms), and garbage.
+        bob.on_packet("mallory", 0, 0, vec![], now);
+        bob.on_packet("mallory", 1, 960, vec![0x18, 0, 0, 0], now);
+        bob.on_packet("mallory", 2, 1920, vec![0xff, 0xff], now);
+        assert_eq!(bob.rejected_packets("mallory"), 3);
+        let talk = TalkState::new(TalkMode::Open);
+        assert!(bob.play(now, &talk).unwrap().is_empty());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, PresenceChange, UserId};
 use tokio::sync::mpsc;
 
-use crate::audio::{AudioSink, AudioSource, SinkSpec, SourceSpec};
+use crate::audio::{AudioSink, AudioSource, FrameSize, SinkSpec, SourceSpec};
 use crate::rtc::CandidateKind;
 use crate::signaling::Credentials;
 
@@ -62,6 +62,8 @@ pub struct EngineConfig {
     /// Gather ICE candidates on loopback only. On when the server is on a loopback address
     /// (everyone is on this machine: the demo and the tests).
     pub loopback_only: bool,
+    /// Our frame (and packet) length. Peers may use either; each is decoded on its own.
+    pub frame: FrameSize,
 }
 
 /// A channel named by the user: a name (case-insensitive) or an id.

@@ -2,7 +2,7 @@
 //! instant. Pure: time comes in as an argument.
 //!
 //! A sound device has a clock of its own and says how many frames it holds (microphone) or
-//! wants (speaker); the engine polls it every [`DEVICE_POLL`] and serves it at once, so a
+//! wants (speaker); the engine polls it every [`device_poll`] and serves it at once, so a
 //! captured frame leaves as soon as it is complete and a decoded frame waits in the speaker's
 //! buffer only as long as the device needs to keep playing. That is most of the device path's
 //! latency: an engine on its own 20 ms clock made both ends keep 1.5 frames of slack.
@@ -12,37 +12,43 @@
 
 use std::time::{Duration, Instant};
 
-use crate::audio::FRAME_DURATION;
+use crate::audio::FrameSize;
 
-/// How often the engine looks at a sound device's buffers. A quarter of a frame: a complete
-/// capture frame waits 2.5 ms on average before it is encoded, and the speaker needs that
-/// much less lead.
-pub const DEVICE_POLL: Duration = Duration::from_millis(5);
+/// How often the engine looks at a sound device's buffers: a quarter of a frame (5 ms for
+/// 20 ms frames). A complete capture frame waits half that on average before it is encoded.
+pub fn device_poll(frame: FrameSize) -> Duration {
+    frame.duration() / 4
+}
 
 /// A clock that has fallen further behind than this (the process was stopped, the machine
 /// stalled) drops the missed frames instead of producing them all at once.
 pub const MAX_CATCH_UP: u64 = 10;
 
 /// The engine's poll interval: fast when a device sets the pace, one frame otherwise.
-pub fn poll_interval(device_paced: bool) -> Duration {
+pub fn poll_interval(device_paced: bool, frame: FrameSize) -> Duration {
     if device_paced {
-        DEVICE_POLL
+        device_poll(frame)
     } else {
-        FRAME_DURATION
+        frame.duration()
     }
 }
 
-/// One frame per [`FRAME_DURATION`] since `start`: frame `k` is due at `start + k·frame`.
+/// One frame per frame length since `start`: frame `k` is due at `start + k·frame`.
 #[derive(Debug, Clone)]
 pub struct FrameClock {
     start: Instant,
+    frame: Duration,
     /// Frames handed out (or skipped) so far.
     done: u64,
 }
 
 impl FrameClock {
-    pub fn new(start: Instant) -> Self {
-        Self { start, done: 0 }
+    pub fn new(start: Instant, frame: FrameSize) -> Self {
+        Self {
+            start,
+            frame: frame.duration(),
+            done: 0,
+        }
     }
 
     /// Frames due at `now` that were not handed out yet (counted as handed out by this call).
@@ -50,7 +56,7 @@ impl FrameClock {
     /// skipped.
     pub fn due(&mut self, now: Instant) -> usize {
         let elapsed = now.saturating_duration_since(self.start);
-        let total = (elapsed.as_nanos() / FRAME_DURATION.as_nanos()) as u64 + 1;
+        let total = (elapsed.as_nanos() / self.frame.as_nanos()) as u64 + 1;
         let due = total.saturating_sub(self.done);
         if due > MAX_CATCH_UP {
             self.done = total;
@@ -73,12 +79,17 @@ pub fn frames_now(device: Option<usize>, clock: &mut FrameClock, now: Instant) -
 mod tests {
     use super::*;
 
-    const F: Duration = FRAME_DURATION;
+    const F: Duration = Duration::from_millis(20);
+    const DEVICE_POLL: Duration = Duration::from_millis(5);
+
+    fn clock(start: Instant) -> FrameClock {
+        FrameClock::new(start, FrameSize::Ms20)
+    }
 
     #[test]
     fn one_frame_at_the_start_then_one_per_frame_duration() {
         let t0 = Instant::now();
-        let mut c = FrameClock::new(t0);
+        let mut c = clock(t0);
         assert_eq!(c.due(t0), 1, "the first frame is due at once");
         assert_eq!(c.due(t0), 0, "and only once");
         assert_eq!(c.due(t0 + F / 2), 0);
@@ -92,16 +103,30 @@ mod tests {
     #[test]
     fn polling_faster_than_frames_keeps_the_rate() {
         let t0 = Instant::now();
-        let mut c = FrameClock::new(t0);
+        let mut c = clock(t0);
         let frames: usize = (0..400).map(|i| c.due(t0 + DEVICE_POLL * i)).sum();
         // 400 polls of 5 ms = 2 s = 100 frames (frame 0 at t0 up to frame 99 at 1.98 s).
         assert_eq!(frames, 100);
     }
 
     #[test]
+    fn ten_ms_frames_come_twice_as_often_and_are_polled_twice_as_often() {
+        let t0 = Instant::now();
+        let mut c = FrameClock::new(t0, FrameSize::Ms10);
+        let poll = device_poll(FrameSize::Ms10);
+        assert_eq!(poll, Duration::from_micros(2500));
+        let frames: usize = (0..800).map(|i| c.due(t0 + poll * i)).sum();
+        assert_eq!(frames, 200, "2 s of 10 ms frames");
+        assert_eq!(
+            poll_interval(false, FrameSize::Ms10),
+            Duration::from_millis(10)
+        );
+    }
+
+    #[test]
     fn a_long_stall_is_not_replayed_in_full() {
         let t0 = Instant::now();
-        let mut c = FrameClock::new(t0);
+        let mut c = clock(t0);
         c.due(t0);
         assert_eq!(c.due(t0 + Duration::from_secs(5)), MAX_CATCH_UP as usize);
         // Back on the rate from there.
@@ -111,7 +136,7 @@ mod tests {
     #[test]
     fn a_device_end_is_taken_at_its_word_within_the_catch_up_bound() {
         let t0 = Instant::now();
-        let mut c = FrameClock::new(t0);
+        let mut c = clock(t0);
         assert_eq!(frames_now(Some(2), &mut c, t0), 2);
         assert_eq!(frames_now(Some(0), &mut c, t0 + 10 * F), 0);
         assert_eq!(frames_now(Some(1000), &mut c, t0), MAX_CATCH_UP as usize);

@@ -20,7 +20,7 @@ use super::peer_link::{LinkResult, PeerKey};
 use super::status::{StatusEvent, VoiceStatus};
 use super::talk::TalkState;
 use super::{ChannelRef, EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
-use crate::audio::{AudioSink, AudioSource, FRAME_DURATION, SinkError, SourceError, VoiceActivity};
+use crate::audio::{AudioSink, AudioSource, SinkError, SourceError, VoiceActivity};
 use crate::rtc::{LocalAudioTrack, PeerEvent};
 use crate::signaling::{self, SignalingEvent, SignalingHandle};
 
@@ -57,7 +57,7 @@ pub fn start_with_audio(
     commands: mpsc::UnboundedReceiver<EngineCommand>,
     events: mpsc::UnboundedSender<EngineEvent>,
 ) -> Result<(), StartError> {
-    let media = Media::new(source, sink)?;
+    let media = Media::new(source, sink, config.frame)?;
     tokio::spawn(async move {
         let mut engine = Engine::new(config, media, events);
         engine.run(commands).await;
@@ -112,6 +112,7 @@ struct Engine {
 
 impl Engine {
     fn new(config: EngineConfig, media: Media, events: mpsc::UnboundedSender<EngineEvent>) -> Self {
+        let frame = config.frame;
         let (rtc_tx, rtc_rx) = mpsc::unbounded_channel();
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (stats_tx, stats_rx) = mpsc::unbounded_channel();
@@ -143,8 +144,8 @@ impl Engine {
             stats_tx,
             stats_rx,
             last_mic_event: Instant::now(),
-            capture_clock: FrameClock::new(std::time::Instant::now()),
-            play_clock: FrameClock::new(std::time::Instant::now()),
+            capture_clock: FrameClock::new(std::time::Instant::now(), frame),
+            play_clock: FrameClock::new(std::time::Instant::now(), frame),
             stopping: false,
         }
     }
@@ -160,11 +161,12 @@ impl Engine {
         // clocks, started with the poll so a frame is due on every frame-length poll.
         let device_paced =
             self.media.frames_captured().is_some() || self.media.frames_wanted().is_some();
-        let mut poll = tokio::time::interval(pace::poll_interval(device_paced));
+        let frame = self.config.frame;
+        let mut poll = tokio::time::interval(pace::poll_interval(device_paced, frame));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let started = std::time::Instant::now();
-        self.capture_clock = FrameClock::new(started);
-        self.play_clock = FrameClock::new(started);
+        self.capture_clock = FrameClock::new(started, frame);
+        self.play_clock = FrameClock::new(started, frame);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         while !self.stopping {
             tokio::select! {
@@ -457,7 +459,7 @@ impl Engine {
         };
         if let Err(e) = self
             .track
-            .write_frame(captured.packet.as_deref(), FRAME_DURATION)
+            .write_frame(captured.packet.as_deref(), self.config.frame.duration())
             .await
         {
             tracing::debug!(error = %e, "writing audio failed");

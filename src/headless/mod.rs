@@ -18,7 +18,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use crate::audio::{SinkSpec, SourceSpec};
+use crate::audio::{FrameSize, SinkSpec, SourceSpec};
 use crate::engine::{
     self, ChannelRef, EngineCommand, EngineConfig, EngineEvent, EngineHandle, IcePolicy, TalkMode,
 };
@@ -54,6 +54,9 @@ pub struct HeadlessArgs {
     /// ICE candidates to use: all, or relay (through TURN only).
     #[arg(long, default_value = "all")]
     pub ice_policy: IcePolicy,
+    /// Audio frame length in ms: 20, or 10 for less delay at twice the packets.
+    #[arg(long, value_name = "MS", default_value = "20")]
+    pub frame_ms: FrameSize,
     /// Run this many seconds, then leave and exit 0.
     #[arg(long = "for", value_name = "SECONDS", value_parser = script::seconds)]
     pub for_secs: Option<Duration>,
@@ -118,6 +121,7 @@ pub async fn run(args: HeadlessArgs) -> i32 {
         ice_policy: args.ice_policy,
         audio_in: args.audio_in.clone(),
         audio_out: args.audio_out.clone(),
+        frame: args.frame_ms,
     };
     let (engine, events) = match engine::spawn(config) {
         Ok(pair) => pair,

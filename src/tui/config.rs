@@ -13,7 +13,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::keys::{KeyError, KeyMap};
-use crate::audio::{FRAME_MS, SinkSpec, SourceSpec, VoiceActivity};
+use crate::audio::{FRAME_MS, FrameSize, SinkSpec, SourceSpec, VoiceActivity};
 use crate::engine::{EngineConfig, IcePolicy, TalkMode};
 use crate::signaling::Credentials;
 
@@ -48,6 +48,10 @@ pub struct TuiArgs {
     /// Speaker: an id or part of a name from --list-devices. [config: audio.output_device]
     #[arg(long, value_name = "NAME")]
     pub output_device: Option<String>,
+    /// Audio frame length in ms: 20, or 10 for less delay at twice the packets. [config:
+    /// audio.frame_ms; default: 20]
+    #[arg(long, value_name = "MS")]
+    pub frame_ms: Option<FrameSize>,
     /// Print the sound devices and exit.
     #[arg(long)]
     pub list_devices: bool,
@@ -79,6 +83,7 @@ pub struct FileConfig {
 pub struct AudioFile {
     pub input_device: Option<String>,
     pub output_device: Option<String>,
+    pub frame_ms: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -120,6 +125,7 @@ pub struct Settings {
     pub ice_policy: IcePolicy,
     pub input_device: Option<String>,
     pub output_device: Option<String>,
+    pub frame: FrameSize,
     pub vad_threshold_dbfs: f32,
     pub vad_hangover_frames: u32,
     pub log_file: PathBuf,
@@ -231,6 +237,14 @@ impl Settings {
                 "voice_activity.threshold_dbfs = {threshold}: use -100..=0 (speech is about -30)"
             )));
         }
+        let frame = match (args.frame_ms, file.audio.frame_ms) {
+            (Some(f), _) => f,
+            (None, Some(ms)) => ms
+                .to_string()
+                .parse()
+                .map_err(|e: String| ConfigError::Invalid(format!("audio.frame_ms: {e}")))?,
+            (None, None) => FrameSize::default(),
+        };
         let default_hangover_ms = VoiceActivity::DEFAULT_HANGOVER_FRAMES * FRAME_MS;
         let hangover_ms = file
             .voice_activity
@@ -250,8 +264,9 @@ impl Settings {
             ice_policy,
             input_device: args.input_device.clone().or(file.audio.input_device),
             output_device: args.output_device.clone().or(file.audio.output_device),
+            frame,
             vad_threshold_dbfs: threshold,
-            vad_hangover_frames: hangover_ms / FRAME_MS,
+            vad_hangover_frames: hangover_ms / frame.ms(),
             log_file: args
                 .log_file
                 .clone()
@@ -290,6 +305,7 @@ impl Settings {
                 name: self.output_device.clone(),
             },
             loopback_only: is_loopback_url(&self.server_url),
+            frame: self.frame,
         }
     }
 }
@@ -485,6 +501,7 @@ mod tests {
         let file = parse_file(&doc[start..start + len], "docs/TUI.md").unwrap();
         assert!(file.server.is_some(), "the example shows every key");
         assert!(file.audio.input_device.is_some() && file.voice_activity.hangover_ms.is_some());
+        assert!(file.audio.frame_ms.is_some());
         assert_eq!(
             file.keys.len(),
             Action::ALL.len(),
@@ -492,6 +509,7 @@ mod tests {
         );
         let env = env_of(ENV);
         let s = Settings::resolve(&TuiArgs::default(), file, None, None, &env).unwrap();
+        assert_eq!(s.frame, FrameSize::default());
         for action in Action::ALL {
             assert_eq!(
                 s.keys.keys(action),

@@ -13,7 +13,7 @@ use cpal::{
 
 use super::{
     CaptureReader, CaptureWriter, DelayGauge, DeviceError, DeviceInfo, Direction, PlaybackReader,
-    RING_SAMPLES, playback_frames_wanted, ring,
+    RING_SAMPLES, playback_samples_wanted, ring,
 };
 use crate::audio::frame::SAMPLE_RATE;
 use crate::audio::{AudioSink, AudioSource, SinkError};
@@ -120,7 +120,7 @@ impl AudioSource for DeviceSource {
         self.reader.read(out);
     }
 
-    fn frames_ready(&mut self) -> Option<usize> {
+    fn samples_ready(&mut self) -> Option<usize> {
         Some(self.reader.ready())
     }
 }
@@ -217,8 +217,8 @@ impl AudioSink for DeviceSink {
         Ok(())
     }
 
-    fn frames_wanted(&mut self) -> Option<usize> {
-        Some(playback_frames_wanted(
+    fn samples_wanted(&mut self) -> Option<usize> {
+        Some(playback_samples_wanted(
             self.ring.len(),
             self.callback.load(Ordering::Relaxed),
         ))

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::audio::frame::{FRAME_MS, SAMPLE_RATE};
+use crate::audio::frame::{FrameSize, SAMPLE_RATE};
 
 /// Transit changes larger than this are a discontinuity (sender restart, clock jump), not
 /// jitter; they are skipped so one event cannot inflate the estimate for seconds.
@@ -94,9 +94,9 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
 
 /// Frames of depth that guarantee `needed_ms` of slack. Depth counts the frame about to play, so
 /// a depth of `d` leaves between `d − 1` and `d` frames of time between a packet's nominal arrival
-/// and its playout: `d = 1 + ceil(needed / 20 ms)`. A clean link needs 1.
-pub(crate) fn required_frames(needed_ms: f64, min: usize, max: usize) -> usize {
-    let extra = ((needed_ms - NEEDED_DELAY_TOLERANCE_MS).max(0.0) / f64::from(FRAME_MS)).ceil();
+/// and its playout: `d = 1 + ceil(needed / frame)`. A clean link needs 1.
+pub(crate) fn required_frames(needed_ms: f64, min: usize, max: usize, frame: FrameSize) -> usize {
+    let extra = ((needed_ms - NEEDED_DELAY_TOLERANCE_MS).max(0.0) / f64::from(frame.ms())).ceil();
     // `extra` is finite and non-negative here; the cast saturates for absurd values.
     (1 + extra as usize).clamp(min, max)
 }
@@ -110,17 +110,19 @@ pub(crate) struct DepthTarget {
     min: usize,
     max: usize,
     shrink_hold: Duration,
+    frame: FrameSize,
     /// Since when the requirement has been below `frames`.
     below_since: Option<Instant>,
 }
 
 impl DepthTarget {
-    pub(crate) fn new(min: usize, max: usize, shrink_hold: Duration) -> Self {
+    pub(crate) fn new(min: usize, max: usize, shrink_hold: Duration, frame: FrameSize) -> Self {
         Self {
             frames: min,
             min,
             max,
             shrink_hold,
+            frame,
             below_since: None,
         }
     }
@@ -132,7 +134,7 @@ impl DepthTarget {
 
     /// Re-evaluates the target for the delay to absorb (ms) at time `now`.
     pub(crate) fn update(&mut self, needed_ms: f64, now: Instant) {
-        let required = required_frames(needed_ms, self.min, self.max);
+        let required = required_frames(needed_ms, self.min, self.max, self.frame);
         if required >= self.frames {
             self.frames = required;
             self.below_since = None;
@@ -152,6 +154,8 @@ impl DepthTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const F20: FrameSize = FrameSize::Ms20;
 
     #[test]
     fn constant_transit_means_zero_jitter_even_across_dtx_gaps() {
@@ -196,14 +200,17 @@ mod tests {
 
     #[test]
     fn required_frames_grow_with_the_delay_to_absorb() {
-        assert_eq!(required_frames(0.0, 1, 10), 1);
-        assert_eq!(required_frames(1.5, 1, 10), 1);
-        assert_eq!(required_frames(5.0, 1, 10), 2);
-        assert_eq!(required_frames(21.0, 1, 10), 2);
-        assert_eq!(required_frames(25.0, 1, 10), 3);
-        assert_eq!(required_frames(60.0, 1, 10), 4);
-        assert_eq!(required_frames(500.0, 1, 10), 10);
-        assert_eq!(required_frames(0.0, 3, 10), 3);
+        assert_eq!(required_frames(0.0, 1, 10, F20), 1);
+        assert_eq!(required_frames(1.5, 1, 10, F20), 1);
+        assert_eq!(required_frames(5.0, 1, 10, F20), 2);
+        assert_eq!(required_frames(21.0, 1, 10, F20), 2);
+        assert_eq!(required_frames(25.0, 1, 10, F20), 3);
+        assert_eq!(required_frames(60.0, 1, 10, F20), 4);
+        assert_eq!(required_frames(500.0, 1, 10, F20), 10);
+        assert_eq!(required_frames(0.0, 3, 10, F20), 3);
+        // 10 ms frames: twice the frames for the same delay.
+        assert_eq!(required_frames(5.0, 1, 20, FrameSize::Ms10), 2);
+        assert_eq!(required_frames(25.0, 1, 20, FrameSize::Ms10), 4);
     }
 
     #[test]
@@ -233,7 +240,7 @@ mod tests {
     fn target_grows_at_once_and_shrinks_one_step_per_hold() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut target = DepthTarget::new(1, 10, Duration::from_secs(1));
+        let mut target = DepthTarget::new(1, 10, Duration::from_secs(1), F20);
         target.update(60.0, at(0));
         assert_eq!(target.frames(), 4);
         target.update(0.0, at(100));

@@ -34,7 +34,7 @@ mod seq;
 
 use std::time::{Duration, Instant};
 
-use crate::audio::frame::FRAME_DURATION;
+use crate::audio::frame::FrameSize;
 use estimate::{DepthTarget, JitterEstimator};
 use seq::{SeenWindow, extend};
 
@@ -47,8 +47,8 @@ const CAPACITY: usize = 64;
 /// a burst of late packets released at once after an outage is not mistaken for a restart.
 const RESTART_STALE_SPAN: Duration = Duration::from_millis(200);
 
-/// Pops per latency-trimming window (one second of frames).
-const TRIM_WINDOW_POPS: u32 = 50;
+/// Length of a latency-trimming window.
+const TRIM_WINDOW: Duration = Duration::from_secs(1);
 
 /// Payloads this small are Opus DTX frames (silence): the cheapest frames to drop.
 const DTX_PAYLOAD_MAX: usize = 2;
@@ -62,14 +62,24 @@ pub struct JitterConfig {
     pub max_depth: usize,
     /// Calm time needed before the target drops by one frame.
     pub shrink_hold: Duration,
+    /// Length of one frame (one packet) of the stream this buffer plays.
+    pub frame: FrameSize,
 }
 
 impl Default for JitterConfig {
     fn default() -> Self {
+        Self::for_frame(FrameSize::default())
+    }
+}
+
+impl JitterConfig {
+    /// What the client uses for a stream of `frame`-long packets: depth bounded at 200 ms.
+    pub fn for_frame(frame: FrameSize) -> Self {
         Self {
             min_depth: 1,
-            max_depth: 10,
+            max_depth: (200 / frame.ms()) as usize,
             shrink_hold: Duration::from_secs(1),
+            frame,
         }
     }
 }
@@ -213,7 +223,7 @@ impl JitterBuffer {
             stream: None,
             state: State::Buffering { since: None },
             estimator: JitterEstimator::default(),
-            target: DepthTarget::new(min_depth, max_depth, config.shrink_hold),
+            target: DepthTarget::new(min_depth, max_depth, config.shrink_hold, config.frame),
             window_min_depth: usize::MAX,
             window_pops: 0,
             trim_pending: false,
@@ -352,7 +362,7 @@ impl JitterBuffer {
             return Duration::ZERO;
         }
         let needed = Duration::from_secs_f64(self.estimator.needed_delay_ms().max(0.0) / 1000.0);
-        let frames = |n: usize| FRAME_DURATION * n as u32;
+        let frames = |n: usize| self.config.frame.duration() * n as u32;
         let floor = (target - 2).max(self.config.min_depth - 1);
         needed.clamp(frames(floor), frames(target - 1))
     }
@@ -391,6 +401,16 @@ impl JitterBuffer {
     }
 
     /// Keeps latency near the target. Precondition: playing with `depth >= 1`.
+    /// Pops in one [`TRIM_WINDOW`].
+    fn trim_window_pops(&self) -> u32 {
+        (TRIM_WINDOW.as_millis() / u128::from(self.config.frame.ms())) as u32
+    }
+
+    /// The frame length this buffer plays.
+    pub fn frame(&self) -> FrameSize {
+        self.config.frame
+    }
+
     fn trim_latency(&mut self, depth: usize) {
         let target = self.target.frames();
         if depth > self.config.max_depth {
@@ -403,7 +423,7 @@ impl JitterBuffer {
         }
         self.window_min_depth = self.window_min_depth.min(depth);
         self.window_pops += 1;
-        if self.window_pops >= TRIM_WINDOW_POPS {
+        if self.window_pops >= self.trim_window_pops() {
             // Over-buffered for a whole window: trim at the next cheap frame; still over-buffered
             // a window later: trim now, cheap or not.
             let over = self.window_min_depth > target;
