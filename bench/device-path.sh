@@ -9,7 +9,8 @@
 # (bench/device_path.py). Prints p50/p95 mouth-to-ear, CPU per process and per thread over the
 # measured window, RSS, and the receiver's concealed frames and the devices' underruns.
 # Installs pulseaudio, pulseaudio-utils and libasound2-plugins with apt-get when missing (root).
-# Usage: bench/device-path.sh [SECONDS]   (default 30; BIN_DIR=DIR to use prebuilt binaries)
+# Usage: bench/device-path.sh [SECONDS]   (default 30; BIN_DIR=DIR to use prebuilt binaries;
+#        FRAME_MS=10 for 10 ms frames on both clients)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # BIN_DIR=DIR measures binaries built elsewhere (e.g. an older commit, for before/after).
@@ -32,6 +33,7 @@ if ! command -v pulseaudio >/dev/null || ! command -v parec >/dev/null ||
 fi
 
 machine
+echo "# frames: ${FRAME_MS:-20} ms"
 work=$(mktemp -d /tmp/device-path.XXXXXX)
 pids=()
 cleanup() {
@@ -63,11 +65,11 @@ run_for=$((seconds + 8))
 # Receiver: hears through the speaker, sends silence.
 printf 'join General\nwait peer mic 20\nsleep %s\nstats\nquit\n' "$((seconds + 4))" >"$work/rx.script"
 RUST_LOG=cromulent=debug "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user ear \
-  --audio-in silence --audio-out device --script "$work/rx.script" >"$work/rx.out" 2>"$work/rx.err" &
+  --audio-in silence --audio-out device --script "$work/rx.script" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/rx.out" 2>"$work/rx.err" &
 rx=$!
 pids+=($rx)
 RUST_LOG=cromulent=debug "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user mic \
-  --join General --audio-in device --audio-out null --for "$run_for" >"$work/tx.out" 2>"$work/tx.err" &
+  --join General --audio-in device --audio-out null --for "$run_for" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/tx.out" 2>"$work/tx.err" &
 tx=$!
 pids+=($tx)
 # The sender sends nothing while its microphone is silent: wait for the call, not for audio.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::device::{DeviceError, DeviceSource};
-use super::frame::SAMPLE_RATE;
+use super::frame::{FrameSize, SAMPLE_RATE};
 use super::resample::resample_periodic;
 use super::spec::{SpecError, split_kind};
 use super::wav::{WavReadError, read_wav_mono};
@@ -208,13 +208,19 @@ impl SourceSpec {
     }
 
     /// Builds the source (reading and resampling the file for `wav:`, opening the
-    /// microphone for `device`).
+    /// microphone for `device`) for an engine on 20 ms frames.
     pub fn open(&self) -> Result<Box<dyn AudioSource + Send>, SourceError> {
+        self.open_for(FrameSize::default())
+    }
+
+    /// [`SourceSpec::open`] for an engine on `frame`-long frames (a microphone's period
+    /// follows it).
+    pub fn open_for(&self, frame: FrameSize) -> Result<Box<dyn AudioSource + Send>, SourceError> {
         Ok(match self {
             Self::Tone { hz } => Box::new(Tone::new(*hz, Tone::DEFAULT_AMPLITUDE)),
             Self::Wav { path } => Box::new(WavSource::open(path)?),
             Self::Silence => Box::new(Silence),
-            Self::Device { name } => Box::new(DeviceSource::open(name.as_deref())?),
+            Self::Device { name } => Box::new(DeviceSource::open_for(name.as_deref(), frame)?),
         })
     }
 }

@@ -44,7 +44,7 @@ pub fn start(
     commands: mpsc::UnboundedReceiver<EngineCommand>,
     events: mpsc::UnboundedSender<EngineEvent>,
 ) -> Result<(), StartError> {
-    let source = config.audio_in.open()?;
+    let source = config.audio_in.open_for(config.frame)?;
     let sink = config.audio_out.open()?;
     start_with_audio(config, source, sink, commands, events)
 }

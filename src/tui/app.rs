@@ -135,7 +135,7 @@ fn open_audio(
     Device,
 ) {
     let (source, input): (Box<dyn AudioSource + Send>, _) =
-        match DeviceSource::open(settings.input_device.as_deref()) {
+        match DeviceSource::open_for(settings.input_device.as_deref(), settings.frame) {
             Ok(s) => {
                 let text = s.info().to_string();
                 tracing::info!(device = %text, "microphone opened");

@@ -2,7 +2,7 @@
 //! [`DeviceError::NotBuilt`], so front ends run without sound and say why.
 
 use super::{DeviceError, DeviceInfo};
-use crate::audio::{AudioSink, AudioSource, SinkError};
+use crate::audio::{AudioSink, AudioSource, FrameSize, SinkError};
 
 /// Never constructed in this build.
 pub struct DeviceSource {
@@ -16,6 +16,10 @@ pub struct DeviceSink {
 
 impl DeviceSource {
     pub fn open(_name: Option<&str>) -> Result<Self, DeviceError> {
+        Err(DeviceError::NotBuilt)
+    }
+
+    pub fn open_for(_name: Option<&str>, _frame: FrameSize) -> Result<Self, DeviceError> {
         Err(DeviceError::NotBuilt)
     }
 

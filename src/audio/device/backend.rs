@@ -15,7 +15,7 @@ use super::{
     CaptureReader, CaptureWriter, DelayGauge, DeviceError, DeviceInfo, Direction, PlaybackReader,
     RING_SAMPLES, playback_samples_wanted, ring,
 };
-use crate::audio::frame::SAMPLE_RATE;
+use crate::audio::frame::{FrameSize, SAMPLE_RATE};
 use crate::audio::{AudioSink, AudioSource, SinkError};
 
 /// A microphone, as a 48 kHz mono [`AudioSource`].
@@ -46,8 +46,15 @@ pub struct DeviceSink {
 }
 
 impl DeviceSource {
-    /// Opens `name` (matched against device ids and names) or the default microphone.
+    /// Opens `name` (matched against device ids and names) or the default microphone, for
+    /// an engine on 20 ms frames.
     pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
+        Self::open_for(name, FrameSize::default())
+    }
+
+    /// [`DeviceSource::open`] for an engine on `frame`-long frames (the device period
+    /// follows it).
+    pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
         let dir = Direction::Input;
         let (device, label) = find(dir, name)?;
         let config = choose_config(&device, dir, &label)?;
@@ -87,7 +94,7 @@ impl DeviceSource {
             };
             Ok((start(stream, dir, &label)?, consumer))
         };
-        let (stream, consumer) = open_with_period(&config, dir, &label, open)?;
+        let (stream, consumer) = open_with_period(&config, dir, frame, &label, open)?;
         Ok(Self {
             reader: CaptureReader {
                 ring: consumer,
@@ -176,7 +183,7 @@ impl DeviceSink {
             Ok((start(stream, dir, &label)?, (producer, underruns, callback)))
         };
         let (stream, (producer, underruns, callback)) =
-            open_with_period(&config, dir, &label, open)?;
+            open_with_period(&config, dir, FrameSize::default(), &label, open)?;
         Ok(Self {
             ring: producer,
             info: info(&label, &config),
@@ -301,11 +308,20 @@ fn error_callback(
     }
 }
 
-/// The device period we ask for: 10 ms, half an engine frame, so captured audio reaches the
-/// ring soon after the device has it and the device's own buffer (2–3 periods) stays short.
-const PERIOD_MS: u32 = 10;
+/// The device periods we ask for. A speaker's buffer is two or three periods and every
+/// sample waits in it, so it gets 5 ms (through ALSA's PulseAudio plugin, 240 frames asked
+/// are granted as 160: speaker delay 15 → 6.5 ms, BENCHMARKS.md). A microphone's period
+/// costs CPU instead (through that plugin cpal's capture thread takes 2.4 % of a core at
+/// 10 ms, 6 % at 5 ms, 66 % at 2 ms), so it gets half a frame: a frame then completes on a
+/// period boundary, and 10 ms frames, chosen for low delay, pay for it.
+const fn period_ms(dir: Direction, frame: FrameSize) -> u32 {
+    match dir {
+        Direction::Input => frame.ms() / 2,
+        Direction::Output => 5,
+    }
+}
 
-/// The period for `config`: [`PERIOD_MS`] at the device's rate, clamped to what the device
+/// The period for `config`: [`period_ms`] at the device's rate, clamped to what the device
 /// says it supports; `Default` when it does not say. `CROMULENT_DEVICE_PERIOD` (frames, or
 /// anything else for the device's default) overrides it, for measuring devices.
 ///
@@ -313,14 +329,14 @@ const PERIOD_MS: u32 = 10;
 /// and the device buffer is two or three periods: latency nobody asked for. Through that
 /// plugin the period asked for (320 frames are granted for 480) does not stop cpal's capture
 /// thread from spinning on a starved source; see "Capture-thread spin" in `BENCHMARKS.md`.
-fn period(config: &SupportedStreamConfig) -> BufferSize {
+fn period(config: &SupportedStreamConfig, dir: Direction, frame: FrameSize) -> BufferSize {
     if let Ok(v) = std::env::var("CROMULENT_DEVICE_PERIOD") {
         return v
             .parse()
             .map(BufferSize::Fixed)
             .unwrap_or(BufferSize::Default);
     }
-    let want = config.sample_rate() * PERIOD_MS / 1000;
+    let want = config.sample_rate() * period_ms(dir, frame) / 1000;
     match *config.buffer_size() {
         SupportedBufferSize::Range { min, max } if min <= max && max > 0 => {
             BufferSize::Fixed(want.clamp(min.max(1), max))
@@ -334,10 +350,11 @@ fn period(config: &SupportedStreamConfig) -> BufferSize {
 fn open_with_period<T>(
     config: &SupportedStreamConfig,
     dir: Direction,
+    frame: FrameSize,
     label: &str,
     open: impl Fn(BufferSize) -> Result<(cpal::Stream, T), DeviceError>,
 ) -> Result<(cpal::Stream, T), DeviceError> {
-    let wanted = period(config);
+    let wanted = period(config, dir, frame);
     let opened = match open(wanted) {
         Err(e) if wanted != BufferSize::Default => {
             tracing::debug!(device = %label, error = %e, ?wanted, "{} refused the period; using its default", dir.what());
