@@ -247,6 +247,7 @@ fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineConfig {
         audio_in: SourceSpec::Silence,
         audio_out: SinkSpec::Null,
         loopback_only: true,
+        frame: Default::default(),
     }
 }
 
