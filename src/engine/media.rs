@@ -52,6 +52,11 @@ struct PeerAudio {
     out: Frame,
     /// Frames concealed since the last real packet.
     concealed: u32,
+    /// Lost frames rebuilt from the next packet's in-band FEC, since the peer was added.
+    fec_recovered: u64,
+    /// Frames the decoder concealed (PLC), whatever the cause: lost, late, or the buffer
+    /// running dry; since the peer was added.
+    plc_frames: u64,
     /// Whether any real audio was decoded yet.
     heard: bool,
     level_dbfs: f32,
@@ -61,6 +66,10 @@ struct PeerAudio {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PeerAudioStats {
     pub jitter: JitterStats,
+    /// Lost frames rebuilt from in-band FEC.
+    pub fec_recovered: u64,
+    /// Frames the decoder concealed (PLC).
+    pub plc_frames: u64,
     pub level_dbfs: f32,
     pub speaking: bool,
 }
@@ -108,6 +117,8 @@ impl Media {
                 decoder: Decoder::new()?,
                 out: SILENT_FRAME,
                 concealed: CONCEAL_FRAMES,
+                fec_recovered: 0,
+                plc_frames: 0,
                 heard: false,
                 level_dbfs: f32::NEG_INFINITY,
             },
@@ -140,6 +151,8 @@ impl Media {
     pub fn peer_stats(&self, user: &str) -> Option<PeerAudioStats> {
         self.peers.get(user).map(|p| PeerAudioStats {
             jitter: p.jitter.stats(),
+            fec_recovered: p.fec_recovered,
+            plc_frames: p.plc_frames,
             level_dbfs: p.level_dbfs,
             speaking: p.level_dbfs >= SPEAKING_DBFS,
         })
@@ -206,11 +219,13 @@ fn play_one(peer: &mut PeerAudio, now: Instant) -> Result<bool, MediaError> {
         } => {
             peer.decoder.decode_fec(&next, &mut peer.out)?;
             peer.concealed = 0;
+            peer.fec_recovered += 1;
         }
         Playout::Lost { fec_from: None } | Playout::NotReady | Playout::Empty => {
             if peer.concealed < CONCEAL_FRAMES {
                 peer.decoder.conceal(&mut peer.out)?;
                 peer.concealed += 1;
+                peer.plc_frames += 1;
             } else {
                 peer.out.fill(0.0);
             }
