@@ -340,6 +340,9 @@ fn peers_panel_shows_state_path_rtt_loss_and_speaking() {
         rtt_ms: Some(12.4),
         concealed: 0,
         buffer_frames: 3,
+        jitter: Default::default(),
+        fec_recovered: 0,
+        plc_frames: 0,
         speaking: true,
     };
     send(&mut m, EngineEvent::Stats(vec![report]));

@@ -4,13 +4,16 @@
 //! - [`loadgen`] (binary `loadgen`): server capacity — idle connections, memory per
 //!   connection, joins per second, presence fan-out;
 //! - [`probe`] (binary `latency-probe`): mouth-to-ear latency through two real engines in one
-//!   process, direct or through a loopback coturn;
+//!   process, direct or through a loopback coturn, optionally behind [`impair`];
+//! - [`impair`]: a UDP relay that delays (with jitter) and drops upstream datagrams — the
+//!   user-space stand-in for `tc netem`, which this machine's kernel lacks;
 //! - [`cost`] (binary `client-cost`): CPU, memory and bandwidth of one headless client in calls
 //!   of several users;
 //! - [`stats`], [`procfs`]: percentiles and what is read from `/proc`.
 #![forbid(unsafe_code)]
 
 pub mod cost;
+pub mod impair;
 pub mod loadgen;
 pub mod probe;
 pub mod procfs;

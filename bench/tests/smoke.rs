@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use cromulent_bench::impair::Impairment;
 use cromulent_bench::loadgen::{fanout, idle, joins};
 use cromulent_bench::probe;
 use cromulent_server::config::Config;
@@ -98,6 +99,9 @@ fn idle_workers_open_connections_and_memory_is_read() {
 async fn the_probe_hears_clicks_through_two_engines() {
     let r = probe::run(&probe::Options {
         relay: false,
+        impair: None,
+        impair_seed: 1,
+        sample_every: None,
         sessions: 1,
         clicks: 4,
         period_frames: 8,
@@ -113,4 +117,35 @@ async fn the_probe_hears_clicks_through_two_engines() {
         // Causality, not speed: nothing is heard before the frame and codec delay.
         assert!(e.delay_ms > 20.0, "{e:?}");
     }
+}
+
+/// The probe behind the impairment relay (needs `turnserver` from Debian's coturn): the call
+/// connects through delay, jitter and loss, clicks are heard, the relay really dropped packets
+/// and the receiver's jitter buffer was sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_hears_clicks_through_an_impaired_relay() {
+    let r = probe::run(&probe::Options {
+        relay: true,
+        impair: Some(
+            Impairment::new(Duration::from_millis(20), Duration::from_millis(10), 0.1).unwrap(),
+        ),
+        impair_seed: 5,
+        sample_every: Some(Duration::from_millis(200)),
+        sessions: 1,
+        clicks: 6,
+        period_frames: 8,
+        // A continuous stream, so enough packets cross the relay for its losses to show.
+        background: 0.02,
+        settle: Duration::from_millis(500),
+        engine_threads: Some(1),
+    })
+    .await
+    .unwrap();
+    let s = &r.sessions[0];
+    assert!(!s.events.is_empty(), "no click heard: {s:?}");
+    let relay = r.impaired.expect("the relay's counts");
+    assert!(relay.forwarded > 50 && relay.dropped > 0, "{relay:?}");
+    assert!(!s.depth_samples.is_empty(), "receiver never sampled");
+    let receiver = s.receiver.as_ref().expect("receiver stats");
+    assert!(receiver.jitter.received > 0, "{receiver:?}");
 }

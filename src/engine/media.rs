@@ -77,6 +77,11 @@ struct PeerStream {
     decoder: Decoder,
     /// Peer frames concealed since the last real packet.
     concealed: u32,
+    /// Lost frames rebuilt from the next packet's in-band FEC, since the peer was added.
+    fec_recovered: u64,
+    /// Frames the decoder concealed (PLC), whatever the cause: lost, late, or the buffer
+    /// running dry; since the peer was added.
+    plc_frames: u64,
     /// Whether any real audio was decoded yet.
     heard: bool,
 }
@@ -88,6 +93,8 @@ impl PeerAudio {
                 jitter: JitterBuffer::new(JitterConfig::default()),
                 decoder: Decoder::new()?,
                 concealed: CONCEAL_FRAMES,
+                fec_recovered: 0,
+                plc_frames: 0,
                 heard: false,
             },
             pcm: [0.0; 2 * FRAME_SAMPLES],
@@ -128,7 +135,11 @@ impl PeerStream {
             Playout::Packet(payload) => self.decoder.decode(&payload, out).is_ok(),
             Playout::Lost {
                 fec_from: Some(next),
-            } => self.decoder.decode_fec(&next, out).is_ok(),
+            } => {
+                let recovered = self.decoder.decode_fec(&next, out).is_ok();
+                self.fec_recovered += u64::from(recovered);
+                recovered
+            }
             Playout::Lost { fec_from: None } | Playout::NotReady | Playout::Empty => false,
         };
         if decoded {
@@ -139,6 +150,7 @@ impl PeerStream {
         }
         if self.concealed < CONCEAL_FRAMES && self.decoder.conceal(out).is_ok() {
             self.concealed += 1;
+            self.plc_frames += 1;
         } else {
             out.fill(0.0);
         }
@@ -150,6 +162,10 @@ impl PeerStream {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PeerAudioStats {
     pub jitter: JitterStats,
+    /// Lost frames rebuilt from in-band FEC.
+    pub fec_recovered: u64,
+    /// Frames the decoder concealed (PLC).
+    pub plc_frames: u64,
     pub level_dbfs: f32,
     pub speaking: bool,
 }
@@ -244,6 +260,8 @@ impl Media {
     pub fn peer_stats(&self, user: &str) -> Option<PeerAudioStats> {
         self.peers.get(user).map(|p| PeerAudioStats {
             jitter: p.stream.jitter.stats(),
+            fec_recovered: p.stream.fec_recovered,
+            plc_frames: p.stream.plc_frames,
             level_dbfs: p.level_dbfs,
             speaking: p.level_dbfs >= SPEAKING_DBFS,
         })

@@ -21,7 +21,7 @@ use std::time::Duration;
 use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, PresenceChange, UserId};
 use tokio::sync::mpsc;
 
-use crate::audio::{AudioSink, AudioSource, FrameSize, SinkSpec, SourceSpec};
+use crate::audio::{AudioSink, AudioSource, FrameSize, JitterStats, SinkSpec, SourceSpec};
 use crate::rtc::CandidateKind;
 use crate::signaling::Credentials;
 
@@ -111,6 +111,13 @@ pub struct PeerReport {
     pub concealed: u64,
     /// Current jitter-buffer depth in frames.
     pub buffer_frames: usize,
+    /// The receive jitter buffer's counters (lost, late, underruns, target depth …), for
+    /// benchmarks and diagnostics.
+    pub jitter: JitterStats,
+    /// Lost frames rebuilt from in-band FEC.
+    pub fec_recovered: u64,
+    /// Frames the decoder concealed (PLC): lost, late, or the buffer running dry.
+    pub plc_frames: u64,
     /// Whether the peer's decoded audio is loud enough to count as speaking.
     pub speaking: bool,
 }

@@ -656,6 +656,9 @@ mod tests {
             rtt_ms: Some(12.5),
             concealed: 0,
             buffer_frames: 3,
+            jitter: Default::default(),
+            fec_recovered: 0,
+            plc_frames: 0,
             speaking: true,
         };
         update(&mut m, Msg::Engine(EngineEvent::Stats(vec![report])));

@@ -1,8 +1,12 @@
 //! `latency-probe`: mouth-to-ear latency of the headless voice path (no device buffers), two
-//! engines in one process, direct or through a loopback coturn. See `bench/mouth-to-ear.sh`.
+//! engines in one process, direct or through a loopback coturn, optionally behind a relay
+//! that adds delay, jitter and loss. See `bench/mouth-to-ear.sh` and `bench/jitter-path.sh`.
+
+use std::time::Duration;
 
 use clap::Parser;
-use cromulent_bench::probe::{self, Options};
+use cromulent_bench::impair::Impairment;
+use cromulent_bench::probe::{self, Options, adapt};
 use cromulent_bench::stats::Summary;
 
 /// Mouth-to-ear latency probe for Cromulent Voice (a benchmark; not a test).
@@ -16,6 +20,15 @@ struct Cli {
     /// Relay candidates only, through a coturn started on free loopback ports.
     #[arg(long)]
     relay: bool,
+    /// Impair each engine's upload to the coturn like `tc netem delay D J loss L` (which this
+    /// machine's kernel lacks), through a user-space UDP relay: DELAY_MS,JITTER_MS,LOSS_PERCENT,
+    /// e.g. `20,10,5`. Delays are uniform in DELAY ± JITTER (packets may reorder). Implies
+    /// --relay; the receiver's jitter buffer is then sampled every 250 ms.
+    #[arg(long, value_name = "DELAY_MS,JITTER_MS,LOSS_PERCENT")]
+    impair: Option<Impairment>,
+    /// Seed of the impairment's random draws (same seed, same delays and drops).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Sessions (fresh engine pairs, receiver clock offset by a fraction of a frame each).
     #[arg(long, default_value_t = 10)]
     sessions: usize,
@@ -49,11 +62,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let opts = Options {
         relay: cli.relay,
+        impair: cli.impair,
+        impair_seed: cli.seed,
+        sample_every: cli.impair.map(|_| Duration::from_millis(250)),
         sessions: cli.sessions,
         clicks: cli.clicks,
         period_frames: cli.period_frames,
         background: if cli.continuous { 0.02 } else { 0.0 },
-        settle: std::time::Duration::from_millis(cli.settle_ms),
+        settle: Duration::from_millis(cli.settle_ms),
         engine_threads: cli.engine_threads,
     };
     let report = tokio::runtime::Builder::new_multi_thread()
@@ -61,16 +77,29 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(probe::run(&opts))?;
     print_report(&opts, &report);
+    if opts.impair.is_some() {
+        print_adaptation(&opts, &report);
+    }
     Ok(())
 }
 
 fn print_report(opts: &Options, report: &probe::Report) {
-    let path = match (opts.relay, opts.background > 0.0) {
-        (false, false) => "direct, clicks after silence",
-        (false, true) => "direct, continuous stream",
-        (true, false) => "relayed (coturn), clicks after silence",
-        (true, true) => "relayed (coturn), continuous stream",
+    let route = match (opts.relayed(), opts.impair) {
+        (false, _) => "direct".to_owned(),
+        (true, None) => "relayed (coturn)".to_owned(),
+        (true, Some(i)) => format!(
+            "relayed (coturn), upload delay {:.0} ± {:.0} ms, loss {:.0} %",
+            i.delay.as_secs_f64() * 1e3,
+            i.jitter.as_secs_f64() * 1e3,
+            i.loss * 100.0
+        ),
     };
+    let stream = if opts.background > 0.0 {
+        "continuous stream"
+    } else {
+        "clicks after silence"
+    };
+    let path = format!("{route}, {stream}");
     let mut delays = Vec::new();
     let (mut codec, mut wait, mut held, mut n) = (0.0, 0.0, 0.0, 0.0);
     let mut missed = 0;
@@ -133,4 +162,75 @@ fn print_report(opts: &Options, report: &probe::Report) {
         report.encode_us, report.decode_us
     );
     println!("  frames concealed by the receiver: {concealed}");
+}
+
+/// Loss, concealment and how the receiver's jitter buffer adapted (impaired runs).
+fn print_adaptation(opts: &Options, report: &probe::Report) {
+    if let Some(c) = report.impaired {
+        let upstream = (c.forwarded + c.dropped).max(1);
+        println!(
+            "impairment relay (seed {}): {} upstream datagrams forwarded, {} dropped ({:.1} %), {} failed; {} returned downstream",
+            opts.impair_seed,
+            c.forwarded,
+            c.dropped,
+            100.0 * c.dropped as f64 / upstream as f64,
+            c.failed,
+            c.returned
+        );
+    }
+    let receivers: Vec<_> = report
+        .sessions
+        .iter()
+        .filter_map(|s| s.receiver.as_ref())
+        .collect();
+    let sum = |f: &dyn Fn(&cromulent::engine::PeerReport) -> u64| -> u64 {
+        receivers.iter().map(|r| f(r)).sum()
+    };
+    println!(
+        "receiver, summed over {} sessions (whole session, settle included):",
+        receivers.len()
+    );
+    println!(
+        "  RTP packets received {}, lost (RTCP view) {}",
+        sum(&|r| r.packets_received),
+        receivers.iter().map(|r| r.packets_lost.max(0)).sum::<i64>()
+    );
+    println!(
+        "  jitter buffer: lost {}, late {}, underruns {}, trimmed {}, resyncs {}",
+        sum(&|r| r.jitter.lost),
+        sum(&|r| r.jitter.late),
+        sum(&|r| r.jitter.underruns),
+        sum(&|r| r.jitter.dropped),
+        sum(&|r| r.jitter.resyncs)
+    );
+    println!(
+        "  lost frames handed to the decoder {} = FEC recoveries {} + the rest concealed; decoder PLC frames in all {}",
+        sum(&|r| r.jitter.concealed),
+        sum(&|r| r.fec_recovered),
+        sum(&|r| r.plc_frames)
+    );
+    let targets: Vec<usize> = receivers.iter().map(|r| r.jitter.target_depth).collect();
+    println!("  target depth at the end, frames: {targets:?}");
+    let (early, late) = adapt::early_and_late(report.sessions.iter().map(|s| &s.events[..]));
+    let (early, late) = (Summary::of_ms(early), Summary::of_ms(late));
+    println!(
+        "latency over each session: first third of the clicks p50 {:.1} ms (n = {}), last third p50 {:.1} ms (n = {})",
+        early.percentile(50.0).unwrap_or(f64::NAN),
+        early.count(),
+        late.percentile(50.0).unwrap_or(f64::NAN),
+        late.count()
+    );
+    let rows = adapt::target_over_time(
+        report.sessions.iter().map(|s| &s.depth_samples[..]),
+        Duration::from_secs(1),
+    );
+    let clicks_from = opts.settle.as_secs_f64();
+    println!(
+        "target depth since connecting (mean / max over sessions, 1 s buckets; clicks from {clicks_from:.1} s):"
+    );
+    let line: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}s {:.1}/{}", r.from.as_secs(), r.mean, r.max))
+        .collect();
+    println!("  {}", line.join("  "));
 }

@@ -7,7 +7,12 @@
 //! fraction of a frame after the sender: the two 20 ms frame clocks then meet at phases spread
 //! over the whole frame, as they would for users who start their clients at random moments,
 //! instead of the one phase a single run happens to get.
+//!
+//! With [`Options::impair`], the engines reach the coturn through an [`ImpairRelay`] (delay,
+//! jitter and loss on each client's upload, like netem on its link), and the receiver's jitter
+//! buffer is sampled during each session to show how it adapts.
 
+pub mod adapt;
 pub mod analysis;
 pub mod coturn;
 pub mod signal;
@@ -27,6 +32,8 @@ use cromulent_server::config::{Config, TurnProvider};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
+use crate::impair::{self, ImpairRelay, Impairment};
+use adapt::DepthSample;
 use analysis::Event;
 use signal::{ClickSource, Emitted, Heard, OnsetSink};
 
@@ -34,6 +41,13 @@ use signal::{ClickSource, Emitted, Heard, OnsetSink};
 pub struct Options {
     /// Through a loopback coturn, relay candidates only.
     pub relay: bool,
+    /// Delay, jitter and loss on each engine's upload to the coturn (implies `relay`).
+    pub impair: Option<Impairment>,
+    /// Seed of the impairment's random draws.
+    pub impair_seed: u64,
+    /// How often the receiver's jitter buffer is sampled during a session (`None`: only at
+    /// the end).
+    pub sample_every: Option<Duration>,
     pub sessions: usize,
     /// Clicks per session.
     pub clicks: usize,
@@ -64,6 +78,8 @@ pub struct Session {
     pub sender: Option<PeerReport>,
     /// The receiver's view (jitter buffer depth, concealment).
     pub receiver: Option<PeerReport>,
+    /// The receiver's jitter buffer over the session, if sampled.
+    pub depth_samples: Vec<DepthSample>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,19 +89,39 @@ pub struct Report {
     pub encode_us: f64,
     /// Mean time to decode one packet, µs.
     pub decode_us: f64,
+    /// What the impairment relay did over the whole run, if there was one.
+    pub impaired: Option<impair::Counts>,
+}
+
+impl Options {
+    /// Whether the engines go through the coturn (asked for, or implied by `impair`).
+    pub fn relayed(&self) -> bool {
+        self.relay || self.impair.is_some()
+    }
 }
 
 pub async fn run(opts: &Options) -> anyhow::Result<Report> {
-    let turn = if opts.relay {
+    let turn = if opts.relayed() {
         Some(tokio::task::spawn_blocking(coturn::Coturn::start).await??)
     } else {
         None
+    };
+    let relay = match (&turn, opts.impair) {
+        (Some(t), Some(imp)) => {
+            let upstream = ([127, 0, 0, 1], t.port).into();
+            Some(ImpairRelay::start(0, upstream, imp, opts.impair_seed).await?)
+        }
+        _ => None,
     };
     let mut config = Config::default();
     if let Some(t) = &turn {
         config.turn.provider = TurnProvider::Coturn;
         config.turn.secret = t.secret.clone();
-        config.turn.urls = vec![t.turn_url()];
+        // The engines learn the TURN address from the server: the relay's, when impaired.
+        config.turn.urls = vec![match &relay {
+            Some(r) => format!("turn:{}", r.local_addr()),
+            None => t.turn_url(),
+        }];
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}", listener.local_addr()?);
@@ -93,7 +129,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let server = tokio::spawn(cromulent_server::run(listener, config, async {
         let _ = stop_rx.await;
     }));
-    let policy = if opts.relay {
+    let policy = if opts.relayed() {
         IcePolicy::Relay
     } else {
         IcePolicy::All
@@ -136,12 +172,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     runtimes.ear.shutdown_background();
     let _ = stop_tx.send(());
     let _ = timeout(Duration::from_secs(5), server).await;
+    let impaired = relay.as_ref().map(ImpairRelay::counts);
+    drop(relay);
     drop(turn);
     let (encode_us, decode_us) = codec_cost()?;
     Ok(Report {
         sessions,
         encode_us,
         decode_us,
+        impaired,
     })
 }
 
@@ -204,12 +243,21 @@ async fn run_session(
     rx_handle.send(general());
     wait_connected(&mut tx_events, &ear).await?;
     wait_connected(&mut rx_events, &mouth).await?;
+    let mut sampler = Sampler {
+        connected: Instant::now(),
+        every: opts.sample_every,
+        samples: Vec::new(),
+    };
     // Let both sides settle (first RTCP, DTX silence, the jitter estimate after the
     // connection's first packets), then click.
-    tokio::time::sleep(opts.settle).await;
+    sampler
+        .wait(opts.settle, &rx_handle, &mut rx_events, &mouth)
+        .await;
     armed.store(true, Ordering::Relaxed);
     let clicking = Duration::from_millis(20 * u64::from(opts.period_frames) * opts.clicks as u64);
-    tokio::time::sleep(clicking).await;
+    sampler
+        .wait(clicking, &rx_handle, &mut rx_events, &mouth)
+        .await;
     armed.store(false, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sender = stats(&tx_handle, &mut tx_events, &ear).await;
@@ -219,8 +267,12 @@ async fn run_session(
 
     let mut emitted = lock(&emitted).clone();
     emitted.truncate(opts.clicks);
-    let (mut events, missed) =
-        analysis::match_events(&emitted, &lock(&heard), Duration::from_millis(500));
+    // A click is matched only within one click period (at most 500 ms): with a longer window, a
+    // click whose onset was not found (lost or concealed start) takes the next click's onset,
+    // and every later click in the session is then one period late.
+    let period = Duration::from_millis(20 * u64::from(opts.period_frames));
+    let window = period.min(Duration::from_millis(500));
+    let (mut events, missed) = analysis::match_events(&emitted, &lock(&heard), window);
     let matched = events.len();
     events.retain(|e| e.delay_ms >= analysis::FLOOR_MS);
     let clipped = matched - events.len();
@@ -232,7 +284,47 @@ async fn run_session(
         phase_ms,
         sender,
         receiver,
+        depth_samples: sampler.samples,
     })
+}
+
+/// Samples the receiver's jitter buffer while the session waits.
+struct Sampler {
+    connected: Instant,
+    every: Option<Duration>,
+    samples: Vec<DepthSample>,
+}
+
+impl Sampler {
+    /// Waits `length`, sampling the receiver's view of `peer` every `self.every` meanwhile.
+    async fn wait(
+        &mut self,
+        length: Duration,
+        handle: &EngineHandle,
+        events: &mut UnboundedReceiver<EngineEvent>,
+        peer: &str,
+    ) {
+        let until = tokio::time::Instant::now() + length;
+        let Some(every) = self.every else {
+            tokio::time::sleep_until(until).await;
+            return;
+        };
+        loop {
+            let next = tokio::time::Instant::now() + every;
+            if next >= until {
+                tokio::time::sleep_until(until).await;
+                return;
+            }
+            tokio::time::sleep_until(next).await;
+            if let Some(r) = stats(handle, events, peer).await {
+                self.samples.push(DepthSample {
+                    at: self.connected.elapsed(),
+                    target: r.jitter.target_depth,
+                    depth: r.jitter.depth,
+                });
+            }
+        }
+    }
 }
 
 fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineConfig {

@@ -379,6 +379,8 @@ impl Engine {
                     .unwrap_or_default();
                 let expected = rtc.packets_received as i64 + rtc.packets_lost.max(0);
                 let jitter = audio.map(|a| a.jitter).unwrap_or_default();
+                let (fec_recovered, plc_frames) =
+                    audio.map_or((0, 0), |a| (a.fec_recovered, a.plc_frames));
                 reports.push(PeerReport {
                     user,
                     state,
@@ -397,6 +399,9 @@ impl Engine {
                     rtt_ms: rtc.rtt_ms,
                     concealed: jitter.concealed,
                     buffer_frames: jitter.depth,
+                    jitter,
+                    fec_recovered,
+                    plc_frames,
                     speaking: audio.is_some_and(|a| a.speaking),
                 });
             }
