@@ -46,6 +46,10 @@ fn two_party_with_frames(alice_in: &str, alice_ms: &str, bob_ms: &str) -> Vec<f3
     bob.wait_state("connected", LONG);
     alice.wait_peer_connected("bob", LONG);
     bob.wait_peer_connected("alice", LONG);
+    if alice_in != "silence" {
+        // The window below is then all call, however slowly a loaded machine set it up.
+        bob.wait_audio("alice", LONG);
+    }
     // Two seconds of call, then a clean stop so the WAV is complete.
     std::thread::sleep(Duration::from_secs(2));
     assert!(bob.terminate().success(), "bob exits 0: {}", bob.stderr());

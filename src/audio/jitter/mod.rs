@@ -22,10 +22,11 @@
 //! - Latency follows the target: running dry adds a frame (the engine conceals it); a depth that
 //!   stayed above the target for a whole second drops one frame, preferring a missing or DTX
 //!   frame; a depth above `max_depth` (a burst after an outage) skips straight to the target.
-//! - A missing frame is reported as [`Playout::Lost`] only when a later packet is already here
-//!   and the buffer holds at least the target depth (otherwise the engine conceals one frame and
-//!   the late packet gets another chance); if the next packet is the one right after it, its
-//!   payload comes along for FEC decoding.
+//! - A missing frame is reported as [`Playout::Lost`] when a later packet is already here and
+//!   either the buffer holds at least the target depth or no packet has arrived late in the
+//!   last 2 s (otherwise the engine conceals one frame and the late packet gets another chance:
+//!   on a link that only loses packets, waiting would add a frame of delay per loss); if the
+//!   next packet is the one right after it, its payload comes along for FEC decoding.
 //! - A sender restart (sequence jump beyond the buffer, or 200 ms of nothing but stale packets)
 //!   resyncs.
 
@@ -49,6 +50,11 @@ const RESTART_STALE_SPAN: Duration = Duration::from_millis(200);
 
 /// Length of a latency-trimming window.
 const TRIM_WINDOW: Duration = Duration::from_secs(1);
+
+/// A missing packet is waited for (rather than declared lost) only while packets have been
+/// arriving late within this long: on a link that loses packets but does not reorder or delay
+/// them past their frame, waiting only adds a frame of delay per loss, for good.
+const LATENESS_MEMORY: Duration = Duration::from_secs(2);
 
 /// Payloads this small are Opus DTX frames (silence): the cheapest frames to drop.
 const DTX_PAYLOAD_MAX: usize = 2;
@@ -197,6 +203,8 @@ pub struct JitterBuffer {
     head_waits: usize,
     /// Arrival of the first of the current run of stale packets (restart detection).
     stale_since: Option<Instant>,
+    /// Arrival of the last packet that came after its frame was played (lateness seen).
+    last_late: Option<Instant>,
     stats: JitterStats,
 }
 
@@ -229,6 +237,7 @@ impl JitterBuffer {
             trim_pending: false,
             head_waits: 0,
             stale_since: None,
+            last_late: None,
             stats: JitterStats::default(),
         }
     }
@@ -269,6 +278,7 @@ impl JitterBuffer {
                 if outcome == PushOutcome::Late {
                     stream_mut(&mut self.stream).seen.insert(ext);
                     self.stats.late += 1;
+                    self.last_late = Some(arrival);
                     // Late packets are exactly the evidence that more depth is needed.
                     self.observe_arrival(arrival, rtp_ts);
                 } else {
@@ -320,10 +330,14 @@ impl JitterBuffer {
             return Playout::Empty;
         }
         let target = self.target.frames();
-        if depth < target && self.head_waits < target && !self.cursor_present() {
-            // The due packet may only be late: with less than the target depth buffered, wait a
-            // frame (the engine conceals) rather than give it up. This is also how a raised
-            // target takes effect while playing.
+        if depth < target
+            && self.head_waits < target
+            && !self.cursor_present()
+            && self.lateness_seen(now)
+        {
+            // The due packet may only be late (packets have been arriving late lately): with
+            // less than the target depth buffered, wait a frame (the engine conceals) rather
+            // than give it up. This is also how a raised target takes effect while playing.
             self.head_waits += 1;
             self.stats.underruns += 1;
             return Playout::NotReady;
@@ -439,6 +453,13 @@ impl JitterBuffer {
             self.skip_cursor();
             self.reset_trim_window();
         }
+    }
+
+    /// Whether packets have arrived after their frame within [`LATENESS_MEMORY`]: then a
+    /// missing packet may only be late, and is worth a frame's wait.
+    fn lateness_seen(&self, now: Instant) -> bool {
+        self.last_late
+            .is_some_and(|t| now.saturating_duration_since(t) < LATENESS_MEMORY)
     }
 
     /// Whether the packet for the cursor frame is here.
