@@ -205,6 +205,9 @@ pub struct JitterBuffer {
     stale_since: Option<Instant>,
     /// Arrival of the last packet that came after its frame was played (lateness seen).
     last_late: Option<Instant>,
+    /// Frames the engine concealed since the buffer ran dry in the middle of a stream: their
+    /// time is spent, so packets missing for them are skipped when the stream resumes.
+    dry_pops: usize,
     stats: JitterStats,
 }
 
@@ -238,6 +241,7 @@ impl JitterBuffer {
             head_waits: 0,
             stale_since: None,
             last_late: None,
+            dry_pops: 0,
             stats: JitterStats::default(),
         }
     }
@@ -306,6 +310,34 @@ impl JitterBuffer {
         self.stale_since = None;
         self.stats.received += 1;
         self.observe_arrival(arrival, rtp_ts);
+        self.resume_after_gap(arrival);
+    }
+
+    /// After running dry mid-stream, a packet has arrived. If packets before it are missing
+    /// and the engine already concealed frames in their time, they are lost: skip them and
+    /// play on at once, instead of restarting playout a pre-roll later with the lost frame
+    /// still at the cursor (a frame of delay per such loss, for good). A pause (DTX, the
+    /// end of a talk spurt) leaves no gap in the sequence numbers and restarts as usual, and
+    /// while packets have been arriving late the missing ones may only be late: the buffer
+    /// restarts as usual, which is how it grows to absorb reordering.
+    fn resume_after_gap(&mut self, now: Instant) {
+        let dry = std::mem::take(&mut self.dry_pops);
+        if dry == 0 || !matches!(self.state, State::Buffering { .. }) || self.lateness_seen(now) {
+            return;
+        }
+        if self.cursor_present() {
+            return; // no gap: a pause ended
+        }
+        for _ in 0..dry {
+            if self.cursor_present() {
+                break;
+            }
+            self.skip_cursor();
+        }
+        if self.cursor_present() {
+            self.state = State::Playing;
+            self.reset_trim_window();
+        }
     }
 
     /// Decides what to play for the frame starting at `now`. Call exactly once per frame.
@@ -313,6 +345,9 @@ impl JitterBuffer {
         let depth = self.depth();
         if let State::Buffering { since } = self.state {
             if depth == 0 {
+                if self.dry_pops > 0 {
+                    self.dry_pops += 1;
+                }
                 return Playout::Empty;
             }
             let target = self.target.frames();
@@ -327,6 +362,7 @@ impl JitterBuffer {
         if depth == 0 {
             self.stats.underruns += 1;
             self.state = State::Buffering { since: None };
+            self.dry_pops = 1;
             return Playout::Empty;
         }
         let target = self.target.frames();

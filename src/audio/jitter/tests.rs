@@ -219,8 +219,9 @@ fn random_loss_on_a_jittery_link_does_not_ratchet_the_latency_up() {
     // 5 % loss. Waiting a frame for each missing packet added a frame of delay per loss, for
     // good (the jitter kept the depth from staying above target long enough to trim): +37 ms
     // here, +34 ms measured by bench/jitter-path.sh. Without lateness there is nothing to
-    // wait for. What remains (+20 ms here) is a loss that runs the buffer dry: it rebuffers
-    // with the lost frame still at the cursor.
+    // wait for. Not yet explained: one frame (+20 ms) still sticks after a jitter-induced
+    // underrun early in the lossy run and is not trimmed (the depth never stays above the
+    // target for a whole window).
     let run = |loss: bool| {
         let mut rng = Rng::new(7);
         let wire = send(3000, 0, |_| {
@@ -340,25 +341,29 @@ fn a_loss_on_a_clean_link_is_concealed_then_recovered_with_fec() {
         .map(|p| &p.playout)
         .take(4)
         .collect();
-    // Frame 40 is due with nothing newer here yet: run dry (conceal); when 41 arrives the gap is
-    // known and 41's FEC restores 40.
+    // Frame 40 is due with nothing newer here yet: run dry (the engine conceals that frame).
+    // When 41 arrives the gap is known and 40's time is already spent: 40 is lost and 41
+    // plays in its own slot, so the loss adds no delay (it used to be played a frame late
+    // from 41's FEC, the whole stream a frame later until a trim).
     assert_eq!(
         around,
         [
             &Playout::Packet(payload(39)),
             &Playout::Empty,
-            &Playout::Lost {
-                fec_from: Some(payload(41))
-            },
             &Playout::Packet(payload(41)),
+            &Playout::Packet(payload(42)),
         ]
     );
     let stats = sim.jb.stats();
-    assert_eq!((stats.lost, stats.concealed, stats.late), (1, 1, 0));
-    // The extra frame of latency is trimmed again later.
-    assert_eq!(stats.dropped, 1);
+    assert_eq!((stats.lost, stats.concealed, stats.late), (1, 0, 0));
+    assert_eq!(stats.dropped, 0, "no extra latency to trim");
     let played = sim.played();
-    assert_eq!(played.len(), 198);
+    assert_eq!(played.len(), 199);
+    let latency = sim.latencies_between(0.0, 4_200.0);
+    assert!(
+        latency.windows(2).all(|w| w[0] == w[1]),
+        "one latency throughout: {latency:?}"
+    );
 }
 
 #[test]
