@@ -124,7 +124,7 @@ async fn the_probe_hears_clicks_through_two_engines() {
 /// and the receiver's jitter buffer was sampled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_hears_clicks_through_an_impaired_relay() {
-    let r = probe::run(&probe::Options {
+    let opts = probe::Options {
         relay: true,
         impair: Some(
             Impairment::new(Duration::from_millis(20), Duration::from_millis(10), 0.1).unwrap(),
@@ -138,9 +138,17 @@ async fn the_probe_hears_clicks_through_an_impaired_relay() {
         background: 0.02,
         settle: Duration::from_millis(500),
         engine_threads: Some(1),
-    })
-    .await
-    .unwrap();
+    };
+    // 10 % loss also hits the TURN allocation and the ICE checks through the relay; on a
+    // loaded machine the call then sometimes misses the probe's 20 s connection limit. One
+    // more try, as bench/jitter-path.sh does (a second failure is a real one).
+    let r = match probe::run(&opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("first run failed ({e:#}); once more");
+            probe::run(&opts).await.unwrap()
+        }
+    };
     let s = &r.sessions[0];
     assert!(!s.events.is_empty(), "no click heard: {s:?}");
     let relay = r.impaired.expect("the relay's counts");

@@ -137,8 +137,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     // Each side runs on a runtime of its own, as in two client processes (the server, and
     // this orchestration, on the caller's).
     let runtimes = Runtimes {
-        mouth: engine_runtime("mouth", opts.engine_threads)?,
-        ear: engine_runtime("ear", opts.engine_threads)?,
+        mouth: Some(engine_runtime("mouth", opts.engine_threads)?),
+        ear: Some(engine_runtime("ear", opts.engine_threads)?),
     };
     let mut sessions = Vec::new();
     for s in 0..opts.sessions {
@@ -168,8 +168,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         );
         sessions.push(session);
     }
-    runtimes.mouth.shutdown_background();
-    runtimes.ear.shutdown_background();
+    drop(runtimes);
     let _ = stop_tx.send(());
     let _ = timeout(Duration::from_secs(5), server).await;
     let impaired = relay.as_ref().map(ImpairRelay::counts);
@@ -185,8 +184,29 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
 }
 
 struct Runtimes {
-    mouth: tokio::runtime::Runtime,
-    ear: tokio::runtime::Runtime,
+    mouth: Option<tokio::runtime::Runtime>,
+    ear: Option<tokio::runtime::Runtime>,
+}
+
+impl Runtimes {
+    fn mouth(&self) -> &tokio::runtime::Runtime {
+        // Invariant: only `drop` takes them out.
+        self.mouth.as_ref().expect("runtime present until dropped")
+    }
+
+    fn ear(&self) -> &tokio::runtime::Runtime {
+        self.ear.as_ref().expect("runtime present until dropped")
+    }
+}
+
+impl Drop for Runtimes {
+    /// Dropped inside the caller's runtime, on success or on an early error return: a plain
+    /// drop of a runtime blocks there (tokio panics, hiding the error).
+    fn drop(&mut self) {
+        for rt in [self.mouth.take(), self.ear.take()].into_iter().flatten() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn engine_runtime(name: &str, threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
@@ -215,7 +235,7 @@ async fn run_session(
     let writes: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let mouth = format!("mouth{index}");
     let ear = format!("ear{index}");
-    let mouth_rt = runtimes.mouth.enter();
+    let mouth_rt = runtimes.mouth().enter();
     let (tx_handle, mut tx_events) = engine::spawn_with_audio(
         engine_config(url, &mouth, policy),
         Box::new(
@@ -231,7 +251,7 @@ async fn run_session(
     )?;
     drop(mouth_rt);
     tokio::time::sleep(Duration::from_millis(100) + receiver_offset).await;
-    let ear_rt = runtimes.ear.enter();
+    let ear_rt = runtimes.ear().enter();
     let (rx_handle, mut rx_events) = engine::spawn_with_audio(
         engine_config(url, &ear, policy),
         Box::new(Silence),
