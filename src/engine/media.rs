@@ -45,19 +45,6 @@ pub struct Captured {
     pub mic_live: bool,
 }
 
-/// What one frame of both directions produced (see [`Media::tick`]).
-#[derive(Debug, Default)]
-pub struct Tick {
-    /// Opus packet to send to every peer (encoded once), if the mic is live and not silent.
-    pub packet: Option<Vec<u8>>,
-    /// Peers whose first audio was decoded in this frame.
-    pub first_audio: Vec<UserId>,
-    /// Capture level of this frame.
-    pub mic_dbfs: f32,
-    /// Whether the mic is live this frame (the `talking` flag).
-    pub mic_live: bool,
-}
-
 struct PeerAudio {
     stream: PeerStream,
     /// Decoded samples not played yet (a peer's 20 ms packet feeds two of our 10 ms frames).
@@ -279,19 +266,6 @@ impl Media {
     pub fn frames_wanted(&mut self) -> Option<usize> {
         let n = self.frame.samples();
         self.sink.samples_wanted().map(|s| s.div_ceil(n))
-    }
-
-    /// One frame of both directions, capture first (tests and simple drivers; the engine
-    /// paces the two directions separately).
-    pub fn tick(&mut self, now: Instant, talk: &TalkState) -> Result<Tick, MediaError> {
-        let captured = self.capture(talk)?;
-        let first_audio = self.play(now, talk)?;
-        Ok(Tick {
-            packet: captured.packet,
-            first_audio,
-            mic_dbfs: captured.mic_dbfs,
-            mic_live: captured.mic_live,
-        })
     }
 
     /// Play one frame: every peer's next frame (decoded, recovered or concealed), mixed, to

@@ -112,7 +112,7 @@ struct Engine {
 
 impl Engine {
     fn new(config: EngineConfig, media: Media, events: mpsc::UnboundedSender<EngineEvent>) -> Self {
-        let frame = config.frame;
+        let (frame, started) = (config.frame, std::time::Instant::now());
         let (rtc_tx, rtc_rx) = mpsc::unbounded_channel();
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (stats_tx, stats_rx) = mpsc::unbounded_channel();
@@ -144,8 +144,8 @@ impl Engine {
             stats_tx,
             stats_rx,
             last_mic_event: Instant::now(),
-            capture_clock: FrameClock::new(std::time::Instant::now(), frame),
-            play_clock: FrameClock::new(std::time::Instant::now(), frame),
+            capture_clock: FrameClock::new(started, frame),
+            play_clock: FrameClock::new(started, frame),
             stopping: false,
         }
     }
@@ -158,15 +158,11 @@ impl Engine {
             sig_tx,
         ));
         // Devices set their own pace and are polled often; clockless ends follow the frame
-        // clocks, started with the poll so a frame is due on every frame-length poll.
+        // clocks, started (in `new`) before the poll, so each frame is due by its poll.
         let device_paced =
             self.media.frames_captured().is_some() || self.media.frames_wanted().is_some();
-        let frame = self.config.frame;
-        let mut poll = tokio::time::interval(pace::poll_interval(device_paced, frame));
+        let mut poll = tokio::time::interval(pace::poll_interval(device_paced, self.config.frame));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let started = std::time::Instant::now();
-        self.capture_clock = FrameClock::new(started, frame);
-        self.play_clock = FrameClock::new(started, frame);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
         while !self.stopping {
             tokio::select! {

@@ -94,7 +94,8 @@ impl DeviceSource {
             };
             Ok((start(stream, dir, &label)?, consumer))
         };
-        let (stream, consumer) = open_with_period(&config, dir, frame, &label, open)?;
+        let (stream, consumer) =
+            open_with_period(&config, dir, microphone_period_ms(frame), &label, open)?;
         Ok(Self {
             reader: CaptureReader {
                 ring: consumer,
@@ -183,7 +184,7 @@ impl DeviceSink {
             Ok((start(stream, dir, &label)?, (producer, underruns, callback)))
         };
         let (stream, (producer, underruns, callback)) =
-            open_with_period(&config, dir, FrameSize::default(), &label, open)?;
+            open_with_period(&config, dir, SPEAKER_PERIOD_MS, &label, open)?;
         Ok(Self {
             ring: producer,
             info: info(&label, &config),
@@ -308,20 +309,20 @@ fn error_callback(
     }
 }
 
-/// The device periods we ask for. A speaker's buffer is two or three periods and every
+/// The speaker's device period. A speaker's buffer is two or three periods and every
 /// sample waits in it, so it gets 5 ms (through ALSA's PulseAudio plugin, 240 frames asked
 /// are granted as 160: speaker delay 15 → 6.5 ms, BENCHMARKS.md). A microphone's period
 /// costs CPU instead (through that plugin cpal's capture thread takes 2.4 % of a core at
 /// 10 ms, 6 % at 5 ms, 66 % at 2 ms), so it gets half a frame: a frame then completes on a
 /// period boundary, and 10 ms frames, chosen for low delay, pay for it.
-const fn period_ms(dir: Direction, frame: FrameSize) -> u32 {
-    match dir {
-        Direction::Input => frame.ms() / 2,
-        Direction::Output => 5,
-    }
+const SPEAKER_PERIOD_MS: u32 = 5;
+
+/// A microphone's period for an engine on `frame`-long frames (see [`SPEAKER_PERIOD_MS`]).
+const fn microphone_period_ms(frame: FrameSize) -> u32 {
+    frame.ms() / 2
 }
 
-/// The period for `config`: [`period_ms`] at the device's rate, clamped to what the device
+/// The period for `config`: `period_ms` at the device's rate, clamped to what the device
 /// says it supports; `Default` when it does not say. `CROMULENT_DEVICE_PERIOD` (frames, or
 /// anything else for the device's default) overrides it, for measuring devices.
 ///
@@ -329,14 +330,14 @@ const fn period_ms(dir: Direction, frame: FrameSize) -> u32 {
 /// and the device buffer is two or three periods: latency nobody asked for. Through that
 /// plugin the period asked for (320 frames are granted for 480) does not stop cpal's capture
 /// thread from spinning on a starved source; see "Capture-thread spin" in `BENCHMARKS.md`.
-fn period(config: &SupportedStreamConfig, dir: Direction, frame: FrameSize) -> BufferSize {
+fn period(config: &SupportedStreamConfig, period_ms: u32) -> BufferSize {
     if let Ok(v) = std::env::var("CROMULENT_DEVICE_PERIOD") {
         return v
             .parse()
             .map(BufferSize::Fixed)
             .unwrap_or(BufferSize::Default);
     }
-    let want = config.sample_rate() * period_ms(dir, frame) / 1000;
+    let want = config.sample_rate() * period_ms / 1000;
     match *config.buffer_size() {
         SupportedBufferSize::Range { min, max } if min <= max && max > 0 => {
             BufferSize::Fixed(want.clamp(min.max(1), max))
@@ -350,11 +351,11 @@ fn period(config: &SupportedStreamConfig, dir: Direction, frame: FrameSize) -> B
 fn open_with_period<T>(
     config: &SupportedStreamConfig,
     dir: Direction,
-    frame: FrameSize,
+    period_ms: u32,
     label: &str,
     open: impl Fn(BufferSize) -> Result<(cpal::Stream, T), DeviceError>,
 ) -> Result<(cpal::Stream, T), DeviceError> {
-    let wanted = period(config, dir, frame);
+    let wanted = period(config, period_ms);
     let opened = match open(wanted) {
         Err(e) if wanted != BufferSize::Default => {
             tracing::debug!(device = %label, error = %e, ?wanted, "{} refused the period; using its default", dir.what());
