@@ -10,7 +10,9 @@
 //! is complete ([`super::AudioSource::samples_ready`]) and keeps the speaker's ring one callback plus
 //! a little ahead of the device ([`super::AudioSink::samples_wanted`]), so neither ring holds more
 //! than it must. A backlog (an engine that fell behind, a device that started late) is cut,
-//! and a dry speaker ring plays silence, counted as an underrun.
+//! and a dry speaker ring plays silence, counted as an underrun. A microphone stream whose
+//! capture thread spins without delivering (cpal on a starved PulseAudio source) is closed
+//! and opened again later ([`spin`]).
 //!
 //! Opening never panics and never blocks for long; with no usable device (no sound card, only
 //! ALSA's `null` device, a built-without-`devices` binary) it fails with a [`DeviceError`] that
@@ -21,6 +23,7 @@
 
 mod convert;
 pub mod ring;
+pub mod spin;
 
 use std::fmt;
 use std::sync::Arc;
