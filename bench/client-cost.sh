@@ -5,11 +5,12 @@
 # As root it runs in a private network namespace (loopback then carries only this benchmark,
 # so wire bytes per peer can be counted) and counts libopus encode/decode calls of the observed
 # client with uprobes (perf probe), when the kernel allows.
-# Usage: bench/client-cost.sh [USERS]   (default 2,4,8)
+# Usage: bench/client-cost.sh [USERS [CLIENT-COST OPTIONS…]]   (default 2,4,8)
 source "$(dirname "$0")/common.sh"
 machine
 users=${1:-2,4,8}
-cost="$bin/client-cost --users $users --binary $bin/cromulent"
+shift || true
+cost="$bin/client-cost --users $users --binary $bin/cromulent $*"
 if [ "$(id -u)" != 0 ] || ! unshare -mn true 2>/dev/null; then
   echo "# not root or no namespaces: shared loopback, no wire figures, no codec call counts"
   exec $cost

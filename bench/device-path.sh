@@ -25,12 +25,7 @@ fi
 eval "$(sed -n '/^free_port()/,$p' bench/common.sh)"
 seconds=${1:-30}
 
-if ! command -v pulseaudio >/dev/null || ! command -v parec >/dev/null ||
-   ! [ -e /usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so ] &&
-   ! ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1; then
-  echo "# installing pulseaudio pulseaudio-utils libasound2-plugins" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q pulseaudio pulseaudio-utils libasound2-plugins >&2
-fi
+source bench/pulse.sh
 
 machine
 echo "# frames: ${FRAME_MS:-20} ms"
@@ -38,24 +33,21 @@ work=$(mktemp -d /tmp/device-path.XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  XDG_RUNTIME_DIR=$work/rt HOME=$work/home pulseaudio --kill 2>/dev/null || true
+  pulse_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/rt" "$work/home"
-chmod 700 "$work/rt"
-# Everything below (daemon, clients, parec) finds the private daemon through these.
-export XDG_RUNTIME_DIR=$work/rt HOME=$work/home
-unset PULSE_SERVER PULSE_SINK PULSE_SOURCE
-pulseaudio --daemonize --exit-idle-time=-1 -n --load=module-native-protocol-unix \
-  --log-target="file:$work/pulse.log"
-for _ in $(seq 50); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
-pactl load-module module-null-sink sink_name=spk >/dev/null
+# Everything below (daemon, clients, parec) finds the private daemon through its environment.
+pulse_start "$work"
 # The module makes the FIFO itself.
 pactl load-module module-pipe-source source_name=mic file="$work/mic.fifo" \
   format=float32le rate=48000 channels=1 >/dev/null
-pactl set-default-sink spk
 pactl set-default-source mic
+# The microphone's writer starts now with silence (a microphone that delivers nothing is
+# one the client closes and reopens) and plays the bursts once $work/go exists.
+python3 bench/device_path.py "$work/mic.fifo" "$seconds" "$work/go" >"$work/result.json" &
+writer=$!
+pids+=($writer)
 
 port=$(free_port)
 "$bin/cromulent-server" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
@@ -78,11 +70,16 @@ sleep 1
 
 # CPU ticks of every thread of a process: "tid comm ticks" lines.
 ticks() { for t in /proc/"$1"/task/*; do echo "$(basename "$t") $(tr ' ' _ <"$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done; }
+# Whole-process CPU too: threads that start or end inside the window count there only.
+proc_ticks() { awk '{print $14+$15}' /proc/"$1"/stat; }
 ticks "$tx" >"$work/tx.0"; ticks "$rx" >"$work/rx.0"
+proc_ticks "$tx" >"$work/tx.p0"; proc_ticks "$rx" >"$work/rx.p0"
 t0=$(date +%s.%N)
-python3 bench/device_path.py "$work/mic.fifo" "$seconds" >"$work/result.json"
+touch "$work/go"
+wait "$writer"
 t1=$(date +%s.%N)
 ticks "$tx" >"$work/tx.1"; ticks "$rx" >"$work/rx.1"
+proc_ticks "$tx" >"$work/tx.p1"; proc_ticks "$rx" >"$work/rx.p1"
 rss_tx=$(awk '/VmRSS/{print $2}' /proc/"$tx"/status)
 rss_rx=$(awk '/VmRSS/{print $2}' /proc/"$rx"/status)
 wait "$rx" "$tx" || true
@@ -105,7 +102,8 @@ def threads(name):
     return rows
 for name, role, rss in (("tx", "sender (mic device)", rss_tx), ("rx", "receiver (speaker device)", rss_rx)):
     rows = threads(name)
-    total = sum(c for _, c in rows)
+    ticks = int(open(f"{work}/{name}.p1").read()) - int(open(f"{work}/{name}.p0").read())
+    total = ticks / hz / span * 100
     busy = ", ".join(f"{n} {c:.1f}%" for n, c in sorted(rows, key=lambda x: -x[1]) if c >= 0.5)
     print(f"{role}: CPU {total:.1f}% of a core ({busy or 'no thread >= 0.5%'}), RSS {rss / 1024:.0f} MiB")
 stats = [json.loads(l) for l in open(f"{work}/rx.out") if '"event":"stats"' in l]

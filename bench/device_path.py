@@ -8,15 +8,19 @@ sample came out of the monitor. Both ends are stamped on one clock (time.monoton
 writer stamps the chunk that starts a burst as it writes it; the reader stamps each chunk as
 it arrives and places the onset inside it by counting samples back from the chunk's end.
 
-Usage: device_path.py FIFO SECONDS  (parec must find the daemon through the environment)
+Usage: device_path.py FIFO SECONDS [GO]  (parec must find the daemon through the environment;
+with GO, silence is written until the file GO exists, then the SECONDS of bursts start)
 Prints one JSON object: the delays in ms, and how many bursts were sent and heard.
 """
 
 import array
+import fcntl
 import json
+import os
 import math
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -28,11 +32,31 @@ THRESHOLD = 0.05
 QUIET_BEFORE = 0.2  # an onset needs this much silence before it (echoes, codec tails)
 
 
-def writer(fifo, seconds, sent):
+def idle(f, go):
+    """Silence into the FIFO until the file `go` exists, only while the FIFO is nearly empty:
+    until a client records, PulseAudio does not read it, and a full FIFO would be a backlog
+    the bursts then sit behind. A microphone that delivers nothing at all is one the client
+    closes and reopens (src/audio/device/spin.rs), which is not what is measured."""
+    silence = bytes(4 * CHUNK)
+    queued = array.array("i", [0])
+    start, n = time.monotonic(), 0
+    while not os.path.exists(go):
+        delay = start + n / RATE - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        fcntl.ioctl(f.fileno(), termios.FIONREAD, queued)
+        if queued[0] < 2 * len(silence):
+            f.write(silence)
+        n += CHUNK
+
+
+def writer(fifo, seconds, sent, go):
     tone = array.array("f", (0.5 * math.sin(2 * math.pi * 1000 * i / RATE) for i in range(BURST_LEN)))
     silence = array.array("f", [0.0] * CHUNK)
     every = int(BURST_EVERY * RATE)
     with open(fifo, "wb", buffering=0) as f:
+        if go:
+            idle(f, go)
         start = time.monotonic()
         n = 0
         while n < seconds * RATE:
@@ -73,6 +97,7 @@ def reader(proc, heard, stop):
 
 def main():
     fifo, seconds = sys.argv[1], float(sys.argv[2])
+    go = sys.argv[3] if len(sys.argv) > 3 else None
     parec = subprocess.Popen(
         ["parec", "-d", "spk.monitor", "--format=float32le", "--rate=48000", "--channels=1",
          "--latency-msec=5", "--raw"],
@@ -82,7 +107,7 @@ def main():
     sent, heard, stop = [], [], threading.Event()
     t = threading.Thread(target=reader, args=(parec, heard, stop), daemon=True)
     t.start()
-    writer(fifo, seconds, sent)
+    writer(fifo, seconds, sent, go)
     time.sleep(0.5)
     stop.set()
     parec.terminate()

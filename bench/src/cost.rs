@@ -37,6 +37,10 @@ pub struct Options {
     /// Loopback carries only this benchmark's traffic (a private network namespace), so its
     /// byte counters can be divided among the peer streams.
     pub private_loopback: bool,
+    /// The observed client captures and plays through its sound devices
+    /// (`--audio-in device --audio-out device`) instead of a tone and no speaker; run it
+    /// under a sound server (`bench/device-cost.sh` starts a private PulseAudio).
+    pub observed_devices: bool,
 }
 
 /// Figures of one window.
@@ -55,6 +59,8 @@ pub struct Window {
     pub wire_kbps_per_stream: Option<f64>,
     /// libopus calls by the observed client per second: (encode, decode).
     pub codec_calls_per_sec: Option<(f64, f64)>,
+    /// Observed client's threads by name, percent of one core, busiest first.
+    pub threads: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,23 +80,14 @@ struct Client {
 }
 
 impl Client {
-    fn spawn(binary: &Path, url: &str, user: &str, hz: u32) -> anyhow::Result<Self> {
+    /// A client in General with push-to-talk, on `audio` (`--audio-in …` and so on).
+    fn spawn(binary: &Path, url: &str, user: &str, audio: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(binary)
             .args([
-                "headless",
-                "--server",
-                url,
-                "--user",
-                user,
-                "--join",
-                "General",
-                "--audio-in",
-                &format!("tone:{hz}"),
-                "--talk",
-                "ptt",
-                "--script",
-                "-",
+                "headless", "--server", url, "--user", user, "--join", "General", "--talk", "ptt",
+                "--script", "-",
             ])
+            .args(audio)
             .env("RUST_LOG", "error")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -211,8 +208,17 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     );
     let url = format!("ws://127.0.0.1:{port}");
     wait_listening(port)?;
+    let audio = |i: usize| -> Vec<String> {
+        if i == 0 && opts.observed_devices {
+            ["--audio-in", "device", "--audio-out", "device"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            vec!["--audio-in".into(), format!("tone:{}", 300 + 60 * i)]
+        }
+    };
     let mut clients = (0..opts.users)
-        .map(|i| Client::spawn(&opts.binary, &url, &format!("u{i}"), 300 + 60 * i as u32))
+        .map(|i| Client::spawn(&opts.binary, &url, &format!("u{i}"), &audio(i)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while clients.iter().any(|c| c.connected.len() + 1 < opts.users) {
@@ -266,6 +272,7 @@ fn measure(clients: &mut [Client], opts: &Options, probes: bool) -> anyhow::Resu
     let bytes0 = clients[0].byte_counters()?;
     let lo0 = opts.private_loopback.then(procfs::loopback_bytes).flatten();
     let marks: Vec<_> = clients.iter().map(|c| CpuMark::now(c.pid())).collect();
+    let threads0 = procfs::thread_ticks(observed);
     let started = Instant::now();
     let perf = (probes && opts.perf_probes).then(|| count_codec_calls(observed, opts.window));
     // Keep reading events while the window runs (their pipes must not fill up).
@@ -275,6 +282,7 @@ fn measure(clients: &mut [Client], opts: &Options, probes: bool) -> anyhow::Resu
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let threads = procfs::thread_percent(&threads0, &procfs::thread_ticks(observed), secs);
     let cpus: Vec<f64> = clients
         .iter()
         .zip(&marks)
@@ -309,6 +317,7 @@ fn measure(clients: &mut [Client], opts: &Options, probes: bool) -> anyhow::Resu
             .zip(lo1)
             .map(|((_, t0), (_, t1))| (t1 - t0) as f64 * 8.0 / 1000.0 / secs / streams),
         codec_calls_per_sec,
+        threads,
     })
 }
 

@@ -50,6 +50,45 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     parse_stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// CPU time used so far by each thread of `pid`: (thread id, thread name, ticks of
+/// [`USER_HZ`]).
+pub fn thread_ticks(pid: u32) -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|tid| {
+            let base = format!("/proc/{pid}/task/{tid}");
+            let name = std::fs::read_to_string(format!("{base}/comm")).ok()?;
+            let ticks = parse_stat_ticks(&std::fs::read_to_string(format!("{base}/stat")).ok()?)?;
+            Some((tid, name.trim_end().to_owned(), ticks))
+        })
+        .collect()
+}
+
+/// Per thread name, percent of one core between two [`thread_ticks`] readings `secs` apart
+/// (threads of one name summed; threads that did not live through both left out), busiest
+/// first.
+pub fn thread_percent(
+    before: &[(u32, String, u64)],
+    after: &[(u32, String, u64)],
+    secs: f64,
+) -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    for (tid, name, t1) in after {
+        let Some((_, _, t0)) = before.iter().find(|(t, _, _)| t == tid) else {
+            continue;
+        };
+        let pct = 100.0 * t1.saturating_sub(*t0) as f64 / USER_HZ / secs.max(1e-9);
+        match by_name.iter_mut().find(|(n, _)| n == name) {
+            Some((_, p)) => *p += pct,
+            None => by_name.push((name.clone(), pct)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    by_name
+}
+
 /// A CPU-time reading of one process, to compute its load over a window.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
@@ -162,6 +201,27 @@ mod tests {
         let text =
             "sockets: used 10\nTCP: inuse 5 orphan 0 tw 0 alloc 6 mem 12\nUDP: inuse 1 mem 2\n";
         assert_eq!(parse_sockstat_tcp_mem_kib(text), Some(48));
+    }
+
+    #[test]
+    fn thread_shares_are_summed_per_name_and_sorted() {
+        let before = [
+            (1, "main".to_owned(), 100),
+            (2, "worker".to_owned(), 10),
+            (3, "worker".to_owned(), 20),
+            (4, "gone".to_owned(), 5),
+        ];
+        let after = [
+            (1, "main".to_owned(), 110),
+            (2, "worker".to_owned(), 30),
+            (3, "worker".to_owned(), 40),
+            (5, "new".to_owned(), 50),
+        ];
+        let shares = thread_percent(&before, &after, 2.0);
+        assert_eq!(
+            shares,
+            vec![("worker".to_owned(), 20.0), ("main".to_owned(), 5.0)]
+        );
     }
 
     #[test]

@@ -32,6 +32,10 @@ struct Cli {
     /// `bench/client-cost.sh` does): report wire bytes per peer from its counters.
     #[arg(long)]
     private_loopback: bool,
+    /// The observed client uses its sound devices (`--audio-in device --audio-out device`);
+    /// run under a sound server (`bench/device-cost.sh`).
+    #[arg(long)]
+    observed_devices: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             settle: Duration::from_secs(cli.settle),
             perf_probes: cli.perf_probes,
             private_loopback: cli.private_loopback,
+            observed_devices: cli.observed_devices,
         })
         .with_context(|| format!("call of {users}"))?;
         print_report(&report);
@@ -102,7 +107,14 @@ fn print_report(r: &cost::Report) {
             w.payload_kbps_received,
             fmt_opt(w.wire_kbps_per_stream),
             w.codec_calls_per_sec,
-        )
+        );
+        let busy: Vec<String> = w
+            .threads
+            .iter()
+            .filter(|(_, p)| *p >= 0.5)
+            .map(|(n, p)| format!("{n} {p:.1} %"))
+            .collect();
+        println!("  {:<22} threads: {}", "", busy.join(", "));
     };
     line("everyone talking", &r.all_talking);
     line("only observed talking", &r.one_talking);
