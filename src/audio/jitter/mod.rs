@@ -20,12 +20,8 @@
 //!   [`JitterConfig::min_depth`]..=[`JitterConfig::max_depth`]. It rises at once and falls one
 //!   frame per [`JitterConfig::shrink_hold`] of calm.
 //! - Latency follows the target: running dry adds a frame (the engine conceals it); a depth that
-//!   stayed above the target for a whole second, or a second in which every packet played had
-//!   arrived more than a frame (plus [`TRIM_SLACK_MARGIN`]) before its turn, drops one frame,
-//!   preferring a missing or DTX frame; a depth above `max_depth` (a burst after an outage)
-//!   skips straight to the target. The second test is there because of loss: a lost newest
-//!   packet makes the depth look a frame short, so on a lossy link the depth alone almost
-//!   never stays above the target for a second, and a frame added by one underrun stayed.
+//!   stayed above the target for a whole second drops one frame, preferring a missing or DTX
+//!   frame; a depth above `max_depth` (a burst after an outage) skips straight to the target.
 //! - A missing frame is reported as [`Playout::Lost`] when a later packet is already here and
 //!   either the buffer holds at least the target depth or no packet has arrived late in the
 //!   last 2 s (otherwise the engine conceals one frame and the late packet gets another chance:
@@ -54,10 +50,6 @@ const RESTART_STALE_SPAN: Duration = Duration::from_millis(200);
 
 /// Length of a latency-trimming window.
 const TRIM_WINDOW: Duration = Duration::from_secs(1);
-
-/// A window in which every packet played had waited longer than a frame plus this can give a
-/// frame up: each of them would still have been in time.
-const TRIM_SLACK_MARGIN: Duration = Duration::from_millis(5);
 
 /// A missing packet is waited for (rather than declared lost) only while packets have been
 /// arriving late within this long: on a link that loses packets but does not reorder or delay
@@ -166,7 +158,6 @@ pub struct JitterStats {
 struct Slot {
     ext: i64,
     payload: Vec<u8>,
-    arrival: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,10 +194,6 @@ pub struct JitterBuffer {
     target: DepthTarget,
     /// Smallest depth seen at a pop in the current trimming window.
     window_min_depth: usize,
-    /// Shortest wait (arrival to playout) of a packet played in the current trimming window.
-    window_min_slack: Option<Duration>,
-    /// The pending trim was earned by slack, not depth: it may take the depth below target.
-    trim_by_slack: bool,
     /// Pops in the current trimming window.
     window_pops: u32,
     /// A trim is due: drop the next cheap frame (or any frame after one more window).
@@ -249,8 +236,6 @@ impl JitterBuffer {
             estimator: JitterEstimator::default(),
             target: DepthTarget::new(min_depth, max_depth, config.shrink_hold, config.frame),
             window_min_depth: usize::MAX,
-            window_min_slack: None,
-            trim_by_slack: false,
             window_pops: 0,
             trim_pending: false,
             head_waits: 0,
@@ -316,11 +301,7 @@ impl JitterBuffer {
             stream.cursor = ext;
         }
         stream.seen.insert(ext);
-        self.slots[slot_index(ext)] = Some(Slot {
-            ext,
-            payload,
-            arrival,
-        });
+        self.slots[slot_index(ext)] = Some(Slot { ext, payload });
         if let State::Buffering { since: None } = self.state {
             self.state = State::Buffering {
                 since: Some(arrival),
@@ -398,10 +379,7 @@ impl JitterBuffer {
             return Playout::NotReady;
         }
         self.head_waits = 0;
-        let slack = self
-            .cursor_arrival()
-            .map(|a| now.saturating_duration_since(a));
-        self.trim_latency(depth, slack);
+        self.trim_latency(depth);
         self.play_cursor()
     }
 
@@ -451,11 +429,7 @@ impl JitterBuffer {
             self.stats.resyncs += 1;
         }
         self.slots.iter_mut().for_each(|s| *s = None);
-        self.slots[slot_index(ext)] = Some(Slot {
-            ext,
-            payload,
-            arrival,
-        });
+        self.slots[slot_index(ext)] = Some(Slot { ext, payload });
         self.stream = Some(Stream {
             cursor: ext,
             seen: SeenWindow::new(ext),
@@ -472,10 +446,8 @@ impl JitterBuffer {
 
     fn reset_trim_window(&mut self) {
         self.window_min_depth = usize::MAX;
-        self.window_min_slack = None;
         self.window_pops = 0;
         self.trim_pending = false;
-        self.trim_by_slack = false;
     }
 
     /// Keeps latency near the target. Precondition: playing with `depth >= 1`.
@@ -489,8 +461,7 @@ impl JitterBuffer {
         self.config.frame
     }
 
-    /// `slack`: how long the packet about to play has waited (`None` when it is missing).
-    fn trim_latency(&mut self, depth: usize, slack: Option<Duration>) {
+    fn trim_latency(&mut self, depth: usize) {
         let target = self.target.frames();
         if depth > self.config.max_depth {
             // A burst after an outage: jump to the target instead of playing stale audio.
@@ -501,39 +472,23 @@ impl JitterBuffer {
             return;
         }
         self.window_min_depth = self.window_min_depth.min(depth);
-        if let Some(slack) = slack {
-            self.window_min_slack = Some(self.window_min_slack.map_or(slack, |m| m.min(slack)));
-        }
         self.window_pops += 1;
         if self.window_pops >= self.trim_window_pops() {
             // Over-buffered for a whole window: trim at the next cheap frame; still over-buffered
             // a window later: trim now, cheap or not.
-            let by_slack = self
-                .window_min_slack
-                .is_some_and(|m| m > self.config.frame.duration() + TRIM_SLACK_MARGIN);
-            let over = self.window_min_depth > target || by_slack;
+            let over = self.window_min_depth > target;
             let force = over && self.trim_pending;
             self.reset_trim_window();
             self.trim_pending = over && !force;
-            self.trim_by_slack = by_slack && !force;
-            if force && self.can_trim(depth, target, by_slack) {
+            if force && depth > target {
                 self.skip_cursor();
                 return;
             }
         }
-        if self.trim_pending
-            && self.can_trim(depth, target, self.trim_by_slack)
-            && self.cursor_is_cheap()
-        {
+        if self.trim_pending && depth > target && self.cursor_is_cheap() {
             self.skip_cursor();
             self.reset_trim_window();
         }
-    }
-
-    /// Whether a frame can be dropped at `depth`: above the target, or, when the window's
-    /// slack earned the trim, as long as a packet stays behind the dropped frame.
-    fn can_trim(&self, depth: usize, target: usize, by_slack: bool) -> bool {
-        depth > target || (by_slack && depth >= 2)
     }
 
     /// Whether packets have arrived after their frame within [`LATENESS_MEMORY`]: then a
@@ -541,12 +496,6 @@ impl JitterBuffer {
     fn lateness_seen(&self, now: Instant) -> bool {
         self.last_late
             .is_some_and(|t| now.saturating_duration_since(t) < LATENESS_MEMORY)
-    }
-
-    /// When the packet for the cursor frame arrived, if it is here.
-    fn cursor_arrival(&self) -> Option<Instant> {
-        let stream = self.stream.as_ref()?;
-        self.slot(stream.cursor).map(|s| s.arrival)
     }
 
     /// Whether the packet for the cursor frame is here.

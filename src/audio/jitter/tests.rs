@@ -219,10 +219,15 @@ fn random_loss_on_a_jittery_link_does_not_ratchet_the_latency_up() {
     // 5 % loss. Waiting a frame for each missing packet added a frame of delay per loss, for
     // good (the jitter kept the depth from staying above target long enough to trim): +37 ms
     // here, +34 ms measured by bench/jitter-path.sh. Without lateness there is nothing to
-    // wait for. And a frame added by a jitter-induced underrun early in the lossy run stayed
-    // (+20 ms): a lost newest packet makes the depth look a frame short, so the depth never
-    // stayed above the target for a whole window; the trim now also looks at how long the
-    // played packets waited.
+    // wait for.
+    //
+    // One frame (+20 ms) still comes from a jitter underrun early in the lossy run and stays,
+    // and that is the better deal: a lost newest packet makes the depth look a frame short, so
+    // the depth never stays above the target for a whole window and the frame is not trimmed;
+    // that frame is the look-ahead in-band FEC needs (the packet after a lost one is here when
+    // the lost frame is due). Trimming it when every packet played had waited over a frame
+    // (tried: 65 → 46 ms here) left 98 of 142 lost frames FEC-recoverable instead of 135, and
+    // the real probe (bench/jitter-path.sh) showed no lower latency for it.
     let run = |loss: bool| {
         let mut rng = Rng::new(7);
         let wire = send(3000, 0, |_| {
@@ -234,10 +239,20 @@ fn random_loss_on_a_jittery_link_does_not_ratchet_the_latency_up() {
         sim.run_until(60_000.0);
         let latency = sim.latencies_between(20_000.0, 60_000.0);
         let mean = latency.iter().sum::<f64>() / latency.len() as f64;
-        (mean, sim.jb.stats())
+        let with_fec = sim
+            .log
+            .iter()
+            .filter(|p| matches!(p.playout, Playout::Lost { fec_from: Some(_) }))
+            .count() as u64;
+        (mean, sim.jb.stats(), with_fec)
     };
-    let (clean, clean_stats) = run(false);
-    let (lossy, lossy_stats) = run(true);
+    let (clean, clean_stats, _) = run(false);
+    let (lossy, lossy_stats, with_fec) = run(true);
+    assert!(
+        with_fec * 10 >= lossy_stats.lost * 9,
+        "only {with_fec} of {} lost frames had the next packet for FEC",
+        lossy_stats.lost
+    );
     assert!(lossy_stats.lost > 100, "{lossy_stats:?}");
     assert_eq!(lossy_stats.late, 0, "nothing was worth waiting for");
     assert_eq!(
@@ -246,7 +261,7 @@ fn random_loss_on_a_jittery_link_does_not_ratchet_the_latency_up() {
         "trimming never cost the clean jittery link a frame"
     );
     assert!(
-        lossy < clean + 5.0,
+        lossy < clean + 25.0,
         "latency with loss {lossy:.1} ms vs {clean:.1} ms without ({clean_stats:?} / {lossy_stats:?})"
     );
 }
