@@ -145,6 +145,13 @@ impl Engine {
                         self.media.remove_peer(&user);
                     }
                 }
+                CallAction::AskRenew { user } => {
+                    tracing::info!(%user, "connection hangs after ICE connected; asking for a new one");
+                    self.send(ClientMsg::Signal {
+                        to: user,
+                        signal: Signal::Renew,
+                    });
+                }
                 CallAction::Report { user, state } => {
                     let candidate = self.links.get(&user).and_then(|l| l.candidate);
                     self.emit(EngineEvent::Peer {
@@ -242,6 +249,8 @@ impl Engine {
                 self.apply(actions);
             }
             PeerEvent::SelectedPair { local, .. } => {
+                self.calls
+                    .path_found(&key.user, key.generation, std::time::Instant::now());
                 let changed = self.links.get_mut(&key.user).is_some_and(|l| {
                     let changed = l.candidate != Some(local);
                     l.candidate = Some(local);
