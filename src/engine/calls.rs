@@ -301,15 +301,7 @@ impl Calls {
 
     /// Time passes: restart calls stuck in `disconnected` or `failed` (offerer side).
     pub fn on_tick(&mut self, now: Instant) -> Vec<CallAction> {
-        let overdue: Vec<UserId> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| {
-                c.offer_pending
-                    .is_some_and(|t| now.duration_since(t) >= ANSWER_WAIT)
-            })
-            .map(|(u, _)| u.clone())
-            .collect();
+        let overdue = self.waited(now, ANSWER_WAIT, |c| c.offer_pending);
         let mut actions: Vec<CallAction> = overdue
             .iter()
             .flat_map(|u| self.new_connection(u, now))
@@ -331,9 +323,21 @@ impl Calls {
         }
         actions
     }
-}
 
-impl Calls {
+    /// Users whose call has had `since(call)` set for at least `wait` at `now`.
+    fn waited(
+        &self,
+        now: Instant,
+        wait: Duration,
+        since: impl Fn(&Call) -> Option<Instant>,
+    ) -> Vec<UserId> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| since(c).is_some_and(|t| now.duration_since(t) >= wait))
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+
     /// ICE selected a candidate pair for `user`'s connection of `generation`.
     pub fn path_found(&mut self, user: &str, generation: u64, now: Instant) {
         if let Some(call) = self.calls.get_mut(user)
@@ -349,15 +353,7 @@ impl Calls {
     /// replaces its own, the answerer asks the offerer to (again every `HANDSHAKE_WAIT` while
     /// it stays so).
     fn replace_hung(&mut self, now: Instant) -> Vec<CallAction> {
-        let hung: Vec<UserId> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| {
-                c.path_since
-                    .is_some_and(|t| now.duration_since(t) >= HANDSHAKE_WAIT)
-            })
-            .map(|(u, _)| u.clone())
-            .collect();
+        let hung = self.waited(now, HANDSHAKE_WAIT, |c| c.path_since);
         let mut actions = Vec::new();
         for user in hung {
             if self.we_offer(&user) {
