@@ -3,8 +3,8 @@
 # daemon with a FIFO-fed microphone (module-pipe-source, float32le 48 kHz mono, the default
 # source) and a null-sink speaker (the default sink) read back with parec from spk.monitor.
 # Two `cromulent headless` clients on loopback through a local server: the sender captures
-# the microphone through cpal (--audio-in device), the receiver plays to the speaker through
-# cpal (--audio-out device); both reach PulseAudio through ALSA's pulse plugin. Bursts written
+# the microphone on its own ALSA capture thread (--audio-in device), the receiver plays to the
+# speaker through cpal (--audio-out device); both reach PulseAudio through ALSA's pulse plugin. Bursts written
 # into the FIFO are timed to their onsets in the monitor on one monotonic clock
 # (bench/device_path.py). Prints p50/p95 mouth-to-ear, CPU per process and per thread over the
 # measured window, RSS, and the receiver's concealed frames and the devices' underruns.

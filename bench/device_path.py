@@ -35,8 +35,8 @@ QUIET_BEFORE = 0.2  # an onset needs this much silence before it (echoes, codec 
 def idle(f, go):
     """Silence into the FIFO until the file `go` exists, only while the FIFO is nearly empty:
     until a client records, PulseAudio does not read it, and a full FIFO would be a backlog
-    the bursts then sit behind. A microphone that delivers nothing at all is one the client
-    closes and reopens (src/audio/device/spin.rs), which is not what is measured."""
+    the bursts then sit behind. A microphone that delivers nothing at all is not what is
+    measured."""
     silence = bytes(4 * CHUNK)
     queued = array.array("i", [0])
     start, n = time.monotonic(), 0

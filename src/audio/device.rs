@@ -1,18 +1,17 @@
-//! Microphone and speaker through cpal (cargo feature `devices`, on by default): a
+//! Microphone and speaker on ALSA (cargo feature `devices`, on by default): a
 //! [`DeviceSource`] and a [`DeviceSink`] that look to the engine like any other 48 kHz mono
-//! source and sink.
+//! source and sink. cpal finds devices and runs the speaker; the microphone is read on our
+//! own capture thread ([`capture`]), because cpal's spins through ALSA's PulseAudio plugin.
 //!
-//! The device runs on cpal's callback thread at its own rate, format and channel count; the
-//! engine moves 20 ms frames. Between them sits a lock-free SPSC [`ring`] of 48 kHz mono
-//! samples. The callbacks only convert (channels → mono → 48 kHz, or back) and move samples
+//! The device runs on its own thread (the capture thread, cpal's playback callback) at its
+//! own rate, format and channel count; the engine moves 20 ms frames. Between them sits a
+//! lock-free SPSC [`ring`] of 48 kHz mono samples. The device threads only convert (channels → mono → 48 kHz, or back) and move samples
 //! through the ring: no allocation, no locks, no I/O, no logging. The device sets the pace:
 //! the engine polls the rings every few milliseconds, takes each captured frame as soon as it
 //! is complete ([`super::AudioSource::samples_ready`]) and keeps the speaker's ring one callback plus
 //! a little ahead of the device ([`super::AudioSink::samples_wanted`]), so neither ring holds more
 //! than it must. A backlog (an engine that fell behind, a device that started late) is cut,
-//! and a dry speaker ring plays silence, counted as an underrun. A microphone stream whose
-//! capture thread spins without delivering (cpal on a starved PulseAudio source) is closed
-//! and opened again later ([`spin`]).
+//! and a dry speaker ring plays silence, counted as an underrun.
 //!
 //! Opening never panics and never blocks for long; with no usable device (no sound card, only
 //! ALSA's `null` device, a built-without-`devices` binary) it fails with a [`DeviceError`] that
@@ -21,9 +20,10 @@
 // Without `devices` the capture/playback paths below are exercised only by their tests.
 #![cfg_attr(not(feature = "devices"), allow(dead_code))]
 
+#[cfg(feature = "devices")]
+pub mod capture;
 mod convert;
 pub mod ring;
-pub mod spin;
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,10 +1,10 @@
-//! The cpal side of [`super`]: finding a device by name, choosing a stream configuration,
-//! building the streams whose callbacks feed the rings, and listing what exists.
+//! The device side of [`super`]: finding a device by name (cpal), the microphone on our own
+//! ALSA capture thread ([`super::capture`]), the speaker as a cpal stream whose callback
+//! reads its ring, and listing what exists.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::Instant;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{
@@ -12,48 +12,27 @@ use cpal::{
     SupportedStreamConfig,
 };
 
-use super::spin::{SpinGuard, Verdict};
+use super::capture::{self, AlsaCapture, Granted, Trouble};
 use super::{
     CaptureReader, CaptureWriter, DelayGauge, DeviceError, DeviceInfo, Direction, PlaybackReader,
-    RING_SAMPLES, playback_samples_wanted, ring, spin,
+    RING_SAMPLES, playback_samples_wanted, ring,
 };
 use crate::audio::frame::{FrameSize, SAMPLE_RATE};
 use crate::audio::{AudioSink, AudioSource, SinkError};
 
-/// A microphone, as a 48 kHz mono [`AudioSource`]. A stream whose capture thread spins
-/// without delivering is closed and opened again later ([`super::spin`]).
+/// A microphone, as a 48 kHz mono [`AudioSource`]. It is read on our own ALSA capture
+/// thread ([`super::capture`]), not cpal's, which spins through ALSA's PulseAudio plugin.
 pub struct DeviceSource {
-    /// What was asked for, to open it again.
-    name: Option<String>,
-    frame: FrameSize,
     info: DeviceInfo,
-    /// The open stream; `None` between a close and the reopen.
-    live: Option<Capture>,
-    /// A stream being opened on a helper thread (opening can take a while; the engine's
-    /// poll must not wait for it).
-    reopening: Option<mpsc::Receiver<Result<(Capture, DeviceInfo), DeviceError>>>,
-    /// When to try again after a close.
-    retry_at: Option<Instant>,
-    guard: SpinGuard,
-    /// Set by any stream's error callback.
-    failed: Arc<AtomicBool>,
-    /// From capture to the callback, as the device reports it (every stream).
-    delay: Arc<DelayGauge>,
-    /// Underruns of streams already closed.
-    underruns: u64,
-    /// Streams closed because their thread spun without delivering.
-    spins: u64,
-}
-
-/// One open capture stream and its ring.
-struct Capture {
     reader: CaptureReader,
-    /// Callbacks so far (the device delivers).
-    callbacks: Arc<AtomicU64>,
-    /// cpal's capture thread, when it could be told apart.
-    thread: Option<u32>,
-    /// Dropping it stops the device.
-    _stream: cpal::Stream,
+    /// Set when the stream failed (e.g. the device was unplugged).
+    failed: Arc<AtomicBool>,
+    /// Times the device's buffer overflowed (the capture thread was late).
+    overruns: Arc<AtomicU64>,
+    /// From capture to the capture thread, as the device reports it.
+    delay: Arc<DelayGauge>,
+    /// Dropping it stops the thread and closes the device.
+    _stream: AlsaCapture,
 }
 
 /// A speaker, as a 48 kHz mono [`AudioSink`].
@@ -82,21 +61,62 @@ impl DeviceSource {
     /// [`DeviceSource::open`] for an engine on `frame`-long frames (the device period
     /// follows it).
     pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
+        let dir = Direction::Input;
+        // cpal finds the device (ids, descriptions, the default); its id is the ALSA PCM.
+        let (_, label) = find(dir, name)?;
         let failed = Arc::new(AtomicBool::new(false));
+        let overruns = Arc::new(AtomicU64::new(0));
         let delay = Arc::new(DelayGauge::default());
-        let (capture, info) = open_capture(name, frame, failed.clone(), delay.clone())?;
+        let (producer, consumer) = ring::ring(RING_SAMPLES);
+        let deliver = |g: &Granted| -> capture::Deliver {
+            let delay = delay.clone();
+            let mut writer = CaptureWriter::new(producer, g.rate, g.channels);
+            Box::new(move |samples: &[f32], d| {
+                delay.record(d);
+                writer.write(samples.iter().copied());
+            })
+        };
+        let on_error: capture::OnError = {
+            let (failed, overruns, name) = (failed.clone(), overruns.clone(), label.clone());
+            Box::new(move |trouble| match trouble {
+                Trouble::Overrun => {
+                    let n = overruns.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n <= 3 || n.is_multiple_of(1000) {
+                        tracing::warn!(device = %name, overruns = n, "microphone overrun: audio was lost");
+                    }
+                }
+                Trouble::Suspended => {
+                    tracing::info!(device = %name, "microphone suspended; resuming")
+                }
+                Trouble::Failed(reason) => {
+                    failed.store(true, Ordering::Relaxed);
+                    tracing::warn!(device = %name, %reason, "microphone failed");
+                }
+            })
+        };
+        let period = requested_period(SAMPLE_RATE, microphone_period_ms(frame));
+        let (stream, g) = AlsaCapture::open(&label, SAMPLE_RATE, period, deliver, on_error)
+            .map_err(|reason| DeviceError::Failed {
+                what: dir.what(),
+                name: label.clone(),
+                reason,
+            })?;
+        tracing::debug!(device = %label, period = g.period, rate = g.rate, channels = g.channels, format = g.format.name(), "microphone opened");
         Ok(Self {
-            name: name.map(str::to_owned),
-            frame,
-            info,
-            live: Some(capture),
-            reopening: None,
-            retry_at: None,
-            guard: SpinGuard::new(),
+            info: DeviceInfo {
+                name: label,
+                sample_rate: g.rate,
+                channels: g.channels,
+                format: g.format.name().into(),
+            },
+            reader: CaptureReader {
+                ring: consumer,
+                underruns: 0,
+            },
             failed,
+            overruns,
             delay,
-            underruns: 0,
-            spins: 0,
+            _stream: stream,
         })
     }
 
@@ -109,162 +129,26 @@ impl DeviceSource {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// Captured 48 kHz samples waiting for the engine (proof the callback runs).
+    /// Captured 48 kHz samples waiting for the engine (proof the device delivers).
     pub fn buffered(&self) -> usize {
-        self.live.as_ref().map_or(0, |c| c.reader.ring.len())
-    }
-
-    /// Whether a stream is open (not closed for spinning and waiting to be opened again).
-    pub fn is_open(&self) -> bool {
-        self.live.is_some()
-    }
-
-    /// Streams closed so far because cpal's capture thread spun without delivering.
-    pub fn spins(&self) -> u64 {
-        self.spins
-    }
-
-    /// The spin guard's turn: judge the open stream, or open a closed one again when due.
-    fn watch(&mut self, now: Instant) {
-        if let Some(live) = &self.live {
-            let Some(tid) = live.thread.filter(|_| self.guard.due(now)) else {
-                return;
-            };
-            let callbacks = live.callbacks.load(Ordering::Relaxed);
-            // The thread is gone (the stream died): nothing spins.
-            let Some(cpu) = spin::thread_cpu(tid) else {
-                return;
-            };
-            if let Verdict::Close { retry_in } = self.guard.check(now, callbacks, cpu) {
-                self.spins += 1;
-                tracing::warn!(device = %self.info, retry_in = ?retry_in, "microphone delivers nothing and its capture thread spins: closed it");
-                if let Some(closed) = self.live.take() {
-                    self.underruns += closed.reader.underruns;
-                }
-                self.retry_at = Some(now + retry_in);
-            }
-            return;
-        }
-        if let Some(rx) = &self.reopening {
-            match rx.try_recv() {
-                Err(mpsc::TryRecvError::Empty) => {}
-                Ok(Ok((capture, _))) => {
-                    tracing::info!(device = %self.info, "microphone opened again");
-                    self.live = Some(capture);
-                    self.reopening = None;
-                    self.guard.reopened();
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(device = %self.info, error = %e, "microphone did not open again");
-                    self.reopening = None;
-                    self.retry_at = Some(now + spin::MAX_RETRY);
-                }
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    self.reopening = None;
-                    self.retry_at = Some(now + spin::MAX_RETRY);
-                }
-            }
-            return;
-        }
-        if self.retry_at.is_some_and(|t| now >= t) {
-            self.retry_at = None;
-            let (tx, rx) = mpsc::channel();
-            let (name, frame) = (self.name.clone(), self.frame);
-            let (failed, delay) = (self.failed.clone(), self.delay.clone());
-            let spawned = std::thread::Builder::new()
-                .name("cromulent-mic-open".into())
-                .spawn(move || {
-                    let _ = tx.send(open_capture(name.as_deref(), frame, failed, delay));
-                });
-            match spawned {
-                Ok(_) => self.reopening = Some(rx),
-                Err(_) => self.retry_at = Some(now + spin::MAX_RETRY),
-            }
-        }
+        self.reader.ring.len()
     }
 }
-
-/// Finds the device, opens a capture stream on it and starts it.
-fn open_capture(
-    name: Option<&str>,
-    frame: FrameSize,
-    failed: Arc<AtomicBool>,
-    delay: Arc<DelayGauge>,
-) -> Result<(Capture, DeviceInfo), DeviceError> {
-    let dir = Direction::Input;
-    let (device, label) = find(dir, name)?;
-    let config = choose_config(&device, dir, &label)?;
-    let callbacks = Arc::new(AtomicU64::new(0));
-    let open = |buffer_size| {
-        let (producer, consumer) = ring::ring(RING_SAMPLES);
-        let writer = CaptureWriter::new(producer, config.sample_rate(), config.channels());
-        let on_error = error_callback(dir, &label, failed.clone());
-        let stream_config = StreamConfig {
-            buffer_size,
-            ..config.config()
-        };
-        let fed = Fed {
-            writer,
-            delay: delay.clone(),
-            callbacks: callbacks.clone(),
-        };
-        let stream = match config.sample_format() {
-            SampleFormat::F32 => input::<f32>(&device, stream_config, fed, on_error),
-            SampleFormat::F64 => input::<f64>(&device, stream_config, fed, on_error),
-            SampleFormat::I8 => input::<i8>(&device, stream_config, fed, on_error),
-            SampleFormat::I16 => input::<i16>(&device, stream_config, fed, on_error),
-            SampleFormat::I32 => input::<i32>(&device, stream_config, fed, on_error),
-            SampleFormat::U8 => input::<u8>(&device, stream_config, fed, on_error),
-            SampleFormat::U16 => input::<u16>(&device, stream_config, fed, on_error),
-            other => return Err(unsupported(dir, &label, other)),
-        };
-        Ok((start(stream, dir, &label)?, consumer))
-    };
-    // cpal's capture thread is the one that appears while the stream is built.
-    let before = spin::capture_threads(CAPTURE_THREAD);
-    let (stream, consumer) =
-        open_with_period(&config, dir, microphone_period_ms(frame), &label, open)?;
-    let new: Vec<u32> = spin::capture_threads(CAPTURE_THREAD)
-        .into_iter()
-        .filter(|t| !before.contains(t))
-        .collect();
-    let thread = match new[..] {
-        [tid] => Some(tid),
-        _ => None,
-    };
-    let capture = Capture {
-        reader: CaptureReader {
-            ring: consumer,
-            underruns: 0,
-        },
-        callbacks,
-        thread,
-        _stream: stream,
-    };
-    Ok((capture, info(&label, &config)))
-}
-
-/// The name cpal 0.18 gives its ALSA capture thread.
-const CAPTURE_THREAD: &str = "cpal_alsa_in";
 
 impl AudioSource for DeviceSource {
     fn next_frame(&mut self, out: &mut [f32]) {
-        match &mut self.live {
-            Some(c) => c.reader.read(out),
-            None => out.fill(0.0),
-        }
+        self.reader.read(out);
     }
 
     fn samples_ready(&mut self) -> Option<usize> {
-        self.watch(Instant::now());
-        Some(self.live.as_mut().map_or(0, |c| c.reader.ready()))
+        Some(self.reader.ready())
     }
 }
 
 impl Drop for DeviceSource {
     fn drop(&mut self) {
-        let underruns = self.underruns + self.live.as_ref().map_or(0, |c| c.reader.underruns);
-        tracing::debug!(device = %self.info, underruns, spins = self.spins, failed = self.failed(), device_delay = %self.delay, "microphone closed");
+        let overruns = self.overruns.load(Ordering::Relaxed);
+        tracing::debug!(device = %self.info, underruns = self.reader.underruns, overruns, failed = self.failed(), device_delay = %self.delay, "microphone closed");
     }
 }
 
@@ -369,39 +253,6 @@ impl Drop for DeviceSink {
     }
 }
 
-/// What a capture callback feeds: the ring (through the writer), the delay gauge and the
-/// callback count the spin guard watches.
-struct Fed {
-    writer: CaptureWriter,
-    delay: Arc<DelayGauge>,
-    callbacks: Arc<AtomicU64>,
-}
-
-/// The capture callback for sample type `T`: convert to f32, hand to the writer, count the
-/// callback. Nothing else happens on cpal's thread.
-fn input<T>(
-    device: &cpal::Device,
-    config: StreamConfig,
-    mut fed: Fed,
-    on_error: impl FnMut(cpal::Error) + Send + 'static,
-) -> Result<cpal::Stream, cpal::Error>
-where
-    T: SizedSample,
-    f32: FromSample<T>,
-{
-    device.build_input_stream(
-        config,
-        move |data: &[T], info: &cpal::InputCallbackInfo| {
-            let ts = info.timestamp();
-            fed.delay.record(ts.callback.duration_since(ts.capture));
-            fed.writer.write(data.iter().map(|&s| f32::from_sample_(s)));
-            fed.callbacks.fetch_add(1, Ordering::Relaxed);
-        },
-        on_error,
-        None,
-    )
-}
-
 /// The playback callback for sample type `T`: the reader fills the device's buffer.
 fn output<T>(
     device: &cpal::Device,
@@ -448,33 +299,33 @@ fn error_callback(
 
 /// The speaker's device period. A speaker's buffer is two or three periods and every
 /// sample waits in it, so it gets 5 ms (through ALSA's PulseAudio plugin, 240 frames asked
-/// are granted as 160: speaker delay 15 → 6.5 ms, BENCHMARKS.md). A microphone's period
-/// costs CPU instead (through that plugin cpal's capture thread takes 2.4 % of a core at
-/// 10 ms, 6 % at 5 ms, 66 % at 2 ms), so it gets half a frame: a frame then completes on a
-/// period boundary, and 10 ms frames, chosen for low delay, pay for it.
+/// are granted as 160: speaker delay 15 → 6.5 ms, BENCHMARKS.md).
 const SPEAKER_PERIOD_MS: u32 = 5;
 
-/// A microphone's period for an engine on `frame`-long frames (see [`SPEAKER_PERIOD_MS`]).
+/// A microphone's period for an engine on `frame`-long frames: half a frame, so a frame
+/// completes on a period boundary.
 const fn microphone_period_ms(frame: FrameSize) -> u32 {
     frame.ms() / 2
 }
 
-/// The period for `config`: `period_ms` at the device's rate, clamped to what the device
-/// says it supports; `Default` when it does not say. `CROMULENT_DEVICE_PERIOD` (frames, or
-/// anything else for the device's default) overrides it, for measuring devices.
-///
-/// A device's default can be long (1024 frames, 21 ms, through ALSA's PulseAudio plugin),
-/// and the device buffer is two or three periods: latency nobody asked for. Through that
-/// plugin the period asked for (320 frames are granted for 480) does not stop cpal's capture
-/// thread from spinning on a starved source; [`super::spin`] stops that instead.
-fn period(config: &SupportedStreamConfig, period_ms: u32) -> BufferSize {
-    if let Ok(v) = std::env::var("CROMULENT_DEVICE_PERIOD") {
-        return v
-            .parse()
-            .map(BufferSize::Fixed)
-            .unwrap_or(BufferSize::Default);
+/// `period_ms` at `rate`, in frames; `CROMULENT_DEVICE_PERIOD` (frames, or anything else
+/// for the device's default: `None`) overrides it, for measuring devices.
+fn requested_period(rate: u32, period_ms: u32) -> Option<usize> {
+    match std::env::var("CROMULENT_DEVICE_PERIOD") {
+        Ok(v) => v.parse().ok(),
+        Err(_) => Some((rate * period_ms / 1000) as usize),
     }
-    let want = config.sample_rate() * period_ms / 1000;
+}
+
+/// The period for `config`: [`requested_period`], clamped to what the device says it
+/// supports; `Default` when it does not say. A device's default can be long (1024 frames,
+/// 21 ms, through ALSA's PulseAudio plugin), and the device buffer is two or three periods:
+/// latency nobody asked for.
+fn period(config: &SupportedStreamConfig, period_ms: u32) -> BufferSize {
+    let Some(want) = requested_period(config.sample_rate(), period_ms) else {
+        return BufferSize::Default;
+    };
+    let want = u32::try_from(want).unwrap_or(u32::MAX);
     match *config.buffer_size() {
         SupportedBufferSize::Range { min, max } if min <= max && max > 0 => {
             BufferSize::Fixed(want.clamp(min.max(1), max))
