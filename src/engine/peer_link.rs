@@ -6,7 +6,9 @@
 use cromulent_protocol::UserId;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::rtc::{self, CandidateInit, LocalAudioTrack, Peer, PeerConfig, PeerEvent, PeerStats};
+use crate::rtc::{
+    self, CandidateInit, LocalAudioTrack, Peer, PeerConfig, PeerEvent, PeerEvents, PeerStats,
+};
 
 /// Identifies one peer connection: a user and the call generation it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,7 +58,7 @@ pub fn spawn(
     key: PeerKey,
     config: PeerConfig,
     track: LocalAudioTrack,
-    events: mpsc::UnboundedSender<(PeerKey, PeerEvent)>,
+    events: PeerEvents<PeerKey>,
     results: mpsc::UnboundedSender<(PeerKey, LinkResult)>,
 ) -> LinkHandle {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -69,7 +71,7 @@ async fn run(
     config: PeerConfig,
     track: LocalAudioTrack,
     mut commands: mpsc::UnboundedReceiver<LinkCommand>,
-    events: mpsc::UnboundedSender<(PeerKey, PeerEvent)>,
+    events: PeerEvents<PeerKey>,
     results: mpsc::UnboundedSender<(PeerKey, LinkResult)>,
 ) {
     let report = |r: LinkResult| {
@@ -81,7 +83,7 @@ async fn run(
             report(LinkResult::Error(format!(
                 "cannot create peer connection: {e}"
             )));
-            let _ = events.send((key.clone(), PeerEvent::State(rtc::PeerState::Failed)));
+            events.send(key.clone(), PeerEvent::State(rtc::PeerState::Failed));
             return;
         }
     };

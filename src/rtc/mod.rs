@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, info, trace, warn};
 use webrtc::api::APIBuilder;
-use webrtc::api::interceptor_registry::configure_twcc_receiver_only;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::mdns::MulticastDnsMode;
@@ -169,7 +168,8 @@ pub enum CandidateKind {
     Relay,
 }
 
-/// What a [`Peer`] reports. Sent on the channel given to [`Peer::new`], tagged with its key.
+/// What a [`Peer`] reports. Sent on the channels given to [`Peer::new`] ([`PeerEvents`]),
+/// tagged with its key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerEvent {
     /// A local candidate to send to the remote through signaling.
@@ -354,6 +354,36 @@ fn opus_capability() -> RTCRtpCodecCapability {
 /// Sends events tagged with the engine's key for this peer.
 type Emit = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
+/// Where a [`Peer`]'s events go. The remote's audio packets ([`PeerEvent::RemoteAudio`] and
+/// [`PeerEvent::RemoteAudioEnded`]) have a channel of their own, which the engine drains just
+/// before it plays a frame instead of waking for each packet (each carries the time it was
+/// read); everything else goes to `control`, which the engine handles as it comes.
+pub struct PeerEvents<K> {
+    pub control: mpsc::UnboundedSender<(K, PeerEvent)>,
+    pub audio: mpsc::UnboundedSender<(K, PeerEvent)>,
+}
+
+impl<K> PeerEvents<K> {
+    /// Sends `ev` tagged with `key` on its channel. The engine dropping its receivers means
+    /// it is shutting down: nothing to do.
+    pub fn send(&self, key: K, ev: PeerEvent) {
+        let channel = match ev {
+            PeerEvent::RemoteAudio { .. } | PeerEvent::RemoteAudioEnded => &self.audio,
+            _ => &self.control,
+        };
+        let _ = channel.send((key, ev));
+    }
+}
+
+impl<K> Clone for PeerEvents<K> {
+    fn clone(&self) -> Self {
+        Self {
+            control: self.control.clone(),
+            audio: self.audio.clone(),
+        }
+    }
+}
+
 /// One WebRTC connection to one remote participant, carrying audio both ways.
 ///
 /// All methods take `&self`, but the engine should drive one peer from one task: offer and
@@ -396,15 +426,12 @@ impl Peer {
         config: &PeerConfig,
         track: &LocalAudioTrack,
         key: K,
-        events: mpsc::UnboundedSender<(K, PeerEvent)>,
+        events: PeerEvents<K>,
     ) -> Result<Self, RtcError>
     where
         K: Clone + Send + Sync + 'static,
     {
-        let emit: Emit = Arc::new(move |ev| {
-            // The engine dropping its receiver means it is shutting down: nothing to do.
-            let _ = events.send((key.clone(), ev));
-        });
+        let emit: Emit = Arc::new(move |ev| events.send(key.clone(), ev));
         let pc = Arc::new(build_peer_connection(config).await?);
 
         let peer = Self {
@@ -842,11 +869,11 @@ async fn build_peer_connection(config: &PeerConfig) -> Result<RTCPeerConnection,
             RTPCodecType::Audio,
         )
         .map_err(RtcError::Create)?;
-    // webrtc's default set minus NACK (its generator and responder only serve video), with
-    // audio's report interval.
-    let registry = Registry::new();
-    let mut registry =
-        configure_twcc_receiver_only(registry, &mut media).map_err(RtcError::Create)?;
+    // webrtc's default set minus NACK (its generator and responder only serve video) and
+    // minus transport-wide congestion control (TWCC): its receiver woke every 100 ms per peer
+    // to build feedback that no sender here uses (webrtc-rs adds the sequence numbers only
+    // with its TWCC sender, for bandwidth estimation of video). Audio's report interval.
+    let mut registry = Registry::new();
     registry.add(Box::new(
         ReceiverReport::builder().with_interval(RTCP_REPORT_INTERVAL),
     ));
@@ -950,5 +977,32 @@ mod tests {
         let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:AbCd\r\na=ice-pwd:x\r\n";
         assert_eq!(sdp_ice_ufrag(sdp).as_deref(), Some("AbCd"));
         assert_eq!(sdp_ice_ufrag("v=0\r\n"), None);
+    }
+
+    #[test]
+    fn audio_packets_go_to_their_own_channel_and_the_rest_to_control() {
+        let (control, mut control_rx) = mpsc::unbounded_channel();
+        let (audio, mut audio_rx) = mpsc::unbounded_channel();
+        let events = PeerEvents { control, audio };
+        let packet = PeerEvent::RemoteAudio {
+            seq: 7,
+            timestamp: 960,
+            payload: vec![1, 2, 3],
+            received_at: Instant::now(),
+        };
+        events.send("ann", packet.clone());
+        events.send("ann", PeerEvent::State(PeerState::Connected));
+        events.send("ann", PeerEvent::RemoteAudioEnded);
+        assert_eq!(audio_rx.try_recv(), Ok(("ann", packet)));
+        assert_eq!(
+            audio_rx.try_recv(),
+            Ok(("ann", PeerEvent::RemoteAudioEnded))
+        );
+        assert!(audio_rx.try_recv().is_err());
+        assert_eq!(
+            control_rx.try_recv(),
+            Ok(("ann", PeerEvent::State(PeerState::Connected)))
+        );
+        assert!(control_rx.try_recv().is_err());
     }
 }
