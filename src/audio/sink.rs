@@ -24,8 +24,9 @@ pub trait AudioSink {
     fn finish(&mut self) -> Result<(), SinkError>;
 
     /// Samples the sink needs now to keep playing without a gap, for a sink with a clock of
-    /// its own (a speaker): the engine decodes and writes as many frames as cover them.
-    /// `None` (the default): no clock, the engine writes on its frame clock.
+    /// its own (a speaker): the engine decodes and writes as many frames as cover them (and
+    /// silence in pieces of any length). `None` (the default): no clock, the engine writes
+    /// whole frames on its frame clock.
     fn samples_wanted(&mut self) -> Option<usize> {
         None
     }

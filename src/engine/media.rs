@@ -20,6 +20,9 @@ use super::talk::TalkState;
 
 /// After audio stops arriving, conceal this many frames before going silent.
 const CONCEAL_FRAMES: u32 = 5;
+
+/// The most a device speaker is served in one poll: a bound on catching up after a stall.
+const MAX_DEVICE_FRAMES: usize = crate::engine::pace::MAX_CATCH_UP as usize;
 /// A peer counts as speaking while its decoded level is above this.
 const SPEAKING_DBFS: f32 = -45.0;
 /// Decoded audio above this counts as heard (the `audio` event); silence encoded before DTX
@@ -167,6 +170,8 @@ pub struct Media {
     capture: Frame,
     mixed: Frame,
     peers: BTreeMap<UserId, PeerAudio>,
+    /// Samples of a silent frame not written to a device speaker yet ([`Media::play_device`]).
+    pending_silence: usize,
 }
 
 impl Media {
@@ -188,6 +193,7 @@ impl Media {
             capture: SILENT_FRAME,
             mixed: SILENT_FRAME,
             peers: BTreeMap::new(),
+            pending_silence: 0,
         })
     }
 
@@ -271,6 +277,54 @@ impl Media {
     /// Play one frame: every peer's next frame (decoded, recovered or concealed), mixed, to
     /// the sink. Returns the peers whose first audio this was.
     pub fn play(&mut self, now: Instant, talk: &TalkState) -> Result<Vec<UserId>, MediaError> {
+        let first_audio = self.mix_next(now, talk);
+        self.sink.write_frame(&self.mixed[..self.frame.samples()])?;
+        Ok(first_audio)
+    }
+
+    /// Serve a speaker with a clock of its own (a sink that says how many samples it wants).
+    /// A frame in which nobody plays is silence, and it is written only as the speaker asks
+    /// for it, a few milliseconds at a time; when someone's talk spurt may start, the rest
+    /// of that silence is dropped and the spurt's first frame goes out at once. Written a
+    /// whole frame at a time, the silence would sit ahead of it in the speaker's buffer: up to
+    /// a frame of delay at the start of every spurt, by the phase of its arrival against the
+    /// speaker (and the spurt keeps that delay to its end). Returns the peers whose first
+    /// audio this was.
+    pub fn play_device(
+        &mut self,
+        now: Instant,
+        talk: &TalkState,
+    ) -> Result<Vec<UserId>, MediaError> {
+        let n = self.frame.samples();
+        let mut first_audio = Vec::new();
+        if self.pending_silence > 0 && self.peers.values().any(|p| p.stream.jitter.ready(now)) {
+            self.pending_silence = 0;
+            first_audio.extend(self.play(now, talk)?);
+        }
+        let wanted = self.sink.samples_wanted().unwrap_or(0);
+        let mut left = wanted.min(MAX_DEVICE_FRAMES * n);
+        while left > 0 {
+            if self.pending_silence > 0 {
+                let k = left.min(self.pending_silence);
+                self.sink.write_frame(&SILENT_FRAME[..k])?;
+                self.pending_silence -= k;
+                left -= k;
+                continue;
+            }
+            first_audio.extend(self.mix_next(now, talk));
+            let nobody = self.peers.values().all(|p| !p.stream.jitter.is_playing());
+            if nobody && self.mixed[..n].iter().all(|&x| x == 0.0) {
+                self.pending_silence = n;
+            } else {
+                self.sink.write_frame(&self.mixed[..n])?;
+                left = left.saturating_sub(n);
+            }
+        }
+        Ok(first_audio)
+    }
+
+    /// Every peer's next frame, mixed into `self.mixed`: the peers whose first audio it was.
+    fn mix_next(&mut self, now: Instant, talk: &TalkState) -> Vec<UserId> {
         let n = self.frame.samples();
         let mut first_audio = Vec::new();
         for (user, peer) in &mut self.peers {
@@ -284,8 +338,7 @@ impl Media {
         } else {
             mixed.fill(0.0);
         }
-        self.sink.write_frame(mixed)?;
-        Ok(first_audio)
+        first_audio
     }
 
     /// Finish the output (e.g. complete the WAV file).
@@ -446,6 +499,114 @@ mod tests {
             assert_eq!(
                 p.alice_packets, expected_packets,
                 "{alice}: one packet per frame"
+            );
+        }
+    }
+
+    /// A speaker with a clock of its own, driven by the test like `DeviceSink`: it wants
+    /// its buffer kept at one 5 ms callback plus 7.5 ms, and plays 5 ms at each tick.
+    #[derive(Clone, Default)]
+    struct Speaker(Arc<Mutex<(std::collections::VecDeque<f32>, Vec<f32>)>>);
+
+    const SPEAKER_CALLBACK: usize = 240;
+    const SPEAKER_KEEP: usize = SPEAKER_CALLBACK + 360;
+
+    impl Speaker {
+        /// One device callback: what it plays (silence where the buffer ran dry).
+        fn tick(&self) {
+            let mut s = self.0.lock().unwrap();
+            for _ in 0..SPEAKER_CALLBACK {
+                let x = s.0.pop_front().unwrap_or(0.0);
+                s.1.push(x);
+            }
+        }
+        fn played(&self) -> Vec<f32> {
+            self.0.lock().unwrap().1.clone()
+        }
+    }
+
+    impl AudioSink for Speaker {
+        fn write_frame(&mut self, frame: &[f32]) -> Result<(), SinkError> {
+            self.0.lock().unwrap().0.extend(frame.iter().copied());
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn samples_wanted(&mut self) -> Option<usize> {
+            Some(SPEAKER_KEEP.saturating_sub(self.0.lock().unwrap().0.len()))
+        }
+    }
+
+    #[test]
+    fn a_talk_spurt_starts_on_a_device_speaker_without_waiting_behind_silence() {
+        // Alice talks in spurts of 200 ms with 300 ms pauses (sending nothing in a pause, as
+        // a real sender does), each spurt at a different phase of bob's frames. Bob's
+        // speaker is a device; the engine polls it every 5 ms. Written a whole frame at a
+        // time, bob's silence would sit ahead of a spurt's first frame: up to 20 ms more.
+        let mut alice = Media::new(tone(), Box::new(Memory::default()), FrameSize::Ms20).unwrap();
+        let speaker = Speaker::default();
+        let mut bob = Media::new(
+            Box::new(Silence),
+            Box::new(speaker.clone()),
+            FrameSize::Ms20,
+        )
+        .unwrap();
+        bob.add_peer("alice").unwrap();
+        let open = TalkState::new(TalkMode::Open);
+        let t0 = Instant::now();
+        let starts: Vec<u64> = (0..8).map(|k| 300 + k * 500 + k * 7 % 20).collect();
+        let (mut seq, mut next_frame, mut spurt_frames) = (0u16, None::<u64>, 0);
+        for ms in 0..4_500u64 {
+            let now = t0 + Duration::from_millis(ms);
+            if starts.contains(&ms) {
+                (next_frame, spurt_frames) = (Some(ms), 10);
+            }
+            if next_frame == Some(ms) {
+                let packet = alice
+                    .capture(&open)
+                    .unwrap()
+                    .packet
+                    .expect("a tone is sent");
+                bob.on_packet("alice", seq, (ms * 48) as u32, packet, now);
+                seq = seq.wrapping_add(1);
+                spurt_frames -= 1;
+                next_frame = (spurt_frames > 0).then_some(ms + 20);
+            }
+            if ms % 5 == 0 {
+                speaker.tick();
+            }
+            if ms % 5 == 2 {
+                bob.play_device(now, &open).unwrap();
+            }
+        }
+        let played = speaker.played();
+        let onset_ms = |from: u64| {
+            let from = from as usize * 48;
+            played[from..]
+                .iter()
+                .position(|x| x.abs() > 0.05)
+                .map(|i| (from + i) as f64 / 48.0)
+        };
+        let delays: Vec<f64> = starts
+            .iter()
+            .map(|&s| onset_ms(s).expect("every spurt is heard") - s as f64)
+            .collect();
+        eprintln!("spurt delays, ms: {delays:.1?}");
+        // The poll (≤ 5 ms), what the speaker keeps (12.5 ms) and its 5 ms callbacks; a frame
+        // more if the spurt waited behind silence (19–33 ms measured so).
+        for (k, d) in delays.iter().enumerate() {
+            assert!(
+                *d <= 25.0,
+                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
+            );
+        }
+        // And each spurt plays through: 200 ms of tone.
+        for &s in &starts {
+            let at = (onset_ms(s).unwrap() * 48.0) as usize;
+            assert!(
+                analysis::tone_power(&played[at..at + 9 * 960], SAMPLE_RATE, 440.0) > 0.9,
+                "a gap in the spurt at {s} ms"
             );
         }
     }

@@ -449,9 +449,14 @@ impl Engine {
         while let Ok((key, ev)) = self.audio_rx.try_recv() {
             self.on_peer_event(key, ev);
         }
-        let plays = pace::frames_now(self.media.frames_wanted(), &mut self.play_clock, now);
-        for _ in 0..plays {
-            self.play_frame();
+        if self.media.frames_wanted().is_some() {
+            // A speaker sets the pace (and a talk spurt starts as soon as it may).
+            let played = self.media.play_device(now, &self.talk);
+            self.on_played(played);
+        } else {
+            for _ in 0..self.play_clock.due(now) {
+                self.play_frame();
+            }
         }
     }
 
@@ -481,7 +486,13 @@ impl Engine {
     }
 
     fn play_frame(&mut self) {
-        let first_audio = match self.media.play(std::time::Instant::now(), &self.talk) {
+        let played = self.media.play(std::time::Instant::now(), &self.talk);
+        self.on_played(played);
+    }
+
+    /// Reports the peers whose first audio just played, or the playback error.
+    fn on_played(&mut self, played: Result<Vec<cromulent_protocol::UserId>, MediaError>) {
+        let first_audio = match played {
             Ok(f) => f,
             Err(e) => {
                 self.error("audio", e.to_string(), None);

@@ -379,14 +379,14 @@ impl<'a> Reader<'a> {
             Reader::I16(io, buf) => {
                 let n = io.readi(&mut buf[..out.len()]).map_err(errno)?;
                 for (y, &x) in out.iter_mut().zip(&buf[..n * channels]) {
-                    *y = f32::from(x) / 32_768.0;
+                    *y = i16_to_f32(x);
                 }
                 Ok(n)
             }
             Reader::I32(io, buf) => {
                 let n = io.readi(&mut buf[..out.len()]).map_err(errno)?;
                 for (y, &x) in out.iter_mut().zip(&buf[..n * channels]) {
-                    *y = (f64::from(x) / 2_147_483_648.0) as f32;
+                    *y = i32_to_f32(x);
                 }
                 Ok(n)
             }
@@ -394,11 +394,32 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Full scale of i16 to [-1, 1).
+fn i16_to_f32(x: i16) -> f32 {
+    f32::from(x) / 32_768.0
+}
+
+/// Full scale of i32 to [-1, 1).
+fn i32_to_f32(x: i32) -> f32 {
+    (f64::from(x) / 2_147_483_648.0) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const EAGAIN: i32 = 11;
+
+    #[test]
+    fn integer_samples_become_full_scale_floats() {
+        assert_eq!(i16_to_f32(0), 0.0);
+        assert_eq!(i16_to_f32(i16::MIN), -1.0);
+        assert_eq!(i16_to_f32(16_384), 0.5);
+        assert!((i16_to_f32(i16::MAX) - 1.0).abs() < 1e-4);
+        assert_eq!(i32_to_f32(i32::MIN), -1.0);
+        assert_eq!(i32_to_f32(1 << 30), 0.5);
+        assert!((i32_to_f32(i32::MAX) - 1.0).abs() < 1e-6);
+    }
 
     #[test]
     fn anything_available_is_read_even_less_than_a_period() {

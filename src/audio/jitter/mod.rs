@@ -340,6 +340,28 @@ impl JitterBuffer {
         }
     }
 
+    /// Whether [`JitterBuffer::pop`] at `now` would play (start or go on with playout)
+    /// rather than wait or find nothing: for an engine that plays silence while nobody talks
+    /// and starts a talk spurt the moment it may. Changes nothing.
+    pub fn ready(&self, now: Instant) -> bool {
+        match self.state {
+            State::Playing => true,
+            State::Buffering { since } => {
+                let (depth, target) = (self.depth(), self.target.frames());
+                depth > 0
+                    && (depth >= target
+                        || since.is_some_and(|s| {
+                            now.saturating_duration_since(s) >= self.preroll(target)
+                        }))
+            }
+        }
+    }
+
+    /// Whether playout is going on (a talk spurt), not filling up or dry.
+    pub fn is_playing(&self) -> bool {
+        matches!(self.state, State::Playing)
+    }
+
     /// Decides what to play for the frame starting at `now`. Call exactly once per frame.
     pub fn pop(&mut self, now: Instant) -> Playout {
         let depth = self.depth();
