@@ -400,6 +400,15 @@ mod tests {
         }
     }
 
+    /// Alice's calls with bob present since `t0` and her offer answered: bob's generation.
+    fn alice_called_bob(t0: Instant) -> (Calls, u64) {
+        let mut c = Calls::new("alice".into());
+        c.peer_present(&member("bob", 1), t0);
+        c.answered("bob");
+        let g = c.generation("bob").unwrap();
+        (c, g)
+    }
+
     fn offers(actions: &[CallAction]) -> Vec<(String, bool)> {
         actions
             .iter()
@@ -444,10 +453,7 @@ mod tests {
     #[test]
     fn a_failed_peer_is_reported_and_restarted_by_the_offerer() {
         let t0 = Instant::now();
-        let mut c = Calls::new("alice".into());
-        c.peer_present(&member("bob", 1), t0);
-        c.answered("bob");
-        let g = c.generation("bob").unwrap();
+        let (mut c, g) = alice_called_bob(t0);
         c.on_state("bob", g, CallState::Connected, t0);
         let actions = c.on_state("bob", g, CallState::Failed, t0);
         assert!(actions.contains(&CallAction::Report {
@@ -480,10 +486,7 @@ mod tests {
     #[test]
     fn disconnected_too_long_is_restarted() {
         let t0 = Instant::now();
-        let mut c = Calls::new("alice".into());
-        c.peer_present(&member("bob", 1), t0);
-        c.answered("bob");
-        let g = c.generation("bob").unwrap();
+        let (mut c, g) = alice_called_bob(t0);
         c.on_state("bob", g, CallState::Disconnected, t0);
         assert!(offers(&c.on_tick(t0 + Duration::from_millis(500))).is_empty());
         assert_eq!(
@@ -536,10 +539,7 @@ mod tests {
     #[test]
     fn no_second_offer_while_one_is_unanswered_and_an_unanswered_one_is_replaced() {
         let t0 = Instant::now();
-        let mut c = Calls::new("alice".into());
-        c.peer_present(&member("bob", 1), t0);
-        let g1 = c.generation("bob").unwrap();
-        c.answered("bob");
+        let (mut c, g1) = alice_called_bob(t0);
         c.on_state("bob", g1, CallState::Connected, t0);
         // The path fails; one restart offer goes out...
         let actions = c.on_state("bob", g1, CallState::Failed, t0);
@@ -583,10 +583,7 @@ mod tests {
     #[test]
     fn a_connection_that_hangs_after_ice_is_replaced_by_the_offerer() {
         let t0 = Instant::now();
-        let mut c = Calls::new("alice".into());
-        c.peer_present(&member("bob", 1), t0);
-        c.answered("bob");
-        let g1 = c.generation("bob").unwrap();
+        let (mut c, g1) = alice_called_bob(t0);
         c.on_state("bob", g1, CallState::Connecting, t0);
         // No path yet: that is ICE's business (it fails, then the restarts take over).
         assert!(c.on_tick(t0 + HANDSHAKE_WAIT * 2).is_empty());

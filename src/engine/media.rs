@@ -267,11 +267,10 @@ impl Media {
         self.source.samples_ready().map(|s| s / n)
     }
 
-    /// Frames the speaker needs now, if the sink is a device (see
-    /// [`AudioSink::samples_wanted`]).
-    pub fn frames_wanted(&mut self) -> Option<usize> {
-        let n = self.frame.samples();
-        self.sink.samples_wanted().map(|s| s.div_ceil(n))
+    /// Whether the sink is a speaker with a clock of its own (see
+    /// [`AudioSink::samples_wanted`]): then [`Media::play_device`] serves it.
+    pub fn speaker_sets_pace(&mut self) -> bool {
+        self.sink.samples_wanted().is_some()
     }
 
     /// Play one frame: every peer's next frame (decoded, recovered or concealed), mixed, to

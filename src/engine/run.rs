@@ -168,8 +168,7 @@ impl Engine {
         ));
         // Devices set their own pace and are polled often; clockless ends follow the frame
         // clocks, started (in `new`) before the poll, so each frame is due by its poll.
-        let device_paced =
-            self.media.frames_captured().is_some() || self.media.frames_wanted().is_some();
+        let device_paced = self.media.frames_captured().is_some() || self.media.speaker_sets_pace();
         let mut poll = tokio::time::interval(pace::poll_interval(device_paced, self.config.frame));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
@@ -449,7 +448,7 @@ impl Engine {
         while let Ok((key, ev)) = self.audio_rx.try_recv() {
             self.on_peer_event(key, ev);
         }
-        if self.media.frames_wanted().is_some() {
+        if self.media.speaker_sets_pace() {
             // A speaker sets the pace (and a talk spurt starts as soon as it may).
             let played = self.media.play_device(now, &self.talk);
             self.on_played(played);

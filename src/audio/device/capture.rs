@@ -340,6 +340,7 @@ impl Worker {
                 other => other,
             };
             match step {
+                // Reads were delivered above; a read error is never `Read`.
                 Step::Read(_) => {}
                 // Nothing but the stop signal ends this wait.
                 Step::Idle => {

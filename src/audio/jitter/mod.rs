@@ -346,15 +346,16 @@ impl JitterBuffer {
     pub fn ready(&self, now: Instant) -> bool {
         match self.state {
             State::Playing => true,
-            State::Buffering { since } => {
-                let (depth, target) = (self.depth(), self.target.frames());
-                depth > 0
-                    && (depth >= target
-                        || since.is_some_and(|s| {
-                            now.saturating_duration_since(s) >= self.preroll(target)
-                        }))
-            }
+            State::Buffering { since } => self.depth() > 0 && self.may_start(since, now),
         }
+    }
+
+    /// While buffering (with something buffered): whether playout may start at `now`, the
+    /// target depth reached or the first waiting packet held for the pre-roll.
+    fn may_start(&self, since: Option<Instant>, now: Instant) -> bool {
+        let target = self.target.frames();
+        self.depth() >= target
+            || since.is_some_and(|s| now.saturating_duration_since(s) >= self.preroll(target))
     }
 
     /// Whether playout is going on (a talk spurt), not filling up or dry.
@@ -372,10 +373,7 @@ impl JitterBuffer {
                 }
                 return Playout::Empty;
             }
-            let target = self.target.frames();
-            let waited =
-                since.is_some_and(|s| now.saturating_duration_since(s) >= self.preroll(target));
-            if depth < target && !waited {
+            if !self.may_start(since, now) {
                 return Playout::NotReady;
             }
             self.state = State::Playing;
