@@ -23,6 +23,8 @@
 #[cfg(feature = "devices")]
 pub mod capture;
 mod convert;
+#[cfg(feature = "devices")]
+pub mod pulse;
 pub mod ring;
 
 use std::fmt;
@@ -80,6 +82,45 @@ impl Direction {
             Direction::Input => "microphone",
             Direction::Output => "speaker",
         }
+    }
+}
+
+/// Where a device name sends a stream. `pulse:NAME` and `alsa:NAME` choose a backend
+/// (`pulse:` alone, `alsa:` alone: its default); a bare name or none tries PulseAudio first
+/// and ALSA when there is no PulseAudio server or it has no device of that name (so ALSA's
+/// own names, `null`, `hw:CARD=PCH,DEV=0`, still work unprefixed). `default` is the
+/// system's default either way: the server's when there is one (ALSA's `default` is the
+/// server's too, through its plugin, at twice the wake-ups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Pulse {
+        name: Option<&'a str>,
+        or_alsa: bool,
+    },
+    Alsa(Option<&'a str>),
+}
+
+fn route(name: Option<&str>) -> Route<'_> {
+    let name = name.map(str::trim).filter(|n| !n.is_empty());
+    fn some(n: &str) -> Option<&str> {
+        Some(n.trim()).filter(|n| !n.is_empty())
+    }
+    match name {
+        None | Some("default") => Route::Pulse {
+            name: None,
+            or_alsa: true,
+        },
+        Some(n) => match (n.strip_prefix("pulse:"), n.strip_prefix("alsa:")) {
+            (Some(rest), _) => Route::Pulse {
+                name: some(rest),
+                or_alsa: false,
+            },
+            (_, Some(rest)) => Route::Alsa(some(rest)),
+            _ => Route::Pulse {
+                name: Some(n),
+                or_alsa: true,
+            },
+        },
     }
 }
 
@@ -311,6 +352,38 @@ pub use absent::{DeviceSink, DeviceSource, list_devices};
 mod tests {
     use super::*;
     use crate::audio::test_util::sine;
+
+    #[test]
+    fn a_device_name_chooses_pulseaudio_alsa_or_pulseaudio_then_alsa() {
+        let either = |name| Route::Pulse {
+            name,
+            or_alsa: true,
+        };
+        assert_eq!(route(None), either(None));
+        assert_eq!(route(Some("  ")), either(None));
+        assert_eq!(route(Some("default")), either(None), "the system's default");
+        assert_eq!(route(Some("spk")), either(Some("spk")));
+        assert_eq!(
+            route(Some("hw:CARD=PCH,DEV=0")),
+            either(Some("hw:CARD=PCH,DEV=0"))
+        );
+        assert_eq!(
+            route(Some("pulse:alsa_output.pci")),
+            Route::Pulse {
+                name: Some("alsa_output.pci"),
+                or_alsa: false
+            }
+        );
+        assert_eq!(
+            route(Some("pulse:")),
+            Route::Pulse {
+                name: None,
+                or_alsa: false
+            }
+        );
+        assert_eq!(route(Some("alsa:null")), Route::Alsa(Some("null")));
+        assert_eq!(route(Some("alsa: ")), Route::Alsa(None));
+    }
 
     #[test]
     fn capture_path_turns_stereo_44k1_into_48k_mono_frames_as_soon_as_complete() {

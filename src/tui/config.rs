@@ -42,10 +42,12 @@ pub struct TuiArgs {
     /// ICE candidates to use: all, or relay (through TURN only). [config: ice_policy]
     #[arg(long, value_name = "POLICY")]
     pub ice_policy: Option<IcePolicy>,
-    /// Microphone: an id or part of a name from --list-devices. [config: audio.input_device]
+    /// Microphone: a name from --list-devices (pulse:NAME, alsa:NAME or bare). [config:
+    /// audio.input_device]
     #[arg(long, value_name = "NAME")]
     pub input_device: Option<String>,
-    /// Speaker: an id or part of a name from --list-devices. [config: audio.output_device]
+    /// Speaker: a name from --list-devices (pulse:NAME, alsa:NAME or bare). [config:
+    /// audio.output_device]
     #[arg(long, value_name = "NAME")]
     pub output_device: Option<String>,
     /// Audio frame length in ms: 20, or 10 for less delay at twice the packets. [config:

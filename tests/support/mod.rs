@@ -2,6 +2,7 @@
 //! Every wait is bounded; every process is killed when its handle drops (also on panic).
 #![allow(dead_code)]
 pub mod coturn;
+pub mod pulse;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};

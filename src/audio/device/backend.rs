@@ -1,6 +1,7 @@
-//! The device side of [`super`]: finding a device by name (cpal), the microphone on our own
-//! ALSA capture thread ([`super::capture`]), the speaker as a cpal stream whose callback
-//! reads its ring, and listing what exists.
+//! The device side of [`super`]: a PulseAudio stream ([`super::pulse`]) when a server is
+//! there and the name asks for none of ALSA's; otherwise the device found by name (cpal),
+//! the microphone on our own ALSA capture thread ([`super::capture`]), the speaker as a cpal
+//! stream whose callback reads its ring. And listing what exists.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use cpal::{
 };
 
 use super::capture::{self, AlsaCapture, Granted, Trouble};
+use super::pulse::{self, Job, PulseError, PulseStream};
 use super::{
     CaptureReader, CaptureWriter, DelayGauge, DeviceError, DeviceInfo, Direction, PlaybackReader,
-    RING_SAMPLES, playback_samples_wanted, ring,
+    RING_SAMPLES, Route, playback_samples_wanted, ring, route,
 };
 use crate::audio::frame::{FrameSize, SAMPLE_RATE};
 use crate::audio::{AudioSink, AudioSource, SinkError};
@@ -32,7 +34,21 @@ pub struct DeviceSource {
     /// From capture to the capture thread, as the device reports it.
     delay: Arc<DelayGauge>,
     /// Dropping it stops the thread and closes the device.
-    _stream: AlsaCapture,
+    _stream: Capture,
+}
+
+/// The thread that feeds a microphone's ring (held to be dropped: that stops it).
+#[allow(dead_code)]
+enum Capture {
+    Alsa(AlsaCapture),
+    Pulse(PulseStream),
+}
+
+/// What feeds a speaker from its ring (held to be dropped: that stops it).
+#[allow(dead_code)]
+enum Playback {
+    Cpal(cpal::Stream),
+    Pulse(PulseStream),
 }
 
 /// A speaker, as a 48 kHz mono [`AudioSink`].
@@ -48,7 +64,7 @@ pub struct DeviceSink {
     underruns: Arc<AtomicU64>,
     /// 48 kHz samples the device's last callback took (set in its callback).
     callback: Arc<AtomicUsize>,
-    _stream: cpal::Stream,
+    _stream: Playback,
 }
 
 impl DeviceSource {
@@ -61,6 +77,48 @@ impl DeviceSource {
     /// [`DeviceSource::open`] for an engine on `frame`-long frames (the device period
     /// follows it).
     pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
+        let period = requested_period(SAMPLE_RATE, microphone_period_ms(frame));
+        match route(name) {
+            Route::Alsa(name) => Self::open_alsa(name, period),
+            Route::Pulse {
+                name: pulse_name,
+                or_alsa,
+            } => match Self::open_pulse(pulse_name, period) {
+                Err(e @ (PulseError::NoServer(_) | PulseError::NoDevice(_))) if or_alsa => {
+                    tracing::debug!(reason = %e, "microphone: ALSA, not PulseAudio");
+                    Self::open_alsa(pulse_name, period)
+                }
+                opened => opened.map_err(|e| pulse_failed(Direction::Input, pulse_name, e)),
+            },
+        }
+    }
+
+    /// On PulseAudio: the server delivers 48 kHz mono, `period` frames at a time.
+    fn open_pulse(name: Option<&str>, period: Option<usize>) -> Result<Self, PulseError> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let delay = Arc::new(DelayGauge::default());
+        let (producer, consumer) = ring::ring(RING_SAMPLES);
+        let job = Job::Record {
+            fragment: period,
+            writer: Box::new(CaptureWriter::new(producer, SAMPLE_RATE, 1)),
+        };
+        let (stream, opened) = PulseStream::open(name, job, delay.clone(), failed.clone())?;
+        tracing::debug!(device = %opened.device, ?period, "microphone opened on PulseAudio");
+        Ok(Self {
+            info: pulse_info(&opened),
+            reader: CaptureReader {
+                ring: consumer,
+                underruns: 0,
+            },
+            failed,
+            overruns: Arc::new(AtomicU64::new(0)),
+            delay,
+            _stream: Capture::Pulse(stream),
+        })
+    }
+
+    /// On ALSA: our own capture thread on the device cpal finds.
+    fn open_alsa(name: Option<&str>, period: Option<usize>) -> Result<Self, DeviceError> {
         let dir = Direction::Input;
         // cpal finds the device (ids, descriptions, the default); its id is the ALSA PCM.
         let (_, label) = find(dir, name)?;
@@ -94,7 +152,6 @@ impl DeviceSource {
                 }
             })
         };
-        let period = requested_period(SAMPLE_RATE, microphone_period_ms(frame));
         let (stream, g) = AlsaCapture::open(&label, SAMPLE_RATE, period, deliver, on_error)
             .map_err(|reason| DeviceError::Failed {
                 what: dir.what(),
@@ -116,7 +173,7 @@ impl DeviceSource {
             failed,
             overruns,
             delay,
-            _stream: stream,
+            _stream: Capture::Alsa(stream),
         })
     }
 
@@ -155,6 +212,51 @@ impl Drop for DeviceSource {
 impl DeviceSink {
     /// Opens `name` (matched against device ids and names) or the default speaker.
     pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
+        match route(name) {
+            Route::Alsa(name) => Self::open_alsa(name),
+            Route::Pulse {
+                name: pulse_name,
+                or_alsa,
+            } => match Self::open_pulse(pulse_name) {
+                Err(e @ (PulseError::NoServer(_) | PulseError::NoDevice(_))) if or_alsa => {
+                    tracing::debug!(reason = %e, "speaker: ALSA, not PulseAudio");
+                    Self::open_alsa(pulse_name)
+                }
+                opened => opened.map_err(|e| pulse_failed(Direction::Output, pulse_name, e)),
+            },
+        }
+    }
+
+    /// On PulseAudio: the server asks for a speaker period at a time and holds two
+    /// (its device's buffer included), as ALSA's plugin would with our period.
+    fn open_pulse(name: Option<&str>) -> Result<Self, PulseError> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let delay = Arc::new(DelayGauge::default());
+        let (producer, consumer) = ring::ring(RING_SAMPLES);
+        let reader = PlaybackReader::new(consumer, SAMPLE_RATE, 1);
+        let (underruns, callback) = (reader.underruns.clone(), reader.callback.clone());
+        let request = requested_period(SAMPLE_RATE, SPEAKER_PERIOD_MS);
+        let job = Job::Playback {
+            request,
+            target: request.map(|r| r * SPEAKER_PULSE_PERIODS),
+            reader,
+        };
+        let (stream, opened) = PulseStream::open(name, job, delay.clone(), failed.clone())?;
+        tracing::debug!(device = %opened.device, ?request, "speaker opened on PulseAudio");
+        Ok(Self {
+            ring: producer,
+            info: pulse_info(&opened),
+            failed,
+            delay,
+            overflow: 0,
+            underruns,
+            callback,
+            _stream: Playback::Pulse(stream),
+        })
+    }
+
+    /// On ALSA, through cpal.
+    fn open_alsa(name: Option<&str>) -> Result<Self, DeviceError> {
         let dir = Direction::Output;
         let (device, label) = find(dir, name)?;
         let config = choose_config(&device, dir, &label)?;
@@ -206,7 +308,7 @@ impl DeviceSink {
             overflow: 0,
             underruns,
             callback,
-            _stream: stream,
+            _stream: Playback::Cpal(stream),
         })
     }
 
@@ -302,6 +404,10 @@ fn error_callback(
 /// are granted as 160: speaker delay 15 → 6.5 ms, BENCHMARKS.md).
 const SPEAKER_PERIOD_MS: u32 = 5;
 
+/// Speaker periods a PulseAudio server holds (its own device's buffer included): what
+/// ALSA's plugin held with our period (3 × 3.3 ms, 10 ms), in 5 ms requests.
+const SPEAKER_PULSE_PERIODS: usize = 2;
+
 /// A microphone's period for an engine on `frame`-long frames: half a frame, so a frame
 /// completes on a period boundary.
 const fn microphone_period_ms(frame: FrameSize) -> u32 {
@@ -377,6 +483,56 @@ fn unsupported(dir: Direction, label: &str, format: SampleFormat) -> DeviceError
         what: dir.what(),
         name: label.to_owned(),
         reason: format!("sample format {format} is not supported"),
+    }
+}
+
+/// A PulseAudio stream: the server converts to and from 48 kHz mono f32.
+fn pulse_info(opened: &pulse::Opened) -> DeviceInfo {
+    DeviceInfo {
+        name: format!("pulse:{}", opened.device),
+        sample_rate: SAMPLE_RATE,
+        channels: 1,
+        format: "f32".into(),
+    }
+}
+
+/// A PulseAudio failure, for the front ends.
+fn pulse_failed(dir: Direction, name: Option<&str>, e: PulseError) -> DeviceError {
+    let name = format!("pulse:{}", name.unwrap_or("default"));
+    match e {
+        PulseError::NoServer(reason) => DeviceError::NoDevice {
+            what: dir.what(),
+            reason: format!("no PulseAudio server ({reason})"),
+        },
+        PulseError::NoDevice(_) => DeviceError::NotFound {
+            what: dir.what(),
+            name,
+            available: pulse_names(dir),
+        },
+        PulseError::Failed(reason) => DeviceError::Failed {
+            what: dir.what(),
+            name,
+            reason,
+        },
+    }
+}
+
+/// The server's source or sink names, for an error that lists them.
+fn pulse_names(dir: Direction) -> String {
+    match pulse::list() {
+        Ok(l) => {
+            let list = match dir {
+                Direction::Input => l.sources,
+                Direction::Output => l.sinks,
+            };
+            let names: Vec<_> = list.iter().map(|d| format!("pulse:{}", d.name)).collect();
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        }
+        Err(e) => e.to_string(),
     }
 }
 
@@ -551,12 +707,36 @@ fn choose_config(
         })
 }
 
-/// Every input and output device, with its default configuration, as text for
-/// `--list-devices`.
+/// Every input and output device, as text for `--list-devices`: the PulseAudio server's
+/// sources and sinks when there is a server, then ALSA's devices with their default
+/// configurations.
 pub fn list_devices() -> Result<String, DeviceError> {
-    let host = cpal::default_host();
     let mut out = String::new();
-    let _ = writeln!(out, "audio host: {}", host.id().name());
+    match pulse::list() {
+        Ok(listing) => {
+            let _ = writeln!(out, "PulseAudio server (used first):");
+            for (heading, list) in [
+                ("microphones (--input-device)", &listing.sources),
+                ("speakers (--output-device)", &listing.sinks),
+            ] {
+                let _ = writeln!(out, "\n{heading}:");
+                if list.is_empty() {
+                    let _ = writeln!(out, "  none");
+                }
+                for d in list {
+                    let mark = if d.default { "*" } else { " " };
+                    let id = format!("pulse:{}", d.name);
+                    let _ = writeln!(out, "{mark} {id:<24} {}", d.description);
+                }
+            }
+            let _ = writeln!(out);
+        }
+        Err(e) => {
+            let _ = writeln!(out, "PulseAudio: {e}; ALSA only.\n");
+        }
+    }
+    let host = cpal::default_host();
+    let _ = writeln!(out, "ALSA (audio host: {}):", host.id().name());
     for dir in [Direction::Input, Direction::Output] {
         let default = match dir {
             Direction::Input => host.default_input_device(),
@@ -599,6 +779,10 @@ pub fn list_devices() -> Result<String, DeviceError> {
             );
         }
     }
-    let _ = writeln!(out, "\n* = default. Pass an id or part of a name.");
+    let _ = writeln!(
+        out,
+        "\n* = default. Pass an id or part of a name; pulse:NAME or alsa:NAME to choose the \
+         backend. Without a name: the PulseAudio server's default, else ALSA's."
+    );
     Ok(out)
 }
