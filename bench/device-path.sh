@@ -3,14 +3,15 @@
 # daemon with a FIFO-fed microphone (module-pipe-source, float32le 48 kHz mono, the default
 # source) and a null-sink speaker (the default sink) read back with parec from spk.monitor.
 # Two `cromulent headless` clients on loopback through a local server: the sender captures
-# the microphone on its own ALSA capture thread (--audio-in device), the receiver plays to the
-# speaker through cpal (--audio-out device); both reach PulseAudio through ALSA's pulse plugin. Bursts written
+# the microphone (--audio-in device), the receiver plays to the speaker (--audio-out device),
+# both on the daemon directly (DEVICE=alsa:default: through ALSA's pulse plugin, our ALSA
+# capture thread and cpal's playback thread). Bursts written
 # into the FIFO are timed to their onsets in the monitor on one monotonic clock
 # (bench/device_path.py). Prints p50/p95 mouth-to-ear, CPU per process and per thread over the
 # measured window, RSS, and the receiver's concealed frames and the devices' underruns.
 # Installs pulseaudio, pulseaudio-utils and libasound2-plugins with apt-get when missing (root).
 # Usage: bench/device-path.sh [SECONDS]   (default 30; BIN_DIR=DIR to use prebuilt binaries;
-#        FRAME_MS=10 for 10 ms frames on both clients)
+#        FRAME_MS=10 for 10 ms frames on both clients; DEVICE=NAME for --audio-in/out device:NAME)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # BIN_DIR=DIR measures binaries built elsewhere (e.g. an older commit, for before/after).
@@ -28,7 +29,7 @@ seconds=${1:-30}
 source bench/pulse.sh
 
 machine
-echo "# frames: ${FRAME_MS:-20} ms"
+echo "# frames: ${FRAME_MS:-20} ms, devices: ${DEVICE:-default}"
 work=$(mktemp -d /tmp/device-path.XXXXXX)
 pids=()
 cleanup() {
@@ -57,11 +58,11 @@ run_for=$((seconds + 8))
 # Receiver: hears through the speaker, sends silence.
 printf 'join General\nwait peer mic 20\nsleep %s\nstats\nquit\n' "$((seconds + 4))" >"$work/rx.script"
 RUST_LOG=cromulent=debug "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user ear \
-  --audio-in silence --audio-out device --script "$work/rx.script" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/rx.out" 2>"$work/rx.err" &
+  --audio-in silence --audio-out "device${DEVICE:+:$DEVICE}" --script "$work/rx.script" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/rx.out" 2>"$work/rx.err" &
 rx=$!
 pids+=($rx)
 RUST_LOG=cromulent=debug "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user mic \
-  --join General --audio-in device --audio-out null --for "$run_for" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/tx.out" 2>"$work/tx.err" &
+  --join General --audio-in "device${DEVICE:+:$DEVICE}" --audio-out null --for "$run_for" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/tx.out" 2>"$work/tx.err" &
 tx=$!
 pids+=($tx)
 # The sender sends nothing while its microphone is silent: wait for the call, not for audio.

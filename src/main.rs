@@ -59,7 +59,7 @@ fn main() {
                         .unwrap_or_else(|_| "warn,webrtc=error,webrtc_ice=error".into()),
                 )
                 .init();
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match cromulent::engine::client_runtime() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("cromulent: cannot start the runtime: {e}");

@@ -186,6 +186,20 @@ impl EngineHandle {
 /// How often the engine emits a `Mic` event (for meters).
 pub const MIC_EVENT_EVERY: Duration = Duration::from_millis(100);
 
+/// The runtime a client (the terminal client, `cromulent headless`) runs on: tokio's
+/// multi-thread scheduler with one worker. A client's whole work is a few percent of a core
+/// (BENCHMARKS.md, "Client cost"); a second worker only adds wake-ups from one worker to the
+/// other as packets, timers and the engine's tasks bounce between them (8-user call on sound
+/// devices: 15.2-16.0 -> 14.0 % of a core). Blocking work still has tokio's blocking pool.
+/// `TOKIO_WORKER_THREADS` overrides the count, for measuring.
+pub fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    builder.enable_all().build()
+}
+
 /// Start the engine on the current tokio runtime.
 pub fn spawn(
     config: EngineConfig,
@@ -208,4 +222,20 @@ pub fn spawn_with_audio(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     run::start_with_audio(config, source, sink, rx, events_tx)?;
     Ok((EngineHandle { tx }, events_rx))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_client_runs_on_one_worker_with_timers_and_io() {
+        let rt = super::client_runtime().unwrap();
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            assert_eq!(rt.metrics().num_workers(), 1);
+        }
+        // Timers and sockets are enabled (the engine needs both).
+        rt.block_on(async {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        });
+    }
 }

@@ -90,7 +90,7 @@ where
     if let Err(e) = logging::redirect_stderr(&log) {
         tracing::warn!(error = %e, "cannot redirect stderr; ALSA messages may reach the screen");
     }
-    let result = tokio::runtime::Runtime::new()
+    let result = crate::engine::client_runtime()
         .map_err(anyhow::Error::from)
         .and_then(|rt| {
             let r = rt.block_on(body(settings));

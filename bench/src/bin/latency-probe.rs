@@ -46,7 +46,7 @@ struct Cli {
     /// estimate includes the irregular arrivals of the call's first packets.
     #[arg(long, default_value_t = 3000)]
     settle_ms: u64,
-    /// Worker threads of each engine's runtime (default: one per core, like `cromulent`).
+    /// Worker threads of each engine's runtime (default: one, like `cromulent`).
     #[arg(long)]
     engine_threads: Option<usize>,
 }

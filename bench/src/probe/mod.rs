@@ -53,8 +53,8 @@ pub struct Options {
     pub clicks: usize,
     /// Frames from one click to the next.
     pub period_frames: u32,
-    /// Worker threads of each engine's runtime (`None`: tokio's default, one per core, as
-    /// the `cromulent` binary has).
+    /// Worker threads of each engine's runtime (`None`: one, as the `cromulent` binary has,
+    /// `cromulent::engine::client_runtime`).
     pub engine_threads: Option<usize>,
     /// Time from the call connecting to the first click.
     pub settle: Duration,
@@ -211,9 +211,7 @@ impl Drop for Runtimes {
 
 fn engine_runtime(name: &str, threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(n.max(1));
-    }
+    builder.worker_threads(threads.unwrap_or(1).max(1));
     builder
         .thread_name(format!("probe-{name}"))
         .enable_all()
