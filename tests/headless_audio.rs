@@ -15,6 +15,7 @@ fn two_party(alice_in: &str) -> Vec<f32> {
 
 /// [`two_party`] with each side's `--frame-ms`.
 fn two_party_with_frames(alice_in: &str, alice_ms: &str, bob_ms: &str) -> Vec<f32> {
+    let _alone = support::one_call_at_a_time();
     let server = Server::start();
     let dir = TempDir::new("two");
     let wav = dir.path("bob.wav");
@@ -103,6 +104,7 @@ fn the_check_fails_when_the_tone_is_absent() {
 
 #[test]
 fn three_users_each_hear_the_other_two_and_not_themselves() {
+    let _alone = support::one_call_at_a_time();
     let server = Server::start();
     let dir = TempDir::new("three");
     let people = [("alice", 440.0_f32), ("bob", 660.0), ("carol", 880.0)];
@@ -152,6 +154,7 @@ fn three_users_each_hear_the_other_two_and_not_themselves() {
 
 #[test]
 fn push_to_talk_sends_nothing_until_talk_on() {
+    let _alone = support::one_call_at_a_time();
     let server = Server::start();
     let dir = TempDir::new("ptt");
     let wav = dir.path("bob.wav");

@@ -25,6 +25,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Held by a test whose check is the audio's content over a time window, so that the calls
+/// of one test binary do not run at once: each debug-build call then has the machine's cores
+/// to itself, as a real call would, instead of sharing them with the other tests' calls
+/// (which, on two cores, starved them into gaps). A test that failed does not poison it.
+pub fn one_call_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static CALLS: Mutex<()> = Mutex::new(());
+    CALLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A private temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
