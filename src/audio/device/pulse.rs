@@ -95,6 +95,14 @@ impl Job {
             Job::Playback { .. } => SPEAKER_THREAD,
         }
     }
+
+    /// The device, in words (also the stream's name on the server).
+    fn what(&self) -> &'static str {
+        match self {
+            Job::Record { .. } => "microphone",
+            Job::Playback { .. } => "speaker",
+        }
+    }
 }
 
 /// A running stream; dropping it stops its thread and closes the stream.
@@ -200,10 +208,7 @@ impl Link {
                 .and_then(|f| u32::try_from(f * SAMPLE_BYTES).ok())
                 .unwrap_or(u32::MAX)
         };
-        let name = match job {
-            Job::Record { .. } => "microphone",
-            Job::Playback { .. } => "speaker",
-        };
+        let name = job.what();
         let mut stream = Stream::new_with_proplist(&mut context, name, &spec, None, &mut props)
             .ok_or_else(|| PulseError::Failed("PulseAudio refused a stream".into()))?;
         // Latency as asked: the server sets its device's buffer to match, and keeps no more
@@ -283,10 +288,7 @@ impl Link {
         let _wake_event =
             self.mainloop
                 .new_io_event(wake.as_raw_fd(), IoFlags::INPUT, Box::new(|_, _, _| {}));
-        let what = match job {
-            Job::Record { .. } => "microphone",
-            Job::Playback { .. } => "speaker",
-        };
+        let what = job.what();
         let trouble = loop {
             if stop.load(Ordering::Acquire) {
                 break None;
