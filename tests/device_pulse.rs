@@ -206,6 +206,13 @@ fn microphone_and_speaker_run_on_the_pulseaudio_server_itself() {
     let named = DeviceSink::open(Some("pulse:spk")).expect("pulse:spk");
     assert_eq!(named.info().name, "pulse:spk");
     drop(named);
+    let bare = DeviceSink::open(Some("spk")).expect("spk, unprefixed");
+    assert_eq!(
+        bare.info().name,
+        "pulse:spk",
+        "the server's name: the server's device"
+    );
+    drop(bare);
     let alsa = DeviceSink::open(Some("null")).expect("ALSA's null device, unprefixed");
     assert_eq!(alsa.info().name, "null", "not a PulseAudio name: ALSA's");
     drop(alsa);

@@ -78,19 +78,12 @@ impl DeviceSource {
     /// follows it).
     pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
         let period = requested_period(SAMPLE_RATE, microphone_period_ms(frame));
-        match route(name) {
-            Route::Alsa(name) => Self::open_alsa(name, period),
-            Route::Pulse {
-                name: pulse_name,
-                or_alsa,
-            } => match Self::open_pulse(pulse_name, period) {
-                Err(e @ (PulseError::NoServer(_) | PulseError::NoDevice(_))) if or_alsa => {
-                    tracing::debug!(reason = %e, "microphone: ALSA, not PulseAudio");
-                    Self::open_alsa(pulse_name, period)
-                }
-                opened => opened.map_err(|e| pulse_failed(Direction::Input, pulse_name, e)),
-            },
-        }
+        open_routed(
+            Direction::Input,
+            name,
+            |name| Self::open_pulse(name, period),
+            |name| Self::open_alsa(name, period),
+        )
     }
 
     /// On PulseAudio: the server delivers 48 kHz mono, `period` frames at a time.
@@ -212,19 +205,7 @@ impl Drop for DeviceSource {
 impl DeviceSink {
     /// Opens `name` (matched against device ids and names) or the default speaker.
     pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
-        match route(name) {
-            Route::Alsa(name) => Self::open_alsa(name),
-            Route::Pulse {
-                name: pulse_name,
-                or_alsa,
-            } => match Self::open_pulse(pulse_name) {
-                Err(e @ (PulseError::NoServer(_) | PulseError::NoDevice(_))) if or_alsa => {
-                    tracing::debug!(reason = %e, "speaker: ALSA, not PulseAudio");
-                    Self::open_alsa(pulse_name)
-                }
-                opened => opened.map_err(|e| pulse_failed(Direction::Output, pulse_name, e)),
-            },
-        }
+        open_routed(Direction::Output, name, Self::open_pulse, Self::open_alsa)
     }
 
     /// On PulseAudio: the server asks for a speaker period at a time and holds two
@@ -483,6 +464,27 @@ fn unsupported(dir: Direction, label: &str, format: SampleFormat) -> DeviceError
         what: dir.what(),
         name: label.to_owned(),
         reason: format!("sample format {format} is not supported"),
+    }
+}
+
+/// Opens a microphone or speaker where its name sends it ([`route`]): on PulseAudio, and on
+/// ALSA when the name allows it and the server is not there or has no such device.
+fn open_routed<T>(
+    dir: Direction,
+    name: Option<&str>,
+    pulse: impl FnOnce(Option<&str>) -> Result<T, PulseError>,
+    alsa: impl FnOnce(Option<&str>) -> Result<T, DeviceError>,
+) -> Result<T, DeviceError> {
+    let (name, or_alsa) = match route(name) {
+        Route::Alsa(name) => return alsa(name),
+        Route::Pulse { name, or_alsa } => (name, or_alsa),
+    };
+    match pulse(name) {
+        Err(e @ (PulseError::NoServer(_) | PulseError::NoDevice(_))) if or_alsa => {
+            tracing::debug!(reason = %e, "{}: ALSA, not PulseAudio", dir.what());
+            alsa(name)
+        }
+        opened => opened.map_err(|e| pulse_failed(dir, name, e)),
     }
 }
 
