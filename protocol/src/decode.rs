@@ -1,7 +1,7 @@
 //! Turning a client's text frame into a [`ClientMsg`], telling apart the ways it can be wrong
 //! so the server can answer each with its own reason.
 
-use crate::{ClientMsg, ErrorReason};
+use crate::{ClientMsg, ErrorReason, bound_error_message};
 
 /// Every `type` a client may send in this protocol version.
 pub const CLIENT_TYPES: &[&str] = &[
@@ -12,6 +12,10 @@ pub const CLIENT_TYPES: &[&str] = &[
     "signal",
     "refresh_ice",
 ];
+
+/// Types that carry nothing but `type`. serde lets a unit variant ignore extra fields, so
+/// they are refused here, as every other type refuses unknown fields.
+const FIELDLESS_TYPES: &[&str] = &["leave", "refresh_ice"];
 
 /// Why a frame could not be decoded, with a reason the client can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,16 @@ pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
         None if value.is_object() => return Err(invalid("missing field `type`")),
         None => return Err(invalid("a message must be a JSON object")),
     };
+    if FIELDLESS_TYPES.contains(&kind.as_str())
+        && let Some(extra) = value
+            .as_object()
+            .and_then(|o| o.keys().find(|k| *k != "type"))
+    {
+        return Err(invalid(&format!(
+            "bad `{kind}` message: unknown field `{}`, `{kind}` takes no fields",
+            truncate(extra, 64)
+        )));
+    }
     if !CLIENT_TYPES.contains(&kind.as_str()) {
         return Err(DecodeError {
             reason: ErrorReason::UnknownType,
@@ -44,9 +58,11 @@ pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
 }
 
 fn invalid(message: &str) -> DecodeError {
+    // serde's detail quotes what it did not like (a field name can be 60 KB); the reply must
+    // not grow with the input.
     DecodeError {
         reason: ErrorReason::InvalidMessage,
-        message: message.to_owned(),
+        message: bound_error_message(message.to_owned()),
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod decode;
 
-pub use decode::{DecodeError, decode_client};
+pub use decode::{CLIENT_TYPES, DecodeError, decode_client};
 
 use serde::{Deserialize, Serialize};
 
@@ -251,8 +251,12 @@ pub enum ErrorReason {
     NotAuthenticated,
     /// A second `hello` on the same connection.
     AlreadyAuthenticated,
-    /// Missing or unacceptable display name. Fatal.
+    /// Missing or unacceptable display name (the message names the offending code point).
+    /// Fatal.
     InvalidName,
+    /// The name looks like (has the same confusable skeleton as) a user who is connected or
+    /// whose session is still resumable. Fatal.
+    NameTaken,
     /// Token missing, malformed or not signed by this server. Fatal.
     InvalidToken,
     /// Token past its expiry. Fatal.
@@ -283,7 +287,7 @@ pub enum ErrorReason {
 
 impl ErrorReason {
     /// Every reason, for documentation checks.
-    pub const ALL: [ErrorReason; 22] = [
+    pub const ALL: [ErrorReason; 23] = [
         Self::BadJson,
         Self::UnknownType,
         Self::InvalidMessage,
@@ -294,6 +298,7 @@ impl ErrorReason {
         Self::NotAuthenticated,
         Self::AlreadyAuthenticated,
         Self::InvalidName,
+        Self::NameTaken,
         Self::InvalidToken,
         Self::TokenExpired,
         Self::ResumeExpired,
@@ -321,6 +326,7 @@ impl ErrorReason {
             Self::NotAuthenticated => "not_authenticated",
             Self::AlreadyAuthenticated => "already_authenticated",
             Self::InvalidName => "invalid_name",
+            Self::NameTaken => "name_taken",
             Self::InvalidToken => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::ResumeExpired => "resume_expired",
@@ -343,13 +349,26 @@ impl std::fmt::Display for ErrorReason {
     }
 }
 
+/// Longest `error.message`, in bytes: a reply never grows with what the client sent.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 256;
+
 impl ServerMsg {
     /// An `error` message without a channel.
     pub fn error(reason: ErrorReason, message: impl Into<String>) -> Self {
+        Self::error_in(reason, message, None)
+    }
+
+    /// An `error` message about `channel`; the message is cut to [`MAX_ERROR_MESSAGE_BYTES`]
+    /// (at a character boundary, marked with `…`).
+    pub fn error_in(
+        reason: ErrorReason,
+        message: impl Into<String>,
+        channel: Option<ChannelId>,
+    ) -> Self {
         Self::Error {
             reason,
-            message: message.into(),
-            channel: None,
+            message: bound_error_message(message.into()),
+            channel,
         }
     }
 
@@ -367,6 +386,22 @@ impl ClientMsg {
         // Invariant: as for ServerMsg::to_json.
         serde_json::to_string(self).expect("ClientMsg always serializes")
     }
+}
+
+/// `text` cut to at most [`MAX_ERROR_MESSAGE_BYTES`] at a character boundary, `…` marking
+/// the cut.
+pub fn bound_error_message(mut text: String) -> String {
+    if text.len() <= MAX_ERROR_MESSAGE_BYTES {
+        return text;
+    }
+    let ellipsis = '…';
+    let mut end = MAX_ERROR_MESSAGE_BYTES - ellipsis.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push(ellipsis);
+    text
 }
 
 /// Parse a server frame (client side). Errors carry serde's description.

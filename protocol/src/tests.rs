@@ -172,6 +172,11 @@ fn malformed_frames_get_distinct_reasons() {
             r#"{"type":"join","channel":1,"extra":true}"#,
             ErrorReason::InvalidMessage,
         ),
+        (r#"{"type":"leave","extra":1}"#, ErrorReason::InvalidMessage),
+        (
+            r#"{"type":"refresh_ice","force":true}"#,
+            ErrorReason::InvalidMessage,
+        ),
         (
             r#"{"type":"signal","to":"bob","signal":{"kind":"shout"}}"#,
             ErrorReason::InvalidMessage,
@@ -193,6 +198,39 @@ fn unknown_type_message_is_bounded() {
     let long = "x".repeat(10_000);
     let err = decode_client(&format!(r#"{{"type":"{long}"}}"#)).unwrap_err();
     assert!(err.message.len() < 200);
+}
+
+#[test]
+fn invalid_message_detail_is_bounded_whatever_serde_quotes() {
+    let long = "k".repeat(60 * 1024);
+    for text in [
+        format!(r#"{{"type":"join","channel":1,"{long}":1}}"#),
+        format!(r#"{{"type":"leave","{long}":1}}"#),
+        format!(r#"{{"type":"signal","to":"b","signal":{{"kind":"{long}"}}}}"#),
+    ] {
+        let err = decode_client(&text).unwrap_err();
+        assert_eq!(err.reason, ErrorReason::InvalidMessage);
+        assert!(
+            err.message.len() <= MAX_ERROR_MESSAGE_BYTES,
+            "{}",
+            err.message.len()
+        );
+    }
+}
+
+#[test]
+fn error_messages_are_cut_at_a_character_boundary() {
+    let msg = ServerMsg::error_in(ErrorReason::NotFound, "é".repeat(1000), Some(7));
+    let ServerMsg::Error {
+        message, channel, ..
+    } = msg
+    else {
+        unreachable!()
+    };
+    assert!(message.len() <= MAX_ERROR_MESSAGE_BYTES);
+    assert_eq!(channel, Some(7));
+    let short = ServerMsg::error(ErrorReason::NotFound, "short");
+    assert!(matches!(short, ServerMsg::Error { message, .. } if message == "short"));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Who is connecting: `open` mode takes the display name the client chose; `token` mode
 //! verifies a token signed with the server's secret (`cv1.<payload>.<signature>`, payload a
 //! base64url JSON `{sub, name?, exp}`, signature HMAC-SHA256 over `cv1.<payload>`).
+//! Names follow [`crate::name`]'s rules. In token mode the display name is the token's (or the
+//! user id); `hello.name` counts only when the token says `client_names`.
 //! Pure functions: time is an argument.
 
 use base64::Engine;
@@ -12,6 +14,7 @@ use sha2::Sha256;
 use cromulent_protocol::{ErrorReason, UserId};
 
 use crate::config::{AuthConfig, AuthMode};
+use crate::name::{NameError, check_name};
 
 const TOKEN_PREFIX: &str = "cv1";
 
@@ -27,7 +30,9 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("{0}")]
-    InvalidName(String),
+    MissingName(&'static str),
+    #[error("{0}")]
+    InvalidName(#[from] NameError),
     #[error("{0}")]
     InvalidToken(String),
     #[error("token expired at {0} (unix time)")]
@@ -37,7 +42,7 @@ pub enum AuthError {
 impl AuthError {
     pub fn reason(&self) -> ErrorReason {
         match self {
-            Self::InvalidName(_) => ErrorReason::InvalidName,
+            Self::MissingName(_) | Self::InvalidName(_) => ErrorReason::InvalidName,
             Self::InvalidToken(_) => ErrorReason::InvalidToken,
             Self::TokenExpired(_) => ErrorReason::TokenExpired,
         }
@@ -53,6 +58,9 @@ pub struct Claims {
     /// Display name; the user id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The holder may choose their display name in `hello.name` (else it is ignored).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_names: bool,
     /// Expiry, unix seconds.
     pub exp: u64,
 }
@@ -67,9 +75,9 @@ pub fn identify(
 ) -> Result<Identity, AuthError> {
     match config.mode {
         AuthMode::Open => {
-            let name = name.ok_or_else(|| {
-                AuthError::InvalidName("open mode: hello must carry a `name`".into())
-            })?;
+            let name = name.ok_or(AuthError::MissingName(
+                "open mode: hello must carry a `name`",
+            ))?;
             let name = check_name(name, max_name_chars)?;
             Ok(Identity {
                 user: name.clone(),
@@ -83,32 +91,14 @@ pub fn identify(
             let claims = verify_token(config.secret.as_bytes(), token, now_unix)?;
             let user = check_name(&claims.sub, max_name_chars)
                 .map_err(|e| AuthError::InvalidToken(format!("bad user id in token: {e}")))?;
-            let name = match claims.name.as_deref().or(name) {
+            let chosen = name.filter(|_| claims.client_names);
+            let name = match chosen.or(claims.name.as_deref()) {
                 Some(n) => check_name(n, max_name_chars)?,
                 None => user.clone(),
             };
             Ok(Identity { user, name })
         }
     }
-}
-
-/// A display name or user id: trimmed, 1..=max characters, no control characters.
-pub fn check_name(raw: &str, max_chars: usize) -> Result<String, AuthError> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(AuthError::InvalidName("name must not be empty".into()));
-    }
-    if name.chars().count() > max_chars {
-        return Err(AuthError::InvalidName(format!(
-            "name longer than {max_chars} characters"
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AuthError::InvalidName(
-            "name must not contain control characters".into(),
-        ));
-    }
-    Ok(name.to_owned())
 }
 
 /// Sign a token for `claims`.
@@ -200,6 +190,7 @@ mod tests {
         Claims {
             sub: "alice".into(),
             name: None,
+            client_names: false,
             exp,
         }
     }
@@ -233,6 +224,7 @@ mod tests {
             &Claims {
                 sub: "bob".into(),
                 name: None,
+                client_names: false,
                 exp: 2000,
             },
         );
@@ -270,12 +262,34 @@ mod tests {
     }
 
     #[test]
+    fn token_mode_ignores_hello_name_unless_the_token_allows_it() {
+        let with = |name: Option<&str>, client_names| Claims {
+            name: name.map(Into::into),
+            client_names,
+            ..claims(2000)
+        };
+        let id = |c: &Claims, hello: Option<&str>| {
+            let t = make_token(SECRET, c);
+            identify(&token_config(), 32, hello, Some(&t), 1000).unwrap()
+        };
+        assert_eq!(id(&with(None, false), Some("Boss")).name, "alice");
+        assert_eq!(id(&with(Some("Al"), false), Some("Boss")).name, "Al");
+        assert_eq!(id(&with(Some("Al"), true), Some("Boss")).name, "Boss");
+        assert_eq!(id(&with(Some("Al"), true), None).name, "Al");
+        assert_eq!(id(&with(None, true), None).name, "alice");
+    }
+
+    #[test]
     fn names_are_checked() {
-        assert!(check_name("", 32).is_err());
-        assert!(check_name("   ", 32).is_err());
-        assert!(check_name(&"x".repeat(33), 32).is_err());
-        assert!(check_name("a\u{7}b", 32).is_err());
-        assert_eq!(check_name("Zoë", 32).unwrap(), "Zoë");
+        let open = AuthConfig::default();
+        for bad in ["", "a\u{7}b", "ali\u{200b}ce"] {
+            let err = identify(&open, 32, Some(bad), None, 0).unwrap_err();
+            assert_eq!(err.reason(), ErrorReason::InvalidName, "{bad:?}");
+        }
+        assert_eq!(
+            identify(&open, 32, Some("Zoë"), None, 0).unwrap().name,
+            "Zoë"
+        );
     }
 
     #[test]

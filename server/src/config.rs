@@ -48,8 +48,16 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on; `--listen` overrides.
     pub listen: SocketAddr,
-    /// Connections beyond this are refused with `server_full`.
+    /// Authenticated connections (past `hello`) beyond this are refused with `server_full`.
     pub max_connections: usize,
+    /// Authenticated connections from one source address beyond this are refused with
+    /// `server_full`.
+    pub max_connections_per_address: usize,
+    /// Connections still before a valid `hello`, in total: beyond this new TCP connections
+    /// are closed at once. They never count against `max_connections`.
+    pub max_unauthenticated: usize,
+    /// Connections before `hello` from one source address.
+    pub max_unauthenticated_per_address: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -106,8 +114,10 @@ pub struct LimitsConfig {
     pub messages_per_second: u32,
     /// Burst size of the token bucket.
     pub burst: u32,
-    /// Messages queued towards one client before it is dropped as a slow consumer.
-    pub outbound_queue: usize,
+    /// Bytes queued towards one client before it is dropped as a slow consumer.
+    pub outbound_queue_bytes: usize,
+    /// A write to a client that has not completed after this long drops the connection.
+    pub write_timeout_ms: u64,
     /// Longest display name, in characters.
     pub max_name_chars: usize,
 }
@@ -172,6 +182,9 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
             max_connections: 100_000,
+            max_connections_per_address: 1_024,
+            max_unauthenticated: 4_096,
+            max_unauthenticated_per_address: 128,
         }
     }
 }
@@ -209,7 +222,8 @@ impl Default for LimitsConfig {
             max_message_bytes: 64 * 1024,
             messages_per_second: 50,
             burst: 100,
-            outbound_queue: 1024,
+            outbound_queue_bytes: 1024 * 1024,
+            write_timeout_ms: 10_000,
             max_name_chars: 32,
         }
     }
@@ -340,8 +354,22 @@ impl Config {
         if self.limits.max_message_bytes < 1024 {
             return bad("limits.max_message_bytes must be at least 1024");
         }
-        if self.limits.outbound_queue == 0 || self.limits.max_name_chars == 0 {
-            return bad("limits.outbound_queue and limits.max_name_chars must be positive");
+        if self.limits.outbound_queue_bytes < self.limits.max_message_bytes {
+            return bad("limits.outbound_queue_bytes must be at least limits.max_message_bytes");
+        }
+        if self.limits.write_timeout_ms == 0 || self.limits.max_name_chars == 0 {
+            return bad("limits.write_timeout_ms and limits.max_name_chars must be positive");
+        }
+        let s = &self.server;
+        if [
+            s.max_connections,
+            s.max_connections_per_address,
+            s.max_unauthenticated,
+            s.max_unauthenticated_per_address,
+        ]
+        .contains(&0)
+        {
+            return bad("server connection limits must be positive");
         }
         if self.channels.is_empty() {
             return bad("at least one [[channels]] entry is needed");
@@ -375,6 +403,20 @@ impl Config {
 
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat.timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.write_timeout_ms)
+    }
+
+    /// The connection budgets of [`crate::budget`].
+    pub fn budget_limits(&self) -> crate::budget::Limits {
+        crate::budget::Limits {
+            authenticated: self.server.max_connections,
+            authenticated_per_address: self.server.max_connections_per_address,
+            unauthenticated: self.server.max_unauthenticated,
+            unauthenticated_per_address: self.server.max_unauthenticated_per_address,
+        }
     }
 
     pub fn hello_timeout(&self) -> Duration {

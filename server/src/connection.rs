@@ -1,7 +1,10 @@
-//! One client connection: the WebSocket handshake, `hello`, then a loop that reads frames
-//! (size limit, rate limit, decoding — each problem answered with its own error reason),
-//! forwards requests to the hub, writes the hub's messages out, pings, and drops the
-//! connection when it falls silent. It holds no shared state: the hub owns all of that.
+//! One client connection: the WebSocket handshake and `hello` (one deadline for both, from TCP
+//! accept), then a loop that reads frames (size limit, rate limit, decoding — each problem
+//! answered with its own error reason; a WebSocket protocol violation with a close frame that
+//! says why), forwards requests to the hub, writes the hub's messages out, pings, and drops the
+//! connection when it falls silent. Every write has a deadline: a client that stops reading
+//! cannot hold the task (and its seat) forever. It holds no shared state: the hub owns that,
+//! and [`crate::budget`] counts connections.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,17 +14,19 @@ use cromulent_protocol::{
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::time::{Instant, timeout};
+use tokio::sync::{broadcast, oneshot};
+use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::auth::{self, Identity};
+use crate::budget::Permit;
 use crate::config::Config;
 use crate::hub::{Attach, ConnId, VoiceFlags};
 use crate::hub_actor::{Command, HubHandle, new_resume_token};
+use crate::outbound::{OutboundRx, outbound};
 use crate::rate_limit::TokenBucket;
 use crate::turn::IceProvider;
 
@@ -47,30 +52,45 @@ pub struct Shared {
     pub ice: IceProvider,
 }
 
-/// Serve one accepted TCP connection until it ends.
+/// Serve one accepted TCP connection until it ends. `permit` is its place in the
+/// unauthenticated budget; after a valid `hello` it moves to the authenticated one (or the
+/// client is told `server_full`).
 pub async fn serve(
     stream: TcpStream,
     conn: ConnId,
     shared: Arc<Shared>,
+    mut permit: Permit,
     mut shutdown: broadcast::Receiver<()>,
 ) {
+    // One deadline from accept to `hello`: the handshake's time counts against it.
+    let deadline = Instant::now() + shared.config.hello_timeout();
     // The set-up steps are boxed: a task's future is as large as its largest state, and
     // these states would otherwise sit in every idle connection's memory for its lifetime.
-    let Some(mut ws) = Box::pin(handshake(stream, &shared.config)).await else {
+    let Some(mut ws) = Box::pin(handshake(stream, &shared.config, deadline)).await else {
         return;
     };
     let identity = tokio::select! {
-        id = Box::pin(hello(&mut ws, &shared)) => id,
+        id = Box::pin(hello(&mut ws, &shared, deadline)) => id,
         _ = shutdown.recv() => None,
     };
     let Some((identity, resume)) = identity else {
         return;
     };
+    if let Err(refusal) = permit.authenticate() {
+        tracing::warn!(conn, user = %identity.user, %refusal, "refusing connection");
+        Box::pin(close_with(
+            &mut ws,
+            ErrorReason::ServerFull,
+            &refusal.to_string(),
+        ))
+        .await;
+        return;
+    }
     let ice = match resume {
         Some(_) => Box::pin(shared.ice.ice_for(&identity.user)).await,
         None => IceConfig::default(),
     };
-    let (out_tx, out_rx) = mpsc::channel(shared.config.limits.outbound_queue);
+    let (out_tx, out_rx) = outbound(shared.config.limits.outbound_queue_bytes);
     let (kick_tx, kick_rx) = oneshot::channel();
     shared.hub.send(Command::Attach {
         attach: Box::new(Attach {
@@ -100,13 +120,7 @@ pub async fn serve(
         last_rate_error: None,
     };
     session.run(out_rx, kick_rx, &mut shutdown).await;
-}
-
-/// Refuse a connection over the limit with `server_full`.
-pub async fn refuse_full(stream: TcpStream, config: &Config) {
-    if let Some(mut ws) = handshake(stream, config).await {
-        close_with(&mut ws, ErrorReason::ServerFull, "server is full").await;
-    }
+    drop(permit);
 }
 
 /// Tell the hub when this connection ends, however it ends (even by panic).
@@ -121,7 +135,7 @@ impl Drop for DetachOnDrop {
     }
 }
 
-async fn handshake(stream: TcpStream, config: &Config) -> Option<Ws> {
+async fn handshake(stream: TcpStream, config: &Config, deadline: Instant) -> Option<Ws> {
     let limit = config.limits.max_message_bytes;
     // tungstenite refuses frames beyond this hard cap outright; below it we read the frame and
     // answer `message_too_large` ourselves, keeping the connection.
@@ -132,7 +146,7 @@ async fn handshake(stream: TcpStream, config: &Config) -> Option<Ws> {
         .max_message_size(Some(hard_cap))
         .max_frame_size(Some(hard_cap));
     let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
-    match timeout(config.hello_timeout(), accept).await {
+    match timeout_at(deadline, accept).await {
         Ok(Ok(ws)) => Some(ws),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "websocket handshake failed");
@@ -146,9 +160,13 @@ async fn handshake(stream: TcpStream, config: &Config) -> Option<Ws> {
 }
 
 /// Wait for a valid `hello`; on any problem tell the client why and close.
-async fn hello(ws: &mut Ws, shared: &Shared) -> Option<(Identity, Option<String>)> {
+async fn hello(
+    ws: &mut Ws,
+    shared: &Shared,
+    deadline: Instant,
+) -> Option<(Identity, Option<String>)> {
     let config = &shared.config;
-    let text = match timeout(config.hello_timeout(), first_text(ws)).await {
+    let text = match timeout_at(deadline, first_text(ws)).await {
         Ok(Some(text)) => text,
         Ok(None) => return None,
         Err(_) => {
@@ -209,22 +227,64 @@ async fn first_text(ws: &mut Ws) -> Option<String> {
                 close_with(ws, ErrorReason::BinaryNotSupported, "send hello as text").await;
                 return None;
             }
-            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(Message::Close(_)) => return None,
+            Err(e) => {
+                close_for_read_error(ws, e).await;
+                return None;
+            }
             Ok(_) => {}
         }
     }
 }
 
-/// Send `error(reason)`, then a close frame; bounded in time.
+/// A frame could not be read: for a WebSocket protocol violation or a frame past the hard
+/// size cap, say why in an `error` and a close frame (1002, 1007 or 1009); for a broken
+/// connection there is nobody to tell.
+async fn close_for_read_error(ws: &mut Ws, e: tokio_tungstenite::tungstenite::Error) {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let (reason, code, message) = match &e {
+        WsError::Capacity(_) => (
+            ErrorReason::MessageTooLarge,
+            CloseCode::Size,
+            format!("frame refused: {e}"),
+        ),
+        WsError::Protocol(_) => (
+            ErrorReason::InvalidMessage,
+            CloseCode::Protocol,
+            format!("websocket protocol violation: {e}"),
+        ),
+        WsError::Utf8(_) => (
+            ErrorReason::InvalidMessage,
+            CloseCode::Invalid,
+            "text frame is not valid UTF-8".to_owned(),
+        ),
+        _ => {
+            tracing::debug!(error = %e, "read failed");
+            return;
+        }
+    };
+    tracing::info!(%reason, error = %e, "closing connection after a framing violation");
+    close_with_code(ws, reason, &message, code).await;
+}
+
+/// Send `error(reason)`, then a close frame with the code that fits the reason; bounded in
+/// time.
 async fn close_with(ws: &mut Ws, reason: ErrorReason, message: &str) {
+    let code = match reason {
+        ErrorReason::ServerShutdown => CloseCode::Away,
+        ErrorReason::ServerFull => CloseCode::Again,
+        ErrorReason::MessageTooLarge => CloseCode::Size,
+        _ => CloseCode::Policy,
+    };
+    close_with_code(ws, reason, message, code).await;
+}
+
+/// Send `error(reason)`, then a close frame with `code` and the reason's name; bounded in
+/// time.
+async fn close_with_code(ws: &mut Ws, reason: ErrorReason, message: &str, code: CloseCode) {
     let text = ServerMsg::error(reason, message).to_json();
     let close = CloseFrame {
-        code: match reason {
-            ErrorReason::ServerShutdown => CloseCode::Away,
-            ErrorReason::ServerFull => CloseCode::Again,
-            ErrorReason::MessageTooLarge => CloseCode::Size,
-            _ => CloseCode::Policy,
-        },
+        code,
         reason: reason.as_str().into(),
     };
     let goodbye = async {
@@ -251,7 +311,7 @@ struct Session<'a> {
 impl Session<'_> {
     async fn run(
         &mut self,
-        mut outbound: mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+        mut outbound: OutboundRx,
         mut kick: oneshot::Receiver<ErrorReason>,
         shutdown: &mut broadcast::Receiver<()>,
     ) {
@@ -282,15 +342,18 @@ impl Session<'_> {
                         }
                         return;
                     };
-                    if self.write_batch(text, &mut outbound).await.is_err() {
-                        return;
+                    let write_timeout = self.shared.config.write_timeout();
+                    match timeout(write_timeout, self.write_batch(text, &mut outbound)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => return self.write_deadline_passed(),
                     }
                 }
                 frame = self.ws.next() => {
                     let message = match frame {
                         Some(Ok(m)) => m,
                         Some(Err(e)) => {
-                            tracing::debug!(conn = self.conn, error = %e, "read failed");
+                            Box::pin(close_for_read_error(&mut self.ws, e)).await;
                             return;
                         }
                         None => return,
@@ -307,8 +370,11 @@ impl Session<'_> {
                         tracing::info!(conn = self.conn, user = %self.identity.user, "heartbeat timeout: dropping silent connection");
                         return;
                     }
-                    if self.ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return;
+                    let write_timeout = self.shared.config.write_timeout();
+                    match timeout(write_timeout, self.ws.send(Message::Ping(Default::default()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => return self.write_deadline_passed(),
                     }
                 }
             }
@@ -322,16 +388,26 @@ impl Session<'_> {
     async fn write_batch(
         &mut self,
         first: tokio_tungstenite::tungstenite::Utf8Bytes,
-        outbound: &mut mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+        outbound: &mut OutboundRx,
     ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
         self.ws.feed(Message::Text(first)).await?;
         for _ in 1..WRITE_BATCH {
-            let Ok(text) = outbound.try_recv() else {
+            let Some(text) = outbound.try_recv() else {
                 break;
             };
             self.ws.feed(Message::Text(text)).await?;
         }
         self.ws.flush().await
+    }
+
+    /// A write did not complete in time: the client stopped reading and the socket's buffers
+    /// are full. Nothing more can reach it; the connection ends (and its seat with it).
+    fn write_deadline_passed(&self) {
+        tracing::warn!(
+            conn = self.conn,
+            user = %self.identity.user,
+            "write deadline passed: dropping a client that does not read"
+        );
     }
 
     async fn on_message(&mut self, message: Message) -> Flow {
@@ -375,11 +451,13 @@ impl Session<'_> {
             }
             ClientMsg::Join { channel } => {
                 if !self.shared.config.channels.iter().any(|c| c.id == channel) {
+                    let why = format!("no voice channel with id {channel}");
                     return self
-                        .error(
+                        .send(ServerMsg::error_in(
                             ErrorReason::NotFound,
-                            &format!("no voice channel with id {channel}"),
-                        )
+                            why,
+                            Some(channel),
+                        ))
                         .await;
                 }
                 let ice = self.shared.ice.ice_for(&self.identity.user).await;
@@ -430,9 +508,14 @@ impl Session<'_> {
     }
 
     async fn send(&mut self, msg: ServerMsg) -> Flow {
-        match self.ws.send(Message::text(msg.to_json())).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::End,
+        let write_timeout = self.shared.config.write_timeout();
+        match timeout(write_timeout, self.ws.send(Message::text(msg.to_json()))).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::End,
+            Err(_) => {
+                self.write_deadline_passed();
+                Flow::End
+            }
         }
     }
 }
@@ -441,6 +524,9 @@ fn kick_message(reason: ErrorReason) -> &'static str {
     match reason {
         ErrorReason::SessionReplaced => "your session was resumed by a newer connection",
         ErrorReason::SlowConsumer => "you did not read your messages fast enough",
+        ErrorReason::NameTaken => {
+            "a user with a name that looks the same is connected; choose another name"
+        }
         _ => "closing",
     }
 }

@@ -16,6 +16,10 @@ use cromulent_protocol::{
 use crate::auth::Identity;
 use crate::config::ChannelConfig;
 
+mod lookalikes;
+
+use lookalikes::Lookalikes;
+
 /// One WebSocket connection, numbered by the accept loop.
 pub type ConnId = u64;
 
@@ -73,6 +77,8 @@ pub struct Hub {
     by_resume: HashMap<String, SessionId>,
     /// The join guard's table: which session holds each user's one voice seat.
     seats: HashMap<UserId, SessionId>,
+    /// Names of live sessions (attached or in grace), by confusable skeleton.
+    lookalikes: Lookalikes,
     resume_grace: Duration,
     heartbeat: Heartbeat,
     next_session: SessionId,
@@ -107,6 +113,7 @@ impl Hub {
             by_conn: HashMap::new(),
             by_resume: HashMap::new(),
             seats: HashMap::new(),
+            lookalikes: Lookalikes::default(),
             resume_grace,
             heartbeat,
             next_session: 1,
@@ -114,7 +121,10 @@ impl Hub {
         }
     }
 
-    /// A connection said a valid `hello`: start or resume its session.
+    /// A connection said a valid `hello`: start or resume its session. A new session whose
+    /// name looks like another user's (connected or resumable) is refused with `name_taken`;
+    /// a resume is the same user and never clashes. A resume hands out a new resume token
+    /// (the old one stops working).
     pub fn attach(&mut self, a: Attach, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         let resumed = a
@@ -122,6 +132,9 @@ impl Hub {
             .as_deref()
             .and_then(|token| self.resumable(token, &a.identity.user, now));
         let Some(sid) = resumed else {
+            if self.lookalikes.clash(&a.identity).is_some() {
+                return vec![Effect::Close(a.conn, ErrorReason::NameTaken)];
+            }
             let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
             fx.push(Effect::Send(a.conn, self.welcome(sid, false)));
             if a.resume.is_some() {
@@ -136,8 +149,11 @@ impl Hub {
             return fx;
         };
         let session = self.session_mut(sid);
+        let old_token = std::mem::replace(&mut session.resume_token, a.new_resume_token.clone());
         let old_conn = session.conn.replace(a.conn);
         session.detached_at = None;
+        self.by_resume.remove(&old_token);
+        self.by_resume.insert(a.new_resume_token, sid);
         if let Some(old) = old_conn {
             self.by_conn.remove(&old);
             fx.push(Effect::Close(old, ErrorReason::SessionReplaced));
@@ -187,6 +203,7 @@ impl Hub {
         for sid in expired {
             if let Some(s) = self.sessions.remove(&sid) {
                 self.by_resume.remove(&s.resume_token);
+                self.lookalikes.remove(&s.identity);
             }
         }
     }
@@ -332,6 +349,7 @@ impl Hub {
         self.next_session += 1;
         self.by_resume.insert(token.clone(), sid);
         self.by_conn.insert(conn, sid);
+        self.lookalikes.add(&identity);
         self.sessions.insert(
             sid,
             Session {
@@ -518,14 +536,7 @@ impl Hub {
 }
 
 fn error(conn: ConnId, reason: ErrorReason, message: String, channel: Option<ChannelId>) -> Effect {
-    Effect::Send(
-        conn,
-        ServerMsg::Error {
-            reason,
-            message,
-            channel,
-        },
-    )
+    Effect::Send(conn, ServerMsg::error_in(reason, message, channel))
 }
 
 fn not_in_voice(conn: ConnId) -> Effect {
@@ -537,5 +548,7 @@ fn not_in_voice(conn: ConnId) -> Effect {
     )
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

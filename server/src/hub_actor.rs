@@ -2,8 +2,10 @@
 //! applies each as one atomic step and carries out the effects in order — so every client sees
 //! presence changes in the same order, and a switch's leave and join arrive together.
 //!
-//! It never waits on a client: each connection has a bounded outbound queue, and a client too
-//! slow to drain it is cut off (`slow_consumer`) instead of stalling everyone.
+//! It never waits on a client: each connection has an outbound queue bounded in bytes
+//! ([`crate::outbound`]), and a client too slow to drain it is cut off (`slow_consumer`)
+//! instead of stalling everyone. Its session is detached in the same step, so its seat is
+//! released and the `leave` broadcast at once, whether or not it ever reads again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::hub::{Attach, ConnId, Effect, Hub, VoiceFlags};
+use crate::outbound::OutboundTx;
 
 /// What a connection asks of the hub.
 #[derive(Debug)]
@@ -21,7 +24,7 @@ pub enum Command {
     /// A valid hello: register the connection's outbound queue and kick switch, then attach.
     Attach {
         attach: Box<Attach>,
-        outbound: mpsc::Sender<Utf8Bytes>,
+        outbound: OutboundTx,
         kick: oneshot::Sender<ErrorReason>,
     },
     Detach {
@@ -70,7 +73,7 @@ pub fn new_resume_token() -> String {
 }
 
 struct Registered {
-    outbound: mpsc::Sender<Utf8Bytes>,
+    outbound: OutboundTx,
     kick: oneshot::Sender<ErrorReason>,
 }
 
@@ -89,7 +92,7 @@ async fn run(mut hub: Hub, mut rx: mpsc::UnboundedReceiver<Command>, expire_ever
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let effects = apply(&mut hub, &mut conns, cmd);
-                carry_out(&mut conns, effects);
+                carry_out(&mut hub, &mut conns, effects);
             }
             _ = expire.tick() => hub.expire(Instant::now()),
         }
@@ -118,7 +121,28 @@ fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, cmd: Command) -
     }
 }
 
-fn carry_out(conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) {
+/// Carry out `effects` in order. Clients found too slow are kicked and detached afterwards,
+/// and what their detach causes (the `leave` of their seat) is carried out in turn.
+fn carry_out(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) {
+    let mut effects = effects;
+    loop {
+        let slow = deliver_all(conns, effects);
+        if slow.is_empty() {
+            return;
+        }
+        effects = Vec::new();
+        for conn in slow {
+            if conns.contains_key(&conn) {
+                tracing::warn!(conn, "client not reading its messages; dropping it");
+                kick(conns, conn, ErrorReason::SlowConsumer);
+                effects.extend(hub.detach(conn, Instant::now()));
+            }
+        }
+    }
+}
+
+/// Carry out one batch of effects; the connections whose queue was full.
+fn deliver_all(conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) -> Vec<ConnId> {
     let mut slow = Vec::new();
     for effect in effects {
         match effect {
@@ -140,22 +164,19 @@ fn carry_out(conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) {
             Effect::Close(conn, reason) => kick(conns, conn, reason),
         }
     }
-    for conn in slow {
-        tracing::warn!(conn, "client not reading its messages; dropping it");
-        kick(conns, conn, ErrorReason::SlowConsumer);
-    }
+    slow.sort_unstable();
+    slow.dedup();
+    slow
 }
 
 fn encode(msg: &ServerMsg) -> Utf8Bytes {
     Utf8Bytes::from(msg.to_json())
 }
 
-/// False when the client's queue is full. A closed queue (connection already ending) is fine.
+/// False when the client's queue is over its byte budget. A closed queue (connection
+/// already ending) is fine.
 fn deliver(r: &Registered, text: Utf8Bytes) -> bool {
-    !matches!(
-        r.outbound.try_send(text),
-        Err(mpsc::error::TrySendError::Full(_))
-    )
+    r.outbound.push(text).is_ok()
 }
 
 fn kick(conns: &mut HashMap<ConnId, Registered>, conn: ConnId, reason: ErrorReason) {

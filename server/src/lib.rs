@@ -1,21 +1,27 @@
 //! `cromulent-server`: the signaling server of Cromulent Voice.
 //!
 //! - [`config`]: settings (TOML + environment); [`cli`]: options and signals for binaries.
-//! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point.
-//! - [`connection`]: one client — handshake, hello, limits, heartbeat, reading and writing.
+//! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point;
+//!   [`budget`]: how many connections, authenticated or not, in total and per address.
+//! - [`connection`]: one client — handshake, hello, limits, heartbeat, reading and writing;
+//!   [`outbound`]: its queue of frames to write, bounded in bytes.
 //! - [`hub`]: the pure core — sessions, seats, presence, join guard, relay rules;
 //!   [`hub_actor`] is the task that owns it.
-//! - [`auth`]: who is connecting (open names or signed tokens).
+//! - [`auth`]: who is connecting (open names or signed tokens); [`name`]: what a name may be
+//!   and when two look alike.
 //! - [`turn`]: ICE servers and TURN credentials.
 //! - [`rate_limit`]: the per-connection token bucket.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod hub;
 pub mod hub_actor;
+pub mod name;
+pub mod outbound;
 pub mod rate_limit;
 pub mod server;
 pub mod turn;

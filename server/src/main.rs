@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use cromulent_server::auth::{self, Claims};
 use cromulent_server::cli::ServerArgs;
 use cromulent_server::config::Config;
+use cromulent_server::name::check_name;
 
 /// Cromulent Voice signaling server: voice channels, presence, the duplicate-join guard,
 /// WebRTC signaling relay and TURN credentials, over WebSocket (ws://HOST:PORT).
@@ -31,9 +32,14 @@ enum Cmd {
         /// User id the token is for.
         #[arg(long)]
         user: String,
-        /// Display name (defaults to the user id).
+        /// Display name (defaults to the user id). The client's `hello.name` is ignored
+        /// unless --allow-client-name is given.
         #[arg(long)]
         name: Option<String>,
+        /// Let the holder choose their display name when connecting (`hello.name`, checked
+        /// like any name); --name is then only the default.
+        #[arg(long)]
+        allow_client_name: bool,
         /// Lifetime: e.g. 30d, 12h, 90m, 45s.
         #[arg(long, default_value = "30d")]
         ttl: String,
@@ -49,19 +55,30 @@ fn main() -> anyhow::Result<()> {
         .init();
     let config = cli.server.load()?;
     match cli.command {
-        Some(Cmd::Token { user, name, ttl }) => print_token(&config, &user, name, &ttl),
+        Some(Cmd::Token {
+            user,
+            name,
+            allow_client_name,
+            ttl,
+        }) => print_token(&config, &user, name, allow_client_name, &ttl),
         None => serve(config),
     }
 }
 
-fn print_token(config: &Config, user: &str, name: Option<String>, ttl: &str) -> anyhow::Result<()> {
+fn print_token(
+    config: &Config,
+    user: &str,
+    name: Option<String>,
+    client_names: bool,
+    ttl: &str,
+) -> anyhow::Result<()> {
     if config.auth.secret.len() < 16 {
         bail!("set auth.secret in the config file or CROMULENT_AUTH_SECRET (at least 16 bytes)");
     }
     let max = config.limits.max_name_chars;
-    let user = auth::check_name(user, max).context("bad --user")?;
+    let user = check_name(user, max).context("bad --user")?;
     let name = name
-        .map(|n| auth::check_name(&n, max))
+        .map(|n| check_name(&n, max))
         .transpose()
         .context("bad --name")?;
     let ttl = auth::parse_ttl(ttl).map_err(anyhow::Error::msg)?;
@@ -69,6 +86,7 @@ fn print_token(config: &Config, user: &str, name: Option<String>, ttl: &str) -> 
     let claims = Claims {
         sub: user,
         name,
+        client_names,
         exp: now + ttl,
     };
     println!(

@@ -1,6 +1,6 @@
 //! The accept loop and graceful shutdown (mini-redis style): a broadcast tells every
 //! connection to stop; the run ends when all of them have finished (or a deadline passes).
-//! A semaphore caps concurrent connections.
+//! [`Budgets`] cap connections: before `hello` and after, in total and per source address.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use cromulent_protocol::Heartbeat;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 
+use crate::budget::Budgets;
 use crate::config::Config;
 use crate::connection::{self, Shared};
 use crate::hub::Hub;
@@ -37,7 +38,7 @@ pub async fn run(
         ice: IceProvider::new(config.turn.clone()),
         config,
     });
-    let limit = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    let budgets = Budgets::new(shared.config.budget_limits());
     let (stop_tx, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tracing::info!(%addr, "cromulent-server listening on {addr}");
@@ -62,19 +63,19 @@ pub async fn run(
         let conn = next_conn;
         let shared = shared.clone();
         let done = done_tx.clone();
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; refusing");
-            tokio::spawn(async move {
-                connection::refuse_full(stream, &shared.config).await;
-                drop(done);
-            });
-            continue;
+        let permit = match budgets.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                // Closed at once, before any handshake work: a flood costs us an accept.
+                tracing::debug!(%peer, %refusal, "not admitting connection");
+                drop(stream);
+                continue;
+            }
         };
         let stop = stop_tx.subscribe();
         tokio::spawn(async move {
             tracing::debug!(conn, %peer, "connection accepted");
-            connection::serve(stream, conn, shared, stop).await;
-            drop(permit);
+            connection::serve(stream, conn, shared, permit, stop).await;
             drop(done);
         });
     }

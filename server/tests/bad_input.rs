@@ -180,7 +180,9 @@ async fn connections_over_the_limit_get_server_full() {
     let server = TestServer::start(config).await;
     let _a = Client::connect(&server.url(), "a").await;
     let _b = Client::connect(&server.url(), "b").await;
+    // The cap counts authenticated connections: the third is refused once it says hello.
     let mut c = Client::raw(&server.url()).await;
+    c.send_hello("c").await;
     c.expect_error(ErrorReason::ServerFull).await;
     assert!(c.closed().await);
     server.stop().await;

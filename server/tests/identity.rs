@@ -66,6 +66,7 @@ async fn bad_and_expired_tokens_are_refused_and_closed() {
         &Claims {
             sub: "alice".into(),
             name: None,
+            client_names: false,
             exp: u64::MAX / 2,
         },
     );
@@ -74,6 +75,7 @@ async fn bad_and_expired_tokens_are_refused_and_closed() {
         &Claims {
             sub: "alice".into(),
             name: None,
+            client_names: false,
             exp: 1,
         },
     );

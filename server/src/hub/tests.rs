@@ -346,3 +346,102 @@ fn leave_when_not_in_voice_is_an_error() {
     attach(&mut h, 1, "alice", Instant::now());
     assert_eq!(error_reason(&h.leave(1)), Some(ErrorReason::NotInVoice));
 }
+
+#[test]
+fn resume_rotates_the_token_and_the_old_one_stops_working() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", t0);
+    h.detach(1, t0);
+    let fx = attach_resume(&mut h, 2, "alice", Some("token-1"), t0);
+    let token = fx.iter().find_map(|e| match e {
+        Effect::Send(
+            2,
+            ServerMsg::Welcome {
+                session,
+                resumed: true,
+                ..
+            },
+        ) => Some(session.resume_token.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        token.as_deref(),
+        Some("token-2"),
+        "the welcome carries the new token"
+    );
+    h.detach(2, t0);
+    let fx = attach_resume(&mut h, 3, "alice", Some("token-1"), t0);
+    assert_eq!(
+        error_reason(&fx),
+        Some(ErrorReason::ResumeExpired),
+        "old token"
+    );
+    let fx = attach_resume(&mut h, 4, "alice", Some("token-2"), t0);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Send(4, ServerMsg::Welcome { resumed: true, .. })))
+    );
+}
+
+#[test]
+fn a_look_alike_of_a_live_session_is_name_taken_until_that_session_expires() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", t0);
+    let fake = "\u{0430}lice";
+    assert_eq!(
+        attach(&mut h, 2, fake, t0),
+        [Effect::Close(2, ErrorReason::NameTaken)]
+    );
+    assert_eq!(
+        h.session_count(),
+        1,
+        "the refused connection made no session"
+    );
+    // The same user again is not a look-alike.
+    assert!(!attach(&mut h, 3, "alice", t0).contains(&Effect::Close(3, ErrorReason::NameTaken)));
+    // Both of alice's sessions end; in grace they still hold the name.
+    h.detach(1, t0);
+    h.detach(3, t0);
+    assert_eq!(
+        attach(&mut h, 4, fake, t0),
+        [Effect::Close(4, ErrorReason::NameTaken)]
+    );
+    h.expire(t0 + GRACE + Duration::from_millis(1));
+    assert_eq!(h.session_count(), 0);
+    let fx = attach(&mut h, 5, fake, t0 + GRACE + Duration::from_millis(1));
+    assert!(
+        matches!(fx[0], Effect::Send(5, ServerMsg::Welcome { .. })),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn display_names_clash_with_other_users_ids_and_names() {
+    let now = Instant::now();
+    let mut h = hub();
+    let with = |conn, user: &str, name: &str| Attach {
+        conn,
+        identity: Identity {
+            user: user.into(),
+            name: name.into(),
+        },
+        resume: None,
+        new_resume_token: format!("token-{conn}"),
+        ice: IceConfig::default(),
+    };
+    h.attach(with(1, "u1", "Alice"), now);
+    let fx = h.attach(with(2, "u2", "\u{0410}lice"), now);
+    assert_eq!(
+        fx,
+        [Effect::Close(2, ErrorReason::NameTaken)],
+        "display name"
+    );
+    let fx = h.attach(with(3, "u3", "u1"), now);
+    assert_eq!(
+        fx,
+        [Effect::Close(3, ErrorReason::NameTaken)],
+        "another's id as a name"
+    );
+}

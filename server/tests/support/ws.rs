@@ -169,6 +169,24 @@ impl Client {
         }
     }
 
+    /// Skip messages until one matches within `wait`; `None` if none does (or the
+    /// connection ends).
+    pub async fn recv_until_within(
+        &mut self,
+        pred: impl Fn(&ServerMsg) -> bool,
+        wait: Duration,
+    ) -> Option<ServerMsg> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv(left).await {
+                Some(m) if pred(&m) => return Some(m),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    }
+
     /// The next message other than presence must be an error with `reason`.
     pub async fn expect_error(&mut self, reason: ErrorReason) -> ServerMsg {
         let m = self
@@ -203,6 +221,79 @@ impl Client {
         match self.try_recv(wait).await {
             Some(m) => Err(m),
             None => Ok(()),
+        }
+    }
+}
+
+/// A TCP connection to `addr` from `local_ip` (any 127.0.0.0/8 address is loopback), with the
+/// receive buffer capped at `recv_buffer` bytes when given (a client that will stop reading).
+pub async fn tcp_from(
+    addr: SocketAddr,
+    local_ip: std::net::IpAddr,
+    recv_buffer: Option<u32>,
+) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    socket.bind(SocketAddr::new(local_ip, 0)).unwrap();
+    tokio::time::timeout(WAIT, socket.connect(addr))
+        .await
+        .expect("tcp connect in time")
+        .expect("tcp connect")
+}
+
+impl Client {
+    /// The WebSocket handshake over an existing TCP connection; no hello yet.
+    pub async fn raw_over(url: &str, stream: TcpStream) -> Self {
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+        Self { ws, welcome: None }
+    }
+
+    /// Send an open-mode `hello` with `name`; waits for nothing.
+    pub async fn send_hello(&mut self, name: &str) {
+        self.send(&ClientMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            name: Some(name.into()),
+            token: None,
+            resume: None,
+        })
+        .await;
+    }
+
+    /// Say hello (open mode) on a connection made with [`Client::raw_over`]; waits for the
+    /// welcome.
+    pub async fn hello(mut self, name: &str) -> Self {
+        self.send_hello(name).await;
+        let welcome = self.recv().await;
+        assert!(
+            matches!(welcome, ServerMsg::Welcome { .. }),
+            "expected welcome, got {welcome:?}"
+        );
+        self.welcome = Some(welcome);
+        self
+    }
+
+    /// The close frame the server ends with (messages before it skipped); `None` if the
+    /// connection ends without one or stays open past [`WAIT`].
+    pub async fn close_frame(&mut self) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    return Some((u16::from(frame.code), frame.reason.to_string()));
+                }
+                Err(_) | Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(None)))) => {
+                    return None;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
         }
     }
 }
