@@ -11,8 +11,6 @@
 //! reference to the peer connection from its own callbacks (that would leak it), or
 //! `unwrap` anything derived from what a remote peer sent.
 
-mod inbound;
-
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, Weak};
@@ -49,12 +47,10 @@ use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_remote::TrackRemote;
 
-pub use inbound::InboundStats;
+use crate::rtp::{OPUS_CLOCK_RATE, ReceiverStats};
 
 /// Opus RTP payload type we offer (the value browsers and webrtc's defaults use).
 const OPUS_PAYLOAD_TYPE: u8 = 111;
-/// Opus always uses a 48 kHz RTP clock.
-const OPUS_CLOCK_RATE: u32 = 48_000;
 /// Opus fmtp: 10 ms minimum packet time, in-band FEC on (RFC 7587 section 7).
 const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
 /// RTCP sender and receiver reports, each way: what libwebrtc uses for audio (webrtc's
@@ -207,7 +203,8 @@ pub struct PeerStats {
     pub bytes_sent: u64,
     /// Inbound loss (RFC 3550 expected minus received).
     pub packets_lost: i64,
-    /// Inbound interarrival jitter (RFC 3550) in milliseconds.
+    /// Inbound interarrival jitter in milliseconds, RFC 3550 as written over every packet read
+    /// ([`ReceiverStats`]): the one jitter figure the peer report shows.
     pub jitter_ms: f64,
     /// Loss of our outbound audio as the remote reported it in RTCP receiver reports.
     pub remote_packets_lost: Option<i64>,
@@ -396,7 +393,7 @@ pub struct Peer {
     /// Local ICE generation, shared with the candidate callback.
     local: Arc<StdMutex<LocalIce>>,
     /// Receive counters, written by the track reader task.
-    inbound: Arc<StdMutex<InboundStats>>,
+    inbound: Arc<StdMutex<ReceiverStats>>,
     /// Set by `close` (and checked by `Drop`): a closed peer refuses further work.
     closed: AtomicBool,
 }
@@ -439,7 +436,7 @@ impl Peer {
             emit,
             remote: Mutex::new(RemoteIce::default()),
             local: Arc::new(StdMutex::new(LocalIce::default())),
-            inbound: Arc::new(StdMutex::new(InboundStats::default())),
+            inbound: Arc::new(StdMutex::new(ReceiverStats::default())),
             closed: false.into(),
         };
         peer.wire_callbacks();
@@ -813,7 +810,7 @@ fn on_local_candidate(emit: &Emit, local: &StdMutex<LocalIce>, cand: Option<RTCI
 async fn read_remote_audio(
     track: Arc<TrackRemote>,
     emit: Emit,
-    inbound: Arc<StdMutex<InboundStats>>,
+    inbound: Arc<StdMutex<ReceiverStats>>,
 ) {
     info!(ssrc = track.ssrc(), codec = %track.codec().capability.mime_type, "remote audio track");
     loop {
