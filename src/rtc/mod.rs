@@ -47,7 +47,7 @@ use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_remote::TrackRemote;
 
-use crate::rtp::{OPUS_CLOCK_RATE, ReceiverStats};
+use crate::rtp::{OPUS_CLOCK_RATE, Packetizer, ReceiverStats};
 
 /// Opus RTP payload type we offer (the value browsers and webrtc's defaults use).
 const OPUS_PAYLOAD_TYPE: u8 = 111;
@@ -254,24 +254,24 @@ pub enum RtcError {
 /// Our microphone as one Opus track, shared by every [`Peer`]: each frame is packetised once
 /// and sent to every peer connection the track is bound to.
 ///
-/// We packetise ourselves (one Opus packet per RTP packet) rather than let webrtc's sample
-/// track do it, because its timestamps only advance with what is sent: after a push-to-talk
-/// pause the receiver would see a packet "right after" the last one and mistake the pause for
-/// network delay. Here the timestamp advances every frame, sent or not, and the sequence
-/// number only for sent packets (what Opus DTX looks like on the wire); the first packet after
-/// a pause carries the marker bit (RFC 3551 talkspurt start).
-#[derive(Clone)]
+/// We packetise ourselves (one Opus packet per RTP packet, [`Packetizer`]) rather than let
+/// webrtc's sample track do it, because its timestamps only advance with what is sent: after a
+/// push-to-talk pause the receiver would see a packet "right after" the last one and mistake
+/// the pause for network delay.
+///
+/// One owner (the engine's capture path) holds this and with it the RTP clock, a plain value:
+/// [`LocalAudioTrack::write_frame`] takes `&mut self`. Peers get a [`TrackHandle`], which can
+/// only bind the track, not write to it.
 pub struct LocalAudioTrack {
     track: Arc<TrackLocalStaticRTP>,
-    clock: Arc<StdMutex<RtpClock>>,
+    packetizer: Packetizer,
 }
 
-/// Sequence number and timestamp of the next packet.
-struct RtpClock {
-    seq: u16,
-    timestamp: u32,
-    /// The previous frame was not sent.
-    paused: bool,
+/// The part of [`LocalAudioTrack`] a [`Peer`] needs: the track to add to its connection.
+/// Cloned into every peer's task; carries no RTP clock.
+#[derive(Clone)]
+pub struct TrackHandle {
+    track: Arc<TrackLocalStaticRTP>,
 }
 
 impl LocalAudioTrack {
@@ -280,11 +280,14 @@ impl LocalAudioTrack {
         let track = TrackLocalStaticRTP::new(opus_capability(), "audio".into(), stream_id.into());
         Self {
             track: Arc::new(track),
-            clock: Arc::new(StdMutex::new(RtpClock {
-                seq: rand::random(),
-                timestamp: rand::random(),
-                paused: true,
-            })),
+            packetizer: Packetizer::default(),
+        }
+    }
+
+    /// A handle for [`Peer::new`] to bind this track to a peer connection.
+    pub fn handle(&self) -> TrackHandle {
+        TrackHandle {
+            track: self.track.clone(),
         }
     }
 
@@ -294,36 +297,24 @@ impl LocalAudioTrack {
     /// Before the first peer connection has bound the track this sends nothing. An error
     /// names a failed binding; the packet still went to all others, so log it and go on.
     pub async fn write_frame(
-        &self,
+        &mut self,
         packet: Option<&[u8]>,
         duration: Duration,
     ) -> Result<(), RtcError> {
-        let samples = (duration.as_secs_f64() * f64::from(OPUS_CLOCK_RATE)) as u32;
-        let header = {
-            // Invariant: the lock guards three plain fields and is never held across a panic
-            // point; recover the data anyway rather than panic here.
-            let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
-            let timestamp = clock.timestamp;
-            clock.timestamp = clock.timestamp.wrapping_add(samples);
-            let Some(_) = packet else {
-                clock.paused = true;
-                return Ok(());
-            };
-            let header = webrtc::rtp::header::Header {
-                version: 2,
-                marker: clock.paused,
-                payload_type: OPUS_PAYLOAD_TYPE,
-                sequence_number: clock.seq,
-                timestamp,
-                ..Default::default()
-            };
-            clock.seq = clock.seq.wrapping_add(1);
-            clock.paused = false;
-            header
+        let header = self.packetizer.frame(duration, packet.is_some());
+        let (Some(header), Some(payload)) = (header, packet) else {
+            return Ok(());
         };
         let rtp = webrtc::rtp::packet::Packet {
-            header,
-            payload: Bytes::copy_from_slice(packet.unwrap_or_default()),
+            header: webrtc::rtp::header::Header {
+                version: 2,
+                marker: header.marker,
+                payload_type: OPUS_PAYLOAD_TYPE,
+                sequence_number: header.sequence_number,
+                timestamp: header.timestamp,
+                ..Default::default()
+            },
+            payload: Bytes::copy_from_slice(payload),
         };
         self.track
             .write_rtp(&rtp)
@@ -421,7 +412,7 @@ impl Peer {
     /// `events`, each event tagged with `key`.
     pub async fn new<K>(
         config: &PeerConfig,
-        track: &LocalAudioTrack,
+        track: &TrackHandle,
         key: K,
         events: PeerEvents<K>,
     ) -> Result<Self, RtcError>
@@ -615,7 +606,7 @@ impl Peer {
         }
     }
 
-    async fn add_local_track(&self, track: &LocalAudioTrack) -> Result<(), RtcError> {
+    async fn add_local_track(&self, track: &TrackHandle) -> Result<(), RtcError> {
         let local: Arc<dyn TrackLocal + Send + Sync> = track.track.clone();
         let sender = self
             .pc

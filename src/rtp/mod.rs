@@ -4,6 +4,7 @@
 //!   (the cycle counting of RFC 3550 appendix A.1);
 //! - [`jitter`]: the interarrival-jitter core of §6.4.1 / appendix A.8 (the transit change
 //!   `D(i-1,i)` and the 1/16 smoothing);
+//! - [`packetizer`]: the sending side's RTP clock (marker, sequence number, timestamp);
 //! - [`receiver`]: RFC 3550 receiver statistics of one inbound stream (packets, expected minus
 //!   received, jitter as the RFC computes it) for the peer report.
 //!
@@ -15,10 +16,12 @@
 //! depend on webrtc or on the audio pipeline, so that both can use it.
 
 pub mod jitter;
+pub mod packetizer;
 pub mod receiver;
 pub mod seq;
 
 pub use jitter::InterarrivalJitter;
+pub use packetizer::{Packetizer, RtpHeader};
 pub use receiver::ReceiverStats;
 
 /// RTP clock rate of Opus, the only codec we carry (RFC 7587: always 48 kHz whatever the coded
