@@ -61,7 +61,7 @@ impl Default for IceTimeouts {
 pub struct PeerConfig {
     /// STUN/TURN servers. Fixed for the life of the peer: webrtc 0.17.2 builds its ICE agent
     /// once and ignores later `set_configuration` calls (see NOTES.md), so new TURN
-    /// credentials need a new [`Peer`].
+    /// credentials need a new [`Peer`](super::Peer).
     pub ice_servers: Vec<IceServerSpec>,
     /// Gather and use relay candidates only (privacy mode, and the way to test TURN).
     pub relay_only: bool,

@@ -19,7 +19,8 @@ use super::CandidateInit;
 pub enum PeerState {
     Connecting,
     Connected,
-    /// No traffic for [`IceTimeouts::disconnected`]; may come back to `Connected` by itself.
+    /// No traffic for [`IceTimeouts::disconnected`](super::IceTimeouts::disconnected); may come
+    /// back to `Connected` by itself.
     Disconnected,
     /// Given up; only an ICE restart (new offer) or a new peer helps.
     Failed,
@@ -36,8 +37,8 @@ pub enum CandidateKind {
     Relay,
 }
 
-/// What a [`Peer`] reports. Sent on the channels given to [`Peer::new`] ([`PeerEvents`]),
-/// tagged with its key.
+/// What a [`Peer`](super::Peer) reports. Sent on the channels given to
+/// [`Peer::new`](super::Peer::new) ([`PeerEvents`]), tagged with its key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerEvent {
     /// A local candidate to send to the remote through signaling.
@@ -67,10 +68,11 @@ pub enum PeerEvent {
 /// Sends events tagged with the engine's key for this peer.
 pub(super) type Emit = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
-/// Where a [`Peer`]'s events go. The remote's audio packets ([`PeerEvent::RemoteAudio`] and
-/// [`PeerEvent::RemoteAudioEnded`]) have a channel of their own, which the engine drains just
-/// before it plays a frame instead of waking for each packet (each carries the time it was
-/// read); everything else goes to `control`, which the engine handles as it comes.
+/// Where a [`Peer`](super::Peer)'s events go. The remote's audio packets
+/// ([`PeerEvent::RemoteAudio`] and [`PeerEvent::RemoteAudioEnded`]) have a channel of their
+/// own, which the engine drains just before it plays a frame instead of waking for each packet
+/// (each carries the time it was read); everything else goes to `control`, which the engine
+/// handles as it comes.
 pub struct PeerEvents<K> {
     pub control: mpsc::UnboundedSender<(K, PeerEvent)>,
     pub audio: mpsc::UnboundedSender<(K, PeerEvent)>,

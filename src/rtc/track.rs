@@ -16,8 +16,8 @@ use super::RtcError;
 use super::api::{OPUS_PAYLOAD_TYPE, opus_capability};
 use crate::rtp::Packetizer;
 
-/// Our microphone as one Opus track, shared by every [`Peer`]: each frame is packetised once
-/// and sent to every peer connection the track is bound to.
+/// Our microphone as one Opus track, shared by every [`Peer`](super::Peer): each frame is
+/// packetised once and sent to every peer connection the track is bound to.
 ///
 /// We packetise ourselves (one Opus packet per RTP packet, [`Packetizer`]) rather than let
 /// webrtc's sample track do it, because its timestamps only advance with what is sent: after a
@@ -32,8 +32,8 @@ pub struct LocalAudioTrack {
     packetizer: Packetizer,
 }
 
-/// The part of [`LocalAudioTrack`] a [`Peer`] needs: the track to add to its connection.
-/// Cloned into every peer's task; carries no RTP clock.
+/// The part of [`LocalAudioTrack`] a [`Peer`](super::Peer) needs: the track to add to its
+/// connection. Cloned into every peer's task; carries no RTP clock.
 #[derive(Clone)]
 pub struct TrackHandle {
     track: Arc<TrackLocalStaticRTP>,
@@ -56,7 +56,7 @@ impl LocalAudioTrack {
         }
     }
 
-    /// A handle for [`Peer::new`] to bind this track to a peer connection.
+    /// A handle for [`Peer::new`](super::Peer::new) to bind this track to a peer connection.
     pub fn handle(&self) -> TrackHandle {
         TrackHandle {
             track: self.track.clone(),

@@ -1,7 +1,8 @@
-//! The interarrival-jitter core of RFC 3550 (§6.4.1, appendix A.8): the change in transit time
-//! between consecutively *arriving* packets,
-//! `D(i-1,i) = (R_i − R_{i-1}) − (S_i − S_{i-1})` (arrival times `R`, RTP timestamps `S`), and
-//! the running estimate `J += (|D| − J) / 16`, both in milliseconds.
+//! The interarrival-jitter core of RFC 3550 (§6.4.1, appendix A.8): the change in transit
+//! time between consecutively *arriving* packets,
+//! `D(i-1,i) = (R_i − R_{i-1}) − (S_i − S_{i-1})`
+//! (arrival times `R`, RTP timestamps `S`), and the running estimate
+//! `J += (|D| − J) / 16`, both in milliseconds.
 //!
 //! Transit is measured against the RTP timestamp, so a DTX or push-to-talk gap (timestamps and
 //! arrival times jump together) is not jitter.
