@@ -3,6 +3,8 @@
 //! - [`engine`]: the voice engine both front ends drive (signaling, calls, audio, talk state);
 //! - [`signaling`]: the WebSocket connection to `cromulent-server`;
 //! - [`rtc`]: the WebRTC edge (webrtc-rs 0.17.2), the only module that knows webrtc;
+//! - [`rtp`]: RTP arithmetic of RFC 3550 (sequence extension, interarrival jitter, receiver
+//!   statistics), pure, shared by `rtc` and the jitter buffer;
 //! - [`audio`]: sources, sinks, Opus, jitter buffer, mixer, levels, analysis;
 //! - [`headless`]: `cromulent headless`, scripted runs writing JSON-lines events;
 //! - [`tui`]: the terminal client (`cromulent`, `cromulent demo`).
@@ -12,5 +14,6 @@ pub mod audio;
 pub mod engine;
 pub mod headless;
 pub mod rtc;
+pub mod rtp;
 pub mod signaling;
 pub mod tui;

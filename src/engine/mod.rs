@@ -105,6 +105,12 @@ pub struct PeerReport {
     pub packets_lost: i64,
     /// Fraction of inbound packets lost, 0..1.
     pub loss: f64,
+    /// Inbound interarrival jitter, ms: RFC 3550 as written, over every RTP packet the adapter
+    /// read (`rtc::PeerStats::jitter_ms`, computed by `crate::rtp::ReceiverStats`). This is the
+    /// reported figure because it is the standard one (what an RTCP receiver report carries) and
+    /// covers the whole stream, also packets the jitter buffer never sees or a buffer that was
+    /// replaced. `jitter.jitter_ms` is the buffer's own sizing input from the same RFC 3550 core
+    /// (`crate::rtp::jitter`), filtered on purpose; read it only to explain the buffer's depth.
     pub jitter_ms: f64,
     pub rtt_ms: Option<f64>,
     /// Frames concealed by the jitter buffer / decoder.

@@ -7,7 +7,7 @@ use cromulent_protocol::UserId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::rtc::{
-    self, CandidateInit, LocalAudioTrack, Peer, PeerConfig, PeerEvent, PeerEvents, PeerStats,
+    self, CandidateInit, Peer, PeerConfig, PeerEvent, PeerEvents, PeerStats, TrackHandle,
 };
 
 /// Identifies one peer connection: a user and the call generation it belongs to.
@@ -57,7 +57,7 @@ impl LinkHandle {
 pub fn spawn(
     key: PeerKey,
     config: PeerConfig,
-    track: LocalAudioTrack,
+    track: TrackHandle,
     events: PeerEvents<PeerKey>,
     results: mpsc::UnboundedSender<(PeerKey, LinkResult)>,
 ) -> LinkHandle {
@@ -69,7 +69,7 @@ pub fn spawn(
 async fn run(
     key: PeerKey,
     config: PeerConfig,
-    track: LocalAudioTrack,
+    track: TrackHandle,
     mut commands: mpsc::UnboundedReceiver<LinkCommand>,
     events: PeerEvents<PeerKey>,
     results: mpsc::UnboundedSender<(PeerKey, LinkResult)>,

@@ -95,6 +95,8 @@ struct Engine {
     /// `CROMULENT_ICE_REFRESH=off`) to show what happens without it.
     ice_refresh: bool,
     media: Media,
+    /// Our voice track and its RTP clock, owned here alone: `capture_frame` writes it, peers
+    /// get a [`rtc::TrackHandle`] to bind it.
     track: LocalAudioTrack,
     joined_at: Option<Instant>,
     /// Every peer's events: control on `rtc_rx`, handled as they come; audio packets on

@@ -36,8 +36,9 @@ mod seq;
 use std::time::{Duration, Instant};
 
 use crate::audio::frame::FrameSize;
+use crate::rtp::seq::extend;
 use estimate::{DepthTarget, JitterEstimator};
-use seq::{SeenWindow, extend};
+use seq::SeenWindow;
 
 /// Slots in the ring: sequence numbers further than this ahead of the cursor trigger a resync.
 /// Must exceed `max_depth` plus any reordering we want to absorb.
@@ -149,7 +150,10 @@ pub struct JitterStats {
     pub depth: usize,
     /// Current target depth in frames.
     pub target_depth: usize,
-    /// RFC 3550 interarrival jitter estimate, ms.
+    /// The buffer's RFC 3550 interarrival jitter estimate, ms: what it sizes itself from. Not
+    /// the figure the peer report shows (that one counts every packet as RFC 3550 does; this
+    /// one skips discontinuities and duplicates and restarts its reference at a resync, see
+    /// `estimate.rs`). Both come from `crate::rtp::jitter`.
     pub jitter_ms: f32,
 }
 

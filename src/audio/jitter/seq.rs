@@ -1,18 +1,9 @@
-//! RTP sequence-number arithmetic: extending 16-bit numbers that wrap at 65535 into a monotone
-//! `i64`, and remembering which recent numbers were already seen (duplicate detection).
+//! Duplicate detection for the jitter buffer: which recent extended sequence numbers were already
+//! seen. Extending the 16-bit numbers themselves is `crate::rtp::seq::extend` (RFC 3550 A.1),
+//! shared with the peer report's loss count; this file must never grow a second copy of it.
 
 /// How many sequence numbers back from the newest one [`SeenWindow`] remembers.
 pub(crate) const SEEN_WINDOW: i64 = 128;
-
-/// Extends `seq` to the `i64` closest to `reference` that has the same low 16 bits, so
-/// 65535 → 0 continues upward and a slightly older packet stays slightly older. Valid while
-/// packets are within ±32767 of the reference; beyond that a jump reads as the opposite sign,
-/// which the buffer treats as a restart either way.
-pub(crate) fn extend(seq: u16, reference: i64) -> i64 {
-    // Truncating the reference to 16 bits is the point: only the wrapped distance matters.
-    let delta = seq.wrapping_sub(reference as u16) as i16;
-    reference + i64::from(delta)
-}
 
 /// The set of extended sequence numbers seen in `(newest - SEEN_WINDOW, newest]`.
 #[derive(Debug, Clone)]
@@ -64,16 +55,6 @@ impl SeenWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn extends_across_the_wrap_in_both_directions() {
-        assert_eq!(extend(0, 65_535), 65_536);
-        assert_eq!(extend(65_535, 65_536), 65_535);
-        assert_eq!(extend(5, 65_530), 65_541);
-        assert_eq!(extend(100, 100), 100);
-        assert_eq!(extend(90, 100), 90);
-        assert_eq!(extend(65_530, 3), -6);
-    }
 
     #[test]
     fn seen_window_tracks_recent_numbers() {

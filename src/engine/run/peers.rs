@@ -191,7 +191,7 @@ impl Engine {
         let handle = peer_link::spawn(
             key,
             config,
-            self.track.clone(),
+            self.track.handle(),
             self.rtc_tx.clone(),
             self.link_tx.clone(),
         );
