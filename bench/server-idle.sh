@@ -10,7 +10,7 @@ ulimit -n 1000000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 machine
 echo "# open-file limit here: $(ulimit -n)"
 port=$(free_port)
-RUST_LOG=warn "$bin/cromulent-server" --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+RUST_LOG=warn "$bin/cromulent-server" --config bench/server-load.toml --listen "127.0.0.1:$port" >/dev/null 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait 2>/dev/null' EXIT
 wait_port "$port"

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/common.sh"
 machine
 port=$(free_port)
-RUST_LOG=warn "$bin/cromulent-server" --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+RUST_LOG=warn "$bin/cromulent-server" --config bench/server-load.toml --listen "127.0.0.1:$port" >/dev/null 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait 2>/dev/null' EXIT
 wait_port "$port"

@@ -205,6 +205,7 @@ fn refusal(reason: ErrorReason, message: String) -> Ended {
         ErrorReason::InvalidToken
         | ErrorReason::TokenExpired
         | ErrorReason::InvalidName
+        | ErrorReason::NameTaken
         | ErrorReason::UnsupportedProtocol
         | ErrorReason::SessionReplaced => Ended::Fatal(reason, message),
         _ => Ended::Retry(format!("server refused: {message}")),
@@ -256,6 +257,34 @@ async fn session(
                     return Ended::Retry("server stopped answering".into());
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_no_retry_can_fix_stop_the_client() {
+        for reason in [
+            ErrorReason::InvalidToken,
+            ErrorReason::TokenExpired,
+            ErrorReason::InvalidName,
+            ErrorReason::NameTaken,
+            ErrorReason::UnsupportedProtocol,
+            ErrorReason::SessionReplaced,
+        ] {
+            assert!(
+                matches!(refusal(reason, String::new()), Ended::Fatal(r, _) if r == reason),
+                "{reason}"
+            );
+        }
+        for reason in [ErrorReason::ServerFull, ErrorReason::SlowConsumer] {
+            assert!(
+                matches!(refusal(reason, String::new()), Ended::Retry(_)),
+                "{reason}"
+            );
         }
     }
 }

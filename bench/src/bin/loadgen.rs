@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cromulent_bench::loadgen::{fanout, idle, joins};
+use cromulent_bench::loadgen::{fanout, idle, joins, slow};
 
 /// Server load generator for Cromulent Voice (benchmarks; not a test).
 #[derive(Parser, Debug)]
@@ -79,6 +79,29 @@ enum Cmd {
         interval_ms: u64,
         #[arg(long, default_value_t = 4)]
         sources: usize,
+    },
+    /// Clients that stop reading under a signal flood: server RSS against the queue budget,
+    /// time until each is dropped, RSS after.
+    Slow {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        server_pid: u32,
+        #[arg(long, default_value_t = 20)]
+        readers: usize,
+        #[arg(long, default_value_t = 4)]
+        flooders: usize,
+        #[arg(long, default_value_t = 60 * 1024)]
+        signal_bytes: usize,
+        /// Signals per second per flooder (the server's default rate limit is 50).
+        #[arg(long, default_value_t = 45.0)]
+        rate: f64,
+        /// The server's limits.outbound_queue_bytes.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        queue_bytes: usize,
+        /// Seconds to wait for every reader to be dropped.
+        #[arg(long, default_value_t = 60)]
+        limit: u64,
     },
     /// Internal: one worker process of `idle` (commands on stdin).
     #[command(hide = true)]
@@ -201,6 +224,41 @@ fn main() -> anyhow::Result<()> {
                 report.median,
                 report.last,
                 report.all,
+            );
+        }
+        Cmd::Slow {
+            server,
+            server_pid,
+            readers,
+            flooders,
+            signal_bytes,
+            rate,
+            queue_bytes,
+            limit,
+        } => {
+            let r = runtime()?.block_on(slow::run(&slow::Options {
+                server,
+                server_pid,
+                readers,
+                flooders,
+                signal_bytes,
+                rate,
+                queue_bytes,
+                limit: Duration::from_secs(limit),
+            }))?;
+            let last = r.dropped_after.last().copied().unwrap_or(f64::NAN);
+            println!(
+                "RESULT slow: {} of {} non-reading clients dropped, the last {:.1} s after the                  flood began (first {:.1} s); server RSS baseline {:.1} MiB, peak {:.1} MiB                  (+{:.1} MiB against a budget of {} x queue = {:.1} MiB), {:.1} MiB 2 s after",
+                r.dropped_after.len(),
+                r.readers,
+                last,
+                r.dropped_after.first().copied().unwrap_or(f64::NAN),
+                r.baseline_kib as f64 / 1024.0,
+                r.peak_kib as f64 / 1024.0,
+                r.peak_kib.saturating_sub(r.baseline_kib) as f64 / 1024.0,
+                r.readers,
+                r.budget_kib as f64 / 1024.0,
+                r.after_kib as f64 / 1024.0,
             );
         }
         Cmd::IdleWorker {

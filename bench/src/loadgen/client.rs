@@ -30,13 +30,37 @@ pub fn source_addresses(count: usize) -> Vec<IpAddr> {
 /// Open a WebSocket to `server` from `source` (any port), say `hello` as `name`, and wait for
 /// `welcome`. Errors name the step that failed.
 pub async fn connect(server: SocketAddr, source: IpAddr, name: &str) -> anyhow::Result<Ws> {
-    timeout(HANDSHAKE_TIMEOUT, connect_inner(server, source, name))
-        .await
-        .context("timed out (connect, handshake or welcome)")?
+    connect_with(server, source, name, None).await
 }
 
-async fn connect_inner(server: SocketAddr, source: IpAddr, name: &str) -> anyhow::Result<Ws> {
+/// [`connect`], with the socket's receive buffer capped at `recv_buffer` bytes when given (a
+/// client that will stop reading: the server's writes block soon).
+pub async fn connect_with(
+    server: SocketAddr,
+    source: IpAddr,
+    name: &str,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<Ws> {
+    timeout(
+        HANDSHAKE_TIMEOUT,
+        connect_inner(server, source, name, recv_buffer),
+    )
+    .await
+    .context("timed out (connect, handshake or welcome)")?
+}
+
+async fn connect_inner(
+    server: SocketAddr,
+    source: IpAddr,
+    name: &str,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4().context("socket")?;
+    if let Some(bytes) = recv_buffer {
+        socket
+            .set_recv_buffer_size(bytes)
+            .context("receive buffer")?;
+    }
     socket
         .bind(SocketAddr::new(source, 0))
         .with_context(|| format!("bind {source}"))?;

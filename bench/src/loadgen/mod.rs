@@ -4,9 +4,11 @@
 //! - [`client`]: one connection (bind, connect, hello, cheap message classification);
 //! - [`idle`]: max idle connections and server RSS per connection;
 //! - [`joins`]: joins per second and join-reply latency, with the number of watchers beside it;
-//! - [`fanout`]: how long a presence change takes to reach every one of many watchers.
+//! - [`fanout`]: how long a presence change takes to reach every one of many watchers;
+//! - [`slow`]: clients that stop reading under a signal flood (memory pinned, time to drop).
 
 pub mod client;
 pub mod fanout;
 pub mod idle;
 pub mod joins;
+pub mod slow;

@@ -267,8 +267,16 @@ fn run(ops: &[Op]) -> Result<(), String> {
     Ok(())
 }
 
+/// `PROPTEST_CASES` from the environment (for a longer run), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
     #[test]
     fn random_operations_keep_every_invariant(ops in prop::collection::vec(op(), 1..80)) {

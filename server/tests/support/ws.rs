@@ -216,6 +216,22 @@ impl Client {
         }
     }
 
+    /// Every protocol message that arrives within `wait` (the whole window is waited out).
+    pub async fn drain_for(&mut self, wait: Duration) -> Vec<ServerMsg> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut all = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return all;
+            }
+            match self.try_recv(left).await {
+                Some(m) => all.push(m),
+                None => return all,
+            }
+        }
+    }
+
     /// Nothing but control frames arrives for `wait`.
     pub async fn quiet_for(&mut self, wait: Duration) -> Result<(), ServerMsg> {
         match self.try_recv(wait).await {
