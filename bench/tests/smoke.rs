@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cromulent_bench::impair::Impairment;
-use cromulent_bench::loadgen::{fanout, idle, joins};
+use cromulent_bench::loadgen::{fanout, idle, joins, slow};
 use cromulent_bench::probe;
 use cromulent_server::config::Config;
 
@@ -15,10 +15,14 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(Config::default()).await
+}
+
+async fn server_with(config: Config) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(cromulent_server::run(listener, Config::default(), async {
+    tokio::spawn(cromulent_server::run(listener, config, async {
         let _ = stopped.await;
     }));
     Server {
@@ -33,6 +37,28 @@ impl Drop for Server {
             let _ = stop.send(());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_are_dropped_and_measured() {
+    let mut config = Config::default();
+    config.limits.outbound_queue_bytes = 128 * 1024;
+    config.limits.write_timeout_ms = 1_000;
+    let s = server_with(config).await;
+    let r = slow::run(&slow::Options {
+        server: s.addr,
+        server_pid: std::process::id(),
+        readers: 2,
+        flooders: 1,
+        signal_bytes: 60 * 1024,
+        rate: 45.0,
+        queue_bytes: 128 * 1024,
+        limit: Duration::from_secs(30),
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.dropped_after.len(), 2, "{r:?}");
+    assert!(r.peak_kib >= r.baseline_kib && r.budget_kib > 0, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -248,15 +248,16 @@ fn main() -> anyhow::Result<()> {
             }))?;
             let last = r.dropped_after.last().copied().unwrap_or(f64::NAN);
             println!(
-                "RESULT slow: {} of {} non-reading clients dropped, the last {:.1} s after the                  flood began (first {:.1} s); server RSS baseline {:.1} MiB, peak {:.1} MiB                  (+{:.1} MiB against a budget of {} x queue = {:.1} MiB), {:.1} MiB 2 s after",
+                "RESULT slow: {} of {} non-reading clients dropped, the last {:.1} s after the \
+                 flood began (first {:.1} s); server RSS baseline {:.1} MiB, peak {:.1} MiB \
+                 (budget {:.1} MiB over the baseline: readers x (queue + 2 frames) + 4 MiB), \
+                 {:.1} MiB 2 s after",
                 r.dropped_after.len(),
                 r.readers,
                 last,
                 r.dropped_after.first().copied().unwrap_or(f64::NAN),
                 r.baseline_kib as f64 / 1024.0,
                 r.peak_kib as f64 / 1024.0,
-                r.peak_kib.saturating_sub(r.baseline_kib) as f64 / 1024.0,
-                r.readers,
                 r.budget_kib as f64 / 1024.0,
                 r.after_kib as f64 / 1024.0,
             );

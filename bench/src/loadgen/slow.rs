@@ -5,7 +5,10 @@
 //! `flooders` in the same channel send `signal_bytes` offers to them round-robin at the rate
 //! limit; a watcher records when each reader's `leave` arrives. The server's RSS is sampled
 //! throughout ([`crate::procfs`]); the budget it is compared with is `readers` ×
-//! `queue_bytes` (the server's `limits.outbound_queue_bytes`).
+//! (`queue_bytes` + 2 × `signal_bytes`) + 4 MiB: each reader's outbound queue
+//! (`limits.outbound_queue_bytes`; the frame that overflows it is not queued), at most one
+//! frame in tungstenite's write buffer and one being written, and a constant for the flooders'
+//! and watcher's own connections.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -115,7 +118,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         baseline_kib,
         peak_kib,
         after_kib,
-        budget_kib: (opts.readers * opts.queue_bytes / 1024) as u64,
+        budget_kib: (opts.readers * (opts.queue_bytes + 2 * opts.signal_bytes) / 1024 + 4096)
+            as u64,
         dropped_after,
         readers: opts.readers,
     })
