@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::calls::Calls;
+use super::error::{DisconnectReason, EngineError, SignalingLoss};
 use super::media::{Media, MediaError};
 use super::pace::{self, FrameClock};
 use super::peer_link::{LinkResult, PeerKey};
@@ -197,7 +198,7 @@ impl Engine {
     fn shutdown(&mut self) {
         self.leave();
         if let Err(e) = self.media.finish() {
-            self.error("audio_output", e.to_string(), None);
+            self.error(EngineError::AudioOutput(e.to_string()), None);
         }
         self.emit(EngineEvent::Stopped);
     }
@@ -242,11 +243,7 @@ impl Engine {
             return;
         }
         let Some(id) = self.resolve(&target) else {
-            self.error(
-                "not_found",
-                format!("no voice channel named {:?}", target.0),
-                None,
-            );
+            self.error(EngineError::NoSuchChannel(target.0), None);
             return;
         };
         self.wanted = Some(id);
@@ -284,19 +281,26 @@ impl Engine {
             SignalingEvent::Message(msg) => self.on_server(msg),
             SignalingEvent::Lost { reason, retry_in } => {
                 tracing::info!(%reason, ?retry_in, "lost the server");
-                self.error(
-                    "signaling_lost",
-                    format!("{reason}; retrying in {} ms", retry_in.as_millis()),
-                    None,
-                );
+                let loss = SignalingLoss {
+                    reason: reason.clone(),
+                    retry_in,
+                };
+                self.error(EngineError::SignalingLost(loss), None);
                 self.left_channel();
-                self.set_status(StatusEvent::SignalingLost { reason });
+                self.set_status(StatusEvent::SignalingLost {
+                    reason: DisconnectReason::SignalingLost(reason),
+                });
             }
-            SignalingEvent::BadFrame { message } => self.error("bad_frame", message, None),
+            SignalingEvent::BadFrame { message } => {
+                self.error(EngineError::BadFrame(message), None)
+            }
             SignalingEvent::Fatal { reason, message } => {
                 self.left_channel();
                 self.set_status(StatusEvent::SignalingLost {
-                    reason: message.clone(),
+                    reason: DisconnectReason::Refused {
+                        reason,
+                        message: message.clone(),
+                    },
                 });
                 self.emit(EngineEvent::Fatal { reason, message });
                 self.stopping = true;
@@ -404,7 +408,11 @@ impl Engine {
         message: String,
         channel: Option<ChannelId>,
     ) {
-        self.error(reason.as_str(), message.clone(), channel);
+        let refused = EngineError::Server {
+            reason,
+            message: message.clone(),
+        };
+        self.error(refused, channel);
         match reason {
             ErrorReason::NotFound | ErrorReason::AlreadyInChannel | ErrorReason::AlreadyInVoice => {
                 // The join was refused: do not keep retrying it.
@@ -412,7 +420,7 @@ impl Engine {
                     self.wanted = None;
                 }
                 self.set_status(StatusEvent::JoinRefused {
-                    reason: refusal_text(reason, &message),
+                    reason: DisconnectReason::JoinRefused { reason, message },
                 });
             }
             ErrorReason::ResumeExpired => {
@@ -465,7 +473,7 @@ impl Engine {
         let captured = match self.media.capture(&self.talk) {
             Ok(c) => c,
             Err(e) => {
-                self.error("audio", e.to_string(), None);
+                self.error(EngineError::Audio(e.to_string()), None);
                 return;
             }
         };
@@ -496,7 +504,7 @@ impl Engine {
         let first_audio = match played {
             Ok(f) => f,
             Err(e) => {
-                self.error("audio", e.to_string(), None);
+                self.error(EngineError::Audio(e.to_string()), None);
                 return;
             }
         };
@@ -563,12 +571,8 @@ impl Engine {
         }
     }
 
-    fn error(&self, reason: &str, message: String, channel: Option<ChannelId>) {
-        self.emit(EngineEvent::Error {
-            reason: reason.to_owned(),
-            message,
-            channel,
-        });
+    fn error(&self, error: EngineError, channel: Option<ChannelId>) {
+        self.emit(EngineEvent::Error { error, channel });
     }
 
     fn emit(&self, ev: EngineEvent) {
@@ -597,16 +601,6 @@ fn has_turn(ice: &IceConfig) -> bool {
     ice.servers
         .iter()
         .any(|s| s.urls.iter().any(|u| u.starts_with("turn:")))
-}
-
-/// The status line's words for a refused join.
-fn refusal_text(reason: ErrorReason, message: &str) -> String {
-    match reason {
-        ErrorReason::AlreadyInChannel => "already in this channel from another session".into(),
-        ErrorReason::AlreadyInVoice => format!("already in voice elsewhere: {message}"),
-        ErrorReason::NotFound => "no such channel".into(),
-        _ => message.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ mod tests {
         w.apply(&EngineEvent::Status {
             status: VoiceStatus::Disconnected {
                 channel: Some(1),
-                reason: "x".into(),
+                reason: crate::engine::DisconnectReason::SignalingLost("x".into()),
             },
             channel_name: None,
         });

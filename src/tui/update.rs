@@ -17,7 +17,9 @@ use crossterm::event::{KeyEvent, KeyEventKind};
 
 use super::keys::Action;
 use super::model::{Model, Notice, NoticeLevel, PttStyle, ServerLink};
-use crate::engine::{CallState, ChannelRef, EngineCommand, EngineEvent, TalkMode, VoiceStatus};
+use crate::engine::{
+    CallState, ChannelRef, EngineCommand, EngineError, EngineEvent, TalkMode, VoiceStatus,
+};
 
 /// How often the app sends `Msg::Tick`.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -241,15 +243,11 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
             model.voice = status;
             model.voice_channel_name = channel_name;
         }
-        EngineEvent::Error {
-            reason, message, ..
-        } => {
-            if reason == "signaling_lost" {
-                model.server = ServerLink::Lost {
-                    reason: message.clone(),
-                };
+        EngineEvent::Error { error, .. } => {
+            if let EngineError::SignalingLost(loss) = &error {
+                model.server = ServerLink::Lost(loss.clone());
             }
-            notice(model, NoticeLevel::Error, message);
+            notice(model, NoticeLevel::Error, error.to_string());
         }
         EngineEvent::Peer {
             user,
@@ -284,9 +282,10 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
                 peer.speaking = r.speaking;
             }
         }
-        EngineEvent::Fatal { message, .. } => {
+        EngineEvent::Fatal { reason, message } => {
             model.server = ServerLink::Failed {
-                reason: message.clone(),
+                reason,
+                message: message.clone(),
             };
             notice(model, NoticeLevel::Error, message);
         }
@@ -321,7 +320,7 @@ fn on_tick(model: &mut Model, now: Instant) -> Vec<Cmd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::PeerReport;
+    use crate::engine::{PeerReport, SignalingLoss};
     use crate::rtc::CandidateKind;
     use crate::tui::keys::KeyMap;
     use crate::tui::model::PeerView;
@@ -702,13 +701,21 @@ mod tests {
         update(
             &mut m,
             Msg::Engine(EngineEvent::Error {
-                reason: "signaling_lost".into(),
-                message: "connection refused; retrying in 500 ms".into(),
+                error: EngineError::SignalingLost(SignalingLoss {
+                    reason: "connection refused".into(),
+                    retry_in: Duration::from_millis(500),
+                }),
                 channel: None,
             }),
         );
-        assert!(matches!(&m.server, ServerLink::Lost { reason } if reason.contains("refused")));
-        assert_eq!(m.notice.as_ref().unwrap().level, NoticeLevel::Error);
+        let lost = SignalingLoss {
+            reason: "connection refused".into(),
+            retry_in: Duration::from_millis(500),
+        };
+        assert_eq!(m.server, ServerLink::Lost(lost));
+        let notice = m.notice.as_ref().unwrap();
+        assert_eq!(notice.level, NoticeLevel::Error);
+        assert_eq!(notice.text, "connection refused; retrying in 500 ms");
         let t = Instant::now();
         for _ in 0..NOTICE_TICKS {
             update(&mut m, Msg::Tick(t));
