@@ -4,6 +4,8 @@
 //!
 //! - [`talk`], [`status`], [`calls`]: pure state machines (the rules live there, tested there);
 //! - [`error`]: what goes wrong, as typed enums with their wire reasons and words;
+//! - [`presence`]: the channel roster, kept live from presence diffs (one copy for all front
+//!   ends);
 //! - [`media`]: the per-frame audio pipeline, synchronous; [`pace`]: when it runs;
 //! - [`peer_link`]: one task per peer connection around [`crate::rtc`];
 //! - [`run`]: the engine task, one `select!` loop owning all of the above (its peer
@@ -14,6 +16,7 @@ pub mod error;
 pub mod media;
 pub mod pace;
 pub mod peer_link;
+pub mod presence;
 mod run;
 pub mod status;
 pub mod talk;

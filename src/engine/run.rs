@@ -3,7 +3,7 @@
 //! audio frame and a slower housekeeping tick). The decisions are made by the pure parts
 //! (`talk`, `status`, `calls`, `media`); this file only wires them to the I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cromulent_protocol::{
@@ -18,6 +18,7 @@ use super::error::{DisconnectReason, EngineError, SignalingLoss};
 use super::media::{Media, MediaError};
 use super::pace::{self, FrameClock};
 use super::peer_link::{LinkResult, PeerKey};
+use super::presence;
 use super::status::{StatusEvent, VoiceStatus};
 use super::talk::TalkState;
 use super::{ChannelRef, EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
@@ -72,8 +73,9 @@ struct Engine {
     signaling: Option<SignalingHandle>,
     /// Our user id, once welcomed.
     me: Option<String>,
-    /// The presence model: channel id → info, members in join order.
-    channels: BTreeMap<ChannelId, ChannelInfo>,
+    /// The presence model: channels in the server's order, members in join order
+    /// ([`presence`]).
+    channels: Vec<ChannelInfo>,
     /// The channel the user wants to be in (re-joined after a reconnect).
     wanted: Option<ChannelId>,
     /// A join asked for before the server welcomed us.
@@ -134,7 +136,7 @@ impl Engine {
             events,
             signaling: None,
             me: None,
-            channels: BTreeMap::new(),
+            channels: Vec::new(),
             wanted: None,
             pending_join: None,
             current: None,
@@ -264,12 +266,14 @@ impl Engine {
 
     fn resolve(&self, target: &ChannelRef) -> Option<ChannelId> {
         let wanted = target.0.trim();
+        // By name first (the lowest id if several match), then by id.
         self.channels
-            .values()
-            .find(|c| c.name.eq_ignore_ascii_case(wanted))
+            .iter()
+            .filter(|c| c.name.eq_ignore_ascii_case(wanted))
+            .min_by_key(|c| c.id)
             .or_else(|| {
                 let id: ChannelId = wanted.parse().ok()?;
-                self.channels.get(&id)
+                presence::find(&self.channels, id)
             })
             .map(|c| c.id)
     }
@@ -340,7 +344,7 @@ impl Engine {
     fn on_welcome(&mut self, me: String, resumed: bool, channels: Vec<ChannelInfo>) {
         self.calls.set_me(me.clone());
         self.me = Some(me.clone());
-        self.channels = channels.iter().map(|c| (c.id, c.clone())).collect();
+        self.channels = channels.clone();
         self.sent_flags = None;
         self.emit(EngineEvent::ServerConnected {
             user: me,
@@ -363,15 +367,7 @@ impl Engine {
     fn on_presence(&mut self, changes: Vec<PresenceChange>) {
         let now = std::time::Instant::now();
         let mut actions = Vec::new();
-        for change in &changes {
-            let Some(channel) = self.channels.get_mut(&change.channel) else {
-                continue;
-            };
-            let members = &mut channel.members;
-            members.retain(|m| m.user != change.member.user);
-            if change.op != PresenceOp::Leave {
-                members.push(change.member.clone());
-            }
+        for change in presence::apply(&mut self.channels, &changes) {
             if Some(change.channel) == self.current {
                 actions.extend(match change.op {
                     PresenceOp::Leave => self.calls.peer_gone(&change.member.user),
@@ -556,7 +552,7 @@ impl Engine {
             let channel_name = self
                 .status
                 .channel()
-                .and_then(|id| self.channels.get(&id))
+                .and_then(|id| presence::find(&self.channels, id))
                 .map(|c| c.name.clone());
             self.emit(EngineEvent::Status {
                 status: self.status.clone(),

@@ -294,8 +294,8 @@ impl Runner {
     }
 
     fn print(&mut self, ev: &EngineEvent) {
-        let names = &self.world.channel_names;
-        for line in events::lines(ev, &|id| names.get(&id).cloned()) {
+        let world = &self.world;
+        for line in events::lines(ev, &|id| world.channel_name(id)) {
             let _ = writeln!(self.out, "{line}");
         }
         let _ = self.out.flush();

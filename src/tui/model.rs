@@ -7,7 +7,7 @@ use std::time::Instant;
 use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, Member, UserId};
 
 use super::keys::KeyMap;
-use crate::engine::{CallState, SignalingLoss, TalkMode, TalkState, VoiceStatus};
+use crate::engine::{CallState, SignalingLoss, TalkMode, TalkState, VoiceStatus, presence};
 use crate::rtc::CandidateKind;
 
 /// How the push-to-talk key behaves, decided once at start from what the terminal can report.
@@ -147,7 +147,7 @@ impl Model {
     }
 
     pub fn channel(&self, id: ChannelId) -> Option<&ChannelInfo> {
-        self.channels.iter().find(|c| c.id == id)
+        presence::find(&self.channels, id)
     }
 
     /// The channel we are in or joining, if any.

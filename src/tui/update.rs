@@ -18,7 +18,7 @@ use crossterm::event::{KeyEvent, KeyEventKind};
 use super::keys::Action;
 use super::model::{Model, Notice, NoticeLevel, PttStyle, ServerLink};
 use crate::engine::{
-    CallState, ChannelRef, EngineCommand, EngineError, EngineEvent, TalkMode, VoiceStatus,
+    CallState, ChannelRef, EngineCommand, EngineError, EngineEvent, TalkMode, VoiceStatus, presence,
 };
 
 /// How often the app sends `Msg::Tick`.
@@ -218,18 +218,9 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
         }
         EngineEvent::Presence(changes) => {
             let current = model.voice_channel();
-            for change in changes {
-                let Some(channel) = model.channels.iter_mut().find(|c| c.id == change.channel)
-                else {
-                    continue;
-                };
-                channel.members.retain(|m| m.user != change.member.user);
-                if change.op == PresenceOp::Leave {
-                    if current == Some(change.channel) {
-                        model.peers.remove(&change.member.user);
-                    }
-                } else {
-                    channel.members.push(change.member);
+            for change in presence::apply(&mut model.channels, &changes) {
+                if change.op == PresenceOp::Leave && current == Some(change.channel) {
+                    model.peers.remove(&change.member.user);
                 }
             }
         }
@@ -320,11 +311,12 @@ fn on_tick(model: &mut Model, now: Instant) -> Vec<Cmd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::presence::fixtures::{channel, member};
     use crate::engine::{PeerReport, SignalingLoss};
     use crate::rtc::CandidateKind;
     use crate::tui::keys::KeyMap;
     use crate::tui::model::PeerView;
-    use cromulent_protocol::{ChannelInfo, Member, PresenceChange};
+    use cromulent_protocol::PresenceChange;
     use crossterm::event::{KeyCode, KeyModifiers};
 
     fn model(mode: TalkMode, ptt: PttStyle) -> Model {
@@ -348,25 +340,6 @@ mod tests {
             }),
         );
         m
-    }
-
-    fn channel(id: u32, name: &str) -> ChannelInfo {
-        ChannelInfo {
-            id,
-            name: name.into(),
-            members: Vec::new(),
-        }
-    }
-
-    fn member(user: &str) -> Member {
-        Member {
-            user: user.into(),
-            name: user.into(),
-            muted: false,
-            deafened: false,
-            talking: false,
-            instance: 1,
-        }
     }
 
     fn key(code: KeyCode, kind: KeyEventKind) -> Msg {
