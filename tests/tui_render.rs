@@ -1,13 +1,16 @@
 //! The terminal client's screen, drawn into ratatui's `TestBackend` from models built the way
 //! the app builds them (engine events through `update`), checked by text *and* colour.
 
-use cromulent::engine::{CallState, EngineEvent, PeerReport, TalkMode, VoiceStatus};
+use cromulent::engine::{
+    CallState, DisconnectReason, EngineError, EngineEvent, PeerReport, SignalingLoss, TalkMode,
+    VoiceStatus,
+};
 use cromulent::rtc::CandidateKind;
 use cromulent::tui::keys::KeyMap;
 use cromulent::tui::model::{Device, Model, PttStyle};
 use cromulent::tui::update::{Msg, update};
 use cromulent::tui::view::{METER_CELLS, meter_cells, view};
-use cromulent_protocol::{ChannelInfo, Member, PresenceChange, PresenceOp};
+use cromulent_protocol::{ChannelInfo, ErrorReason, Member, PresenceChange, PresenceOp};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -173,7 +176,10 @@ fn status_line_disconnected_is_red_with_the_reason() {
         &mut m,
         VoiceStatus::Disconnected {
             channel: Some(1),
-            reason: "already in this channel from another session".into(),
+            reason: DisconnectReason::JoinRefused {
+                reason: ErrorReason::AlreadyInChannel,
+                message: "alice is already in General".into(),
+            },
         },
     );
     let buf = render(&m);
@@ -461,8 +467,10 @@ fn title_shows_who_where_and_the_server_state() {
     send(
         &mut m,
         EngineEvent::Error {
-            reason: "signaling_lost".into(),
-            message: "connection refused".into(),
+            error: EngineError::SignalingLost(SignalingLoss {
+                reason: "connection refused".into(),
+                retry_in: std::time::Duration::from_millis(500),
+            }),
             channel: None,
         },
     );

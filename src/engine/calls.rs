@@ -391,12 +391,8 @@ mod tests {
 
     fn member(user: &str, instance: u64) -> Member {
         Member {
-            user: user.into(),
-            name: user.into(),
-            muted: false,
-            deafened: false,
-            talking: false,
             instance,
+            ..crate::engine::presence::fixtures::member(user)
         }
     }
 

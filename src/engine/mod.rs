@@ -3,15 +3,20 @@
 //! send [`EngineCommand`]s and receive [`EngineEvent`]s; they never touch sockets or WebRTC.
 //!
 //! - [`talk`], [`status`], [`calls`]: pure state machines (the rules live there, tested there);
+//! - [`error`]: what goes wrong, as typed enums with their wire reasons and words;
+//! - [`presence`]: the channel roster, kept live from presence diffs (one copy for all front
+//!   ends);
 //! - [`media`]: the per-frame audio pipeline, synchronous; [`pace`]: when it runs;
 //! - [`peer_link`]: one task per peer connection around [`crate::rtc`];
 //! - [`run`]: the engine task, one `select!` loop owning all of the above (its peer
 //!   connections in `run/peers.rs`).
 
 pub mod calls;
+pub mod error;
 pub mod media;
 pub mod pace;
 pub mod peer_link;
+pub mod presence;
 mod run;
 pub mod status;
 pub mod talk;
@@ -26,6 +31,7 @@ use crate::rtc::CandidateKind;
 use crate::signaling::Credentials;
 
 pub use calls::CallState;
+pub use error::{DisconnectReason, EngineError, NoRoute, PeerFailure, Side, SignalingLoss};
 pub use run::StartError;
 pub use status::VoiceStatus;
 pub use talk::{TalkMode, TalkState};
@@ -146,8 +152,8 @@ pub enum EngineEvent {
     },
     /// Something went wrong that the user should know.
     Error {
-        reason: String,
-        message: String,
+        error: EngineError,
+        /// The channel concerned, if the server named one.
         channel: Option<ChannelId>,
     },
     /// A peer connection's state changed.

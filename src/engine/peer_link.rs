@@ -6,8 +6,9 @@
 use cromulent_protocol::UserId;
 use tokio::sync::{mpsc, oneshot};
 
+use super::error::{PeerFailure, Side};
 use crate::rtc::{
-    self, CandidateInit, Peer, PeerConfig, PeerEvent, PeerEvents, PeerStats, TrackHandle,
+    self, CandidateInit, Peer, PeerConfig, PeerEvent, PeerEvents, PeerStats, RtcError, TrackHandle,
 };
 
 /// Identifies one peer connection: a user and the call generation it belongs to.
@@ -37,7 +38,55 @@ pub enum LinkResult {
     LocalOffer(String),
     LocalAnswer(String),
     /// Something failed; the call goes on (or fails, as its state will show).
-    Error(String),
+    Error(LinkError),
+}
+
+/// A step of the link that failed, with webrtc's error attached.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot create peer connection: {0}")]
+    Create(#[source] RtcError),
+    #[error("offer failed: {0}")]
+    Offer(#[source] RtcError),
+    #[error("{user}'s offer: {source}")]
+    RemoteOffer {
+        user: UserId,
+        #[source]
+        source: RtcError,
+    },
+    #[error("{user}'s answer: {source}")]
+    RemoteAnswer {
+        user: UserId,
+        #[source]
+        source: RtcError,
+    },
+}
+
+impl LinkError {
+    fn rtc(&self) -> &RtcError {
+        match self {
+            Self::Create(e) | Self::Offer(e) => e,
+            Self::RemoteOffer { source, .. } | Self::RemoteAnswer { source, .. } => source,
+        }
+    }
+
+    /// Which side failed, as [`rtc`] tells it.
+    pub fn side(&self) -> Side {
+        if self.rtc().is_remote() {
+            Side::Remote
+        } else {
+            Side::Local
+        }
+    }
+
+    /// The failure as the engine reports it to front ends.
+    pub fn to_failure(&self, user: UserId) -> PeerFailure {
+        PeerFailure {
+            user,
+            side: self.side(),
+            message: self.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -80,9 +129,7 @@ async fn run(
     let peer = match Peer::new(&config, &track, key.clone(), events.clone()).await {
         Ok(p) => p,
         Err(e) => {
-            report(LinkResult::Error(format!(
-                "cannot create peer connection: {e}"
-            )));
+            report(LinkResult::Error(LinkError::Create(e)));
             events.send(key.clone(), PeerEvent::State(rtc::PeerState::Failed));
             return;
         }
@@ -91,15 +138,21 @@ async fn run(
         match cmd {
             LinkCommand::Offer { restart } => match peer.create_offer(restart).await {
                 Ok(sdp) => report(LinkResult::LocalOffer(sdp)),
-                Err(e) => report(LinkResult::Error(format!("offer failed: {e}"))),
+                Err(e) => report(LinkResult::Error(LinkError::Offer(e))),
             },
             LinkCommand::RemoteOffer(sdp) => match peer.accept_offer(&sdp).await {
                 Ok(answer) => report(LinkResult::LocalAnswer(answer)),
-                Err(e) => report(LinkResult::Error(format!("{}'s offer: {e}", key.user))),
+                Err(source) => report(LinkResult::Error(LinkError::RemoteOffer {
+                    user: key.user.clone(),
+                    source,
+                })),
             },
             LinkCommand::RemoteAnswer(sdp) => {
-                if let Err(e) = peer.accept_answer(&sdp).await {
-                    report(LinkResult::Error(format!("{}'s answer: {e}", key.user)));
+                if let Err(source) = peer.accept_answer(&sdp).await {
+                    report(LinkResult::Error(LinkError::RemoteAnswer {
+                        user: key.user.clone(),
+                        source,
+                    }));
                 }
             }
             LinkCommand::RemoteCandidate(c) => {
@@ -115,5 +168,39 @@ async fn run(
     }
     if let Err(e) = peer.close().await {
         tracing::debug!(user = %key.user, error = %e, "close failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejected_remote_description_is_the_remote_side_s_fault() {
+        let remote = LinkError::RemoteOffer {
+            user: "bob".into(),
+            source: RtcError::BadRemoteDescription {
+                kind: "offer",
+                source: webrtc::Error::ErrConnectionClosed,
+            },
+        };
+        let failure = remote.to_failure("bob".into());
+        assert_eq!(failure.side, Side::Remote);
+        assert!(
+            failure
+                .message
+                .starts_with("bob's offer: the remote offer was rejected")
+        );
+        // Our own failure on their offer (glare) and our own offer failing are local.
+        let glare = LinkError::RemoteOffer {
+            user: "bob".into(),
+            source: RtcError::Glare,
+        };
+        assert_eq!(glare.side(), Side::Local);
+        assert_eq!(LinkError::Offer(RtcError::Closed).side(), Side::Local);
+        assert_eq!(
+            LinkError::Offer(RtcError::Closed).to_string(),
+            "offer failed: the peer connection is closed"
+        );
     }
 }

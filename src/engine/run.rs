@@ -3,7 +3,7 @@
 //! audio frame and a slower housekeeping tick). The decisions are made by the pure parts
 //! (`talk`, `status`, `calls`, `media`); this file only wires them to the I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cromulent_protocol::{
@@ -14,9 +14,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::calls::Calls;
+use super::error::{DisconnectReason, EngineError, SignalingLoss};
 use super::media::{Media, MediaError};
 use super::pace::{self, FrameClock};
 use super::peer_link::{LinkResult, PeerKey};
+use super::presence;
 use super::status::{StatusEvent, VoiceStatus};
 use super::talk::TalkState;
 use super::{ChannelRef, EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
@@ -71,8 +73,9 @@ struct Engine {
     signaling: Option<SignalingHandle>,
     /// Our user id, once welcomed.
     me: Option<String>,
-    /// The presence model: channel id → info, members in join order.
-    channels: BTreeMap<ChannelId, ChannelInfo>,
+    /// The presence model: channels in the server's order, members in join order
+    /// ([`presence`]).
+    channels: Vec<ChannelInfo>,
     /// The channel the user wants to be in (re-joined after a reconnect).
     wanted: Option<ChannelId>,
     /// A join asked for before the server welcomed us.
@@ -133,7 +136,7 @@ impl Engine {
             events,
             signaling: None,
             me: None,
-            channels: BTreeMap::new(),
+            channels: Vec::new(),
             wanted: None,
             pending_join: None,
             current: None,
@@ -197,7 +200,7 @@ impl Engine {
     fn shutdown(&mut self) {
         self.leave();
         if let Err(e) = self.media.finish() {
-            self.error("audio_output", e.to_string(), None);
+            self.error(EngineError::AudioOutput(e.to_string()), None);
         }
         self.emit(EngineEvent::Stopped);
     }
@@ -242,11 +245,7 @@ impl Engine {
             return;
         }
         let Some(id) = self.resolve(&target) else {
-            self.error(
-                "not_found",
-                format!("no voice channel named {:?}", target.0),
-                None,
-            );
+            self.error(EngineError::NoSuchChannel(target.0), None);
             return;
         };
         self.wanted = Some(id);
@@ -267,12 +266,14 @@ impl Engine {
 
     fn resolve(&self, target: &ChannelRef) -> Option<ChannelId> {
         let wanted = target.0.trim();
+        // By name first (the lowest id if several match), then by id.
         self.channels
-            .values()
-            .find(|c| c.name.eq_ignore_ascii_case(wanted))
+            .iter()
+            .filter(|c| c.name.eq_ignore_ascii_case(wanted))
+            .min_by_key(|c| c.id)
             .or_else(|| {
                 let id: ChannelId = wanted.parse().ok()?;
-                self.channels.get(&id)
+                presence::find(&self.channels, id)
             })
             .map(|c| c.id)
     }
@@ -284,19 +285,26 @@ impl Engine {
             SignalingEvent::Message(msg) => self.on_server(msg),
             SignalingEvent::Lost { reason, retry_in } => {
                 tracing::info!(%reason, ?retry_in, "lost the server");
-                self.error(
-                    "signaling_lost",
-                    format!("{reason}; retrying in {} ms", retry_in.as_millis()),
-                    None,
-                );
+                let loss = SignalingLoss {
+                    reason: reason.clone(),
+                    retry_in,
+                };
+                self.error(EngineError::SignalingLost(loss), None);
                 self.left_channel();
-                self.set_status(StatusEvent::SignalingLost { reason });
+                self.set_status(StatusEvent::SignalingLost {
+                    reason: DisconnectReason::SignalingLost(reason),
+                });
             }
-            SignalingEvent::BadFrame { message } => self.error("bad_frame", message, None),
+            SignalingEvent::BadFrame { message } => {
+                self.error(EngineError::BadFrame(message), None)
+            }
             SignalingEvent::Fatal { reason, message } => {
                 self.left_channel();
                 self.set_status(StatusEvent::SignalingLost {
-                    reason: message.clone(),
+                    reason: DisconnectReason::Refused {
+                        reason,
+                        message: message.clone(),
+                    },
                 });
                 self.emit(EngineEvent::Fatal { reason, message });
                 self.stopping = true;
@@ -336,7 +344,7 @@ impl Engine {
     fn on_welcome(&mut self, me: String, resumed: bool, channels: Vec<ChannelInfo>) {
         self.calls.set_me(me.clone());
         self.me = Some(me.clone());
-        self.channels = channels.iter().map(|c| (c.id, c.clone())).collect();
+        self.channels = channels.clone();
         self.sent_flags = None;
         self.emit(EngineEvent::ServerConnected {
             user: me,
@@ -359,15 +367,7 @@ impl Engine {
     fn on_presence(&mut self, changes: Vec<PresenceChange>) {
         let now = std::time::Instant::now();
         let mut actions = Vec::new();
-        for change in &changes {
-            let Some(channel) = self.channels.get_mut(&change.channel) else {
-                continue;
-            };
-            let members = &mut channel.members;
-            members.retain(|m| m.user != change.member.user);
-            if change.op != PresenceOp::Leave {
-                members.push(change.member.clone());
-            }
+        for change in presence::apply(&mut self.channels, &changes) {
             if Some(change.channel) == self.current {
                 actions.extend(match change.op {
                     PresenceOp::Leave => self.calls.peer_gone(&change.member.user),
@@ -404,7 +404,11 @@ impl Engine {
         message: String,
         channel: Option<ChannelId>,
     ) {
-        self.error(reason.as_str(), message.clone(), channel);
+        let refused = EngineError::Server {
+            reason,
+            message: message.clone(),
+        };
+        self.error(refused, channel);
         match reason {
             ErrorReason::NotFound | ErrorReason::AlreadyInChannel | ErrorReason::AlreadyInVoice => {
                 // The join was refused: do not keep retrying it.
@@ -412,7 +416,7 @@ impl Engine {
                     self.wanted = None;
                 }
                 self.set_status(StatusEvent::JoinRefused {
-                    reason: refusal_text(reason, &message),
+                    reason: DisconnectReason::JoinRefused { reason, message },
                 });
             }
             ErrorReason::ResumeExpired => {
@@ -465,7 +469,7 @@ impl Engine {
         let captured = match self.media.capture(&self.talk) {
             Ok(c) => c,
             Err(e) => {
-                self.error("audio", e.to_string(), None);
+                self.error(EngineError::Audio(e.to_string()), None);
                 return;
             }
         };
@@ -496,7 +500,7 @@ impl Engine {
         let first_audio = match played {
             Ok(f) => f,
             Err(e) => {
-                self.error("audio", e.to_string(), None);
+                self.error(EngineError::Audio(e.to_string()), None);
                 return;
             }
         };
@@ -548,7 +552,7 @@ impl Engine {
             let channel_name = self
                 .status
                 .channel()
-                .and_then(|id| self.channels.get(&id))
+                .and_then(|id| presence::find(&self.channels, id))
                 .map(|c| c.name.clone());
             self.emit(EngineEvent::Status {
                 status: self.status.clone(),
@@ -563,12 +567,8 @@ impl Engine {
         }
     }
 
-    fn error(&self, reason: &str, message: String, channel: Option<ChannelId>) {
-        self.emit(EngineEvent::Error {
-            reason: reason.to_owned(),
-            message,
-            channel,
-        });
+    fn error(&self, error: EngineError, channel: Option<ChannelId>) {
+        self.emit(EngineEvent::Error { error, channel });
     }
 
     fn emit(&self, ev: EngineEvent) {
@@ -597,16 +597,6 @@ fn has_turn(ice: &IceConfig) -> bool {
     ice.servers
         .iter()
         .any(|s| s.urls.iter().any(|u| u.starts_with("turn:")))
-}
-
-/// The status line's words for a refused join.
-fn refusal_text(reason: ErrorReason, message: &str) -> String {
-    match reason {
-        ErrorReason::AlreadyInChannel => "already in this channel from another session".into(),
-        ErrorReason::AlreadyInVoice => format!("already in voice elsewhere: {message}"),
-        ErrorReason::NotFound => "no such channel".into(),
-        _ => message.to_owned(),
-    }
 }
 
 #[cfg(test)]

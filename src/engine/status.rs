@@ -5,6 +5,8 @@
 
 use cromulent_protocol::ChannelId;
 
+use super::error::DisconnectReason;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoiceStatus {
     /// Not in a voice channel.
@@ -17,7 +19,7 @@ pub enum VoiceStatus {
     },
     Disconnected {
         channel: Option<ChannelId>,
-        reason: String,
+        reason: DisconnectReason,
     },
 }
 
@@ -27,17 +29,17 @@ pub enum StatusEvent {
     JoinSent(ChannelId),
     JoinAccepted(ChannelId),
     JoinRefused {
-        reason: String,
+        reason: DisconnectReason,
     },
     Left,
     SignalingLost {
-        reason: String,
+        reason: DisconnectReason,
     },
     /// Reconnected to the server and re-joining `channel`.
     Rejoining(ChannelId),
     /// Every peer's connection has failed (and there was at least one).
     AllPeersFailed {
-        reason: String,
+        reason: DisconnectReason,
     },
     /// A peer connected again after all had failed.
     PeerRecovered,
@@ -100,10 +102,12 @@ impl VoiceStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::error::NoRoute;
+    use cromulent_protocol::ErrorReason;
 
     fn lost() -> StatusEvent {
         StatusEvent::SignalingLost {
-            reason: "server unreachable".into(),
+            reason: DisconnectReason::SignalingLost("server unreachable".into()),
         }
     }
 
@@ -120,16 +124,20 @@ mod tests {
 
     #[test]
     fn refused_join_is_disconnected_with_reason() {
+        let refused = DisconnectReason::JoinRefused {
+            reason: ErrorReason::AlreadyInChannel,
+            message: "alice is already in General".into(),
+        };
         let mut s = VoiceStatus::None;
         s.apply(StatusEvent::JoinSent(2));
         s.apply(StatusEvent::JoinRefused {
-            reason: "already in this channel from another session".into(),
+            reason: refused.clone(),
         });
         assert_eq!(
             s,
             VoiceStatus::Disconnected {
                 channel: Some(2),
-                reason: "already in this channel from another session".into()
+                reason: refused
             }
         );
     }
@@ -157,7 +165,7 @@ mod tests {
     fn all_peers_failed_disconnects_and_a_recovery_reconnects() {
         let mut s = VoiceStatus::Connected { channel: 3 };
         s.apply(StatusEvent::AllPeersFailed {
-            reason: "no route to peers".into(),
+            reason: DisconnectReason::NoRoute(NoRoute::NoTurn),
         });
         assert_eq!(s.name(), "disconnected");
         assert!(s.apply(StatusEvent::PeerRecovered));

@@ -51,7 +51,7 @@ pub fn to_json(
             channel_name,
         } => {
             let reason = match status {
-                VoiceStatus::Disconnected { reason, .. } => Some(reason.as_str()),
+                VoiceStatus::Disconnected { reason, .. } => Some(reason.to_string()),
                 _ => None,
             };
             json!({
@@ -62,14 +62,10 @@ pub fn to_json(
                 "reason": reason,
             })
         }
-        EngineEvent::Error {
-            reason,
-            message,
-            channel,
-        } => json!({
+        EngineEvent::Error { error, channel } => json!({
             "event": "error",
-            "reason": reason,
-            "message": message,
+            "reason": error.reason(),
+            "message": error.to_string(),
             "channel_id": channel,
         }),
         EngineEvent::Fatal { reason, message } => json!({
@@ -120,11 +116,105 @@ fn peer_stats(p: &PeerReport) -> Value {
     })
 }
 
+/// A headless run's own failures (the engine's are [`crate::engine::EngineError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunError {
+    /// A `wait` did not come true in time.
+    WaitTimeout,
+    /// A script line could not be read.
+    BadScript,
+}
+
+impl RunError {
+    /// The wire reason of its `error` event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WaitTimeout => "wait_timeout",
+            Self::BadScript => "bad_script",
+        }
+    }
+}
+
+/// The `error` line for a run's own failure.
+pub fn run_error(error: RunError, message: &str) -> Value {
+    json!({
+        "event": "error",
+        "reason": error.as_str(),
+        "message": message,
+    })
+}
+
 /// Lines to print for an event (presence may give several).
 pub fn lines(event: &EngineEvent, channel_names: &dyn Fn(u32) -> Option<String>) -> Vec<String> {
     match to_json(event, channel_names) {
         Some(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
         Some(v) => vec![v.to_string()],
         None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cromulent_protocol::ErrorReason;
+
+    use super::*;
+    use crate::engine::{DisconnectReason, EngineError, SignalingLoss};
+
+    fn line(event: EngineEvent) -> String {
+        lines(&event, &|_| Some("General".into())).join("\n")
+    }
+
+    #[test]
+    fn error_events_keep_their_documented_reasons() {
+        let refused = EngineEvent::Error {
+            error: EngineError::Server {
+                reason: ErrorReason::AlreadyInChannel,
+                message: "alice is already in General".into(),
+            },
+            channel: Some(1),
+        };
+        assert_eq!(
+            line(refused),
+            r#"{"channel_id":1,"event":"error","message":"alice is already in General","reason":"already_in_channel"}"#
+        );
+        let lost = EngineEvent::Error {
+            error: EngineError::SignalingLost(SignalingLoss {
+                reason: "connection refused".into(),
+                retry_in: Duration::from_millis(250),
+            }),
+            channel: None,
+        };
+        assert_eq!(
+            line(lost),
+            r#"{"channel_id":null,"event":"error","message":"connection refused; retrying in 250 ms","reason":"signaling_lost"}"#
+        );
+        assert_eq!(
+            run_error(RunError::WaitTimeout, "timed out waiting for connected").to_string(),
+            r#"{"event":"error","message":"timed out waiting for connected","reason":"wait_timeout"}"#
+        );
+        assert_eq!(
+            run_error(RunError::BadScript, "line 1: what?").to_string(),
+            r#"{"event":"error","message":"line 1: what?","reason":"bad_script"}"#
+        );
+    }
+
+    #[test]
+    fn a_disconnected_state_carries_its_reason_in_words() {
+        let refused = EngineEvent::Status {
+            status: VoiceStatus::Disconnected {
+                channel: Some(1),
+                reason: DisconnectReason::JoinRefused {
+                    reason: ErrorReason::AlreadyInChannel,
+                    message: "x".into(),
+                },
+            },
+            channel_name: Some("General".into()),
+        };
+        assert_eq!(
+            line(refused),
+            r#"{"channel":"General","channel_id":1,"event":"state","reason":"already in this channel from another session","state":"disconnected"}"#
+        );
     }
 }

@@ -24,6 +24,7 @@ use crate::engine::{
 };
 use crate::signaling::Credentials;
 
+use events::RunError;
 use script::{Command, WaitFor};
 use world::World;
 
@@ -227,11 +228,8 @@ impl Runner {
                 }
                 _ = sleep_until_opt(step_deadline) => {
                     if let Step::Wait(cond, _) = &step {
-                        self.print_line(serde_json::json!({
-                            "event": "error",
-                            "reason": "wait_timeout",
-                            "message": format!("timed out waiting for {}", describe(cond)),
-                        }));
+                        let message = format!("timed out waiting for {}", describe(cond));
+                        self.print_line(events::run_error(RunError::WaitTimeout, &message));
                         return EXIT_FAILED;
                     }
                     step = Step::Next;
@@ -255,11 +253,7 @@ impl Runner {
             Ok(None) => Ok(Step::Idle),
             Err(e) => {
                 eprintln!("cromulent headless: {e}");
-                self.print_line(serde_json::json!({
-                    "event": "error",
-                    "reason": "bad_script",
-                    "message": e,
-                }));
+                self.print_line(events::run_error(RunError::BadScript, &e));
                 Err(EXIT_USAGE)
             }
         }
@@ -300,8 +294,8 @@ impl Runner {
     }
 
     fn print(&mut self, ev: &EngineEvent) {
-        let names = &self.world.channel_names;
-        for line in events::lines(ev, &|id| names.get(&id).cloned()) {
+        let world = &self.world;
+        for line in events::lines(ev, &|id| world.channel_name(id)) {
             let _ = writeln!(self.out, "{line}");
         }
         let _ = self.out.flush();

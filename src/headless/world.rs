@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::{CallState, EngineEvent, VoiceStatus};
+use cromulent_protocol::{ChannelId, ChannelInfo};
+
+use crate::engine::{CallState, EngineEvent, VoiceStatus, presence};
 
 use super::script::WaitFor;
 
@@ -11,9 +13,11 @@ pub struct World {
     status: Option<VoiceStatus>,
     peers: BTreeMap<String, CallState>,
     heard: BTreeSet<String>,
-    /// User ids by display name, for `wait peer NAME` with a name.
+    /// User ids by display name, for `wait peer NAME` with a name. Everyone seen is kept,
+    /// also after they left.
     names: BTreeMap<String, String>,
-    pub channel_names: BTreeMap<u32, String>,
+    /// The channels and who is in them ([`presence`]).
+    channels: Vec<ChannelInfo>,
 }
 
 impl World {
@@ -21,13 +25,14 @@ impl World {
         match event {
             EngineEvent::ServerConnected { channels, .. } => {
                 for c in channels {
-                    self.channel_names.insert(c.id, c.name.clone());
                     for m in &c.members {
                         self.names.insert(m.name.to_lowercase(), m.user.clone());
                     }
                 }
+                self.channels = channels.clone();
             }
             EngineEvent::Presence(changes) => {
+                presence::apply(&mut self.channels, changes);
                 for c in changes {
                     self.names
                         .insert(c.member.name.to_lowercase(), c.member.user.clone());
@@ -52,6 +57,11 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    /// A channel's name, for the JSON lines.
+    pub fn channel_name(&self, id: ChannelId) -> Option<String> {
+        presence::find(&self.channels, id).map(|c| c.name.clone())
     }
 
     pub fn satisfied(&self, cond: &WaitFor) -> bool {
@@ -107,12 +117,37 @@ mod tests {
         w.apply(&EngineEvent::Status {
             status: VoiceStatus::Disconnected {
                 channel: Some(1),
-                reason: "x".into(),
+                reason: crate::engine::DisconnectReason::SignalingLost("x".into()),
             },
             channel_name: None,
         });
         assert!(w.satisfied(&WaitFor::Disconnected));
         assert!(!w.satisfied(&WaitFor::Audio("bob".into())));
         assert!(!w.satisfied(&WaitFor::Peer("bob".into())));
+    }
+
+    #[test]
+    fn channel_names_and_member_names_come_from_the_roster_and_presence() {
+        use crate::engine::presence::fixtures::{channel, member};
+        use cromulent_protocol::{PresenceChange, PresenceOp};
+        let bob = cromulent_protocol::Member {
+            name: "Bob".into(),
+            ..member("bob-2")
+        };
+        let mut w = World::default();
+        w.apply(&EngineEvent::ServerConnected {
+            user: "alice".into(),
+            resumed: false,
+            channels: vec![channel(1, "General")],
+        });
+        w.apply(&EngineEvent::Presence(vec![PresenceChange {
+            op: PresenceOp::Join,
+            channel: 1,
+            member: bob,
+        }]));
+        assert_eq!(w.channel_name(1).as_deref(), Some("General"));
+        assert_eq!(w.channel_name(9), None);
+        assert_eq!(presence::find(&w.channels, 1).unwrap().members.len(), 1);
+        assert_eq!(w.user_id("bob"), Some("bob-2"));
     }
 }

@@ -32,3 +32,13 @@ pub enum RtcError {
     #[error("the peer connection is closed")]
     Closed,
 }
+
+impl RtcError {
+    /// Whether the other side caused this (sent a description or candidate we rejected).
+    pub fn is_remote(&self) -> bool {
+        matches!(
+            self,
+            Self::BadRemoteDescription { .. } | Self::BadRemoteCandidate(_)
+        )
+    }
+}

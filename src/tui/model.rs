@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use cromulent_protocol::{ChannelId, ChannelInfo, Member, UserId};
+use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, Member, UserId};
 
 use super::keys::KeyMap;
-use crate::engine::{CallState, TalkMode, TalkState, VoiceStatus};
+use crate::engine::{CallState, SignalingLoss, TalkMode, TalkState, VoiceStatus, presence};
 use crate::rtc::CandidateKind;
 
 /// How the push-to-talk key behaves, decided once at start from what the terminal can report.
@@ -25,12 +25,11 @@ pub enum ServerLink {
     Connecting,
     Connected,
     /// Lost; the engine is reconnecting.
-    Lost {
-        reason: String,
-    },
-    /// Refused for good (e.g. a bad token); the engine has stopped.
+    Lost(SignalingLoss),
+    /// Refused for good (e.g. a bad token); the engine has stopped. `message` is the server's.
     Failed {
-        reason: String,
+        reason: ErrorReason,
+        message: String,
     },
 }
 
@@ -148,7 +147,7 @@ impl Model {
     }
 
     pub fn channel(&self, id: ChannelId) -> Option<&ChannelInfo> {
-        self.channels.iter().find(|c| c.id == id)
+        presence::find(&self.channels, id)
     }
 
     /// The channel we are in or joining, if any.

@@ -17,7 +17,9 @@ use crossterm::event::{KeyEvent, KeyEventKind};
 
 use super::keys::Action;
 use super::model::{Model, Notice, NoticeLevel, PttStyle, ServerLink};
-use crate::engine::{CallState, ChannelRef, EngineCommand, EngineEvent, TalkMode, VoiceStatus};
+use crate::engine::{
+    CallState, ChannelRef, EngineCommand, EngineError, EngineEvent, TalkMode, VoiceStatus, presence,
+};
 
 /// How often the app sends `Msg::Tick`.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -216,18 +218,9 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
         }
         EngineEvent::Presence(changes) => {
             let current = model.voice_channel();
-            for change in changes {
-                let Some(channel) = model.channels.iter_mut().find(|c| c.id == change.channel)
-                else {
-                    continue;
-                };
-                channel.members.retain(|m| m.user != change.member.user);
-                if change.op == PresenceOp::Leave {
-                    if current == Some(change.channel) {
-                        model.peers.remove(&change.member.user);
-                    }
-                } else {
-                    channel.members.push(change.member);
+            for change in presence::apply(&mut model.channels, &changes) {
+                if change.op == PresenceOp::Leave && current == Some(change.channel) {
+                    model.peers.remove(&change.member.user);
                 }
             }
         }
@@ -241,15 +234,11 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
             model.voice = status;
             model.voice_channel_name = channel_name;
         }
-        EngineEvent::Error {
-            reason, message, ..
-        } => {
-            if reason == "signaling_lost" {
-                model.server = ServerLink::Lost {
-                    reason: message.clone(),
-                };
+        EngineEvent::Error { error, .. } => {
+            if let EngineError::SignalingLost(loss) = &error {
+                model.server = ServerLink::Lost(loss.clone());
             }
-            notice(model, NoticeLevel::Error, message);
+            notice(model, NoticeLevel::Error, error.to_string());
         }
         EngineEvent::Peer {
             user,
@@ -284,9 +273,10 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
                 peer.speaking = r.speaking;
             }
         }
-        EngineEvent::Fatal { message, .. } => {
+        EngineEvent::Fatal { reason, message } => {
             model.server = ServerLink::Failed {
-                reason: message.clone(),
+                reason,
+                message: message.clone(),
             };
             notice(model, NoticeLevel::Error, message);
         }
@@ -321,11 +311,12 @@ fn on_tick(model: &mut Model, now: Instant) -> Vec<Cmd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::PeerReport;
+    use crate::engine::presence::fixtures::{channel, member};
+    use crate::engine::{PeerReport, SignalingLoss};
     use crate::rtc::CandidateKind;
     use crate::tui::keys::KeyMap;
     use crate::tui::model::PeerView;
-    use cromulent_protocol::{ChannelInfo, Member, PresenceChange};
+    use cromulent_protocol::PresenceChange;
     use crossterm::event::{KeyCode, KeyModifiers};
 
     fn model(mode: TalkMode, ptt: PttStyle) -> Model {
@@ -349,25 +340,6 @@ mod tests {
             }),
         );
         m
-    }
-
-    fn channel(id: u32, name: &str) -> ChannelInfo {
-        ChannelInfo {
-            id,
-            name: name.into(),
-            members: Vec::new(),
-        }
-    }
-
-    fn member(user: &str) -> Member {
-        Member {
-            user: user.into(),
-            name: user.into(),
-            muted: false,
-            deafened: false,
-            talking: false,
-            instance: 1,
-        }
     }
 
     fn key(code: KeyCode, kind: KeyEventKind) -> Msg {
@@ -702,13 +674,21 @@ mod tests {
         update(
             &mut m,
             Msg::Engine(EngineEvent::Error {
-                reason: "signaling_lost".into(),
-                message: "connection refused; retrying in 500 ms".into(),
+                error: EngineError::SignalingLost(SignalingLoss {
+                    reason: "connection refused".into(),
+                    retry_in: Duration::from_millis(500),
+                }),
                 channel: None,
             }),
         );
-        assert!(matches!(&m.server, ServerLink::Lost { reason } if reason.contains("refused")));
-        assert_eq!(m.notice.as_ref().unwrap().level, NoticeLevel::Error);
+        let lost = SignalingLoss {
+            reason: "connection refused".into(),
+            retry_in: Duration::from_millis(500),
+        };
+        assert_eq!(m.server, ServerLink::Lost(lost));
+        let notice = m.notice.as_ref().unwrap();
+        assert_eq!(notice.level, NoticeLevel::Error);
+        assert_eq!(notice.text, "connection refused; retrying in 500 ms");
         let t = Instant::now();
         for _ in 0..NOTICE_TICKS {
             update(&mut m, Msg::Tick(t));

@@ -59,8 +59,8 @@ fn title_line(model: &Model) -> Line<'static> {
     let (state, style) = match &model.server {
         ServerLink::Connecting => ("connecting…".to_owned(), YELLOW),
         ServerLink::Connected => ("connected".to_owned(), GREEN),
-        ServerLink::Lost { reason } => (format!("server unreachable: {reason}"), RED),
-        ServerLink::Failed { reason } => (format!("refused: {reason}"), RED),
+        ServerLink::Lost(loss) => (format!("server unreachable: {loss}"), RED),
+        ServerLink::Failed { message, .. } => (format!("refused: {message}"), RED),
     };
     Line::from(vec![
         Span::styled(" Cromulent Voice", BOLD),

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{Engine, has_turn, unix_now};
 use crate::engine::calls::{CallAction, CallState};
+use crate::engine::error::{DisconnectReason, EngineError, NoRoute};
 use crate::engine::peer_link::{self, LinkCommand, LinkHandle, LinkResult, PeerKey};
 use crate::engine::status::StatusEvent;
 use crate::engine::{EngineEvent, IcePolicy, PeerReport};
@@ -182,7 +183,7 @@ impl Engine {
             timeouts: rtc::IceTimeouts::default(),
         };
         if let Err(e) = self.media.add_peer(&user) {
-            self.error("audio", e.to_string(), None);
+            self.error(EngineError::Audio(e.to_string()), None);
         }
         let key = PeerKey {
             user: user.clone(),
@@ -308,9 +309,10 @@ impl Engine {
                 });
                 self.release_candidates(key.user);
             }
-            LinkResult::Error(message) => {
-                tracing::warn!(user = %key.user, %message, "peer connection problem");
-                self.error("peer", message, None);
+            LinkResult::Error(error) => {
+                let side = error.side();
+                tracing::warn!(user = %key.user, ?side, %error, "peer connection problem");
+                self.error(EngineError::Peer(error.to_failure(key.user)), None);
             }
         }
     }
@@ -343,21 +345,9 @@ impl Engine {
         if self.calls.all_failed(std::time::Instant::now()) {
             // Gathering ended without a relay candidate although a TURN server was given.
             let turn_refused = self.links.values().any(|l| l.gathered && !l.relay_gathered);
-            let reason = match self.config.ice_policy {
-                IcePolicy::Relay if !has_turn(&self.ice) => {
-                    "no route to peers: relay-only but the server handed out no TURN server"
-                }
-                _ if !has_turn(&self.ice) => "no route to peers (no TURN server configured)",
-                _ if turn_refused => {
-                    "no route to peers: the TURN server refused our credentials or is unreachable \
-                     (note: TURN over UDP only)"
-                }
-                _ => {
-                    "no route to peers (direct and relayed paths failed; note: TURN over UDP only)"
-                }
-            };
+            let why = NoRoute::diagnose(self.config.ice_policy, has_turn(&self.ice), turn_refused);
             self.set_status(StatusEvent::AllPeersFailed {
-                reason: reason.into(),
+                reason: DisconnectReason::NoRoute(why),
             });
         } else if self
             .calls
