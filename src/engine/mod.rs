@@ -70,6 +70,9 @@ pub struct EngineConfig {
     pub loopback_only: bool,
     /// Our frame (and packet) length. Peers may use either; each is decoded on its own.
     pub frame: FrameSize,
+    /// Renew TURN credentials before they expire. Off only to show what happens without it
+    /// (`cromulent headless` reads `CROMULENT_ICE_REFRESH=off` for that test).
+    pub ice_refresh: bool,
 }
 
 /// A channel named by the user: a name (case-insensitive) or an id.

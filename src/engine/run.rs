@@ -94,9 +94,6 @@ struct Engine {
     ice_epoch: u64,
     /// Unix time `ice` was received, to refresh it a quarter of its lifetime early.
     ice_received: u64,
-    /// Renew TURN credentials before they expire. Only switched off (environment
-    /// `CROMULENT_ICE_REFRESH=off`) to show what happens without it.
-    ice_refresh: bool,
     media: Media,
     /// Our voice track and its RTP clock, owned here alone: `capture_frame` writes it, peers
     /// get a [`rtc::TrackHandle`] to bind it.
@@ -146,7 +143,6 @@ impl Engine {
             ice: IceConfig::default(),
             ice_epoch: 0,
             ice_received: 0,
-            ice_refresh: std::env::var("CROMULENT_ICE_REFRESH").map_or(true, |v| v != "off"),
             media,
             track: LocalAudioTrack::new("cromulent"),
             joined_at: None,
@@ -521,7 +517,7 @@ impl Engine {
 
     /// Ask for fresh TURN credentials a quarter of their lifetime before they expire.
     fn refresh_ice_if_due(&mut self) {
-        let Some(expires_at) = self.ice.expires_at.filter(|_| self.ice_refresh) else {
+        let Some(expires_at) = self.ice.expires_at.filter(|_| self.config.ice_refresh) else {
             return;
         };
         if self.current.is_some() && ice_refresh_due(self.ice_received, expires_at, unix_now()) {

@@ -123,6 +123,8 @@ pub async fn run(args: HeadlessArgs) -> i32 {
         audio_in: args.audio_in.clone(),
         audio_out: args.audio_out.clone(),
         frame: args.frame_ms,
+        // The one environment knob: tests/turn_refresh.rs shows a call dying without refresh.
+        ice_refresh: std::env::var("CROMULENT_ICE_REFRESH").map_or(true, |v| v != "off"),
     };
     let (engine, events) = match engine::spawn(config) {
         Ok(pair) => pair,

@@ -61,15 +61,13 @@ pub enum PeerEvent {
         /// When the adapter read it; for the engine's jitter buffer.
         received_at: Instant,
     },
-    /// The remote's audio track ended (its reader stopped).
-    RemoteAudioEnded,
 }
 
 /// Sends events tagged with the engine's key for this peer.
 pub(super) type Emit = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
 /// Where a [`Peer`](super::Peer)'s events go. The remote's audio packets
-/// ([`PeerEvent::RemoteAudio`] and [`PeerEvent::RemoteAudioEnded`]) have a channel of their
+/// ([`PeerEvent::RemoteAudio`]) have a channel of their
 /// own, which the engine drains just before it plays a frame instead of waking for each packet
 /// (each carries the time it was read); everything else goes to `control`, which the engine
 /// handles as it comes.
@@ -83,7 +81,7 @@ impl<K> PeerEvents<K> {
     /// it is shutting down: nothing to do.
     pub fn send(&self, key: K, ev: PeerEvent) {
         let channel = match ev {
-            PeerEvent::RemoteAudio { .. } | PeerEvent::RemoteAudioEnded => &self.audio,
+            PeerEvent::RemoteAudio { .. } => &self.audio,
             _ => &self.control,
         };
         let _ = channel.send((key, ev));
@@ -136,12 +134,7 @@ mod tests {
         };
         events.send("ann", packet.clone());
         events.send("ann", PeerEvent::State(PeerState::Connected));
-        events.send("ann", PeerEvent::RemoteAudioEnded);
         assert_eq!(audio_rx.try_recv(), Ok(("ann", packet)));
-        assert_eq!(
-            audio_rx.try_recv(),
-            Ok(("ann", PeerEvent::RemoteAudioEnded))
-        );
         assert!(audio_rx.try_recv().is_err());
         assert_eq!(
             control_rx.try_recv(),

@@ -46,7 +46,6 @@ pub(super) async fn read_remote_audio(
             received_at: now,
         });
     }
-    emit(PeerEvent::RemoteAudioEnded);
 }
 
 pub(super) async fn drain_receiver_rtcp(

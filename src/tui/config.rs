@@ -308,6 +308,7 @@ impl Settings {
             },
             loopback_only: is_loopback_url(&self.server_url),
             frame: self.frame,
+            ice_refresh: true,
         }
     }
 }

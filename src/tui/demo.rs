@@ -117,6 +117,7 @@ pub fn spawn_echo_bot(server_url: &str, delay: Duration) -> Result<EngineHandle,
         audio_out: SinkSpec::Null,
         loopback_only: is_loopback_url(server_url),
         frame: FrameSize::default(),
+        ice_refresh: true,
     };
     let (handle, events) = engine::spawn_with_audio(config, Box::new(source), Box::new(sink))?;
     handle.send(EngineCommand::Join(ChannelRef(ECHO_CHANNEL.into())));

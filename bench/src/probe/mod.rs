@@ -358,6 +358,7 @@ fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineConfig {
         audio_out: SinkSpec::Null,
         loopback_only: true,
         frame: Default::default(),
+        ice_refresh: true,
     }
 }
 

@@ -278,7 +278,6 @@ impl Engine {
                     link.gathered = true;
                 }
             }
-            PeerEvent::RemoteAudioEnded => {}
         }
     }
 
