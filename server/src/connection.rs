@@ -342,11 +342,9 @@ impl Session<'_> {
                         }
                         return;
                     };
-                    let write_timeout = self.shared.config.write_timeout();
-                    match timeout(write_timeout, self.write_batch(text, &mut outbound)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => return self.write_deadline_passed(),
+                    let (limit, who) = (self.shared.config.write_timeout(), self.conn);
+                    if !written(limit, who, self.write_batch(text, &mut outbound)).await {
+                        return;
                     }
                 }
                 frame = self.ws.next() => {
@@ -370,11 +368,9 @@ impl Session<'_> {
                         tracing::info!(conn = self.conn, user = %self.identity.user, "heartbeat timeout: dropping silent connection");
                         return;
                     }
-                    let write_timeout = self.shared.config.write_timeout();
-                    match timeout(write_timeout, self.ws.send(Message::Ping(Default::default()))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => return self.write_deadline_passed(),
+                    let (limit, who) = (self.shared.config.write_timeout(), self.conn);
+                    if !written(limit, who, self.ws.send(Message::Ping(Default::default()))).await {
+                        return;
                     }
                 }
             }
@@ -398,16 +394,6 @@ impl Session<'_> {
             self.ws.feed(Message::Text(text)).await?;
         }
         self.ws.flush().await
-    }
-
-    /// A write did not complete in time: the client stopped reading and the socket's buffers
-    /// are full. Nothing more can reach it; the connection ends (and its seat with it).
-    fn write_deadline_passed(&self) {
-        tracing::warn!(
-            conn = self.conn,
-            user = %self.identity.user,
-            "write deadline passed: dropping a client that does not read"
-        );
     }
 
     async fn on_message(&mut self, message: Message) -> Flow {
@@ -508,14 +494,31 @@ impl Session<'_> {
     }
 
     async fn send(&mut self, msg: ServerMsg) -> Flow {
-        let write_timeout = self.shared.config.write_timeout();
-        match timeout(write_timeout, self.ws.send(Message::text(msg.to_json()))).await {
-            Ok(Ok(())) => Flow::Continue,
-            Ok(Err(_)) => Flow::End,
-            Err(_) => {
-                self.write_deadline_passed();
-                Flow::End
-            }
+        let (limit, who) = (self.shared.config.write_timeout(), self.conn);
+        if written(limit, who, self.ws.send(Message::text(msg.to_json()))).await {
+            Flow::Continue
+        } else {
+            Flow::End
+        }
+    }
+}
+
+/// Run one write with the write deadline: true when it completed. A write still pending at
+/// the deadline means the client stopped reading and the socket's buffers are full; nothing
+/// more can reach it, so the caller ends the connection (and its seat with it).
+async fn written<E>(
+    limit: Duration,
+    conn: ConnId,
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> bool {
+    match timeout(limit, write).await {
+        Ok(result) => result.is_ok(),
+        Err(_) => {
+            tracing::warn!(
+                conn,
+                "write deadline passed: dropping a client that does not read"
+            );
+            false
         }
     }
 }
