@@ -221,10 +221,6 @@ impl Media {
         self.peers.remove(user);
     }
 
-    pub fn clear_peers(&mut self) {
-        self.peers.clear();
-    }
-
     /// A received RTP packet from `user`.
     pub fn on_packet(
         &mut self,

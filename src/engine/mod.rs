@@ -2,14 +2,16 @@
 //! per peer (full mesh), the audio pipeline and the talk and connection state. Front ends
 //! send [`EngineCommand`]s and receive [`EngineEvent`]s; they never touch sockets or WebRTC.
 //!
-//! - [`talk`], [`status`], [`calls`]: pure state machines (the rules live there, tested there);
+//! - [`session`]: the client's rules as one pure state machine (channels, joins, resume, the
+//!   mesh's connections, flags, status), driven with time as an argument; it uses
+//! - [`talk`], [`status`], [`calls`]: smaller pure state machines, each tested on its own;
 //! - [`error`]: what goes wrong, as typed enums with their wire reasons and words;
 //! - [`presence`]: the channel roster, kept live from presence diffs (one copy for all front
 //!   ends);
 //! - [`media`]: the per-frame audio pipeline, synchronous; [`pace`]: when it runs;
 //! - [`peer_link`]: one task per peer connection around [`crate::rtc`];
-//! - [`run`]: the engine task, one `select!` loop owning all of the above (its peer
-//!   connections in `run/peers.rs`).
+//! - [`run`]: the engine task, one `select!` loop that feeds the session its inputs and
+//!   carries out its effects, and runs the media pipeline.
 
 pub mod calls;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod pace;
 pub mod peer_link;
 pub mod presence;
 mod run;
+pub mod session;
 pub mod status;
 pub mod talk;
 

@@ -1,7 +1,9 @@
 //! One task per peer connection: it owns the [`rtc::Peer`], runs the engine's commands
 //! against it one at a time (offer, answer, candidates, stats, close), and reports results.
-//! The engine loop therefore never waits on WebRTC, and webrtc's callback style stays here and
-//! in `rtc`.
+//! The engine loop therefore never waits on a peer connection's signaling or statistics, and
+//! webrtc's callback style stays here and in `rtc`. (The one webrtc call the engine makes
+//! itself is writing each captured frame to its track, `rtc::LocalAudioTrack::write_frame`;
+//! see there for why that does not wait on the network.)
 
 use cromulent_protocol::UserId;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +20,7 @@ pub struct PeerKey {
     pub generation: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkCommand {
     /// Make an offer (we are the offerer); `restart` renews ICE.
     Offer {
@@ -28,8 +30,14 @@ pub enum LinkCommand {
     RemoteOffer(String),
     RemoteAnswer(String),
     RemoteCandidate(CandidateInit),
-    Stats(oneshot::Sender<PeerStats>),
     Close,
+}
+
+/// What the link task is asked: a command of the session's, or the engine's statistics.
+#[derive(Debug)]
+enum Request {
+    Command(LinkCommand),
+    Stats(oneshot::Sender<PeerStats>),
 }
 
 /// What the link task reports (WebRTC's own events arrive separately, as [`PeerEvent`]s).
@@ -91,14 +99,19 @@ impl LinkError {
 
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
-    tx: mpsc::UnboundedSender<LinkCommand>,
+    tx: mpsc::UnboundedSender<Request>,
 }
 
 impl LinkHandle {
     pub fn send(&self, cmd: LinkCommand) {
         // The task ends only after Close or when the peer could not be created (reported);
         // later commands have nothing left to act on.
-        let _ = self.tx.send(cmd);
+        let _ = self.tx.send(Request::Command(cmd));
+    }
+
+    /// Ask for the connection's statistics; the reply is dropped if the task has ended.
+    pub fn stats(&self, reply: oneshot::Sender<PeerStats>) {
+        let _ = self.tx.send(Request::Stats(reply));
     }
 }
 
@@ -119,7 +132,7 @@ async fn run(
     key: PeerKey,
     config: PeerConfig,
     track: TrackHandle,
-    mut commands: mpsc::UnboundedReceiver<LinkCommand>,
+    mut commands: mpsc::UnboundedReceiver<Request>,
     events: PeerEvents<PeerKey>,
     results: mpsc::UnboundedSender<(PeerKey, LinkResult)>,
 ) {
@@ -134,7 +147,14 @@ async fn run(
             return;
         }
     };
-    while let Some(cmd) = commands.recv().await {
+    while let Some(request) = commands.recv().await {
+        let cmd = match request {
+            Request::Command(cmd) => cmd,
+            Request::Stats(reply) => {
+                let _ = reply.send(peer.stats().await);
+                continue;
+            }
+        };
         match cmd {
             LinkCommand::Offer { restart } => match peer.create_offer(restart).await {
                 Ok(sdp) => report(LinkResult::LocalOffer(sdp)),
@@ -159,9 +179,6 @@ async fn run(
                 if let Err(e) = peer.add_remote_candidate(c).await {
                     tracing::debug!(user = %key.user, error = %e, "remote candidate not applied");
                 }
-            }
-            LinkCommand::Stats(reply) => {
-                let _ = reply.send(peer.stats().await);
             }
             LinkCommand::Close => break,
         }

@@ -1,34 +1,24 @@
-//! The engine task: one `select!` loop that owns the engine's state and reacts to the front
-//! end's commands, the signaling connection, the peer connections, and two clocks (the 20 ms
-//! audio frame and a slower housekeeping tick). The decisions are made by the pure parts
-//! (`talk`, `status`, `calls`, `media`); this file only wires them to the I/O.
+//! The engine task: one `select!` loop around the pure [`Session`], which decides, and the
+//! audio pipeline ([`Media`]), which runs each frame. It reacts to the front end's commands,
+//! the signaling connection, the peer connections, and two clocks (the audio frame and a
+//! slower housekeeping tick), and carries out the session's [`Effect`]s: messages to the
+//! server, events to the front end, peer connections (one [`peer_link`] task each).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cromulent_protocol::{
-    ChannelId, ChannelInfo, ClientMsg, ErrorReason, IceConfig, Member, PresenceChange, PresenceOp,
-    ServerMsg,
-};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::calls::Calls;
-use super::error::{DisconnectReason, EngineError, SignalingLoss};
+use super::error::EngineError;
 use super::media::{Media, MediaError};
 use super::pace::{self, FrameClock};
-use super::peer_link::{LinkResult, PeerKey};
-use super::presence;
-use super::status::{StatusEvent, VoiceStatus};
-use super::talk::TalkState;
-use super::{ChannelRef, EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
+use super::peer_link::{self, LinkCommand, LinkHandle, LinkResult, PeerKey};
+use super::session::{Effect, Input, Now, Session, SessionConfig};
+use super::{EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
 use crate::audio::{AudioSink, AudioSource, SinkError, SourceError, VoiceActivity};
-use crate::rtc::{self, LocalAudioTrack, PeerEvent};
+use crate::rtc::{self, LocalAudioTrack, PeerConfig, PeerEvent};
 use crate::signaling::{self, SignalingEvent, SignalingHandle};
-
-mod peers;
-
-use peers::Link;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -71,34 +61,14 @@ struct Engine {
     config: EngineConfig,
     events: mpsc::UnboundedSender<EngineEvent>,
     signaling: Option<SignalingHandle>,
-    /// Our user id, once welcomed.
-    me: Option<String>,
-    /// The presence model: channels in the server's order, members in join order
-    /// ([`presence`]).
-    channels: Vec<ChannelInfo>,
-    /// The channel the user wants to be in (re-joined after a reconnect).
-    wanted: Option<ChannelId>,
-    /// A join asked for before the server welcomed us.
-    pending_join: Option<ChannelRef>,
-    /// The channel the server has seated us in.
-    current: Option<ChannelId>,
-    status: VoiceStatus,
-    talk: TalkState,
-    /// The flags last sent to the server.
-    sent_flags: Option<(bool, bool, bool)>,
-    calls: Calls,
-    links: HashMap<String, Link>,
-    ice: IceConfig,
-    /// Bumped whenever `ice` changes; webrtc-rs cannot give a live connection new ICE
-    /// servers, so a connection built with an older epoch is replaced, not restarted.
-    ice_epoch: u64,
-    /// Unix time `ice` was received, to refresh it a quarter of its lifetime early.
-    ice_received: u64,
+    /// The rules: channels, calls, talk state, status ([`Session`]).
+    session: Session,
+    /// The live peer connections, one task each; the session says which ([`Effect`]).
+    links: HashMap<PeerKey, LinkHandle>,
     media: Media,
     /// Our voice track and its RTP clock, owned here alone: `capture_frame` writes it, peers
     /// get a [`rtc::TrackHandle`] to bind it.
     track: LocalAudioTrack,
-    joined_at: Option<Instant>,
     /// Every peer's events: control on `rtc_rx`, handled as they come; audio packets on
     /// `audio_rx`, drained before a frame plays ([`rtc::PeerEvents`]).
     rtc_tx: rtc::PeerEvents<PeerKey>,
@@ -126,26 +96,24 @@ impl Engine {
         };
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (stats_tx, stats_rx) = mpsc::unbounded_channel();
+        let session = Session::new(
+            SessionConfig {
+                name: config.credentials.name.clone(),
+                talk_mode: config.talk_mode,
+                ice_policy: config.ice_policy,
+                loopback_only: config.loopback_only,
+                ice_refresh: config.ice_refresh,
+            },
+            Now::system(),
+        );
         Self {
-            talk: TalkState::new(config.talk_mode),
-            calls: Calls::new(config.credentials.name.clone()),
+            session,
             config,
             events,
             signaling: None,
-            me: None,
-            channels: Vec::new(),
-            wanted: None,
-            pending_join: None,
-            current: None,
-            status: VoiceStatus::None,
-            sent_flags: None,
             links: HashMap::new(),
-            ice: IceConfig::default(),
-            ice_epoch: 0,
-            ice_received: 0,
             media,
             track: LocalAudioTrack::new("cromulent"),
-            joined_at: None,
             rtc_tx,
             rtc_rx,
             audio_rx,
@@ -184,45 +152,74 @@ impl Engine {
                     None => self.stopping = true,
                 },
                 Some((key, ev)) = self.rtc_rx.recv() => self.on_peer_event(key, ev),
-                Some((key, result)) = self.link_rx.recv() => self.on_link_result(key, result),
+                Some((key, result)) = self.link_rx.recv() => {
+                    self.input(Input::Link(key, result));
+                }
                 Some(reports) = self.stats_rx.recv() => self.emit(EngineEvent::Stats(reports)),
                 _ = poll.tick() => self.on_media_poll().await,
-                _ = housekeeping.tick() => self.on_housekeeping(),
+                _ = housekeeping.tick() => self.input(Input::Tick),
             }
         }
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        self.leave();
+        self.input(Input::Command(EngineCommand::Leave));
         if let Err(e) = self.media.finish() {
-            self.error(EngineError::AudioOutput(e.to_string()), None);
+            self.error(EngineError::AudioOutput(e.to_string()));
         }
         self.emit(EngineEvent::Stopped);
+    }
+
+    /// Let the session decide on `input`, and carry out what it says.
+    fn input(&mut self, input: Input) {
+        for effect in self.session.handle(input, Now::system()) {
+            self.carry_out(effect);
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect) {
+        match effect {
+            Effect::Send(msg) => {
+                if let Some(s) = &self.signaling {
+                    s.send(msg);
+                }
+            }
+            Effect::Emit(ev) => self.emit(ev),
+            Effect::CreateLink { key, config } => self.create_link(key, config),
+            Effect::Link { key, cmd } => {
+                if let Some(link) = self.links.get(&key) {
+                    link.send(cmd);
+                }
+            }
+            Effect::CloseLink(key) => {
+                if let Some(link) = self.links.remove(&key) {
+                    link.send(LinkCommand::Close);
+                }
+                self.media.remove_peer(&key.user);
+            }
+            Effect::Stop => self.stopping = true,
+        }
+    }
+
+    fn create_link(&mut self, key: PeerKey, config: PeerConfig) {
+        if let Err(e) = self.media.add_peer(&key.user) {
+            self.error(EngineError::Audio(e.to_string()));
+        }
+        let handle = peer_link::spawn(
+            key.clone(),
+            config,
+            self.track.handle(),
+            self.rtc_tx.clone(),
+            self.link_tx.clone(),
+        );
+        self.links.insert(key, handle);
     }
 
     // --- front end ----------------------------------------------------------------------
 
     fn on_command(&mut self, cmd: EngineCommand) {
         match cmd {
-            EngineCommand::Join(target) => self.join(target),
-            EngineCommand::Leave => self.leave(),
-            EngineCommand::Talk(on) => {
-                self.talk.set_talk(on);
-                self.sync_flags(self.talk.mic_live(true));
-            }
-            EngineCommand::Mute(on) => {
-                self.talk.set_muted(on);
-                self.sync_flags(self.talk.mic_live(true));
-            }
-            EngineCommand::Deafen(on) => {
-                self.talk.set_deafened(on);
-                self.sync_flags(self.talk.mic_live(true));
-            }
-            EngineCommand::SetTalkMode(mode) => {
-                self.talk.set_mode(mode);
-                self.sync_flags(self.talk.mic_live(true));
-            }
             EngineCommand::SetVoiceActivity {
                 threshold_dbfs,
                 hangover_frames,
@@ -230,207 +227,34 @@ impl Engine {
                 .media
                 .set_voice_activity(VoiceActivity::new(threshold_dbfs, hangover_frames)),
             EngineCommand::Stats => self.collect_stats(),
-            EngineCommand::Shutdown => self.stopping = true,
+            cmd => self.input(Input::Command(cmd)),
         }
     }
-
-    fn join(&mut self, target: ChannelRef) {
-        if self.me.is_none() {
-            // Not welcomed yet: join as soon as we are.
-            self.pending_join = Some(target);
-            return;
-        }
-        let Some(id) = self.resolve(&target) else {
-            self.error(EngineError::NoSuchChannel(target.0), None);
-            return;
-        };
-        self.wanted = Some(id);
-        self.set_status(StatusEvent::JoinSent(id));
-        self.joined_at = Some(Instant::now());
-        self.send(ClientMsg::Join { channel: id });
-    }
-
-    fn leave(&mut self) {
-        self.wanted = None;
-        self.pending_join = None;
-        if self.current.is_some() {
-            self.send(ClientMsg::Leave);
-        }
-        self.left_channel();
-        self.set_status(StatusEvent::Left);
-    }
-
-    fn resolve(&self, target: &ChannelRef) -> Option<ChannelId> {
-        let wanted = target.0.trim();
-        // By name first (the lowest id if several match), then by id.
-        self.channels
-            .iter()
-            .filter(|c| c.name.eq_ignore_ascii_case(wanted))
-            .min_by_key(|c| c.id)
-            .or_else(|| {
-                let id: ChannelId = wanted.parse().ok()?;
-                presence::find(&self.channels, id)
-            })
-            .map(|c| c.id)
-    }
-
-    // --- signaling ----------------------------------------------------------------------
 
     fn on_signaling(&mut self, ev: SignalingEvent) {
+        if let SignalingEvent::Lost { reason, retry_in } = &ev {
+            tracing::info!(%reason, ?retry_in, "lost the server");
+        }
+        self.input(Input::Signaling(ev));
+    }
+
+    /// A peer's event: its audio goes to the media pipeline (if the connection is still the
+    /// peer's current one), the rest to the session.
+    fn on_peer_event(&mut self, key: PeerKey, ev: PeerEvent) {
         match ev {
-            SignalingEvent::Message(msg) => self.on_server(msg),
-            SignalingEvent::Lost { reason, retry_in } => {
-                tracing::info!(%reason, ?retry_in, "lost the server");
-                let loss = SignalingLoss {
-                    reason: reason.clone(),
-                    retry_in,
-                };
-                self.error(EngineError::SignalingLost(loss), None);
-                self.left_channel();
-                self.set_status(StatusEvent::SignalingLost {
-                    reason: DisconnectReason::SignalingLost(reason),
-                });
-            }
-            SignalingEvent::BadFrame { message } => {
-                self.error(EngineError::BadFrame(message), None)
-            }
-            SignalingEvent::Fatal { reason, message } => {
-                self.left_channel();
-                self.set_status(StatusEvent::SignalingLost {
-                    reason: DisconnectReason::Refused {
-                        reason,
-                        message: message.clone(),
-                    },
-                });
-                self.emit(EngineEvent::Fatal { reason, message });
-                self.stopping = true;
-            }
-        }
-    }
-
-    fn on_server(&mut self, msg: ServerMsg) {
-        match msg {
-            ServerMsg::Welcome {
-                user,
-                resumed,
-                channels,
-                ..
-            } => self.on_welcome(user.id, resumed, channels),
-            ServerMsg::Presence { changes } => self.on_presence(changes),
-            ServerMsg::Joined {
-                channel,
-                ice,
-                peers,
-            } => self.on_joined(channel, ice, peers),
-            ServerMsg::Left { channel, .. } => {
-                if self.current == Some(channel) {
-                    self.left_channel();
+            PeerEvent::RemoteAudio {
+                seq,
+                timestamp,
+                payload,
+                received_at,
+            } => {
+                if self.links.contains_key(&key) {
+                    self.media
+                        .on_packet(&key.user, seq, timestamp, payload, received_at);
                 }
             }
-            ServerMsg::IceServers { ice } => self.on_fresh_ice(ice),
-            ServerMsg::Signal { from, signal } => self.on_remote_signal(from, signal),
-            ServerMsg::Error {
-                reason,
-                message,
-                channel,
-            } => self.on_server_error(reason, message, channel),
+            ev => self.input(Input::Peer(key, ev)),
         }
-    }
-
-    fn on_welcome(&mut self, me: String, resumed: bool, channels: Vec<ChannelInfo>) {
-        self.calls.set_me(me.clone());
-        self.me = Some(me.clone());
-        self.channels = channels.clone();
-        self.sent_flags = None;
-        self.emit(EngineEvent::ServerConnected {
-            user: me,
-            resumed,
-            channels,
-        });
-        self.sync_flags(self.talk.mic_live(true));
-        if let Some(target) = self.pending_join.take() {
-            self.join(target);
-        } else if let Some(id) = self.wanted {
-            self.set_status(StatusEvent::Rejoining(id));
-            if !resumed {
-                self.joined_at = Some(Instant::now());
-                self.send(ClientMsg::Join { channel: id });
-            }
-            // When resumed, the server gives the seat back and a `joined` follows.
-        }
-    }
-
-    fn on_presence(&mut self, changes: Vec<PresenceChange>) {
-        let now = std::time::Instant::now();
-        let mut actions = Vec::new();
-        for change in presence::apply(&mut self.channels, &changes) {
-            if Some(change.channel) == self.current {
-                actions.extend(match change.op {
-                    PresenceOp::Leave => self.calls.peer_gone(&change.member.user),
-                    _ => self.calls.peer_present(&change.member, now),
-                });
-            }
-        }
-        self.emit(EngineEvent::Presence(changes));
-        self.apply(actions);
-    }
-
-    fn on_joined(&mut self, channel: ChannelId, ice: IceConfig, peers: Vec<Member>) {
-        if self.current.is_some_and(|c| c != channel) {
-            self.left_channel();
-        }
-        self.current = Some(channel);
-        self.wanted = Some(channel);
-        self.set_ice(ice);
-        if self.joined_at.is_none() {
-            self.joined_at = Some(Instant::now());
-        }
-        self.set_status(StatusEvent::JoinAccepted(channel));
-        let now = std::time::Instant::now();
-        let actions: Vec<_> = peers
-            .iter()
-            .flat_map(|m| self.calls.peer_present(m, now))
-            .collect();
-        self.apply(actions);
-    }
-
-    fn on_server_error(
-        &mut self,
-        reason: ErrorReason,
-        message: String,
-        channel: Option<ChannelId>,
-    ) {
-        let refused = EngineError::Server {
-            reason,
-            message: message.clone(),
-        };
-        self.error(refused, channel);
-        match reason {
-            ErrorReason::NotFound | ErrorReason::AlreadyInChannel | ErrorReason::AlreadyInVoice => {
-                // The join was refused: do not keep retrying it.
-                if self.current.is_none() {
-                    self.wanted = None;
-                }
-                self.set_status(StatusEvent::JoinRefused {
-                    reason: DisconnectReason::JoinRefused { reason, message },
-                });
-            }
-            ErrorReason::ResumeExpired => {
-                if let Some(id) = self.wanted {
-                    self.joined_at = Some(Instant::now());
-                    self.send(ClientMsg::Join { channel: id });
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// We are no longer in a channel (left, switched, lost the server): close every call.
-    fn left_channel(&mut self) {
-        self.current = None;
-        let actions = self.calls.close_all();
-        self.apply(actions);
-        self.media.clear_peers();
     }
 
     // --- clocks -------------------------------------------------------------------------
@@ -452,7 +276,7 @@ impl Engine {
         }
         if self.media.speaker_sets_pace() {
             // A speaker sets the pace (and a talk spurt starts as soon as it may).
-            let played = self.media.play_device(now, &self.talk);
+            let played = self.media.play_device(now, self.session.talk());
             self.on_played(played);
         } else {
             for _ in 0..self.play_clock.due(now) {
@@ -462,13 +286,14 @@ impl Engine {
     }
 
     async fn capture_frame(&mut self) {
-        let captured = match self.media.capture(&self.talk) {
+        let captured = match self.media.capture(self.session.talk()) {
             Ok(c) => c,
             Err(e) => {
-                self.error(EngineError::Audio(e.to_string()), None);
+                self.error(EngineError::Audio(e.to_string()));
                 return;
             }
         };
+        // Awaited on the frame path, but it does not wait on the network (see there).
         if let Err(e) = self
             .track
             .write_frame(captured.packet.as_deref(), self.config.frame.duration())
@@ -476,7 +301,7 @@ impl Engine {
         {
             tracing::debug!(error = %e, "writing audio failed");
         }
-        self.sync_flags(captured.mic_live);
+        self.input(Input::MicLive(captured.mic_live));
         if self.last_mic_event.elapsed() >= MIC_EVENT_EVERY {
             self.last_mic_event = Instant::now();
             self.emit(EngineEvent::Mic {
@@ -487,128 +312,91 @@ impl Engine {
     }
 
     fn play_frame(&mut self) {
-        let played = self.media.play(std::time::Instant::now(), &self.talk);
+        let played = self
+            .media
+            .play(std::time::Instant::now(), self.session.talk());
         self.on_played(played);
     }
 
     /// Reports the peers whose first audio just played, or the playback error.
     fn on_played(&mut self, played: Result<Vec<cromulent_protocol::UserId>, MediaError>) {
-        let first_audio = match played {
-            Ok(f) => f,
-            Err(e) => {
-                self.error(EngineError::Audio(e.to_string()), None);
-                return;
+        match played {
+            Ok(first_audio) => {
+                for from in first_audio {
+                    self.input(Input::FirstAudio(from));
+                }
             }
-        };
-        for from in first_audio {
-            let ms = self
-                .joined_at
-                .map(|t| t.elapsed().as_millis() as u64)
-                .unwrap_or(0);
-            self.emit(EngineEvent::Audio { from, ms });
+            Err(e) => self.error(EngineError::Audio(e.to_string())),
         }
     }
 
-    fn on_housekeeping(&mut self) {
-        let actions = self.calls.on_tick(std::time::Instant::now());
-        self.apply(actions);
-        self.refresh_ice_if_due();
-    }
+    // --- statistics ---------------------------------------------------------------------
 
-    /// Ask for fresh TURN credentials a quarter of their lifetime before they expire.
-    fn refresh_ice_if_due(&mut self) {
-        let Some(expires_at) = self.ice.expires_at.filter(|_| self.config.ice_refresh) else {
-            return;
-        };
-        if self.current.is_some() && ice_refresh_due(self.ice_received, expires_at, unix_now()) {
-            // Until the reply arrives, don't ask again.
-            self.ice.expires_at = None;
-            self.send(ClientMsg::RefreshIce);
+    /// Ask every live connection for its figures, and report them with the audio's once all
+    /// have answered (or 2 s have passed), without holding up the loop.
+    fn collect_stats(&mut self) {
+        let mut pending = Vec::new();
+        for view in self.session.links() {
+            let Some(link) = self.links.get(&view.key) else {
+                continue;
+            };
+            let (tx, rx) = oneshot::channel();
+            link.stats(tx);
+            let audio = self.media.peer_stats(&view.key.user);
+            pending.push((view.key.user, view.state, view.candidate, audio, rx));
         }
+        let out = self.stats_tx.clone();
+        tokio::spawn(async move {
+            let mut reports = Vec::new();
+            for (user, state, candidate, audio, rx) in pending {
+                let rtc = tokio::time::timeout(Duration::from_secs(2), rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                let expected = rtc.packets_received as i64 + rtc.packets_lost.max(0);
+                let jitter = audio.map(|a| a.jitter).unwrap_or_default();
+                let (fec_recovered, plc_frames) =
+                    audio.map_or((0, 0), |a| (a.fec_recovered, a.plc_frames));
+                reports.push(PeerReport {
+                    user,
+                    state,
+                    candidate: rtc.selected_candidate_type.or(candidate),
+                    packets_received: rtc.packets_received,
+                    bytes_received: rtc.bytes_received,
+                    packets_sent: rtc.packets_sent,
+                    bytes_sent: rtc.bytes_sent,
+                    packets_lost: rtc.packets_lost,
+                    loss: if expected > 0 {
+                        rtc.packets_lost.max(0) as f64 / expected as f64
+                    } else {
+                        0.0
+                    },
+                    jitter_ms: rtc.jitter_ms,
+                    rtt_ms: rtc.rtt_ms,
+                    concealed: jitter.concealed,
+                    buffer_frames: jitter.depth,
+                    jitter,
+                    fec_recovered,
+                    plc_frames,
+                    speaking: audio.is_some_and(|a| a.speaking),
+                });
+            }
+            let _ = out.send(reports);
+        });
     }
 
     // --- helpers ------------------------------------------------------------------------
 
-    /// Tell the server our flags if they changed.
-    fn sync_flags(&mut self, mic_live: bool) {
-        let flags = (self.talk.muted(), self.talk.deafened(), mic_live);
-        if self.sent_flags == Some(flags) || self.me.is_none() {
-            return;
-        }
-        self.sent_flags = Some(flags);
-        self.send(ClientMsg::VoiceState {
-            muted: flags.0,
-            deafened: flags.1,
-            talking: flags.2,
+    fn error(&self, error: EngineError) {
+        self.emit(EngineEvent::Error {
+            error,
+            channel: None,
         });
-    }
-
-    fn set_status(&mut self, event: StatusEvent) {
-        if self.status.apply(event) {
-            let channel_name = self
-                .status
-                .channel()
-                .and_then(|id| presence::find(&self.channels, id))
-                .map(|c| c.name.clone());
-            self.emit(EngineEvent::Status {
-                status: self.status.clone(),
-                channel_name,
-            });
-        }
-    }
-
-    fn send(&self, msg: ClientMsg) {
-        if let Some(s) = &self.signaling {
-            s.send(msg);
-        }
-    }
-
-    fn error(&self, error: EngineError, channel: Option<ChannelId>) {
-        self.emit(EngineEvent::Error { error, channel });
     }
 
     fn emit(&self, ev: EngineEvent) {
         // The front end going away ends the engine through its command channel.
         let _ = self.events.send(ev);
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Whether credentials received at `received` and expiring at `expires_at` (unix seconds)
-/// should be renewed at `now`: a quarter of their lifetime early, at least 5 s and at most
-/// 5 min before expiry.
-fn ice_refresh_due(received: u64, expires_at: u64, now: u64) -> bool {
-    let lifetime = expires_at.saturating_sub(received);
-    let margin = (lifetime / 4).clamp(5, 300);
-    now.saturating_add(margin) >= expires_at
-}
-
-fn has_turn(ice: &IceConfig) -> bool {
-    ice.servers
-        .iter()
-        .any(|s| s.urls.iter().any(|u| u.starts_with("turn:")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ice_refresh_due;
-
-    #[test]
-    fn credentials_are_renewed_a_quarter_of_their_lifetime_early() {
-        // One hour: renewed 15 minutes early is capped at 5 minutes.
-        assert!(!ice_refresh_due(0, 3600, 3299));
-        assert!(ice_refresh_due(0, 3600, 3300));
-        // Thirty seconds: 7 s early.
-        assert!(!ice_refresh_due(100, 130, 122));
-        assert!(ice_refresh_due(100, 130, 123));
-        // Very short: at least 5 s early; already expired: at once.
-        assert!(ice_refresh_due(0, 8, 3));
-        assert!(ice_refresh_due(0, 10, 50));
     }
 }

@@ -57,7 +57,7 @@ impl Default for IceTimeouts {
 }
 
 /// Everything needed to build one peer connection.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerConfig {
     /// STUN/TURN servers. Fixed for the life of the peer: webrtc 0.17.2 builds its ICE agent
     /// once and ignores later `set_configuration` calls (see NOTES.md), so new TURN

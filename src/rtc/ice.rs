@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
 
-use super::PeerEvent;
 use super::events::Emit;
+use super::{CandidateKind, PeerEvent};
 
 /// Remote candidates kept while waiting for their description; a flood beyond is dropped.
 const MAX_PENDING_CANDIDATES: usize = 64;
@@ -33,6 +33,25 @@ pub struct CandidateInit {
     /// candidates and used on remote ones to keep candidates of an old or a not yet applied
     /// ICE generation apart (webrtc 0.17.2 itself ignores the field).
     pub username_fragment: Option<String>,
+}
+
+impl CandidateInit {
+    /// The candidate's type, read from its attribute's `typ` token (RFC 8839 section 5.1:
+    /// `candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>
+    /// ...`); `None` if the attribute has no known type.
+    pub fn kind(&self) -> Option<CandidateKind> {
+        let mut fields = self.candidate.split_ascii_whitespace().skip(6);
+        if fields.next() != Some("typ") {
+            return None;
+        }
+        match fields.next()? {
+            "host" => Some(CandidateKind::Host),
+            "srflx" => Some(CandidateKind::Srflx),
+            "prflx" => Some(CandidateKind::Prflx),
+            "relay" => Some(CandidateKind::Relay),
+            _ => None,
+        }
+    }
 }
 
 impl From<CandidateInit> for RTCIceCandidateInit {
@@ -190,6 +209,32 @@ fn sdp_ice_ufrag(sdp: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn candidate(line: &str) -> CandidateInit {
+        CandidateInit {
+            candidate: line.into(),
+            sdp_mid: None,
+            sdp_mline_index: None,
+            username_fragment: None,
+        }
+    }
+
+    #[test]
+    fn a_candidate_s_type_is_its_typ_token() {
+        let relay = "candidate:1 1 udp 16777215 10.0.0.9 50000 typ relay raddr 10.0.0.2 rport 4000";
+        assert_eq!(candidate(relay).kind(), Some(CandidateKind::Relay));
+        let host = "candidate:2 1 udp 2130706431 127.0.0.1 40000 typ host";
+        assert_eq!(candidate(host).kind(), Some(CandidateKind::Host));
+        let srflx = "candidate:3 1 udp 1694498815 1.2.3.4 40000 typ srflx raddr 0.0.0.0 rport 0";
+        assert_eq!(candidate(srflx).kind(), Some(CandidateKind::Srflx));
+        // A host candidate whose foundation or address merely contains the words is a host
+        // (the old substring test would have called the first one relayed).
+        let tricky = "candidate:x 1 udp 1 relay.example 40000 typ host generation 0 typ relay";
+        assert_eq!(candidate(tricky).kind(), Some(CandidateKind::Host));
+        assert_eq!(candidate("candidate:1 1 udp 1 h 1 typ").kind(), None);
+        assert_eq!(candidate("garbage").kind(), None);
+        assert_eq!(candidate("candidate:1 1 udp 1 h 1 typ weird").kind(), None);
+    }
 
     #[test]
     fn ufrag_is_found_at_media_level() {

@@ -68,6 +68,12 @@ impl LocalAudioTrack {
     ///
     /// Before the first peer connection has bound the track this sends nothing. An error
     /// names a failed binding; the packet still went to all others, so log it and go on.
+    ///
+    /// This is the one webrtc call on the engine's frame path, and it is awaited there: its
+    /// awaits are the track's binding lock (held elsewhere only while a peer binds or unbinds)
+    /// and, per peer, SRTP and a UDP `send_to` (through the TURN client's socket when relayed),
+    /// which complete at once unless the socket's send buffer is full. It never waits for a
+    /// reply from the network, so a slow or dead peer does not hold up a frame.
     pub async fn write_frame(
         &mut self,
         packet: Option<&[u8]>,
