@@ -28,15 +28,17 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
+use cromulent_test_support::process::{KillOnDrop, find_binary, signal, wait_exit};
+use cromulent_test_support::procfs::tcp_listening;
 use serde_json::Value;
-use support::coturn::{Coturn, find_binary, proc_net_addr};
+use support::coturn::Coturn;
 use support::{BIN, Event, LONG, TempDir, read_wav, tail};
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -255,7 +257,9 @@ impl Drop for Lab {
 fn delete_namespace(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-KILL", pid]).status();
+            if let Ok(pid) = pid.parse() {
+                signal(pid, "-KILL");
+            }
         }
     }
     let _ = Command::new("ip")
@@ -362,7 +366,7 @@ fn lab_or_skip(test: &str) -> Option<Lab> {
 
 /// `cromulent server` in the public namespace, on the public address.
 struct NsServer {
-    child: Child,
+    _child: KillOnDrop,
 }
 
 impl NsServer {
@@ -377,7 +381,7 @@ impl NsServer {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn cromulent server");
+        let mut child = KillOnDrop::spawn(&mut cmd, "cromulent server");
         let deadline = Instant::now() + Duration::from_secs(10);
         // The test lives outside the namespace: read the server's own socket table.
         while !tcp_listening(child.id(), addr) {
@@ -387,35 +391,15 @@ impl NsServer {
             assert!(Instant::now() < deadline, "server did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child }
+        Self { _child: child }
     }
-}
-
-impl Drop for NsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether `pid`'s network namespace has a TCP socket listening on `addr`.
-fn tcp_listening(pid: u32, addr: SocketAddr) -> bool {
-    let local = proc_net_addr(addr);
-    std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-        })
 }
 
 /// `cromulent headless` in a client namespace, its JSON-line events read as they come (the
 /// same contract as `support::Client`, which only runs on the test's own network).
 struct NsClient {
     name: String,
-    child: Child,
+    child: KillOnDrop,
     lines: Receiver<Event>,
     seen: Vec<Event>,
     stderr: Arc<Mutex<String>>,
@@ -423,17 +407,18 @@ struct NsClient {
 
 impl NsClient {
     fn start(ns: &str, url: &str, name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, BIN, "headless", "--server", url, "--user", name,
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cromulent headless");
+        let mut child = KillOnDrop::spawn(
+            Command::new("ip")
+                .args([
+                    "netns", "exec", ns, BIN, "headless", "--server", url, "--user", name,
+                ])
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+            "cromulent headless",
+        );
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -509,32 +494,19 @@ impl NsClient {
 
     /// SIGTERM: leave, finish the recording, exit.
     fn terminate(&mut self) -> ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for headless") {
-                std::thread::sleep(Duration::from_millis(50));
-                while let Ok(e) = self.lines.try_recv() {
-                    self.seen.push(e);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} did not stop", self.name);
-            std::thread::sleep(Duration::from_millis(20));
+        signal(self.child.id(), "-TERM");
+        let Some(status) = wait_exit(&mut self.child, Duration::from_secs(10)) else {
+            panic!("{} did not stop", self.name)
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        while let Ok(e) = self.lines.try_recv() {
+            self.seen.push(e);
         }
+        status
     }
 
     fn ever(&self, pred: impl Fn(&Event) -> bool) -> bool {
         self.seen.iter().any(pred)
-    }
-}
-
-impl Drop for NsClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
