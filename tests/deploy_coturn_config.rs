@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use cromulent_test_support::netns;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::coturn::{Allocation, Coturn, Ports};
@@ -595,9 +596,9 @@ impl IsolatedNetns {
         use std::io::Write;
         static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // The `cvtest-PID-` prefix: tests/restrictive_network.rs removes such namespaces when
-        // their test process is gone (killed before its cleanup ran).
-        let ns = Self(format!("cvtest-{}-deploy{n}", std::process::id()));
+        // A `netns::name`: such namespaces are removed when their test process is gone
+        // (killed before its cleanup ran).
+        let ns = Self(netns::name(&format!("deploy{n}")));
         let made = Command::new("ip").args(["netns", "add", &ns.0]).output();
         match made {
             Ok(out) if out.status.success() => {}
@@ -635,13 +636,6 @@ impl IsolatedNetns {
 
 impl Drop for IsolatedNetns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
+        netns::delete(&self.0);
     }
 }

@@ -7,6 +7,7 @@
 //!   ([`coturn::Allocation`]) to allocate on it;
 //! - [`pulse`]: a private PulseAudio daemon with a null-sink speaker and a FIFO microphone;
 //! - [`ws`]: the signaling server run in-process on `127.0.0.1:0` and real WebSocket clients;
+//! - [`netns`]: naming and deleting the network namespaces tests make;
 //! - [`process`]: finding binaries, free ports, private temp dirs, bounded waits and children
 //!   killed on drop;
 //! - [`procfs`]: what `/proc` says about sockets and threads.
@@ -20,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod coturn;
+pub mod netns;
 pub mod process;
 pub mod procfs;
 pub mod pulse;

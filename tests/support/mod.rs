@@ -117,13 +117,19 @@ impl Client {
         cmd.arg("headless")
             .args(["--server", url, "--user", name])
             .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(name, cmd)
+    }
+
+    /// Run `cmd`, a `cromulent headless` for user `name` however it is started (e.g. through
+    /// `ip netns exec`), and read its events; stdin, stdout and stderr are piped here.
+    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = KillOnDrop::spawn(&mut cmd, "cromulent headless");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();
@@ -259,10 +265,19 @@ impl Client {
     }
 
     pub fn wait_peer_connected(&mut self, user: &str, limit: Duration) -> Event {
-        let user = user.to_owned();
-        self.wait_for(&format!("peer {user} connected"), limit, move |e| {
-            e.kind() == "peer" && e.str("user") == user && e.str("state") == "connected"
+        self.wait_peer(user, "connected", limit)
+    }
+
+    /// Wait for a `peer` event saying the call with `user` is in `state`.
+    pub fn wait_peer(&mut self, user: &str, state: &str, limit: Duration) -> Event {
+        self.wait_for(&format!("peer {user} {state}"), limit, |e| {
+            e.kind() == "peer" && e.str("user") == user && e.str("state") == state
         })
+    }
+
+    /// Whether any event seen so far matches `pred`.
+    pub fn ever(&self, pred: impl Fn(&Event) -> bool) -> bool {
+        self.seen.iter().any(pred)
     }
 
     pub fn wait_audio(&mut self, from: &str, limit: Duration) -> Event {
