@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use cromulent_test_support::netns;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::coturn::{Allocation, Coturn, Ports};
@@ -263,7 +264,10 @@ fn the_shipped_config_relays_with_our_servers_credentials_and_refuses_denied_pee
         for (ip, range) in DENIED_PEERS {
             let to = SocketAddr::from((ip, 9));
             match allocation.send_to(b"must not pass", to).await {
-                Err(e) => assert!(e.contains("403"), "{ip}: refused, but not with 403: {e}"),
+                Err(e) => assert!(
+                    e.to_string().contains("403"),
+                    "{ip}: refused, but not with 403: {e}"
+                ),
                 Ok(()) => panic!("{ip} is in a denied range but coturn granted a permission"),
             }
             if let Some(range) = range {
@@ -288,7 +292,7 @@ fn the_shipped_config_relays_with_our_servers_credentials_and_refuses_denied_pee
                 .as_secs(),
         );
         match Allocation::new(coturn.addr(), &forged.username, &forged.credential).await {
-            Err(e) => assert!(e.contains("401"), "refused with 401: {e}"),
+            Err(e) => assert!(e.to_string().contains("401"), "refused with 401: {e}"),
             Ok(a) => {
                 a.close().await;
                 panic!("coturn accepted credentials signed with another secret");
@@ -317,7 +321,7 @@ fn without_the_tests_allowance_the_shipped_config_refuses_loopback_peers() {
         let refused = allocation.send_to(b"must not pass", peer).await;
         allocation.close().await;
         let e = refused.expect_err("127.0.0.1 is denied by the shipped config");
-        assert!(e.contains("403"), "refused with 403: {e}");
+        assert!(e.to_string().contains("403"), "refused with 403: {e}");
         let line = "A peer IP 127.0.0.1 denied in the range: 127.0.0.0-127.255.255.255";
         assert!(
             log_shows(&coturn, line).await,
@@ -592,9 +596,9 @@ impl IsolatedNetns {
         use std::io::Write;
         static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // The `cvtest-PID-` prefix: tests/restrictive_network.rs removes such namespaces when
-        // their test process is gone (killed before its cleanup ran).
-        let ns = Self(format!("cvtest-{}-deploy{n}", std::process::id()));
+        // A `netns::name`: such namespaces are removed when their test process is gone
+        // (killed before its cleanup ran).
+        let ns = Self(netns::name(&format!("deploy{n}")));
         let made = Command::new("ip").args(["netns", "add", &ns.0]).output();
         match made {
             Ok(out) if out.status.success() => {}
@@ -632,13 +636,6 @@ impl IsolatedNetns {
 
 impl Drop for IsolatedNetns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
+        netns::delete(&self.0);
     }
 }

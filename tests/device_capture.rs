@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use cromulent::audio::analysis::{dominant_frequency, rms};
 use cromulent::audio::device::capture::THREAD_NAME;
 use cromulent::audio::{AudioSource, DeviceSource, FRAME_SAMPLES};
-use support::pulse::{Pulse, feed_tone, thread_cpu};
+use cromulent_test_support::procfs::thread_cpu;
+use support::pulse::{Pulse, feed_tone};
 
 /// CPU time the microphone's capture thread has used so far (`None` before it exists).
 fn capture_thread_cpu() -> Option<Duration> {

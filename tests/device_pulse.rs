@@ -18,7 +18,8 @@ use cromulent::audio::device::pulse::{MIC_THREAD, SPEAKER_THREAD};
 use cromulent::audio::{
     AudioSink, AudioSource, DeviceError, DeviceSink, DeviceSource, FRAME_SAMPLES, FrameSize,
 };
-use support::pulse::{Pulse, feed_tone, thread_cpu};
+use cromulent_test_support::procfs::thread_cpu;
+use support::pulse::{Pulse, feed_tone};
 
 /// A thread that waits for the server's messages uses about 1 % of a core here.
 const BUSY: f64 = 0.1;

@@ -26,24 +26,23 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
-use serde_json::Value;
-use support::coturn::{Coturn, find_binary, proc_net_addr};
-use support::{BIN, Event, LONG, TempDir, read_wav, tail};
+use cromulent_test_support::netns;
+use cromulent_test_support::process::{KillOnDrop, find_binary};
+use cromulent_test_support::procfs::tcp_listening;
+use support::coturn::Coturn;
+use support::{BIN, Client, LONG, TempDir, read_wav, tail};
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const SIGNALING_PORT: u16 = 4000;
 /// A neighbour that does not exist, with a permanent MAC: traffic routed to it vanishes.
 const BLACK_HOLE: &str = "203.0.113.254";
-const NS_PREFIX: &str = "cvtest-";
 
 /// webrtc-rs gives up on a connection that never found a path after disconnected + failed
 /// (3 s + 7 s in our adapter) of checking; measured ~10.1 s here. Room for a loaded CI machine.
@@ -88,10 +87,10 @@ impl Lab {
                 "`ip` (iproute2) is not installed".into(),
             ));
         }
-        remove_stale_namespaces();
+        netns::remove_stale();
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let n = COUNT.fetch_add(1, Ordering::SeqCst);
-        let name = |role: &str| format!("{NS_PREFIX}{}-{n}-{role}", std::process::id());
+        let name = |role: &str| netns::name(&format!("{n}-{role}"));
         let lab = Lab {
             public: name("turn"),
             alice: Site {
@@ -246,41 +245,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for ns in self.namespaces() {
-            delete_namespace(ns);
-        }
-    }
-}
-
-/// Kill what runs in `ns` (only ever processes a test started there), then delete it.
-fn delete_namespace(ns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-KILL", pid]).status();
-        }
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "delete", ns])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Namespaces named by a test process that no longer exists (killed before its cleanup ran).
-fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(pid) = name
-            .strip_prefix(NS_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            delete_namespace(name);
+            netns::delete(ns);
         }
     }
 }
@@ -362,7 +327,7 @@ fn lab_or_skip(test: &str) -> Option<Lab> {
 
 /// `cromulent server` in the public namespace, on the public address.
 struct NsServer {
-    child: Child,
+    _child: KillOnDrop,
 }
 
 impl NsServer {
@@ -377,7 +342,7 @@ impl NsServer {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn cromulent server");
+        let mut child = KillOnDrop::spawn(&mut cmd, "cromulent server");
         let deadline = Instant::now() + Duration::from_secs(10);
         // The test lives outside the namespace: read the server's own socket table.
         while !tcp_listening(child.id(), addr) {
@@ -387,155 +352,20 @@ impl NsServer {
             assert!(Instant::now() < deadline, "server did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child }
+        Self { _child: child }
     }
 }
 
-impl Drop for NsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether `pid`'s network namespace has a TCP socket listening on `addr`.
-fn tcp_listening(pid: u32, addr: SocketAddr) -> bool {
-    let local = proc_net_addr(addr);
-    std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-        })
-}
-
-/// `cromulent headless` in a client namespace, its JSON-line events read as they come (the
-/// same contract as `support::Client`, which only runs on the test's own network).
-struct NsClient {
-    name: String,
-    child: Child,
-    lines: Receiver<Event>,
-    seen: Vec<Event>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl NsClient {
-    fn start(ns: &str, url: &str, name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, BIN, "headless", "--server", url, "--user", name,
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cromulent headless");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(json) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if tx
-                    .send(Event {
-                        at: Instant::now(),
-                        json,
-                    })
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                if s.len() < 64 * 1024 {
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            }
-        });
-        Self {
-            name: name.to_owned(),
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// The first event matching `pred`, waiting at most `limit`; panics with the history.
-    fn wait_for(&mut self, what: &str, limit: Duration, pred: impl Fn(&Event) -> bool) -> Event {
-        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
-            return e.clone();
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(e) => {
-                    self.seen.push(e.clone());
-                    if pred(&e) {
-                        return e;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no {what} within {limit:?}\nevents: {:#?}\nstderr: {}",
-                    self.name,
-                    self.seen
-                        .iter()
-                        .map(|e| e.json.to_string())
-                        .collect::<Vec<_>>(),
-                    self.stderr.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    fn wait_peer(&mut self, peer: &str, state: &str, limit: Duration) -> Event {
-        self.wait_for(&format!("peer {peer} {state}"), limit, |e| {
-            e.kind() == "peer" && e.str("user") == peer && e.str("state") == state
-        })
-    }
-
-    /// SIGTERM: leave, finish the recording, exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for headless") {
-                std::thread::sleep(Duration::from_millis(50));
-                while let Ok(e) = self.lines.try_recv() {
-                    self.seen.push(e);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} did not stop", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn ever(&self, pred: impl Fn(&Event) -> bool) -> bool {
-        self.seen.iter().any(pred)
-    }
-}
-
-impl Drop for NsClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `cromulent headless` in a client namespace, its JSON-line events read as they come by the
+/// same `support::Client` the other tests use.
+fn ns_client(ns: &str, url: &str, name: &str, args: &[&str]) -> Client {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns", "exec", ns, BIN, "headless", "--server", url, "--user", name,
+    ])
+    .args(args)
+    .env("RUST_LOG", "warn");
+    Client::spawn(name, cmd)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,7 +392,7 @@ fn behind_symmetric_nats_clients_talk_through_turn() {
     let url = lab.server_url();
     // Policy "all": the clients may try every path; only the relay can work.
     let start = Instant::now();
-    let mut alice = NsClient::start(
+    let mut alice = ns_client(
         &lab.alice.client,
         &url,
         "alice",
@@ -575,7 +405,7 @@ fn behind_symmetric_nats_clients_talk_through_turn() {
             &out("alice"),
         ],
     );
-    let mut bob = NsClient::start(
+    let mut bob = ns_client(
         &lab.bob.client,
         &url,
         "bob",
@@ -625,13 +455,9 @@ fn behind_symmetric_nats_clients_talk_through_turn() {
     assert!(
         alice.terminate().success(),
         "alice exits 0: {}",
-        alice.stderr.lock().unwrap()
+        alice.stderr()
     );
-    assert!(
-        bob.terminate().success(),
-        "bob exits 0: {}",
-        bob.stderr.lock().unwrap()
-    );
+    assert!(bob.terminate().success(), "bob exits 0: {}", bob.stderr());
 
     for (who, hears, not) in [("alice", 660.0_f32, 440.0_f32), ("bob", 440.0, 660.0)] {
         let heard = read_wav(&wav(who));
@@ -662,8 +488,8 @@ fn without_relay_clients_end_disconnected(lab: &Lab, server_env: &[(&str, &str)]
     let _server = NsServer::start(lab, server_env);
     let url = lab.server_url();
     let args = ["--join", "General", "--audio-in", "tone:440"];
-    let mut alice = NsClient::start(&lab.alice.client, &url, "alice", &args);
-    let mut bob = NsClient::start(&lab.bob.client, &url, "bob", &args);
+    let mut alice = ns_client(&lab.alice.client, &url, "alice", &args);
+    let mut bob = ns_client(&lab.bob.client, &url, "bob", &args);
     for (client, peer) in [(&mut alice, "bob"), (&mut bob, "alice")] {
         let connecting = client.wait_peer(peer, "connecting", LONG).at;
         let down = client.wait_for(

@@ -1,14 +1,12 @@
 //! Bad input never crashes anything: each case gets an error with its reason, the
 //! connection (where the case is not fatal) keeps working, and other clients never notice.
 
-mod support;
-
 use std::time::Duration;
 
 use cromulent_protocol::{ClientMsg, ErrorReason, PROTOCOL_VERSION, PresenceOp, ServerMsg};
 use cromulent_server::config::Config;
+use cromulent_test_support::ws::{Client, TestServer};
 use futures_util::SinkExt;
-use support::ws::{Client, TestServer};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The connection still works: a join is answered.

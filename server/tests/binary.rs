@@ -1,15 +1,13 @@
 //! The `cromulent-server` binary: logs where it listens, takes --listen/--config and the
 //! environment, and shuts down cleanly on SIGTERM and SIGINT.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use cromulent_protocol::{ClientMsg, ServerMsg};
-use support::ws::Client;
+use cromulent_test_support::ws::Client;
 
 struct Running {
     child: Child,

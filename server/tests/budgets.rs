@@ -3,14 +3,12 @@
 //! one deadline runs from TCP accept to `hello`; authenticated connections per address are
 //! capped too. Source addresses are loopback aliases (127.0.0.0/8).
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use cromulent_protocol::{ClientMsg, ErrorReason, ServerMsg};
 use cromulent_server::config::Config;
-use support::ws::{Client, TestServer, WAIT, tcp_from};
+use cromulent_test_support::ws::{Client, TestServer, WAIT, tcp_from};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 

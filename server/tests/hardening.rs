@@ -3,14 +3,12 @@
 //! for protocol violations, resume tokens that rotate. Slow consumers and connection budgets
 //! have files of their own (`slow_consumer.rs`, `budgets.rs`).
 
-mod support;
-
 use std::time::Duration;
 
 use cromulent_protocol::{ClientMsg, ErrorReason, PROTOCOL_VERSION, ServerMsg};
 use cromulent_server::auth::{Claims, make_token};
 use cromulent_server::config::{AuthMode, Config};
-use support::ws::{Client, TestServer};
+use cromulent_test_support::ws::{Client, TestServer};
 use tokio::io::AsyncWriteExt;
 
 /// Say hello with `name` and return the error the server closes with.

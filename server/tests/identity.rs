@@ -1,14 +1,12 @@
 //! Token mode: tokens printed by `cromulent-server token` are accepted; bad or expired ones
 //! get a clear error and the connection is closed.
 
-mod support;
-
 use std::process::Command;
 
 use cromulent_protocol::{ClientMsg, ErrorReason, PROTOCOL_VERSION, ServerMsg};
 use cromulent_server::auth::{Claims, make_token};
 use cromulent_server::config::{AuthMode, Config};
-use support::ws::{Client, TestServer};
+use cromulent_test_support::ws::{Client, TestServer};
 
 const SECRET: &str = "test-secret-0123456789";
 

@@ -1,9 +1,7 @@
 //! VOIC-01: one user, one voice seat — checked and taken in one atomic step.
 
-mod support;
-
 use cromulent_protocol::{ClientMsg, ErrorReason, PresenceOp, ServerMsg};
-use support::ws::{Client, TestServer};
+use cromulent_test_support::ws::{Client, TestServer};
 
 #[tokio::test]
 async fn second_connection_of_the_same_user_is_refused() {

@@ -2,14 +2,12 @@
 //! credentials that a real coturn accepts, `refresh_ice` hands out fresh ones, and a failing
 //! provider still lets the join succeed with STUN only.
 
-mod support;
-
 use std::net::SocketAddr;
 
 use cromulent_protocol::{ClientMsg, IceConfig, ServerMsg};
 use cromulent_server::config::{Config, TurnProvider};
-use support::coturn::{Coturn, allocate};
-use support::ws::{Client, TestServer};
+use cromulent_test_support::coturn::{Coturn, allocate};
+use cromulent_test_support::ws::{Client, TestServer};
 
 fn turn_creds(ice: &IceConfig) -> (SocketAddr, String, String) {
     let s = ice

@@ -1,11 +1,9 @@
 //! Channels and presence: snapshot on connect, diffs to everyone, switching as one step.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use cromulent_protocol::{ClientMsg, PresenceOp, ServerMsg};
-use support::ws::{Client, TestServer};
+use cromulent_test_support::ws::{Client, TestServer};
 
 /// What a client believes: channel -> users, built only from what the server sent.
 #[derive(Default)]

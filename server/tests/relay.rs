@@ -1,12 +1,10 @@
 //! Signaling relay: exactly one addressee in the sender's channel, `from` stamped by the
 //! server; never broadcast (Cromulent leaked every peer's addresses to the room).
 
-mod support;
-
 use std::time::Duration;
 
 use cromulent_protocol::{ClientMsg, ErrorReason, ServerMsg, Signal};
-use support::ws::{Client, TestServer};
+use cromulent_test_support::ws::{Client, TestServer};
 
 async fn seated(url: &str, name: &str, channel: Option<u32>) -> Client {
     let mut c = Client::connect(url, name).await;

@@ -1,13 +1,11 @@
 //! No ghosts, no refusal on refresh: heartbeat timeout, resume within and after the grace
 //! window, and a refresh while the old connection is still open.
 
-mod support;
-
 use std::time::Duration;
 
 use cromulent_protocol::{ClientMsg, ErrorReason, PresenceOp, ServerMsg};
 use cromulent_server::config::Config;
-use support::ws::{Client, TestServer};
+use cromulent_test_support::ws::{Client, TestServer};
 
 fn short_timeouts() -> Config {
     let mut c = Config::default();

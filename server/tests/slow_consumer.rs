@@ -2,14 +2,12 @@
 //! bounded time, its seat is released and its `leave` reaches everyone, the same user can sit
 //! down again from a new connection, and nobody else waits meanwhile.
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use cromulent_protocol::{ClientMsg, PresenceOp, ServerMsg, Signal};
 use cromulent_server::config::Config;
-use support::ws::{Client, TestServer, tcp_from};
+use cromulent_test_support::ws::{Client, TestServer, tcp_from};
 
 fn left(user: &'static str) -> impl Fn(&ServerMsg) -> bool {
     move |m| {

@@ -4,8 +4,6 @@
 //!
 //! Needs `turnserver` (Debian package `coturn`); without it these tests fail, saying so.
 
-mod support;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cromulent_protocol::{IceConfig, IceServer};
 use cromulent_server::config::{TurnConfig, TurnProvider};
 use cromulent_server::turn::{IceProvider, coturn};
-use support::coturn::{Coturn, allocate};
+use cromulent_test_support::coturn::{Coturn, allocate};
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -91,7 +89,10 @@ async fn credentials_made_with_a_wrong_secret_are_refused() {
     let (server, username, credential) = relay_server(&ice);
     let refused = allocate(turn_addr(&server.urls[0]), username, credential).await;
     let why = refused.expect_err("coturn accepted credentials made with a wrong secret");
-    assert!(why.contains("401"), "expected 401 Unauthorized, got: {why}");
+    assert!(
+        why.to_string().contains("401"),
+        "expected 401 Unauthorized, got: {why}"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +104,10 @@ async fn expired_credentials_are_refused() {
     let stale = coturn::credentials(turn.secret(), "alice", 3600, unix_now() - 7200);
     let refused = allocate(turn.addr(), &stale.username, &stale.credential).await;
     let why = refused.expect_err("coturn accepted expired credentials");
-    assert!(why.contains("401"), "expected 401 Unauthorized, got: {why}");
+    assert!(
+        why.to_string().contains("401"),
+        "expected 401 Unauthorized, got: {why}"
+    );
 }
 
 /// coturn answers 400 to raw usernames with spaces, quotes, backslashes or tabs; display

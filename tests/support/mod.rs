@@ -1,29 +1,25 @@
-//! End-to-end harness: the real server and real `cromulent headless` processes on loopback.
-//! Every wait is bounded; every process is killed when its handle drops (also on panic).
-#![allow(dead_code)]
-pub mod coturn;
-pub mod pulse;
+//! End-to-end harness of the client: the real server and real `cromulent headless` processes
+//! on loopback. Every wait is bounded; every process is killed when its handle drops (also on
+//! panic). The generic harnesses (coturn, PulseAudio, temp dirs, ports, processes) are the
+//! workspace's one copy in `cromulent-test-support`, re-exported here; what is left in this
+//! file needs the `cromulent` binary or library.
+// Each test file uses part of this module, and of what it re-exports.
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cromulent_test_support::process::{KillOnDrop, poll_until, signal, wait_exit};
+pub use cromulent_test_support::process::{TempDir, free_port};
+pub use cromulent_test_support::{coturn, pulse};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cromulent");
-
-/// A port that was free a moment ago (for servers that must come back on the same port).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Held by a test whose check is the audio's content over a time window, so that the calls
 /// of one test binary do not run at once: each debug-build call then has the machine's cores
@@ -36,33 +32,9 @@ pub fn one_call_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A private temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("cromulent-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `cromulent server` as a child process.
 pub struct Server {
-    child: Child,
+    child: KillOnDrop,
     pub addr: SocketAddr,
 }
 
@@ -85,15 +57,13 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn cromulent server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not come up on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = KillOnDrop::spawn(&mut cmd, "cromulent server");
+        assert!(
+            poll_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(addr).is_ok()
+            }),
+            "server did not come up on {addr}"
+        );
         Self { child, addr }
     }
 
@@ -103,15 +73,7 @@ impl Server {
 
     /// SIGKILL: no goodbye to anyone.
     pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 }
 
@@ -135,7 +97,7 @@ impl Event {
 /// A running `cromulent headless`.
 pub struct Client {
     pub name: String,
-    child: Child,
+    child: KillOnDrop,
     lines: Receiver<Event>,
     /// Everything seen so far.
     pub seen: Vec<Event>,
@@ -155,14 +117,20 @@ impl Client {
         cmd.arg("headless")
             .args(["--server", url, "--user", name])
             .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn cromulent headless");
+        Self::spawn(name, cmd)
+    }
+
+    /// Run `cmd`, a `cromulent headless` for user `name` however it is started (e.g. through
+    /// `ip netns exec`), and read its events; stdin, stdout and stderr are piped here.
+    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = KillOnDrop::spawn(&mut cmd, "cromulent headless");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -297,10 +265,19 @@ impl Client {
     }
 
     pub fn wait_peer_connected(&mut self, user: &str, limit: Duration) -> Event {
-        let user = user.to_owned();
-        self.wait_for(&format!("peer {user} connected"), limit, move |e| {
-            e.kind() == "peer" && e.str("user") == user && e.str("state") == "connected"
+        self.wait_peer(user, "connected", limit)
+    }
+
+    /// Wait for a `peer` event saying the call with `user` is in `state`.
+    pub fn wait_peer(&mut self, user: &str, state: &str, limit: Duration) -> Event {
+        self.wait_for(&format!("peer {user} {state}"), limit, |e| {
+            e.kind() == "peer" && e.str("user") == user && e.str("state") == state
         })
+    }
+
+    /// Whether any event seen so far matches `pred`.
+    pub fn ever(&self, pred: impl Fn(&Event) -> bool) -> bool {
+        self.seen.iter().any(pred)
     }
 
     pub fn wait_audio(&mut self, from: &str, limit: Duration) -> Event {
@@ -312,29 +289,22 @@ impl Client {
 
     /// Wait for the process to end; its exit status.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread deliver the last lines.
-                std::thread::sleep(Duration::from_millis(50));
-                self.drain();
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let Some(status) = wait_exit(&mut self.child, limit) else {
+            panic!(
                 "{} did not exit within {limit:?}; stderr: {}",
                 self.name,
                 self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        };
+        // Let the reader thread deliver the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        self.drain();
+        status
     }
 
     /// SIGTERM: a clean stop (leave, finish the recording).
     pub fn terminate(&mut self) -> ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        signal(self.child.id(), "-TERM");
         self.wait_exit(Duration::from_secs(10))
     }
 
@@ -352,13 +322,6 @@ impl Client {
             .filter(|e| e.kind() == kind)
             .cloned()
             .collect()
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

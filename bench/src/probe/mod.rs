@@ -14,7 +14,6 @@
 
 pub mod adapt;
 pub mod analysis;
-pub mod coturn;
 pub mod signal;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +28,7 @@ use cromulent::engine::{
 };
 use cromulent::signaling::Credentials;
 use cromulent_server::config::{Config, TurnProvider};
+use cromulent_test_support::coturn::Coturn;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
@@ -102,13 +102,20 @@ impl Options {
 
 pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let turn = if opts.relayed() {
-        Some(tokio::task::spawn_blocking(coturn::Coturn::start).await??)
+        // The tests' coturn harness; 32 relay ports are plenty for two engines.
+        let start = || {
+            Coturn::builder()
+                .realm("bench.local")
+                .relay_ports(32)
+                .try_start()
+        };
+        Some(tokio::task::spawn_blocking(start).await??)
     } else {
         None
     };
     let relay = match (&turn, opts.impair) {
         (Some(t), Some(imp)) => {
-            let upstream = ([127, 0, 0, 1], t.port).into();
+            let upstream = t.addr();
             Some(ImpairRelay::start(0, upstream, imp, opts.impair_seed).await?)
         }
         _ => None,
@@ -116,7 +123,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut config = Config::default();
     if let Some(t) = &turn {
         config.turn.provider = TurnProvider::Coturn;
-        config.turn.secret = t.secret.clone();
+        config.turn.secret = t.secret().to_owned();
         // The engines learn the TURN address from the server: the relay's, when impaired.
         config.turn.urls = vec![match &relay {
             Some(r) => format!("turn:{}", r.local_addr()),

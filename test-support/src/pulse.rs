@@ -3,26 +3,38 @@
 //! FIFO in real time. Killed on drop.
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::TempDir;
+use crate::process::{KillOnDrop, TempDir, find_binary, poll_until};
+
+/// How long the daemon may take to answer `pactl info`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The tone [`feed_tone`] writes: 440 Hz at 0.3 full scale, 48 kHz mono float.
+const TONE_HZ: f32 = 440.0;
+const RATE: f32 = 48_000.0;
+/// [`feed_tone`] stops by itself after this long (a test that forgot to stop it).
+const FEED_LIMIT: Duration = Duration::from_secs(40);
 
 /// A private PulseAudio daemon, killed on drop.
 pub struct Pulse {
-    child: Child,
+    /// First field: the daemon is killed before its directory is removed.
+    _child: KillOnDrop,
     _dir: TempDir,
-    pub fifo: std::path::PathBuf,
+    /// The microphone's FIFO: what is written here is what `mic` captures.
+    pub fifo: PathBuf,
 }
 
 impl Pulse {
     /// A daemon with a null-sink speaker and a FIFO microphone as the defaults. The
-    /// environment of this test process points at it (this file holds one test).
+    /// environment of this test process points at it, so call it at the start of a test
+    /// binary's one test, before any other thread reads the environment.
     pub fn start() -> Self {
         assert!(
-            super::coturn::find_binary("pulseaudio").is_some(),
+            find_binary("pulseaudio").is_some(),
             "pulseaudio is not installed (scripts/setup installs it)"
         );
         let dir = TempDir::new("pulse");
@@ -32,7 +44,8 @@ impl Pulse {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700)).unwrap();
         // SAFETY: set before any other thread of this test binary reads the environment
-        // (one test in this file, set at its start).
+        // (one test in the file that calls this, set at its start).
+        #[allow(unsafe_code)]
         unsafe {
             std::env::set_var("XDG_RUNTIME_DIR", &rt);
             std::env::set_var("HOME", &home);
@@ -40,32 +53,32 @@ impl Pulse {
             std::env::remove_var("PULSE_SOURCE");
             std::env::remove_var("PULSE_SINK");
         }
-        let child = Command::new("pulseaudio")
-            .args([
-                "--daemonize=no",
-                "--exit-idle-time=-1",
-                "-n",
-                "--load=module-native-protocol-unix",
-            ])
-            .arg(format!(
-                "--log-target=file:{}",
-                dir.path("pulse.log").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pulseaudio");
+        let child = KillOnDrop::spawn(
+            Command::new("pulseaudio")
+                .args([
+                    "--daemonize=no",
+                    "--exit-idle-time=-1",
+                    "-n",
+                    "--load=module-native-protocol-unix",
+                ])
+                .arg(format!(
+                    "--log-target=file:{}",
+                    dir.path("pulse.log").display()
+                ))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "pulseaudio",
+        );
         let fifo = dir.path("mic.fifo");
         let pulse = Self {
-            child,
+            _child: child,
             _dir: dir,
             fifo,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pactl(&["info"]) {
-            assert!(Instant::now() < deadline, "pulseaudio did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            poll_until(READY_TIMEOUT, || pactl(&["info"])),
+            "pulseaudio did not come up"
+        );
         let file = format!("file={}", pulse.fifo.display());
         for args in [
             &["load-module", "module-null-sink", "sink_name=spk"][..],
@@ -87,13 +100,7 @@ impl Pulse {
     }
 }
 
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `pactl ARGS...` against the daemon the environment names; whether it succeeded.
 pub fn pactl(args: &[&str]) -> bool {
     Command::new("pactl")
         .args(args)
@@ -104,9 +111,9 @@ pub fn pactl(args: &[&str]) -> bool {
 }
 
 /// Writes a 440 Hz tone into the FIFO in real time, `chunk` frames per write, until told to
-/// stop.
+/// stop (or 40 s have passed).
 pub fn feed_tone(
-    fifo: std::path::PathBuf,
+    fifo: PathBuf,
     chunk: usize,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -117,14 +124,14 @@ pub fn feed_tone(
             .expect("open the FIFO");
         let start = Instant::now();
         let mut n = 0usize;
-        while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(40) {
-            let due = start + Duration::from_secs_f64(n as f64 / 48_000.0);
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < FEED_LIMIT {
+            let due = start + Duration::from_secs_f64(n as f64 / RATE as f64);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
             let bytes: Vec<u8> = (n..n + chunk)
                 .flat_map(|i| {
-                    let x = 0.3 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 48_000.0).sin();
+                    let x = 0.3 * (2.0 * std::f32::consts::PI * TONE_HZ * i as f32 / RATE).sin();
                     x.to_le_bytes()
                 })
                 .collect();
@@ -134,24 +141,4 @@ pub fn feed_tone(
             n += chunk;
         }
     })
-}
-
-/// CPU time thread `name` of this process has used so far (`None` before it exists).
-pub fn thread_cpu(name: &str) -> Option<Duration> {
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let ticks: u64 = rest
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|x| x.parse::<u64>().unwrap_or(0))
-            .sum();
-        return Some(Duration::from_millis(ticks * 10));
-    }
-    None
 }

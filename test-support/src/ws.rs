@@ -1,5 +1,6 @@
-//! Test harness: the real server on 127.0.0.1:0 and real WebSocket clients. Every wait is
-//! bounded.
+//! The real signaling server, run in-process on 127.0.0.1:0 ([`TestServer`]), and real
+//! WebSocket clients that speak the protocol ([`Client`]). Every wait is bounded by [`WAIT`]
+//! unless a test names its own.
 
 use std::net::SocketAddr;
 use std::time::Duration;
