@@ -166,10 +166,21 @@ impl Hub {
             self.session_mut(sid).instance = instance;
             fx.push(self.joined(sid, channel, a.ice));
             fx.push(self.presence(vec![(PresenceOp::Update, channel, sid)]));
-        } else if let Some(channel) = self.session_mut(sid).last_channel.take()
-            && !self.seats.contains_key(&self.session(sid).identity.user)
-        {
-            fx.extend(self.seat(sid, channel, a.ice));
+        } else if let Some(channel) = self.session_mut(sid).last_channel.take() {
+            let user = &self.session(sid).identity.user;
+            match self.seats.get(user).map(|&holder| self.session(holder).channel) {
+                None => fx.extend(self.seat(sid, channel, a.ice)),
+                // Another connection of this user sat down meanwhile: say so, or the client
+                // would wait for a `joined` that never comes.
+                Some(current) => fx.push(error(
+                    a.conn,
+                    ErrorReason::AlreadyInVoice,
+                    format!(
+                        "your seat in voice channel {channel} was not kept: you are in voice from another connection; leave it there first"
+                    ),
+                    current,
+                )),
+            }
         }
         fx
     }

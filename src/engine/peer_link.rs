@@ -14,7 +14,7 @@ use crate::rtc::{
 };
 
 /// Identifies one peer connection: a user and the call generation it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey {
     pub user: UserId,
     pub generation: u64,

@@ -7,9 +7,10 @@
 use cromulent_protocol::{ChannelId, ChannelInfo, PresenceChange, PresenceOp};
 
 /// Apply presence changes in order and return the ones that applied (their channel is
-/// known), for callers with rules of their own about them. A join or update puts the member
-/// last in its channel (once, however often it comes); a leave removes it. A switch is a
-/// leave and a join in one message.
+/// known), for callers with rules of their own about them. A join puts the member last in its
+/// channel (once, however often it comes); an update changes the member where it stands, as
+/// the server keeps it (flags change many times a second while people talk: the roster must
+/// not reorder); a leave removes it. A switch is a leave and a join in one message.
 pub fn apply<'a>(
     channels: &mut [ChannelInfo],
     changes: &'a [PresenceChange],
@@ -20,9 +21,17 @@ pub fn apply<'a>(
             continue;
         };
         let members = &mut channel.members;
-        members.retain(|m| m.user != change.member.user);
-        if change.op != PresenceOp::Leave {
-            members.push(change.member.clone());
+        let at = members.iter().position(|m| m.user == change.member.user);
+        match (change.op, at) {
+            (PresenceOp::Update, Some(at)) => members[at] = change.member.clone(),
+            (PresenceOp::Leave, Some(at)) => {
+                members.remove(at);
+            }
+            (PresenceOp::Leave, None) => {}
+            (PresenceOp::Join | PresenceOp::Update, _) => {
+                members.retain(|m| m.user != change.member.user);
+                members.push(change.member.clone());
+            }
         }
         applied.push(change);
     }
@@ -120,6 +129,25 @@ mod tests {
         let bob = &find(&c, 1).unwrap().members;
         assert_eq!(bob.len(), 1);
         assert!(bob[0].muted && bob[0].talking && !bob[0].deafened);
+    }
+
+    #[test]
+    fn an_update_keeps_the_member_where_it_stands() {
+        // The server's order is join order, flags or not (found by tests/session_sim.rs: a
+        // mute moved the member last, and the client's roster no longer matched the server's).
+        let mut c = roster();
+        apply(
+            &mut c,
+            &[
+                change(PresenceOp::Join, 1, "alice"),
+                change(PresenceOp::Join, 1, "bob"),
+            ],
+        );
+        let mut talking = change(PresenceOp::Update, 1, "alice");
+        talking.member.talking = true;
+        apply(&mut c, &[talking]);
+        assert_eq!(users(&c, 1), ["alice", "bob"]);
+        assert!(find(&c, 1).unwrap().members[0].talking);
     }
 
     #[test]

@@ -154,6 +154,9 @@ pub struct Session {
     pending_join: Option<ChannelRef>,
     /// The channel the server has seated us in.
     current: Option<ChannelId>,
+    /// Where we sat when the server was lost: a resumed session gets that seat back by
+    /// itself, any other wanted channel must be asked for.
+    seat_at_loss: Option<ChannelId>,
     status: VoiceStatus,
     talk: TalkState,
     /// The flags last sent to the server.
@@ -186,6 +189,7 @@ impl Session {
             wanted: None,
             pending_join: None,
             current: None,
+            seat_at_loss: None,
             status: VoiceStatus::None,
             sent_flags: None,
             links: BTreeMap::new(),
@@ -356,6 +360,9 @@ impl Session {
                     retry_in,
                 };
                 self.error(EngineError::SignalingLost(loss), None);
+                if self.current.is_some() {
+                    self.seat_at_loss = self.current;
+                }
                 self.left_channel();
                 self.set_status(StatusEvent::SignalingLost {
                     reason: DisconnectReason::SignalingLost(reason),
@@ -418,12 +425,14 @@ impl Session {
             channels,
         });
         self.sync_flags(self.talk.mic_live(true));
+        let seat_at_loss = self.seat_at_loss.take();
         if let Some(target) = self.pending_join.take() {
             self.join(target);
         } else if let Some(id) = self.wanted {
             self.set_status(StatusEvent::Rejoining(id));
-            // When resumed, the server gives the seat back and a `joined` follows.
-            if !resumed {
+            // A resumed session gets the seat it had back, and a `joined` follows. A channel
+            // chosen while we were away (or a seat we never had) must be asked for.
+            if !resumed || seat_at_loss != Some(id) {
                 self.send_join(id);
             }
         }

@@ -263,9 +263,22 @@ fn resume_does_not_break_the_guard_if_the_user_sat_down_elsewhere() {
     h.detach(1, t0);
     attach(&mut h, 2, "alice", t0);
     h.join(2, 2, IceConfig::default());
-    attach_resume(&mut h, 3, "alice", Some("token-1"), t0);
+    let fx = attach_resume(&mut h, 3, "alice", Some("token-1"), t0);
     assert!(members(&h, 1).is_empty());
     assert_eq!(members(&h, 2), ["alice"]);
+    // The resumed connection is told why no `joined` follows, and where the seat is (found
+    // by the client's session simulation: it waited for its seat for good).
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        Effect::Send(
+            3,
+            ServerMsg::Error {
+                reason: ErrorReason::AlreadyInVoice,
+                channel: Some(2),
+                ..
+            }
+        )
+    )));
 }
 
 #[test]

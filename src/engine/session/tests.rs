@@ -311,6 +311,25 @@ fn a_resumed_session_waits_for_its_seat_instead_of_joining() {
 }
 
 #[test]
+fn a_channel_chosen_while_away_is_asked_for_even_when_resumed() {
+    // Found by tests/session_sim.rs: the join went to a dead connection, the resumed session
+    // had no seat to get back, and the status stayed `connecting` for good.
+    let mut c = Client::new("ann");
+    c.welcome(false, &[]);
+    c.lost();
+    c.command(EngineCommand::Join(ChannelRef("General".into())));
+    let back = c.welcome(true, &[]);
+    assert_eq!(sent(&back).last(), Some(&&join_msg(GENERAL)));
+    // Seated in General when lost, Gaming chosen meanwhile: Gaming is asked for.
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[]);
+    c.lost();
+    c.command(EngineCommand::Join(ChannelRef("Gaming".into())));
+    let back = c.welcome(true, &[]);
+    assert_eq!(sent(&back).last(), Some(&&join_msg(GAMING)));
+}
+
+#[test]
 fn an_expired_resume_joins_the_wanted_channel_anew() {
     let mut c = Client::new("ann");
     c.in_general(IceConfig::default(), &[]);
