@@ -1,7 +1,8 @@
 //! Deterministic simulation: several client [`Session`]s and the server's [`Hub`], both the
 //! real pure cores, in one process, under random operation sequences — connects, disconnects
 //! and resumes, joins, switches, leaves, duplicate joins of one user from two devices, flag
-//! changes, time passing (resume grace expiring, call timers). The simulation plays the parts
+//! changes, time passing (resume grace expiring, call timers and credential renewals, each
+//! session ticked only when it asks to be, as the engine does). The simulation plays the parts
 //! that are I/O in the product: the signaling task (hello, the resume token, losing the
 //! connection), the server's connection task (routing client messages to the hub, answering
 //! `refresh_ice`), and every peer connection (an offer makes a local offer, a remote offer an
@@ -195,16 +196,38 @@ impl Sim {
             Op::Leave(i) => self.command(i, EngineCommand::Leave),
             Op::Mute(i, on) => self.command(i, EngineCommand::Mute(on)),
             Op::Talk(i, on) => self.command(i, EngineCommand::Talk(on)),
-            Op::Wait(ms) => {
-                self.elapsed += Duration::from_millis(ms);
-                self.hub.expire(self.now().at);
-                for i in 0..self.clients.len() {
-                    self.queue.push_back(Delivery::ToClient(i, Input::Tick));
-                }
-            }
+            Op::Wait(ms) => self.wait(Duration::from_millis(ms))?,
         }
         self.settle()?;
         self.check()
+    }
+
+    /// Time passes as the engine lets it: each session is ticked exactly when it asked to be
+    /// (`Session::next_wake`), and everything that follows is delivered before time goes on.
+    fn wait(&mut self, d: Duration) -> Result<(), String> {
+        let end = self.start + self.elapsed + d;
+        for _ in 0..MAX_STEPS {
+            let next = self
+                .clients
+                .iter()
+                .filter_map(|c| c.session.next_wake())
+                .filter(|&t| t <= end)
+                .min();
+            let Some(at) = next else {
+                self.elapsed = end - self.start;
+                self.hub.expire(self.now().at);
+                return Ok(());
+            };
+            self.elapsed = self.elapsed.max(at - self.start);
+            self.hub.expire(self.now().at);
+            for i in 0..self.clients.len() {
+                if self.clients[i].session.next_wake().is_some_and(|t| t <= at) {
+                    self.queue.push_back(Delivery::ToClient(i, Input::Tick));
+                }
+            }
+            self.settle()?;
+        }
+        Err("timers keep firing without time passing (livelock)".into())
     }
 
     fn connect(&mut self, i: usize) {

@@ -324,6 +324,37 @@ impl Calls {
         actions
     }
 
+    /// The next time after `now` at which [`Calls::on_tick`] (or [`Calls::all_failed`]) would
+    /// decide differently: an offer's answer wait, a hung handshake, a due restart, a call
+    /// reaching [`DOWN_LIMIT`]. `None` when no timer runs. Ticking at every such time is all
+    /// the calls need; deadlines already passed were acted on by the tick that passed them.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        self.calls
+            .iter()
+            .flat_map(|(user, c)| {
+                let restart = (self.we_offer(user) && c.offer_pending.is_none())
+                    .then(|| {
+                        let grace = match c.state {
+                            CallState::Failed => Duration::ZERO,
+                            CallState::Disconnected => DISCONNECTED_GRACE,
+                            _ => return None,
+                        };
+                        let allowed = c.last_restart.map(|t| t + RESTART_INTERVAL);
+                        Some((c.since + grace).max(allowed.unwrap_or(c.since)))
+                    })
+                    .flatten();
+                [
+                    c.offer_pending.map(|t| t + ANSWER_WAIT),
+                    c.path_since.map(|t| t + HANDSHAKE_WAIT),
+                    c.down_since.map(|t| t + DOWN_LIMIT),
+                    restart,
+                ]
+            })
+            .flatten()
+            .filter(|&t| t > now)
+            .min()
+    }
+
     /// Users whose call has had `since(call)` set for at least `wait` at `now`.
     fn waited(
         &self,

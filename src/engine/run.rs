@@ -1,8 +1,9 @@
 //! The engine task: one `select!` loop around the pure [`Session`], which decides, and the
 //! audio pipeline ([`Media`]), which runs each frame. It reacts to the front end's commands,
-//! the signaling connection, the peer connections, and two clocks (the audio frame and a
-//! slower housekeeping tick), and carries out the session's [`Effect`]s: messages to the
-//! server, events to the front end, peer connections (one [`peer_link`] task each).
+//! the signaling connection, the peer connections, and two clocks (the audio frame, and the
+//! session's timers, woken when it asks), and carries out the session's [`Effect`]s:
+//! messages to the server, events to the front end, peer connections (one [`peer_link`] task
+//! each). It makes no decision of its own beyond routing audio packets to live connections.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -140,8 +141,17 @@ impl Engine {
         let device_paced = self.media.frames_captured().is_some() || self.media.speaker_sets_pace();
         let mut poll = tokio::time::interval(pace::poll_interval(device_paced, self.config.frame));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
+        // The session's timers: it says when it next needs a tick (`Session::next_wake`).
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed = None;
         while !self.stopping {
+            let wake = self.session.next_wake();
+            if wake != armed {
+                armed = wake;
+                let at = wake.map_or_else(far_future, Instant::from_std);
+                timer.as_mut().reset(at);
+            }
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
@@ -157,7 +167,10 @@ impl Engine {
                 }
                 Some(reports) = self.stats_rx.recv() => self.emit(EngineEvent::Stats(reports)),
                 _ = poll.tick() => self.on_media_poll().await,
-                _ = housekeeping.tick() => self.input(Input::Tick),
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.input(Input::Tick);
+                }
             }
         }
         self.shutdown();
@@ -399,4 +412,9 @@ impl Engine {
         // The front end going away ends the engine through its command channel.
         let _ = self.events.send(ev);
     }
+}
+
+/// A time no timer reaches (tokio's own "never" is 30 years or so ahead; a year is enough).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }

@@ -254,6 +254,22 @@ impl Session {
         &self.status
     }
 
+    /// When the session must next be given [`Input::Tick`]: the earliest call timer or
+    /// credential renewal after the last input's time; `None` while nothing waits.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let renewal = self
+            .ice
+            .expires_at
+            .filter(|_| self.config.ice_refresh && self.current.is_some())
+            .map(|expires_at| {
+                let due = ice_refresh_at(self.ice_received, expires_at);
+                let wait = due.saturating_sub(self.now.unix_secs);
+                self.now.at + Duration::from_secs(wait)
+            });
+        let calls = self.calls.next_deadline(self.now.at);
+        calls.into_iter().chain(renewal).min()
+    }
+
     /// Whether `key` is a live connection (not one already replaced or closed).
     pub fn is_current(&self, key: &PeerKey) -> bool {
         self.links
@@ -881,13 +897,18 @@ impl Session {
     }
 }
 
-/// Whether credentials received at `received` and expiring at `expires_at` (unix seconds)
-/// should be renewed at `now`: a quarter of their lifetime early, at least 5 s and at most
-/// 5 min before expiry.
-fn ice_refresh_due(received: u64, expires_at: u64, now: u64) -> bool {
+/// When (unix seconds) credentials received at `received` and expiring at `expires_at` are
+/// to be renewed: a quarter of their lifetime early, at least 5 s and at most 5 min before
+/// expiry.
+fn ice_refresh_at(received: u64, expires_at: u64) -> u64 {
     let lifetime = expires_at.saturating_sub(received);
     let margin = (lifetime / 4).clamp(5, 300);
-    now.saturating_add(margin) >= expires_at
+    expires_at.saturating_sub(margin)
+}
+
+/// Whether those credentials should be renewed at `now`.
+fn ice_refresh_due(received: u64, expires_at: u64, now: u64) -> bool {
+    now >= ice_refresh_at(received, expires_at)
 }
 
 fn has_turn(ice: &IceConfig) -> bool {

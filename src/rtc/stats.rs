@@ -38,8 +38,6 @@ pub struct PeerStats {
     pub rtt_ms: Option<f64>,
     /// Local candidate type of the selected pair; `None` before ICE selected one.
     pub selected_candidate_type: Option<CandidateKind>,
-    /// Remote candidate type of the selected pair.
-    pub remote_candidate_type: Option<CandidateKind>,
 }
 
 /// Collects the statistics of `pc`, our receive counters `inbound` included. Cheap enough for
@@ -81,7 +79,6 @@ pub(super) async fn collect(
     let ice = pc.dtls_transport();
     if let Some(pair) = ice.ice_transport().get_selected_candidate_pair().await {
         out.selected_candidate_type = candidate_kind(pair.local.typ);
-        out.remote_candidate_type = candidate_kind(pair.remote.typ);
     }
     out
 }

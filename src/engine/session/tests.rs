@@ -8,7 +8,9 @@ use cromulent_protocol::{
 };
 
 use super::{Effect, Input, LinkView, Now, Session, SessionConfig, ice_refresh_due};
-use crate::engine::calls::{ANSWER_WAIT, CallState, DOWN_LIMIT};
+use crate::engine::calls::{
+    ANSWER_WAIT, CallState, DISCONNECTED_GRACE, DOWN_LIMIT, RESTART_INTERVAL,
+};
 use crate::engine::error::{DisconnectReason, EngineError, NoRoute};
 use crate::engine::peer_link::{LinkCommand, LinkResult, PeerKey};
 use crate::engine::presence::fixtures;
@@ -868,5 +870,99 @@ fn shutdown_stops_and_other_engine_commands_are_not_the_session_s() {
             hangover_frames: 10
         })
         .is_empty()
+    );
+}
+
+// --- timers ------------------------------------------------------------------------------------
+
+#[test]
+fn nothing_waits_when_idle_or_connected_without_expiring_credentials() {
+    let mut c = Client::new("ann");
+    assert_eq!(c.session.next_wake(), None);
+    c.in_general(IceConfig::default(), &[member("bob", 1)]);
+    c.signal(
+        "bob",
+        Signal::Answer {
+            sdp: "a".into(),
+            connection: 1,
+        },
+    );
+    c.peer(key("bob", 1), PeerEvent::State(PeerState::Connected));
+    assert_eq!(c.session.next_wake(), None);
+}
+
+#[test]
+fn the_wake_time_is_the_earliest_timer_and_ticking_then_acts() {
+    // An unanswered offer: the down limit (status) and the answer wait, both 10 s away.
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[member("bob", 1)]);
+    let t0 = c.now.at;
+    assert_eq!(
+        c.session.next_wake(),
+        Some(t0 + ANSWER_WAIT.min(DOWN_LIMIT))
+    );
+    // A disconnected call: its restart is due DISCONNECTED_GRACE later.
+    c.signal(
+        "bob",
+        Signal::Answer {
+            sdp: "a".into(),
+            connection: 1,
+        },
+    );
+    c.peer(key("bob", 1), PeerEvent::State(PeerState::Connected));
+    c.now = c.now.after(Duration::from_secs(1));
+    c.peer(key("bob", 1), PeerEvent::State(PeerState::Disconnected));
+    let wake = c.session.next_wake().expect("a restart waits");
+    assert_eq!(wake, c.now.at + DISCONNECTED_GRACE);
+    // Just before: nothing. At the wake time: the restart offer.
+    c.now.at = wake - Duration::from_millis(1);
+    assert!(commands(&c.input(Input::Tick)).is_empty());
+    c.now.at = wake;
+    let restart = c.input(Input::Tick);
+    assert_eq!(
+        commands(&restart),
+        vec![(&key("bob", 1), &LinkCommand::Offer { restart: true })]
+    );
+    // Now the call's down limit (for the status line) comes before the restart's answer
+    // wait runs out.
+    let down_at = wake - DISCONNECTED_GRACE;
+    assert_eq!(c.session.next_wake(), Some(down_at + DOWN_LIMIT));
+    assert!(down_at + DOWN_LIMIT < wake + ANSWER_WAIT);
+}
+
+#[test]
+fn a_failed_restart_too_soon_after_the_last_wakes_when_it_is_allowed() {
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[member("bob", 1)]);
+    let answer = Signal::Answer {
+        sdp: "a".into(),
+        connection: 1,
+    };
+    c.signal("bob", answer.clone());
+    c.peer(key("bob", 1), PeerEvent::State(PeerState::Failed));
+    // Restarted at once; answered; failing again 1 s later is too soon to restart.
+    c.signal("bob", answer);
+    let restarted_at = c.now.at;
+    c.now = c.now.after(Duration::from_secs(1));
+    c.peer(key("bob", 1), PeerEvent::State(PeerState::Connected));
+    let again = c.peer(key("bob", 1), PeerEvent::State(PeerState::Failed));
+    assert!(commands(&again).is_empty());
+    assert_eq!(c.session.next_wake(), Some(restarted_at + RESTART_INTERVAL));
+}
+
+#[test]
+fn the_credentials_renewal_wakes_the_session_when_due() {
+    let mut c = Client::new("ann");
+    let expires = c.now.unix_secs + 40;
+    c.in_general(turn_ice(expires, "p1"), &[]);
+    // 40 s lifetime: renewed 10 s early, 30 s from now.
+    let wake = c.session.next_wake().expect("a renewal waits");
+    assert_eq!(wake, c.now.at + Duration::from_secs(30));
+    c.now = c.now.after(Duration::from_secs(30));
+    assert_eq!(sent(&c.input(Input::Tick)), vec![&ClientMsg::RefreshIce]);
+    assert_eq!(
+        c.session.next_wake(),
+        None,
+        "asked; the reply sets the next"
     );
 }
