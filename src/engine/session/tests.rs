@@ -163,6 +163,18 @@ impl Client {
         self.joined(GENERAL, ice, peers)
     }
 
+    /// Our offer to `user` (connection 1) is answered and the connection is up.
+    fn call_up(&mut self, user: &str) {
+        self.signal(
+            user,
+            Signal::Answer {
+                sdp: "a".into(),
+                connection: 1,
+            },
+        );
+        self.peer(key(user, 1), PeerEvent::State(PeerState::Connected));
+    }
+
     fn links(&self) -> Vec<LinkView> {
         self.session.links().collect()
     }
@@ -792,14 +804,7 @@ fn a_restart_after_new_credentials_is_a_new_connection() {
     let mut c = Client::new("ann");
     let expires = c.now.unix_secs + 3600;
     c.in_general(turn_ice(expires, "p1"), &[member("bob", 1)]);
-    c.signal(
-        "bob",
-        Signal::Answer {
-            sdp: "a".into(),
-            connection: 1,
-        },
-    );
-    c.peer(key("bob", 1), PeerEvent::State(PeerState::Connected));
+    c.call_up("bob");
     // Renewed while the path was direct: the connection is kept...
     let fresh = c.server(ServerMsg::IceServers {
         ice: turn_ice(expires + 3600, "p2"),
@@ -880,14 +885,7 @@ fn nothing_waits_when_idle_or_connected_without_expiring_credentials() {
     let mut c = Client::new("ann");
     assert_eq!(c.session.next_wake(), None);
     c.in_general(IceConfig::default(), &[member("bob", 1)]);
-    c.signal(
-        "bob",
-        Signal::Answer {
-            sdp: "a".into(),
-            connection: 1,
-        },
-    );
-    c.peer(key("bob", 1), PeerEvent::State(PeerState::Connected));
+    c.call_up("bob");
     assert_eq!(c.session.next_wake(), None);
 }
 
@@ -902,14 +900,7 @@ fn the_wake_time_is_the_earliest_timer_and_ticking_then_acts() {
         Some(t0 + ANSWER_WAIT.min(DOWN_LIMIT))
     );
     // A disconnected call: its restart is due DISCONNECTED_GRACE later.
-    c.signal(
-        "bob",
-        Signal::Answer {
-            sdp: "a".into(),
-            connection: 1,
-        },
-    );
-    c.peer(key("bob", 1), PeerEvent::State(PeerState::Connected));
+    c.call_up("bob");
     c.now = c.now.after(Duration::from_secs(1));
     c.peer(key("bob", 1), PeerEvent::State(PeerState::Disconnected));
     let wake = c.session.next_wake().expect("a restart waits");
