@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub max_unauthenticated: usize,
     /// Connections before `hello` from one source address.
     pub max_unauthenticated_per_address: usize,
+    /// Web pages allowed to connect besides the server's own (`https://host[:port]`, as a
+    /// browser sends `Origin`); see [`crate::origin`]. Clients that send no `Origin` (not a
+    /// browser) are always allowed.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -185,6 +189,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 1_024,
             max_unauthenticated: 4_096,
             max_unauthenticated_per_address: 128,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -370,6 +375,16 @@ impl Config {
         .contains(&0)
         {
             return bad("server connection limits must be positive");
+        }
+        if let Some(o) = s
+            .allowed_origins
+            .iter()
+            .find(|o| !crate::origin::well_formed(o))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "server.allowed_origins: {o:?} is not an origin: write scheme://host[:port], \
+                 e.g. \"https://chat.example.org\", with no path"
+            )));
         }
         if self.channels.is_empty() {
             return bad("at least one [[channels]] entry is needed");

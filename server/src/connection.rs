@@ -18,6 +18,9 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::header::{HOST, ORIGIN};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -26,6 +29,7 @@ use crate::budget::Permit;
 use crate::config::Config;
 use crate::hub::{Attach, ConnId, VoiceFlags};
 use crate::hub_actor::{Command, HubHandle, new_resume_token};
+use crate::origin;
 use crate::outbound::{OutboundRx, outbound};
 use crate::rate_limit::TokenBucket;
 use crate::turn::IceProvider;
@@ -145,7 +149,27 @@ async fn handshake(stream: TcpStream, config: &Config, deadline: Instant) -> Opt
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(hard_cap))
         .max_frame_size(Some(hard_cap));
-    let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
+    let allowed = &config.server.allowed_origins;
+    #[expect(
+        clippy::result_large_err,
+        reason = "tungstenite's handshake callback fixes the error type"
+    )]
+    let check_origin = |req: &Request, resp: Response| {
+        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let origin = header(ORIGIN);
+        if origin::allowed(origin, header(HOST), allowed) {
+            return Ok(resp);
+        }
+        tracing::info!(
+            ?origin,
+            "websocket upgrade from a page of another site refused"
+        );
+        let mut refusal = ErrorResponse::new(Some("origin not allowed\n".into()));
+        *refusal.status_mut() = StatusCode::FORBIDDEN;
+        Err(refusal)
+    };
+    let accept =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_origin, Some(ws_config));
     match timeout_at(deadline, accept).await {
         Ok(Ok(ws)) => Some(ws),
         Ok(Err(e)) => {

@@ -21,6 +21,7 @@ pub mod connection;
 pub mod hub;
 pub mod hub_actor;
 pub mod name;
+pub mod origin;
 pub mod outbound;
 pub mod rate_limit;
 pub mod server;
