@@ -361,6 +361,7 @@ impl Sim {
                 self.ice = ice.clone();
                 vec![hub::Effect::Send(conn, ServerMsg::IceServers { ice })]
             }
+            ClientMsg::Ping { id } => vec![hub::Effect::Send(conn, ServerMsg::Pong { id })],
             ClientMsg::Hello { .. } => Vec::new(),
         };
         self.hub_effects(fx);

@@ -11,6 +11,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "voice_state",
     "signal",
     "refresh_ice",
+    "ping",
 ];
 
 /// Types that carry nothing but `type`. serde lets a unit variant ignore extra fields, so

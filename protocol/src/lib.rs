@@ -55,6 +55,12 @@ pub enum ClientMsg {
     Signal { to: UserId, signal: Signal },
     /// Ask for fresh ICE servers (TURN credentials) before the current ones expire.
     RefreshIce,
+    /// Are you there? The server answers `pong` with the same `id` at once. For clients that
+    /// cannot see WebSocket pings (browsers) to notice a silent server.
+    Ping {
+        #[serde(default)]
+        id: u64,
+    },
 }
 
 /// Server → client.
@@ -90,6 +96,8 @@ pub enum ServerMsg {
     },
     /// Reply to `refresh_ice`.
     IceServers { ice: IceConfig },
+    /// Reply to `ping`, with its `id`.
+    Pong { id: u64 },
     /// Signaling from a peer in your voice channel; `from` is stamped by the server.
     Signal { from: UserId, signal: Signal },
     /// Something went wrong; see [`ErrorReason`]. Fatal reasons are followed by a close.

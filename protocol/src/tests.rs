@@ -44,6 +44,7 @@ fn every_client_msg() -> Vec<ClientMsg> {
             },
         },
         ClientMsg::RefreshIce,
+        ClientMsg::Ping { id: 7 },
     ]
 }
 

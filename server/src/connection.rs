@@ -491,6 +491,7 @@ impl Session<'_> {
                 let ice = self.shared.ice.ice_for(&self.identity.user).await;
                 return self.send(ServerMsg::IceServers { ice }).await;
             }
+            ClientMsg::Ping { id } => return self.send(ServerMsg::Pong { id }).await,
         };
         self.shared.hub.send(cmd);
         Flow::Continue

@@ -1,5 +1,5 @@
-//! No ghosts, no refusal on refresh: heartbeat timeout, resume within and after the grace
-//! window, and a refresh while the old connection is still open.
+//! No ghosts, no refusal on refresh: heartbeat timeout, the application-level ping, resume
+//! within and after the grace window, and a refresh while the old connection is still open.
 
 use std::time::Duration;
 
@@ -49,6 +49,26 @@ async fn silent_connection_is_dropped_and_its_presence_removed() {
         ServerMsg::Joined { .. }
     ));
     drop(ghost);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_with_its_id_for_clients_that_cannot_see_websocket_pings() {
+    let server = TestServer::default().await;
+    let mut page = Client::connect(&server.url(), "page").await;
+    for id in [42, 43] {
+        page.send(&ClientMsg::Ping { id }).await;
+        let pong = page
+            .recv_until(|m| matches!(m, ServerMsg::Pong { .. }))
+            .await;
+        assert_eq!(pong, ServerMsg::Pong { id });
+    }
+    // Without an id: 0.
+    page.send_text(r#"{"type":"ping"}"#).await;
+    let pong = page
+        .recv_until(|m| matches!(m, ServerMsg::Pong { .. }))
+        .await;
+    assert_eq!(pong, ServerMsg::Pong { id: 0 });
     server.stop().await;
 }
 

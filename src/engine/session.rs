@@ -421,6 +421,8 @@ impl Session {
                 }
             }
             ServerMsg::IceServers { ice } => self.on_fresh_ice(ice),
+            // We never ping this way: the signaling task watches WebSocket pings.
+            ServerMsg::Pong { .. } => {}
             ServerMsg::Signal { from, signal } => self.on_remote_signal(from, signal),
             ServerMsg::Error {
                 reason,
