@@ -407,12 +407,14 @@ fn peers_panel_shows_state_path_rtt_loss_and_speaking() {
 #[test]
 fn missing_devices_are_said_plainly() {
     let mut m = model(PttStyle::Toggle);
-    m.input = Device::Missing("unusable (no sound card?)".into());
-    m.output = Device::Missing("unusable (no sound card?)".into());
+    m.input = Device::Missing("no sound server or card found".into());
+    m.output = Device::Missing("no sound server or card found".into());
     let buf = render(&m);
     let footer = row(&buf, FOOTER_ROW);
     assert!(
-        footer.contains("no microphone, no speaker (unusable (no sound card?))"),
+        footer.contains(
+            "no microphone, no speaker — no sound server or card found (see docs/TUI.md#sound)"
+        ),
         "{footer}"
     );
     assert_eq!(
@@ -427,7 +429,7 @@ fn missing_devices_are_said_plainly() {
     m.output = Device::Ready("default (48000 Hz, 2 ch, f32 → 48 kHz mono)".into());
     let footer = row(&render(&m), FOOTER_ROW);
     assert!(
-        footer.contains("no microphone (unusable (no sound card?))"),
+        footer.contains("no microphone — no sound server or card found"),
         "{footer}"
     );
     assert!(

@@ -172,8 +172,8 @@ fn join_see_a_peer_talk_leave_and_quit_in_a_real_terminal() {
         "tmux reports no key release, and the screen says toggle:\n{screen}"
     );
     assert!(
-        screen.contains("no microphone (no device matches \"no-such-mic\")")
-            && screen.contains("no speaker (no device matches \"no-such-speaker\")"),
+        screen.contains("no microphone — no device matches \"no-such-mic\"")
+            && screen.contains("no speaker — no device matches \"no-such-speaker\""),
         "missing devices are said plainly:\n{screen}"
     );
 

@@ -58,6 +58,18 @@ pub enum DeviceError {
 }
 
 impl DeviceError {
+    /// Why, in a few words a person can act on, for a screen that already says which device
+    /// is missing: a library's own message (ALSA's `snd_pcm_open failed …`) belongs in the
+    /// log ([`Display`](fmt::Display) has it all), not on one line of a terminal.
+    pub fn summary(&self) -> String {
+        match self {
+            DeviceError::NotBuilt => "this build has no sound support".into(),
+            DeviceError::NoDevice { .. } => "no sound server or card found".into(),
+            DeviceError::NotFound { name, .. } => format!("no device matches {name:?}"),
+            DeviceError::Failed { name, .. } => format!("{name:?} cannot be opened (see the log)"),
+        }
+    }
+
     /// Why, without the "no microphone:" lead (for a screen that already says which).
     pub fn reason(&self) -> String {
         match self {
@@ -352,6 +364,26 @@ pub use absent::{DeviceSink, DeviceSource, list_devices};
 mod tests {
     use super::*;
     use crate::audio::test_util::sine;
+
+    #[test]
+    fn the_screen_gets_a_short_reason_and_the_log_the_library_s_words() {
+        let alsa = "ALSA function 'snd_pcm_open' failed with error 'No such file or directory (2)'";
+        let failed = DeviceError::Failed {
+            what: "microphone",
+            name: "default".into(),
+            reason: alsa.into(),
+        };
+        assert_eq!(
+            failed.summary(),
+            "\"default\" cannot be opened (see the log)"
+        );
+        assert!(failed.to_string().contains(alsa), "the log keeps it all");
+        let none = DeviceError::NoDevice {
+            what: "speaker",
+            reason: "no PulseAudio server (Connection refused)".into(),
+        };
+        assert_eq!(none.summary(), "no sound server or card found");
+    }
 
     #[test]
     fn a_device_name_chooses_pulseaudio_alsa_or_pulseaudio_then_alsa() {

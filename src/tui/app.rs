@@ -143,7 +143,7 @@ fn open_audio(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "running without a microphone");
-                (Box::new(Silence), Device::Missing(e.reason()))
+                (Box::new(Silence), Device::Missing(e.summary()))
             }
         };
     let (sink, output): (Box<dyn AudioSink + Send>, _) =
@@ -155,7 +155,7 @@ fn open_audio(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "running without a speaker");
-                (Box::new(NullSink::default()), Device::Missing(e.reason()))
+                (Box::new(NullSink::default()), Device::Missing(e.summary()))
             }
         };
     (source, input, sink, output)

@@ -9,7 +9,7 @@
 //! └────────────────────┘└───────────────────────────────────────────┘
 //!  notice (errors, hints; fades after a few seconds)
 //!  ● General │ push-to-talk (toggle) │ ○ mic off │ MUTED │ mic ▮▮▮▯▯▯ -30 dB   ← status line
-//!  mic: default (48000 Hz, 1 ch, f32) │ no speaker (…)                      ← devices
+//!  mic: default (48000 Hz, 1 ch, f32) │ no speaker — … (see docs/TUI.md#sound) ← devices
 //! ```
 
 use ratatui::Frame;
@@ -187,21 +187,27 @@ pub fn footer_line(model: &Model) -> Line<'static> {
     match (&model.input, &model.output) {
         (Device::Missing(a), Device::Missing(b)) if a == b => {
             spans.push(Span::styled(
-                format!("no microphone, no speaker ({a})"),
+                format!("no microphone, no speaker — {a}"),
                 YELLOW,
             ));
         }
         (input, output) => {
             spans.push(match input {
                 Device::Ready(text) => Span::raw(format!("mic: {text}")),
-                Device::Missing(why) => Span::styled(format!("no microphone ({why})"), YELLOW),
+                Device::Missing(why) => Span::styled(format!("no microphone — {why}"), YELLOW),
             });
             spans.push(sep());
             spans.push(match output {
                 Device::Ready(text) => Span::raw(format!("speaker: {text}")),
-                Device::Missing(why) => Span::styled(format!("no speaker ({why})"), YELLOW),
+                Device::Missing(why) => Span::styled(format!("no speaker — {why}"), YELLOW),
             });
         }
+    }
+    if [&model.input, &model.output]
+        .iter()
+        .any(|d| matches!(d, Device::Missing(_)))
+    {
+        spans.push(Span::styled(" (see docs/TUI.md#sound)", YELLOW));
     }
     Line::from(spans)
 }
