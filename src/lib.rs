@@ -8,6 +8,8 @@
 //! - [`audio`]: sources, sinks, Opus, jitter buffer, mixer, levels, analysis;
 //! - [`headless`]: `cromulent headless`, scripted runs writing JSON-lines events;
 //! - [`tui`]: the terminal client (`cromulent`, `cromulent demo`).
+//!
+//! `unsafe` must never appear in this crate (forbidden crate-wide).
 #![forbid(unsafe_code)]
 
 pub mod audio;

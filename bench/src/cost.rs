@@ -11,6 +11,8 @@
 //!
 //! With `perf_probes`, uprobes on libopus count the observed client's `opus_encode_float` and
 //! `opus_decode_float` calls during the all-talking window (the script sets the probes up).
+//!
+//! The processes it starts must never outlive it: clients and server are killed on drop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,6 @@
 //! Summaries of measured samples: count, min, percentiles, max. Pure; the benchmarks print
 //! these and `BENCHMARKS.md` quotes them.
+//! Must never read a clock or print: callers measure and print.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Turning a client's text frame into a [`ClientMsg`], telling apart the ways it can be wrong
 //! so the server can answer each with its own reason.
+//! Must never echo unbounded input: quoted types and fields are cut to 64 characters and
+//! serde's detail to the protocol's error-message bound, so a reply does not grow with the frame.
 
 use crate::{ClientMsg, ErrorReason, bound_error_message};
 

@@ -1,3 +1,8 @@
+//! The wire format pinned down: every message round-trips, the JSON shape is the documented one,
+//! each way a frame can be malformed gets its own reason with a bounded message, and
+//! `docs/PROTOCOL.md` names every type and error reason. Plain unit tests: they must never open
+//! a socket, and the shape checks compare with literal JSON, never with what the types produce.
+
 use super::*;
 use decode::CLIENT_TYPES;
 

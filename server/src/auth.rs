@@ -4,6 +4,7 @@
 //! Names follow [`crate::name`]'s rules. In token mode the display name is the token's (or the
 //! user id); `hello.name` counts only when the token says `client_names`.
 //! Pure functions: time is an argument.
+//! Must never read a clock, or look at a token's payload before its signature has checked out.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

@@ -1,5 +1,6 @@
 //! What both binaries that can run the server share: the `--listen`/`--config` options, turning
 //! them (and the environment) into a [`Config`], and waiting for SIGINT/SIGTERM.
+//! Must never bind or serve before the configuration validates: [`serve`] checks first.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

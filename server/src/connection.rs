@@ -5,6 +5,8 @@
 //! connection when it falls silent. Every write has a deadline: a client that stops reading
 //! cannot hold the task (and its seat) forever. It holds no shared state: the hub owns that,
 //! and [`crate::budget`] counts connections.
+//! Must never decide a hub rule (seats, presence, who may signal whom): it forwards requests and
+//! writes what the hub sends.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

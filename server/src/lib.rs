@@ -11,6 +11,9 @@
 //!   and when two look alike.
 //! - [`turn`]: ICE servers and TURN credentials.
 //! - [`rate_limit`]: the per-connection token bucket.
+//!
+//! `unsafe` must never appear in this crate (forbidden crate-wide). Seat, presence and relay
+//! rules live only in [`hub`], never in the tasks that carry its messages in and out.
 #![forbid(unsafe_code)]
 
 pub mod auth;

@@ -1,4 +1,5 @@
 //! `cromulent-server` binary: parse the command line, set up logging, run.
+//! It must never grow server logic: serving is `cli::serve`, tokens are `auth`'s.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

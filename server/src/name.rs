@@ -9,6 +9,7 @@
 //! [`skeleton`] is UTS #39's confusable skeleton: `alice`, `аlice` (Cyrillic а) and `ａｌｉｃｅ`
 //! share one, so the hub can refuse a look-alike of a connected user (`name_taken`).
 //! Pure functions; no I/O.
+//! It never decides who holds a name: the hub refuses look-alikes of users it knows.
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};

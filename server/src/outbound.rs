@@ -4,6 +4,7 @@
 //! stops reading pins at most `limits.outbound_queue_bytes` of server memory (plus one frame:
 //! a frame larger than the whole budget still goes to an empty queue, so a big presence
 //! snapshot always fits). One producer (the hub task) and one consumer (the connection task).
+//! `push` must never wait: the hub task serves every connection and cannot block on one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,6 @@
 //! A per-connection token bucket (pure: time is an argument). Floods are dropped message by
 //! message with a `rate_limited` error, so one noisy client cannot starve the others.
+//! Must never read a clock.
 
 use std::time::Instant;
 

@@ -1,6 +1,8 @@
 //! The accept loop and graceful shutdown (mini-redis style): a broadcast tells every
 //! connection to stop; the run ends when all of them have finished (or a deadline passes).
 //! [`Budgets`] cap connections: before `hello` and after, in total and per source address.
+//! Must never do handshake work before a budget admits a connection: a refused one is closed at
+//! once, so a flood costs an accept.
 
 use std::future::Future;
 use std::sync::Arc;

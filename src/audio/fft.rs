@@ -1,5 +1,6 @@
 //! A plain iterative radix-2 FFT for [`super::analysis`]. Offline measurement only (it allocates a
 //! twiddle table per call); nothing on the per-frame path uses it.
+//! It must never be called per frame.
 
 use std::f64::consts::PI;
 

@@ -5,6 +5,7 @@
 //! RMS or peak amplitude, so a full-scale square wave is 0 dBFS and a full-scale sine is
 //! −3.01 dBFS RMS / 0 dBFS peak. Silence is clamped to [`FLOOR_DBFS`] instead of −∞ so levels
 //! can be compared, averaged and displayed without special cases.
+//! A level is never NaN and never below the floor, whatever the input.
 
 /// The lowest level reported; digital silence reads exactly this.
 pub const FLOOR_DBFS: f32 = -120.0;

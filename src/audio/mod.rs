@@ -17,6 +17,9 @@
 //! The one exception is [`device`], the edge to real sound cards (cpal, feature `devices`): its
 //! callbacks run on cpal's thread and meet the engine's frames in a lock-free ring. [`echo`]
 //! pairs a source with a sink through such a ring for the demo's echo bot.
+//!
+//! Code outside [`device`] must never open a device or a socket, read a clock or start a
+//! thread: the engine owns time and calls in.
 
 pub mod analysis;
 mod codec;

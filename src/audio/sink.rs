@@ -4,6 +4,9 @@
 //! [`WavSink`] is built for headless tests that get killed: it rewrites the WAV header every
 //! second, so the file on disk is always a valid WAV holding at least everything up to the last
 //! checkpoint, and dropping it without [`AudioSink::finish`] still leaves a complete file.
+//!
+//! A failed write must never panic: it comes back as a [`SinkError`] naming the file. Parsing a
+//! spec never touches the file system; only [`SinkSpec::open`] creates the file.
 
 use std::fmt;
 use std::fs::File;

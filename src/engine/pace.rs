@@ -9,6 +9,8 @@
 //!
 //! Ends without a clock (tones, WAV files, bots, recordings) follow a [`FrameClock`] instead:
 //! one frame per frame duration of wall-clock time, as before.
+//!
+//! Must never read a clock or touch a device: the engine passes in `now` and the device's count.
 
 use std::time::{Duration, Instant};
 

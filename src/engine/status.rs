@@ -2,6 +2,7 @@
 //! in voice, `connecting` once a join is sent, `connected` once it is accepted, `disconnected`
 //! with a reason when the join is refused, signaling is lost, or every peer failed. A
 //! reconnect goes back through `connecting`. Pure: events in, the new status out.
+//! Must never read a clock or do I/O.
 
 use cromulent_protocol::ChannelId;
 

@@ -1,5 +1,7 @@
 //! Engine events as JSON lines: the stdout contract of `cromulent headless` (documented in the
 //! README). One object per line, each with an `"event"` field. Pure: event in, line out.
+//! Must never print: the caller writes the line. A field the README documents is never renamed
+//! or dropped without the README changing too.
 
 use serde_json::{Value, json};
 

@@ -1,5 +1,7 @@
 //! The headless script language: one command per line, `#` comments. Parsing is pure and
 //! reports the line of the first mistake (bad usage, exit status 2).
+//! Must never touch the engine or the file system: reading the script and running it are the
+//! caller's.
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! What a headless run knows from the engine's events, for `wait` conditions. Pure.
+//! Must never apply presence by rules of its own: changes go through [`presence::apply`], as
+//! in the engine and the TUI.
 
 use std::collections::{BTreeMap, BTreeSet};
 

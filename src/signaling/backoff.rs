@@ -1,5 +1,6 @@
 //! Reconnect delays: exponential from 250 ms to a 5 s cap, with ±20 % jitter so a server
 //! restart is not met by every client at the same instant. Pure: the jitter source is passed in.
+//! Must never draw its own randomness or sleep: the caller passes the jitter in and waits.
 
 use std::time::Duration;
 

@@ -1,4 +1,7 @@
 //! The signaling connection task. See the module docs in `mod.rs`.
+//!
+//! Must never replay a message queued while disconnected (it is stale after a reconnect) nor
+//! decide what to send: the engine does that after each `welcome`.
 
 use std::time::Duration;
 

@@ -3,6 +3,9 @@
 //! every server message to the engine, reconnects with backoff when the connection is lost,
 //! and notices a silent server. It knows nothing of channels or calls: the engine decides what
 //! to send after each (re)connect.
+//!
+//! It must never retry a refusal no retry can fix (a bad token, a taken name): those end the
+//! task with a fatal event.
 
 mod backoff;
 mod client;

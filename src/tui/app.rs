@@ -1,6 +1,8 @@
 //! The terminal client's I/O loop: one `select!` over the terminal's events, the engine's
 //! events and a tick, each turned into a [`Msg`] for [`update`]; its [`Cmd`]s go to the
 //! engine; [`view`] redraws. Everything that decides anything lives in `update`.
+//! Once the loop runs it must never change the model itself: it only carries out `update`'s
+//! commands.
 
 use std::time::Duration;
 

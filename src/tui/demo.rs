@@ -1,6 +1,9 @@
 //! `cromulent demo`: everything in one process on embedded defaults — the signaling server on a
 //! free loopback port (channels General, Gaming, Echo), an echo bot sitting in Echo, and the
 //! terminal client connected to them. Join Echo, talk, and hear yourself a second later.
+//!
+//! Must never listen beyond loopback or connect elsewhere: the server binds 127.0.0.1 and
+//! `--server` is refused.
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! Everything the screen shows, as plain data. Changed only by [`super::update`], read only by
 //! [`super::view`]. No I/O, no channels, no clocks: a test builds one by hand.
+//! It must never read a clock or hold a handle to the engine or the terminal: instants in it
+//! come from `Msg::Tick`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -1,4 +1,5 @@
 //! Draws a [`Model`]; changes nothing, decides nothing, reads no clock.
+//! It must never mutate the model or send the engine anything: it gets `&Model` and a frame.
 //!
 //! ```text
 //!  Cromulent Voice · alice @ ws://127.0.0.1:4000 · connected   ? help · q quit   ← title

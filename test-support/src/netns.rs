@@ -1,5 +1,7 @@
 //! Network namespaces made by tests (`ip netns`, needs root): their names, and deleting them
 //! with whatever runs inside, also those a killed earlier test run left behind.
+//! [`remove_stale`] must never delete a namespace without the [`PREFIX`] or one whose test
+//! process is still alive.
 
 use std::process::{Command, Stdio};
 

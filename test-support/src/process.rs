@@ -1,6 +1,8 @@
 //! Generic process, port and directory helpers: finding a binary on `PATH`, a free TCP port,
 //! a private temp dir removed on drop, a child killed on drop, bounded polling and signals.
 //! Nothing here knows about Cromulent.
+//! Must never wait without a bound, or leave a child or a directory behind when its handle
+//! drops.
 
 use std::io::ErrorKind;
 use std::net::TcpListener;

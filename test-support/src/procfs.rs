@@ -1,6 +1,7 @@
 //! What `/proc` says about sockets and threads: a test that lives outside a process's network
 //! namespace reads that process's own socket tables (`/proc/PID/net/...`), and a test that
 //! measures a thread reads its CPU time. Linux only.
+//! Read-only: it must never write to `/proc` or signal a process.
 
 use std::fs;
 use std::net::{IpAddr, SocketAddr};

@@ -1,6 +1,9 @@
 //! A private PulseAudio daemon for the device tests (no sound card needed): a null-sink
 //! speaker `spk` and a FIFO microphone `mic` as its defaults, and a tone written into that
 //! FIFO in real time. Killed on drop.
+//!
+//! Must never touch the user's own sound server: the daemon gets a private runtime dir and
+//! `HOME`, and `PULSE_SERVER`, `PULSE_SOURCE`, `PULSE_SINK` are cleared.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! `client-cost`: CPU, memory and bandwidth of one `cromulent headless` client in calls of
 //! several users. See `bench/client-cost.sh` (runs it in a private network namespace so the
 //! loopback byte counters hold only this benchmark's traffic).
+//! Prints figures and must never fail on one: an error means the run itself did not work.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! `latency-probe`: mouth-to-ear latency of the headless voice path (no device buffers), two
 //! engines in one process, direct or through a loopback coturn, optionally behind a relay
 //! that adds delay, jitter and loss. See `bench/mouth-to-ear.sh` and `bench/jitter-path.sh`.
+//! Prints figures and must never fail on one: an error means the run itself did not work.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! `loadgen`: load a running `cromulent-server` with many WebSocket clients and print what it
 //! takes. See `bench/server-*.sh` for the documented runs and `BENCHMARKS.md` for figures.
+//! Prints figures and must never fail on one: an error means the run itself did not work.
 
 use std::net::SocketAddr;
 use std::time::Duration;

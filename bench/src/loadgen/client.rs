@@ -1,6 +1,8 @@
 //! One load-generator client: a WebSocket to the server from a chosen loopback source address
 //! (bound before connecting, so many 127.0.0.x addresses multiply the ephemeral ports
 //! available), `hello`, and cheap classification of what the server sends.
+//! It must never parse a whole server message: thousands of these share one process, so only
+//! the `type` tag is read ([`kind`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

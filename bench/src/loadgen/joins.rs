@@ -11,6 +11,8 @@
 //! Latency is from writing `join` to reading `joined`. A cycle that cannot start on time
 //! (the previous one is still running) starts late and is counted: a non-zero count means the
 //! offered rate was not met.
+//! A missed slot is never made up with a burst (that would offer more than `rate`): it is
+//! skipped and counted as late too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

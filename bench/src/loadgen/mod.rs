@@ -6,6 +6,9 @@
 //! - [`joins`]: joins per second and join-reply latency, with the number of watchers beside it;
 //! - [`fanout`]: how long a presence change takes to reach every one of many watchers;
 //! - [`slow`]: clients that stop reading under a signal flood (memory pinned, time to drop).
+//!
+//! It must never run the server in-process: it loads a running `cromulent-server` from outside,
+//! over real sockets, as clients would.
 
 pub mod client;
 pub mod fanout;

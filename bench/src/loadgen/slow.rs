@@ -9,6 +9,9 @@
 //! (`limits.outbound_queue_bytes`; the frame that overflows it is not queued), at most one
 //! frame in tungstenite's write buffer and one being written, and a constant for the flooders'
 //! and watcher's own connections.
+//!
+//! A reader must never read after its `joined`: one that drained its socket would free the
+//! memory it is there to pin.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

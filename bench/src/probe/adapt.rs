@@ -1,5 +1,6 @@
 //! How the receiver adapts during a session, pure: its jitter buffer's target depth sampled
 //! over time, and the mouth-to-ear delay of each session's first clicks against its last.
+//! Must never read a clock: every time comes in with the samples.
 
 use std::time::Duration;
 

@@ -11,6 +11,8 @@
 //! With [`Options::impair`], the engines reach the coturn through an [`ImpairRelay`] (delay,
 //! jitter and loss on each client's upload, like netem on its link), and the receiver's jitter
 //! buffer is sampled during each session to show how it adapts.
+//!
+//! Like every benchmark here it reports what it measured and must never assert a latency.
 
 pub mod adapt;
 pub mod analysis;

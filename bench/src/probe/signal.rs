@@ -5,6 +5,9 @@
 //!
 //! Between clicks the source is digital silence, so every click is a talk spurt after Opus DTX
 //! silence — the moment someone starts speaking.
+//!
+//! Both ends must never compute a latency: they note instants and sample offsets, nothing
+//! more.
 
 use std::f32::consts::TAU;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,7 @@
 //! Which names are in use, by their confusable skeleton ([`crate::name::skeleton`]), so that a
 //! newcomer cannot take a name that renders like a user who is connected or whose session is
 //! still resumable. Owned by the [`Hub`](super::Hub); plain data, no I/O.
+//! It never refuses anyone itself: the hub asks for a clash and closes with `name_taken`.
 
 use std::collections::HashMap;
 

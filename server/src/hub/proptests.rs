@@ -5,6 +5,8 @@
 //! client that applied every presence broadcast sees exactly the hub's snapshot.
 //! Bounded in CI; a longer run: `PROPTEST_CASES=20000 cargo test -p cromulent-server --release
 //! hub::proptests`.
+//! Operations go through the hub's own methods only; the checks read its fields and must never
+//! change them.
 
 use std::collections::{HashMap, HashSet};
 

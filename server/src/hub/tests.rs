@@ -1,4 +1,5 @@
 //! The hub's rules, driven directly: no sockets, no sleeps.
+//! They must never start a task or wait on one: time is an argument, effects come back as values.
 
 use super::*;
 

@@ -2,6 +2,9 @@
 //! there and the name asks for none of ALSA's; otherwise the device found by name (cpal),
 //! the microphone on our own ALSA capture thread ([`super::capture`]), the speaker as a cpal
 //! stream whose callback reads its ring. And listing what exists.
+//!
+//! The data callbacks it builds must never lock, allocate or log: they convert, move samples
+//! through the ring and count in atomics. Only the error callbacks log, and rarely.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! next to Opus; going *down* from a high device rate (96 kHz) it aliases a little, which a
 //! voice path tolerates. Clips use the band-limited [`crate::audio::resample_periodic`]
 //! instead, off the frame path. Equal rates pass samples through bit-exact.
+//!
+//! Must never allocate, lock or log: both resamplers are plain state stepped per sample.
 
 /// Capture direction: samples are pushed in at the device rate, 48 kHz samples come out.
 #[derive(Debug, Clone)]

@@ -7,6 +7,9 @@
 //! The producer writes samples with relaxed stores and then publishes them with a release
 //! store of `head`; the consumer acquires `head` before reading them, and releases `tail`
 //! after it, which the producer acquires before reusing those slots.
+//!
+//! Must never lock, wait or allocate once built: one end runs on a device thread that may not
+//! block. A full ring drops what does not fit, a dry one gives back fewer samples.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};

@@ -1,5 +1,6 @@
 //! A TURN client against a test coturn: the `turn` crate's client (the one webrtc-rs uses),
 //! over UDP from 127.0.0.1. Every step is bounded by [`ALLOCATE_TIMEOUT`].
+//! A coturn that does not answer must never hang a test: it is an error naming the step.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

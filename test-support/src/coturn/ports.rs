@@ -1,6 +1,8 @@
 //! Picking coturn's ports: random ones from a pool below Linux's ephemeral range, free for
 //! UDP (and TCP where it listens) a moment ago; or the standard ones in a namespace of the
 //! test's own.
+//! Outside a namespace of its own it must never pick from Linux's ephemeral range: sockets
+//! bound to port 0 would take coturn's ports.
 
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::ops::{Range, RangeInclusive};

@@ -1,6 +1,7 @@
 //! When a started coturn counts as ready: alive, its UDP port bound by this very process
 //! (coturn keeps running, retrying, when its port is taken — and the taker might answer STUN),
 //! and answering a STUN binding request.
+//! Must never count coturn ready on a STUN answer alone, nor wait past `READY_TIMEOUT`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::{Command, Stdio};
