@@ -10,7 +10,7 @@
 //!   ends);
 //! - [`media`]: the per-frame audio pipeline, synchronous; [`pace`]: when it runs;
 //! - [`peer_link`]: one task per peer connection around [`crate::rtc`];
-//! - [`run`]: the engine task, one `select!` loop that feeds the session its inputs and
+//! - `run`: the engine task, one `select!` loop that feeds the session its inputs and
 //!   carries out its effects, and runs the media pipeline.
 
 pub mod calls;

@@ -3,7 +3,7 @@
 //! (which connection an answer or a candidate belongs to, when one is replaced, when TURN
 //! credentials are renewed), the flags the server shows, the status line and its reasons.
 //!
-//! It owns no socket, task or clock. The engine ([`super::run`]) feeds it [`Input`]s, each
+//! It owns no socket, task or clock. The engine (`engine::run`) feeds it [`Input`]s, each
 //! with the time ([`Now`]), and carries out the [`Effect`]s it returns, in order: messages to
 //! the server, events to the front end, peer connections to create, command or close. Every
 //! rule is therefore tested here in fake time (`session/tests.rs`), and several sessions can
