@@ -133,20 +133,17 @@ fn fg(buf: &Buffer, pos: (u16, u16)) -> Color {
 
 #[test]
 fn status_line_is_empty_outside_voice() {
-    let buf = render(&model(PttStyle::Toggle));
+    let buf = render(&model(PttStyle::Repeat));
     let line = row(&buf, STATUS_ROW);
     assert!(!line.contains('●'), "{line}");
     assert!(!line.contains("Connecting") && !line.contains("Disconnected"));
-    assert!(
-        line.contains("push-to-talk (toggle): space on/off"),
-        "{line}"
-    );
+    assert!(line.contains("push-to-talk (hold or tap): space"), "{line}");
     assert!(line.contains("○ mic off"), "{line}");
 }
 
 #[test]
 fn status_line_connecting_is_yellow() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     status(&mut m, VoiceStatus::Connecting { channel: 1 });
     let buf = render(&m);
     let dot = at(&buf, "● Connecting…");
@@ -158,7 +155,7 @@ fn status_line_connecting_is_yellow() {
 
 #[test]
 fn status_line_connected_is_green_with_the_channel_name() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     status(&mut m, VoiceStatus::Connected { channel: 1 });
     let buf = render(&m);
     let dot = at(&buf, "● General");
@@ -170,7 +167,7 @@ fn status_line_connected_is_green_with_the_channel_name() {
 
 #[test]
 fn status_line_disconnected_is_red_with_the_reason() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     status(&mut m, VoiceStatus::Connecting { channel: 1 });
     status(
         &mut m,
@@ -195,11 +192,10 @@ fn status_line_disconnected_is_red_with_the_reason() {
 #[test]
 fn status_line_shows_live_mic_mute_deafen_and_a_meter() {
     let press = |c| {
-        Msg::Key(KeyEvent::new_with_kind(
-            KeyCode::Char(c),
-            KeyModifiers::NONE,
-            KeyEventKind::Press,
-        ))
+        Msg::Key(
+            KeyEvent::new_with_kind(KeyCode::Char(c), KeyModifiers::NONE, KeyEventKind::Press),
+            std::time::Instant::now(),
+        )
     };
     let mut m = model(PttStyle::Hold);
     status(&mut m, VoiceStatus::Connected { channel: 1 });
@@ -234,11 +230,10 @@ fn status_line_shows_live_mic_mute_deafen_and_a_meter() {
 
     // Mute and deafen by key; the engine then reports the mic closed.
     let press = |c| {
-        Msg::Key(KeyEvent::new_with_kind(
-            KeyCode::Char(c),
-            KeyModifiers::NONE,
-            KeyEventKind::Press,
-        ))
+        Msg::Key(
+            KeyEvent::new_with_kind(KeyCode::Char(c), KeyModifiers::NONE, KeyEventKind::Press),
+            std::time::Instant::now(),
+        )
     };
     update(&mut m, press('m'));
     let buf = render(&m);
@@ -268,7 +263,7 @@ fn status_line_shows_live_mic_mute_deafen_and_a_meter() {
 
 #[test]
 fn channel_list_shows_occupants_with_their_marks() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     populated(&mut m);
     let buf = render(&m);
     at(&buf, "▸ General (3)");
@@ -292,7 +287,7 @@ fn channel_list_shows_occupants_with_their_marks() {
 
 #[test]
 fn channel_list_follows_presence_when_someone_leaves() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     populated(&mut m);
     send(
         &mut m,
@@ -318,7 +313,7 @@ fn channel_list_follows_presence_when_someone_leaves() {
 
 #[test]
 fn peers_panel_shows_state_path_rtt_loss_and_speaking() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     populated(&mut m);
     let buf = render(&m);
     at(&buf, "Not in a voice channel.");
@@ -406,7 +401,7 @@ fn peers_panel_shows_state_path_rtt_loss_and_speaking() {
 
 #[test]
 fn missing_devices_are_said_plainly() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     m.input = Device::Missing("no sound server or card found".into());
     m.output = Device::Missing("no sound server or card found".into());
     let buf = render(&m);
@@ -440,7 +435,7 @@ fn missing_devices_are_said_plainly() {
 
 #[test]
 fn help_overlay_lists_the_keys_and_how_talking_works_here() {
-    let mut m = model(PttStyle::Toggle);
+    let mut m = model(PttStyle::Repeat);
     m.help = true;
     let text = screen(&render(&m));
     for expected in [
@@ -460,7 +455,7 @@ fn help_overlay_lists_the_keys_and_how_talking_works_here() {
 
 #[test]
 fn title_shows_who_where_and_the_server_state() {
-    let m = model(PttStyle::Toggle);
+    let m = model(PttStyle::Repeat);
     let buf = render(&m);
     let title = row(&buf, 0);
     assert!(title.contains("alice @ ws://127.0.0.1:4000"), "{title}");

@@ -2,7 +2,7 @@
 //! tmux server, 120×40), against the real server, with a real headless peer. Keys go in with
 //! `send-keys`, the screen comes back with `capture-pane` (with colours), polled with bounds.
 //! Checks: join → green status with the channel name; a second user appears live; push-to-talk
-//! toggles (tmux reports no key release) and mute wins; leave; quit; the terminal is sane after.
+//! toggles on a tap and holds by key repeat (tmux reports no key release), mute wins; leave; quit; the terminal is sane after.
 
 mod support;
 
@@ -168,8 +168,8 @@ fn join_see_a_peer_talk_leave_and_quit_in_a_real_terminal() {
     });
     assert!(!status_line(&screen).contains('●'), "{screen}");
     assert!(
-        status_line(&screen).contains("push-to-talk (toggle)"),
-        "tmux reports no key release, and the screen says toggle:\n{screen}"
+        status_line(&screen).contains("push-to-talk (hold or tap)"),
+        "tmux reports no key release, and the screen says how the key works:\n{screen}"
     );
     assert!(
         screen.contains("no microphone — no device matches \"no-such-mic\"")
@@ -216,6 +216,27 @@ fn join_see_a_peer_talk_leave_and_quit_in_a_real_terminal() {
     assert!(
         !status_line(&screen).contains("LIVE"),
         "unmute must not re-open the mic in push-to-talk:\n{screen}"
+    );
+
+    // Held in tmux, which reports no key release: a press, then the keyboard's repeats (sent
+    // here as 41 presses 30 ms apart, an odd count, so toggling on each would end talking).
+    // The mic is live while they come and closes once they stop.
+    for i in 0..41 {
+        tmux.keys(&["Space"]);
+        if i == 30 {
+            let screen = tmux.screen(false);
+            assert!(status_line(&screen).contains("● LIVE"), "held:\n{screen}");
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    tmux.wait("released when the repeats stop", |s| {
+        !status_line(s).contains("LIVE") && !channel_list(s).contains("● alice (you)")
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let screen = tmux.screen(false);
+    assert!(
+        !status_line(&screen).contains("LIVE"),
+        "stays off:\n{screen}"
     );
 
     // Leave: the status line empties and we drop out of the list; bob stays.

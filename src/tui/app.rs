@@ -49,7 +49,7 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
     let ptt = if releases {
         PttStyle::Hold
     } else {
-        PttStyle::Toggle
+        PttStyle::Repeat
     };
     tracing::info!(
         server = %settings.server_url,
@@ -87,7 +87,7 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
         tui.draw(|frame| view(&model, frame))?;
         let msg = tokio::select! {
             ev = keys.next() => match ev {
-                Some(Ok(Event::Key(key))) => Msg::Key(key),
+                Some(Ok(Event::Key(key))) => Msg::Key(key, std::time::Instant::now()),
                 Some(Ok(Event::FocusLost)) => Msg::FocusLost,
                 // Resize and the rest: just redraw.
                 Some(Ok(_)) => continue,
@@ -108,6 +108,10 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
                 }
             },
             _ = tick.tick() => Msg::Tick(std::time::Instant::now()),
+            // The talk key's hold is decided on time, not at the next tick.
+            _ = sleep_until_opt(model.hold.deadline().map(Instant::from_std)) => {
+                Msg::HoldTimer(std::time::Instant::now())
+            }
             _ = sleep_until_opt(quit_by) => break,
         };
         for cmd in update(&mut model, msg) {

@@ -15,6 +15,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod hold;
 pub mod keys;
 pub mod logging;
 pub mod model;

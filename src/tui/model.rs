@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, Member, UserId};
 
+use super::hold::RepeatHold;
 use super::keys::KeyMap;
 use crate::engine::{CallState, SignalingLoss, TalkMode, TalkState, VoiceStatus, presence};
 use crate::rtc::CandidateKind;
@@ -17,8 +18,9 @@ use crate::rtc::CandidateKind;
 pub enum PttStyle {
     /// The terminal reports key release (kitty keyboard protocol): talk while held.
     Hold,
-    /// It does not (most terminals, SSH, tmux): each press toggles talking.
-    Toggle,
+    /// It does not (most terminals, SSH, tmux): a held key is seen by its auto-repeat, and a
+    /// tap toggles ([`super::hold::RepeatHold`]).
+    Repeat,
 }
 
 /// The signaling connection, for the title bar.
@@ -89,6 +91,8 @@ pub struct Model {
     /// Talk rules, mirrored from what we told the engine (same pure state machine).
     pub talk: TalkState,
     pub ptt: PttStyle,
+    /// The talk key's hold, told by its repeats (`PttStyle::Repeat` only).
+    pub hold: RepeatHold,
     /// Whether the engine sends our audio now (its truth, including voice activity).
     pub mic_live: bool,
     /// Level of the last captured frame.
@@ -117,6 +121,7 @@ impl Model {
         Self {
             server_url,
             me,
+            hold: RepeatHold::new(),
             server: ServerLink::Connecting,
             channels: Vec::new(),
             cursor: 0,

@@ -5,8 +5,9 @@
 //! Key rules:
 //! - only presses act; repeats move the cursor but never toggle anything; releases matter only
 //!   to push-to-talk in hold style;
-//! - push-to-talk: hold style talks from press to release; toggle style (no release events)
-//!   flips on each press, and muting drops the latch so unmuting never opens the mic;
+//! - push-to-talk: hold style talks from press to release; repeat style (no release events)
+//!   talks while the key's auto-repeats arrive and toggles on a tap ([`super::hold`]), and
+//!   muting drops a tap's latch so unmuting never opens the mic;
 //! - the talk rules themselves (mute wins, deafen closes the mic) are the engine's
 //!   [`crate::engine::TalkState`], mirrored here so the screen agrees with the engine.
 
@@ -30,9 +31,12 @@ pub const NOTICE_TICKS: u32 = 20;
 
 #[derive(Debug)]
 pub enum Msg {
-    Key(KeyEvent),
+    /// A key, and when it arrived.
+    Key(KeyEvent, Instant),
     Engine(EngineEvent),
     Tick(Instant),
+    /// The talk key's hold may have ended (`RepeatHold::deadline` passed).
+    HoldTimer(Instant),
     /// The terminal lost focus: a held push-to-talk key will never report its release.
     FocusLost,
 }
@@ -46,16 +50,24 @@ pub enum Cmd {
 
 pub fn update(model: &mut Model, msg: Msg) -> Vec<Cmd> {
     match msg {
-        Msg::Key(key) => on_key(model, key),
+        Msg::Key(key, at) => on_key(model, key, at),
         Msg::Engine(ev) => on_engine(model, ev),
-        Msg::Tick(now) => on_tick(model, now),
-        Msg::FocusLost => release_ptt(model),
+        Msg::Tick(now) => {
+            let mut cmds = hold_timer(model, now);
+            cmds.extend(on_tick(model, now));
+            cmds
+        }
+        Msg::HoldTimer(now) => hold_timer(model, now),
+        Msg::FocusLost => {
+            model.hold.focus_lost();
+            release_ptt(model)
+        }
     }
 }
 
 // --- keys -------------------------------------------------------------------------------
 
-fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Cmd> {
+fn on_key(model: &mut Model, key: KeyEvent, at: Instant) -> Vec<Cmd> {
     let action = model.keys.action(&key);
     if model.help && key.kind == KeyEventKind::Press && action != Some(Action::Quit) {
         // Any key closes the help; it does nothing else.
@@ -66,9 +78,9 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Cmd> {
         return Vec::new();
     };
     match key.kind {
-        KeyEventKind::Press => on_action(model, action),
+        KeyEventKind::Press => on_action(model, action, at),
         KeyEventKind::Repeat => match action {
-            Action::Up | Action::Down => on_action(model, action),
+            Action::Up | Action::Down => on_action(model, action, at),
             _ => Vec::new(),
         },
         KeyEventKind::Release => match action {
@@ -78,7 +90,7 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Cmd> {
     }
 }
 
-fn on_action(model: &mut Model, action: Action) -> Vec<Cmd> {
+fn on_action(model: &mut Model, action: Action, at: Instant) -> Vec<Cmd> {
     match action {
         Action::Up => {
             model.cursor = model.cursor.saturating_sub(1);
@@ -98,13 +110,14 @@ fn on_action(model: &mut Model, action: Action) -> Vec<Cmd> {
             }
             vec![Cmd::Engine(EngineCommand::Leave)]
         }
-        Action::Talk => press_talk(model),
+        Action::Talk => press_talk(model, at),
         Action::Mute => {
             let muted = !model.talk.muted();
             model.talk.set_muted(muted);
             let mut cmds = vec![Cmd::Engine(EngineCommand::Mute(muted))];
-            if muted && model.ptt == PttStyle::Toggle && model.talk.talk() {
-                // A toggled-on talk latch would re-open the mic on unmute; drop it.
+            if muted && model.ptt == PttStyle::Repeat && model.talk.talk() {
+                // A tap's talk latch would re-open the mic on unmute; drop it.
+                model.hold.focus_lost();
                 cmds.extend(set_talk(model, false));
             }
             cmds
@@ -151,7 +164,7 @@ fn join_selected(model: &mut Model) -> Vec<Cmd> {
     vec![Cmd::Engine(EngineCommand::Join(ChannelRef(id.to_string())))]
 }
 
-fn press_talk(model: &mut Model) -> Vec<Cmd> {
+fn press_talk(model: &mut Model, at: Instant) -> Vec<Cmd> {
     if model.talk.mode() != TalkMode::PushToTalk {
         let text = format!(
             "The talk key is for push-to-talk; the mode is {} (press {} to change it).",
@@ -164,10 +177,18 @@ fn press_talk(model: &mut Model) -> Vec<Cmd> {
     match model.ptt {
         PttStyle::Hold if model.talk.talk() => Vec::new(),
         PttStyle::Hold => set_talk(model, true),
-        PttStyle::Toggle => {
-            let on = !model.talk.talk();
-            set_talk(model, on)
-        }
+        PttStyle::Repeat => match model.hold.press(at) {
+            Some(on) => set_talk(model, on),
+            None => Vec::new(),
+        },
+    }
+}
+
+/// Time passed for the talk key's hold: its repeats may have stopped.
+fn hold_timer(model: &mut Model, now: Instant) -> Vec<Cmd> {
+    match model.hold.tick(now) {
+        Some(on) if model.talk.mode() == TalkMode::PushToTalk => set_talk(model, on),
+        _ => Vec::new(),
     }
 }
 
@@ -188,7 +209,7 @@ fn set_talk(model: &mut Model, on: bool) -> Vec<Cmd> {
 pub fn mode_words(model: &Model) -> &'static str {
     match (model.talk.mode(), model.ptt) {
         (TalkMode::PushToTalk, PttStyle::Hold) => "push-to-talk (hold)",
-        (TalkMode::PushToTalk, PttStyle::Toggle) => "push-to-talk (toggle)",
+        (TalkMode::PushToTalk, PttStyle::Repeat) => "push-to-talk (hold or tap)",
         (TalkMode::VoiceActivity, _) => "voice activity",
         (TalkMode::Open, _) => "open mic",
     }
@@ -343,7 +364,11 @@ mod tests {
     }
 
     fn key(code: KeyCode, kind: KeyEventKind) -> Msg {
-        Msg::Key(KeyEvent::new_with_kind(code, KeyModifiers::NONE, kind))
+        key_at(code, kind, Instant::now())
+    }
+
+    fn key_at(code: KeyCode, kind: KeyEventKind, at: Instant) -> Msg {
+        Msg::Key(KeyEvent::new_with_kind(code, KeyModifiers::NONE, kind), at)
     }
 
     fn press(c: char) -> Msg {
@@ -366,7 +391,7 @@ mod tests {
 
     #[test]
     fn arrows_and_jk_move_within_the_list_and_enter_joins_the_selection() {
-        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Repeat);
         assert!(update(&mut m, key(KeyCode::Up, KeyEventKind::Press)).is_empty());
         assert_eq!(m.cursor, 0, "clamped at the top");
         update(&mut m, press('j'));
@@ -384,7 +409,7 @@ mod tests {
 
     #[test]
     fn joining_the_channel_we_are_in_sends_nothing_but_switching_does() {
-        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Repeat);
         status(&mut m, VoiceStatus::Connecting { channel: 1 }, "General");
         assert!(update(&mut m, key(KeyCode::Enter, KeyEventKind::Press)).is_empty());
         assert!(
@@ -403,7 +428,7 @@ mod tests {
 
     #[test]
     fn leave_only_when_in_voice_and_the_status_clears_peers() {
-        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
         assert!(update(&mut m, press('x')).is_empty());
         status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
         m.peers.insert("bob".into(), PeerView::default());
@@ -437,17 +462,44 @@ mod tests {
     }
 
     #[test]
-    fn ptt_toggle_flips_on_each_press_where_no_release_is_reported() {
-        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
-        let space = || key(KeyCode::Char(' '), KeyEventKind::Press);
-        assert_eq!(engine_cmds(update(&mut m, space())), ["Engine(Talk(true))"]);
-        assert!(m.talk.mic_live(true));
+    fn ptt_where_no_release_is_reported_holds_by_repeats_and_toggles_on_a_tap() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Repeat);
+        let t0 = Instant::now();
+        let space = |ms: u64| {
+            key_at(
+                KeyCode::Char(' '),
+                KeyEventKind::Press,
+                t0 + Duration::from_millis(ms),
+            )
+        };
+        // Held: a press, then the keyboard's repeats (as presses: the terminal cannot tell).
         assert_eq!(
-            engine_cmds(update(&mut m, space())),
+            engine_cmds(update(&mut m, space(0))),
+            ["Engine(Talk(true))"]
+        );
+        for ms in (500..=1500).step_by(40) {
+            assert!(update(&mut m, space(ms)).is_empty(), "a repeat at {ms} ms");
+        }
+        assert!(m.talk.mic_live(true));
+        // The repeats stop: released once the hold's deadline passes.
+        let wake = m.hold.deadline().expect("a hold ends by time");
+        assert!(update(&mut m, Msg::HoldTimer(wake - Duration::from_millis(1))).is_empty());
+        assert_eq!(
+            engine_cmds(update(&mut m, Msg::HoldTimer(wake))),
             ["Engine(Talk(false))"]
         );
-        assert!(!m.talk.mic_live(true));
-        assert_eq!(mode_words(&m), "push-to-talk (toggle)");
+        // A tap toggles on; the next tap off.
+        assert_eq!(
+            engine_cmds(update(&mut m, space(3000))),
+            ["Engine(Talk(true))"]
+        );
+        update(&mut m, Msg::HoldTimer(t0 + Duration::from_millis(5000)));
+        assert!(m.talk.mic_live(true), "a tap stays on");
+        assert_eq!(
+            engine_cmds(update(&mut m, space(6000))),
+            ["Engine(Talk(false))"]
+        );
+        assert_eq!(mode_words(&m), "push-to-talk (hold or tap)");
     }
 
     #[test]
@@ -482,7 +534,7 @@ mod tests {
         update(&mut m, press('m'));
         assert!(!m.talk.mic_live(true));
         // Toggle style: toggled on, mute drops the latch, unmute stays closed.
-        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Repeat);
         update(&mut m, press(' '));
         let cmds = engine_cmds(update(&mut m, press('m')));
         assert_eq!(cmds, ["Engine(Mute(true))", "Engine(Talk(false))"]);
@@ -492,7 +544,7 @@ mod tests {
 
     #[test]
     fn deafen_closes_the_mic_and_toggles_back() {
-        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
         assert!(m.talk.mic_live(false));
         assert_eq!(
             engine_cmds(update(&mut m, press('d'))),
@@ -508,7 +560,7 @@ mod tests {
 
     #[test]
     fn talk_mode_cycles_and_the_talk_key_explains_itself_outside_ptt() {
-        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Repeat);
         assert_eq!(
             engine_cmds(update(&mut m, press('t'))),
             ["Engine(SetTalkMode(VoiceActivity))"]
@@ -538,7 +590,7 @@ mod tests {
 
     #[test]
     fn help_opens_and_any_key_closes_it_without_acting() {
-        let mut m = model(TalkMode::PushToTalk, PttStyle::Toggle);
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Repeat);
         update(&mut m, key(KeyCode::Char('?'), KeyEventKind::Press));
         assert!(m.help);
         assert!(update(&mut m, press('m')).is_empty());
@@ -549,7 +601,7 @@ mod tests {
 
     #[test]
     fn quit_waits_for_the_engine_to_stop() {
-        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
         assert!(matches!(update(&mut m, press('q')).as_slice(), [Cmd::Quit]));
         assert!(m.quitting);
         assert!(matches!(
@@ -560,7 +612,7 @@ mod tests {
 
     #[test]
     fn presence_keeps_the_channel_list_live() {
-        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
         status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
         let change = |op, channel, member| PresenceChange {
             op,
@@ -604,7 +656,7 @@ mod tests {
 
     #[test]
     fn peer_events_and_stats_fill_the_peers_panel() {
-        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
         status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
         update(
             &mut m,
@@ -653,7 +705,7 @@ mod tests {
 
     #[test]
     fn stats_are_asked_for_about_once_a_second_only_in_voice() {
-        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
         let t0 = Instant::now();
         assert!(update(&mut m, Msg::Tick(t0)).is_empty(), "not in voice");
         status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
@@ -670,7 +722,7 @@ mod tests {
 
     #[test]
     fn errors_show_as_notices_that_expire_and_signaling_loss_marks_the_server() {
-        let mut m = model(TalkMode::Open, PttStyle::Toggle);
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
         update(
             &mut m,
             Msg::Engine(EngineEvent::Error {

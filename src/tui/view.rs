@@ -103,8 +103,8 @@ pub fn status_line(model: &Model) -> Line<'static> {
     let talk_key = model.keys.label(Action::Talk);
     let mode = match (model.talk.mode(), model.ptt) {
         (TalkMode::PushToTalk, PttStyle::Hold) => format!("push-to-talk: hold {talk_key}"),
-        (TalkMode::PushToTalk, PttStyle::Toggle) => {
-            format!("push-to-talk (toggle): {talk_key} on/off")
+        (TalkMode::PushToTalk, PttStyle::Repeat) => {
+            format!("push-to-talk (hold or tap): {talk_key}")
         }
         _ => mode_words(model).to_owned(),
     };
@@ -394,8 +394,9 @@ fn draw_help(model: &Model, frame: &mut Frame) {
     lines.push(Line::default());
     lines.push(Line::raw(match model.ptt {
         PttStyle::Hold => "This terminal reports key release: hold the talk key to talk.",
-        PttStyle::Toggle => {
-            "This terminal does not report key release: the talk key toggles talking on and off."
+        PttStyle::Repeat => {
+            "This terminal does not report key release: hold the talk key to talk (seen by its \
+             repeats), or tap it to turn talking on and off."
         }
     }));
     lines.push(Line::raw(
