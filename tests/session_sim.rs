@@ -86,6 +86,8 @@ struct Client {
     /// The resume token of the last welcome (the signaling task keeps it).
     resume: Option<String>,
     links: BTreeMap<PeerKey, FakeLink>,
+    /// The user's last word was `leave` (and no join since).
+    left: bool,
 }
 
 /// Something on its way.
@@ -144,6 +146,7 @@ impl Sim {
                 conn: None,
                 resume: None,
                 links: BTreeMap::new(),
+                left: false,
             })
             .collect();
         Self {
@@ -191,9 +194,13 @@ impl Sim {
                 }
             }
             Op::Join(i, ch) => {
-                self.command(i, EngineCommand::Join(ChannelRef(CHANNELS[ch].into())))
+                self.clients[i].left = false;
+                self.command(i, EngineCommand::Join(ChannelRef(CHANNELS[ch].into())));
             }
-            Op::Leave(i) => self.command(i, EngineCommand::Leave),
+            Op::Leave(i) => {
+                self.clients[i].left = true;
+                self.command(i, EngineCommand::Leave);
+            }
             Op::Mute(i, on) => self.command(i, EngineCommand::Mute(on)),
             Op::Talk(i, on) => self.command(i, EngineCommand::Talk(on)),
             Op::Wait(ms) => self.wait(Duration::from_millis(ms))?,
@@ -483,6 +490,13 @@ impl Sim {
                     "{} thinks it sits in {current}; the hub disagrees",
                     c.user
                 ));
+            }
+        }
+        // A user who left sits nowhere, even if the leave came while the connection was
+        // down or before the join was answered.
+        for c in self.clients.iter().filter(|c| c.conn.is_some() && c.left) {
+            if let Some(current) = c.session.current() {
+                return Err(format!("{} left, but sits in {current}", c.user));
             }
         }
         // Once everything is delivered a join has been answered: the status line says where

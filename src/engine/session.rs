@@ -250,6 +250,11 @@ impl Session {
         self.current
     }
 
+    /// The channel the user wants to be in (`None` after a leave or a refused join).
+    pub fn wanted(&self) -> Option<ChannelId> {
+        self.wanted
+    }
+
     pub fn status(&self) -> &VoiceStatus {
         &self.status
     }
@@ -471,6 +476,12 @@ impl Session {
     }
 
     fn on_joined(&mut self, channel: ChannelId, ice: IceConfig, peers: Vec<Member>) {
+        if self.wanted.is_none() {
+            // A seat we no longer want: the user left while the connection was down (and a
+            // resume gave the seat back) or before the join was answered. Give it back.
+            self.send(ClientMsg::Leave);
+            return;
+        }
         if self.current.is_some_and(|c| c != channel) {
             self.left_channel();
         }

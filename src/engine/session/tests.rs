@@ -344,6 +344,29 @@ fn a_channel_chosen_while_away_is_asked_for_even_when_resumed() {
 }
 
 #[test]
+fn a_seat_no_longer_wanted_is_given_back() {
+    // Found by tests/session_sim.rs: left while the connection was down, then the resume gave
+    // the seat back, and the client sat there against the user's word.
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[member("bob", 1)]);
+    c.lost();
+    c.command(EngineCommand::Leave);
+    c.welcome(true, &[]);
+    let seated = c.joined(GENERAL, IceConfig::default(), &[member("bob", 1)]);
+    assert_eq!(sent(&seated), vec![&ClientMsg::Leave]);
+    assert!(created(&seated).is_empty() && statuses(&seated).is_empty());
+    assert_eq!(c.session.current(), None);
+    // The same for a leave before the join was answered.
+    let mut c = Client::new("ann");
+    c.welcome(false, &[]);
+    c.command(EngineCommand::Join(ChannelRef("General".into())));
+    c.command(EngineCommand::Leave);
+    let seated = c.joined(GENERAL, IceConfig::default(), &[]);
+    assert_eq!(sent(&seated), vec![&ClientMsg::Leave]);
+    assert_eq!(c.session.current(), None);
+}
+
+#[test]
 fn an_expired_resume_joins_the_wanted_channel_anew() {
     let mut c = Client::new("ann");
     c.in_general(IceConfig::default(), &[]);
