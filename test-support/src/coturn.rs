@@ -2,7 +2,7 @@
 //! port of the shared machine, shared-secret (`use-auth-secret`) auth, killed — by child
 //! handle and by pidfile — with its temp dir removed when dropped.
 //!
-//! ```ignore
+//! ```text
 //! let turn = Coturn::builder().max_allocate_lifetime(5).start_async().await;
 //! let relayed = coturn::allocate(turn.addr(), &username, &password).await?;
 //! ```
