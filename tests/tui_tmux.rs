@@ -344,3 +344,43 @@ fn a_panic_restores_the_terminal_and_says_what_happened() {
         );
     }
 }
+
+#[test]
+fn the_demo_shows_the_url_of_its_web_client_and_serves_the_page_there() {
+    let dir = TempDir::new("tui-tmux-demo");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let command = format!(
+        "USER=carol '{BIN}' demo --config '{config}' --log-file '{log}' \
+         --input-device no-such-mic --output-device no-such-speaker; sleep 600",
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait("the web client's URL", |s| {
+        s.contains("Web client: http://127.0.0.1:")
+    });
+    let at = screen.find("http://127.0.0.1:").unwrap();
+    let url: String = screen[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // What a browser would get there: the page, from the demo's own server.
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        tcp,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.contains("<title>Cromulent Voice</title>"), "{reply}");
+    tmux.keys(&["q"]);
+}

@@ -147,6 +147,24 @@ fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
     m
 }
 
+/// The web client's sign-in link: `base` (the server's `http(s)://` web address, any fragment
+/// dropped) with `#token=TOKEN`. The fragment stays in the browser: it is never sent to a
+/// server, logged by a proxy or passed on as a referrer. Tokens are base64url and dots, so
+/// they need no escaping there.
+pub fn sign_in_link(base: &str, token: &str) -> Result<String, String> {
+    let base = base.trim();
+    let base = base.split('#').next().unwrap_or(base);
+    let rest = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("http://"))
+        .ok_or_else(|| format!("{base:?} is not an http:// or https:// address"))?;
+    if rest.is_empty() || rest.starts_with('/') || base.chars().any(char::is_whitespace) {
+        return Err(format!("{base:?} names no host"));
+    }
+    let slash = if rest.contains('/') { "" } else { "/" };
+    Ok(format!("{base}{slash}#token={token}"))
+}
+
 /// Parse a lifetime such as `30d`, `12h`, `90m`, `45s` or a plain number of seconds.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     let text = text.trim();
@@ -177,6 +195,28 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sign_in_link_carries_the_token_in_its_fragment() {
+        let t = "cv1.abc.def";
+        assert_eq!(
+            sign_in_link("https://voice.example.org", t).unwrap(),
+            "https://voice.example.org/#token=cv1.abc.def"
+        );
+        assert_eq!(
+            sign_in_link("http://127.0.0.1:4000/voice/#old", t).unwrap(),
+            "http://127.0.0.1:4000/voice/#token=cv1.abc.def"
+        );
+        for bad in [
+            "voice.example.org",
+            "ftp://x/",
+            "https://",
+            "https:///x",
+            "https://a b/",
+        ] {
+            assert!(sign_in_link(bad, t).is_err(), "{bad}");
+        }
+    }
 
     const SECRET: &[u8] = b"0123456789abcdef0123";
 

@@ -1,4 +1,5 @@
-//! One client connection: the WebSocket handshake and `hello` (one deadline for both, from TCP
+//! One client connection: the front door (plain HTTP is served there, see
+//! [`crate::front_door`]), the WebSocket handshake and `hello` (one deadline for both, from TCP
 //! accept), then a loop that reads frames (size limit, rate limit, decoding — each problem
 //! answered with its own error reason; a WebSocket protocol violation with a close frame that
 //! says why), forwards requests to the hub, writes the hub's messages out, pings, and drops the
@@ -29,6 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::auth::{self, Identity};
 use crate::budget::Permit;
 use crate::config::Config;
+use crate::front_door::{self, Arrival, Prefixed};
 use crate::hub::{Attach, ConnId, VoiceFlags};
 use crate::hub_actor::{Command, HubHandle, new_resume_token};
 use crate::origin;
@@ -36,7 +38,7 @@ use crate::outbound::{OutboundRx, outbound};
 use crate::rate_limit::TokenBucket;
 use crate::turn::IceProvider;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Prefixed<TcpStream>>;
 
 /// Initial capacity of a connection's read buffer. Client messages are small (an SDP offer,
 /// the largest, is a few KiB and makes the buffer grow for that frame); every idle connection
@@ -70,6 +72,13 @@ pub async fn serve(
 ) {
     // One deadline from accept to `hello`: the handshake's time counts against it.
     let deadline = Instant::now() + shared.config.hello_timeout();
+    // Plain HTTP (the web client's files) is served and ends here; an upgrade goes on.
+    let idle = shared.config.hello_timeout();
+    let (stream, deadline) =
+        match Box::pin(front_door::arrive(stream, deadline, idle, &mut shutdown)).await {
+            Arrival::WebSocket(stream, deadline) => (stream, deadline),
+            Arrival::Done => return,
+        };
     // The set-up steps are boxed: a task's future is as large as its largest state, and
     // these states would otherwise sit in every idle connection's memory for its lifetime.
     let Some(mut ws) = Box::pin(handshake(stream, &shared.config, deadline)).await else {
@@ -141,7 +150,7 @@ impl Drop for DetachOnDrop {
     }
 }
 
-async fn handshake(stream: TcpStream, config: &Config, deadline: Instant) -> Option<Ws> {
+async fn handshake(stream: Prefixed<TcpStream>, config: &Config, deadline: Instant) -> Option<Ws> {
     let limit = config.limits.max_message_bytes;
     // tungstenite refuses frames beyond this hard cap outright; below it we read the frame and
     // answer `message_too_large` ourselves, keeping the connection.

@@ -3,6 +3,8 @@
 //! - [`config`]: settings (TOML + environment); [`cli`]: options and signals for binaries.
 //! - [`server`]: the accept loop and graceful shutdown; [`run`] is the entry point;
 //!   [`budget`]: how many connections, authenticated or not, in total and per address.
+//! - [`front_door`]: one port, two faces — plain HTTP requests get [`web`]'s embedded web
+//!   client, WebSocket upgrades go on to [`connection`].
 //! - [`connection`]: one client — handshake, hello, limits, heartbeat, reading and writing;
 //!   [`outbound`]: its queue of frames to write, bounded in bytes.
 //! - [`hub`]: the pure core — sessions, seats, presence, join guard, relay rules;
@@ -21,6 +23,7 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod front_door;
 pub mod hub;
 pub mod hub_actor;
 pub mod name;
@@ -29,5 +32,6 @@ pub mod outbound;
 pub mod rate_limit;
 pub mod server;
 pub mod turn;
+pub mod web;
 
 pub use server::run;

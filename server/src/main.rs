@@ -44,6 +44,11 @@ enum Cmd {
         /// Lifetime: e.g. 30d, 12h, 90m, 45s.
         #[arg(long, default_value = "30d")]
         ttl: String,
+        /// Print a sign-in link for the web client instead of the bare token: the server's
+        /// web address (e.g. https://voice.example.org/) with the token in the fragment,
+        /// which browsers never send to a server. The page remembers it.
+        #[arg(long, value_name = "URL")]
+        link: Option<String>,
     },
 }
 
@@ -61,7 +66,15 @@ fn main() -> anyhow::Result<()> {
             name,
             allow_client_name,
             ttl,
-        }) => print_token(&config, &user, name, allow_client_name, &ttl),
+            link,
+        }) => print_token(
+            &config,
+            &user,
+            name,
+            allow_client_name,
+            &ttl,
+            link.as_deref(),
+        ),
         None => serve(config),
     }
 }
@@ -72,6 +85,7 @@ fn print_token(
     name: Option<String>,
     client_names: bool,
     ttl: &str,
+    link: Option<&str>,
 ) -> anyhow::Result<()> {
     if config.auth.secret.len() < 16 {
         bail!("set auth.secret in the config file or CROMULENT_AUTH_SECRET (at least 16 bytes)");
@@ -90,10 +104,14 @@ fn print_token(
         client_names,
         exp: now + ttl,
     };
-    println!(
-        "{}",
-        auth::make_token(config.auth.secret.as_bytes(), &claims)
-    );
+    let token = auth::make_token(config.auth.secret.as_bytes(), &claims);
+    match link {
+        Some(base) => println!(
+            "{}",
+            auth::sign_in_link(base, &token).map_err(|e| anyhow::anyhow!("bad --link: {e}"))?
+        ),
+        None => println!("{token}"),
+    }
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! `cromulent demo`: everything in one process on embedded defaults — the signaling server on a
 //! free loopback port (channels General, Gaming, Echo), an echo bot sitting in Echo, and the
-//! terminal client connected to them. Join Echo, talk, and hear yourself a second later.
+//! terminal client connected to them. Join Echo, talk, and hear yourself a second later. The
+//! server also serves the web client: its URL is printed before the screen opens and shown in
+//! the intro, so a browser on this machine can join the same channels.
 //!
 //! Must never listen beyond loopback or connect elsewhere: the server binds 127.0.0.1 and
 //! `--server` is refused.
@@ -53,13 +55,16 @@ pub fn main(args: DemoArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let url = match listener.local_addr() {
-        Ok(addr) => format!("ws://{addr}"),
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
         Err(e) => {
             eprintln!("cromulent demo: {e}");
             return EXIT_FAILED;
         }
     };
+    let url = format!("ws://{addr}");
+    let web = format!("http://{addr}/");
+    println!("cromulent demo: the web client is at {web} (open it in a browser on this machine)");
     // A fresh machine may have no $USER: the demo still needs a name.
     let env = |name: &str| process_env(name).or_else(|| (name == "USER").then(|| "you".to_owned()));
     let settings = match Settings::load(&args.tui, Some(url.clone()), &env) {
@@ -85,7 +90,7 @@ pub fn main(args: DemoArgs) -> i32 {
         let bot = spawn_echo_bot(&url, delay)?;
         let intro = Intro {
             text: format!(
-                "Demo: the echo bot is in {ECHO_CHANNEL}. Select it, press {}, talk ({}), and hear yourself {:.1} s later. {} for help.",
+                "Web client: {web} · Demo: the echo bot is in {ECHO_CHANNEL}. Select it, press {}, talk ({}), and hear yourself {:.1} s later. {} for help.",
                 settings.keys.label(super::keys::Action::Join),
                 settings.keys.label(super::keys::Action::Talk),
                 delay.as_secs_f32(),

@@ -7,7 +7,9 @@
 //!   ([`coturn::Allocation`]) to allocate on it;
 //! - [`pulse`]: a private PulseAudio daemon with a null-sink speaker and a FIFO microphone;
 //! - [`ws`]: the signaling server run in-process on `127.0.0.1:0` and real WebSocket clients;
-//! - [`netns`]: naming and deleting the network namespaces tests make;
+//! - [`netns`]: naming and deleting the network namespaces tests make, and running a test
+//!   alone in a namespace with only loopback ([`netns::isolated`]);
+//! - [`browser`]: a real Chromium driven over WebDriver;
 //! - [`process`]: finding binaries, free ports, private temp dirs, bounded waits and children
 //!   killed on drop;
 //! - [`procfs`]: what `/proc` says about sockets and threads.
@@ -20,6 +22,7 @@
 // `std::env::set_var` is `unsafe` in edition 2024 (allowed there, with its safety comment).
 #![deny(unsafe_code)]
 
+pub mod browser;
 pub mod coturn;
 pub mod netns;
 pub mod process;

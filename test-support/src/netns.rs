@@ -52,3 +52,74 @@ pub fn remove_stale() {
         }
     }
 }
+
+/// Set in the environment of a test run again by [`isolated`].
+const ISOLATED: &str = "CROMULENT_ISOLATED";
+
+/// Longest an isolated test may run.
+const ISOLATED_LIMIT: std::time::Duration = std::time::Duration::from_secs(240);
+
+/// Run the calling test (`test`, its full path within the test binary, e.g.
+/// `browser_hears_headless`) again, alone, in a network namespace of its own where only
+/// loopback exists and is up, and a PID namespace whose first process it is: nothing it starts
+/// can reach another address, and everything it starts dies with it, even when it is killed.
+///
+/// Isolated runs of one test binary take turns.
+/// Returns `true` inside (run the test's body), `false` in the calling process after the
+/// isolated run passed (return at once); panics with the run's output when it failed, or
+/// when the namespaces cannot be made (root, or unprivileged user namespaces, are needed).
+pub fn isolated(test: &str) -> bool {
+    if std::env::var_os(ISOLATED).is_some() {
+        return true;
+    }
+    // One at a time per test binary: what runs isolated (a browser and engines) fills the
+    // machine's cores on its own. A failed run does not poison the next.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = crate::process::TempDir::new("isolated");
+    let log_path = dir.path("output.log");
+    let log = std::fs::File::create(&log_path).expect("create the isolated run's log");
+    let mut cmd = Command::new("unshare");
+    if !is_root() {
+        cmd.arg("--map-root-user");
+    }
+    cmd.args([
+        "--net",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "--",
+    ])
+    .args(["sh", "-c", r#"ip link set lo up && exec "$0" "$@""#])
+    .arg(&exe)
+    .args([test, "--exact", "--nocapture", "--test-threads=1"])
+    .env(ISOLATED, "1")
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().expect("log handle"))
+    .stderr(log);
+    let mut child = crate::process::KillOnDrop::spawn(&mut cmd, "unshare (util-linux)");
+    let status = crate::process::wait_exit(&mut child, ISOLATED_LIMIT);
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    match status {
+        Some(s) if s.success() && output.contains("test result: ok. 1 passed") => false,
+        Some(s) => panic!("{test} in its own network namespace: {s}\n{output}"),
+        None => panic!(
+            "{test} in its own network namespace: still running after {ISOLATED_LIMIT:?}\n{output}"
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}

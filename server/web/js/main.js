@@ -1,0 +1,520 @@
+// The web client: signs in, shows the voice channels and who sits in them, joins / leaves /
+// switches, and runs the call. It owns the page's state (`app`) and wires the parts:
+// `Signaling` (the WebSocket), `VoiceRoom` (the peer connections), `Mic` (the microphone and
+// the talk rules), the VoiceBar (`bar.js`) and the lists (`view.js`). The rules follow the
+// terminal client's session (src/engine/session.rs): the channel the user wants is asked for
+// again after a reconnect, a refused join says why, every peer down too long is "no route".
+
+import { Signaling } from './signaling.js';
+import { VoiceRoom, DOWN_LIMIT_MS } from './room.js';
+import { Mic } from './talk.js';
+import * as bar from './bar.js';
+import { renderChannels, renderPeer } from './view.js';
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = 'cromulent.token';
+const NAME_KEY = 'cromulent.name';
+const SESSION_KEY = 'cromulent.session';
+const MODE_KEY = 'cromulent.talk-mode';
+
+const app = {
+  me: null, // {id, name} from the welcome
+  hello: null, // what we sign in with: {name} or {token}
+  channels: [], // the presence snapshot, kept current by presence diffs
+  seat: null, // the channel the server says we sit in
+  wanted: null, // the channel the user asked for (kept across reconnects)
+  online: false,
+  voice: { phase: 'idle', channelName: null },
+  peers: new Map(), // user -> what the peers list shows
+  sentFlags: '',
+  iceTimer: 0,
+  audioCtx: null,
+};
+
+// --- storage (a private window or a locked-down browser may refuse it) ------------------
+
+function stored(area, key) {
+  try { return area.getItem(key); } catch { return null; }
+}
+function store(area, key, value) {
+  try {
+    if (value == null) area.removeItem(key);
+    else area.setItem(key, value);
+  } catch { /* not remembered, still works */ }
+}
+
+// --- the parts --------------------------------------------------------------------------
+
+function audioContext() {
+  if (!app.audioCtx) {
+    try { app.audioCtx = new AudioContext(); } catch { return null; }
+  }
+  if (app.audioCtx.state === 'suspended') app.audioCtx.resume().catch(() => {});
+  return app.audioCtx;
+}
+
+const signaling = new Signaling({
+  onMessage: (msg) => receive(msg),
+  onLost: (why) => lost(why),
+  onFatal: (err) => fatal(err),
+  onResumeToken: (token) => {
+    store(sessionStorage, SESSION_KEY, JSON.stringify({ hello: app.hello, resume: token }));
+  },
+});
+
+const room = new VoiceRoom({
+  send: (to, signal) => signaling.send({ type: 'signal', to, signal }),
+  onPeer: (user, patch) => peerChanged(user, patch),
+  audioBox: $('remote-audio'),
+  audioContext,
+});
+
+const mic = new Mic({
+  onTrack: (track, stream) => room.setTrack(track, stream),
+  onLive: () => { drawTalk(); sendFlags(); },
+  onLevel: (level) => { $('mic-level').value = Math.min(1, level * 4); },
+  onProblem: (text) => { $('mic-note').textContent = text; },
+  audioContext,
+});
+
+// --- signing in ---------------------------------------------------------------------------
+
+function connect(hello, resume) {
+  app.hello = hello;
+  document.body.dataset.phase = 'connecting';
+  $('sign-out').hidden = false;
+  serverStatus('Connecting to the server…');
+  signaling.start(hello, resume);
+}
+
+function signOut() {
+  if (app.seat !== null) signaling.send({ type: 'leave' });
+  signaling.stop();
+  room.closeAll();
+  mic.close();
+  store(localStorage, TOKEN_KEY, null);
+  store(sessionStorage, SESSION_KEY, null);
+  Object.assign(app, { me: null, seat: null, wanted: null, online: false, channels: [] });
+  delete document.body.dataset.self;
+  setVoice({ phase: 'idle' });
+  document.body.dataset.phase = 'signin';
+  $('sign-out').hidden = true;
+  $('token-note').hidden = true;
+  $('signin-form').hidden = false;
+  serverStatus('');
+  draw();
+}
+
+function serverStatus(text) {
+  $('server-status').textContent = text;
+}
+
+// --- what the server says -----------------------------------------------------------------
+
+function receive(msg) {
+  switch (msg.type) {
+    case 'welcome': welcome(msg); break;
+    case 'presence': presence(msg.changes || []); break;
+    case 'joined': joined(msg); break;
+    case 'left': left(msg); break;
+    case 'ice_servers': room.freshIce(msg.ice); scheduleIceRefresh(msg.ice); break;
+    case 'signal': room.signal(msg.from, msg.signal); break;
+    case 'error': serverError(msg); break;
+    default:
+  }
+}
+
+function welcome(msg) {
+  app.me = msg.user;
+  app.online = true;
+  app.channels = msg.channels || [];
+  app.sentFlags = '';
+  document.body.dataset.self = msg.user.id;
+  document.body.dataset.phase = 'online';
+  $('signin-error').textContent = '';
+  store(localStorage, NAME_KEY, msg.user.name);
+  serverStatus(`Signed in as ${msg.user.name}`);
+  if (!msg.resumed) {
+    // A fresh session: the seat we had (if any) is gone; ask for the wanted channel again.
+    if (app.seat !== null) room.closeAll();
+    app.seat = null;
+    if (app.wanted !== null) sendJoin(app.wanted);
+    else if (app.voice.phase === 'disconnected' && app.voice.reason === 'server_gone') {
+      setVoice({ phase: 'idle' });
+    }
+  }
+  // A resumed session gets `joined` (or `already_in_voice`) next.
+  sendFlags();
+  draw();
+}
+
+function presence(changes) {
+  for (const c of changes) {
+    const ch = app.channels.find((x) => x.id === c.channel);
+    if (!ch || !c.member) continue;
+    const i = ch.members.findIndex((m) => m.user === c.member.user);
+    if (c.op === 'leave') {
+      if (i >= 0) ch.members.splice(i, 1);
+    } else if (c.op === 'join') {
+      if (i >= 0) ch.members[i] = c.member;
+      else ch.members.push(c.member);
+    } else if (c.op === 'update' && i >= 0) {
+      ch.members[i] = c.member; // flags change in place: the order is the server's
+    }
+    if (app.seat === c.channel && app.me && c.member.user !== app.me.id) {
+      if (c.op === 'leave') room.gone(c.member.user);
+      else room.present(c.member);
+    }
+  }
+  draw();
+}
+
+function joined(msg) {
+  app.seat = msg.channel;
+  app.wanted = msg.channel;
+  mic.ensure(); // a resumed seat (after a reload) gets its microphone back too
+  room.enter(app.me.id, msg.ice, msg.peers || []);
+  scheduleIceRefresh(msg.ice);
+  setVoice({ phase: 'connected', channelName: channelName(msg.channel) });
+  sendFlags();
+  draw();
+}
+
+function left(msg) {
+  if (app.seat === msg.channel) {
+    app.seat = null;
+    room.closeAll();
+  }
+  if (msg.reason !== 'switched' && app.wanted === null) {
+    mic.close();
+    setVoice({ phase: 'idle' });
+  }
+  draw();
+}
+
+function serverError(msg) {
+  switch (msg.reason) {
+    case 'already_in_channel':
+    case 'already_in_voice':
+    case 'not_found':
+      // A join refused, or a resumed seat taken meanwhile: the user must choose.
+      app.wanted = null;
+      if (app.seat === null) room.closeAll();
+      setVoice({
+        phase: 'disconnected', channelName: app.voice.channelName, reason: msg.reason,
+        message: msg.reason === 'already_in_voice' && msg.channel != null
+          ? `in ${channelName(msg.channel)} from another session` : '',
+      });
+      draw();
+      break;
+    case 'resume_expired':
+      break; // the welcome (resumed: false) already started over
+    default:
+      console.warn('cromulent: server error', msg.reason, msg.message);
+  }
+}
+
+function lost(why) {
+  app.online = false;
+  serverStatus(`Lost the server — reconnecting in ${Math.ceil(why.retryInMs / 1000)} s…`);
+  if (app.wanted !== null || app.seat !== null) {
+    setVoice({
+      phase: 'disconnected', channelName: app.voice.channelName, reason: why.reason,
+      message: why.reason === 'server_gone' ? '' : why.message,
+    });
+  }
+  draw();
+}
+
+function fatal(err) {
+  app.online = false;
+  room.closeAll();
+  mic.close();
+  app.seat = null;
+  app.wanted = null;
+  store(sessionStorage, SESSION_KEY, null);
+  setVoice({ phase: 'disconnected', reason: err.reason, message: '' });
+  const words = bar.reasonWords(err.reason, err.message);
+  serverStatus(`Signed out — ${words}`);
+  if (['invalid_name', 'name_taken', 'invalid_token', 'token_expired'].includes(err.reason)) {
+    if (err.reason === 'invalid_token' || err.reason === 'token_expired') {
+      store(localStorage, TOKEN_KEY, null);
+    }
+    document.body.dataset.phase = 'signin';
+    $('token-note').hidden = true;
+    $('signin-form').hidden = false;
+    $('signin-error').textContent = words;
+  }
+  draw();
+}
+
+// --- voice --------------------------------------------------------------------------------
+
+function channelName(id) {
+  const ch = app.channels.find((c) => c.id === id);
+  return ch ? ch.name : `channel ${id}`;
+}
+
+function sendJoin(id) {
+  app.wanted = id;
+  setVoice({ phase: 'connecting', channelName: channelName(id) });
+  signaling.send({ type: 'join', channel: id });
+}
+
+function join(id) {
+  if (app.seat === id) return;
+  audioContext(); // within the click: the browser lets sound start
+  mic.ensure(); // in parallel with the join: the track joins the calls when it is ready
+  if (app.online) sendJoin(id);
+  else app.wanted = id;
+  draw();
+}
+
+function leave() {
+  app.wanted = null;
+  if (app.seat !== null) signaling.send({ type: 'leave' });
+  else {
+    room.closeAll();
+    mic.close();
+    setVoice({ phase: 'idle' });
+  }
+  draw();
+}
+
+function setVoice(voice) {
+  app.voice = { channelName: null, ...voice };
+  bar.render($('voicebar'), $('voicebar-text'), app.voice);
+}
+
+function sendFlags() {
+  const flags = { type: 'voice_state', muted: mic.muted, deafened: mic.deafened, talking: mic.live };
+  const key = JSON.stringify(flags);
+  if (key !== app.sentFlags && signaling.send(flags)) app.sentFlags = key;
+}
+
+function scheduleIceRefresh(ice) {
+  clearTimeout(app.iceTimer);
+  if (!ice || ice.expires_at == null) return;
+  // As the engine does: a quarter of the lifetime early, at least 5 s, at most 5 min.
+  const now = Date.now() / 1000;
+  const lifetime = Math.max(0, ice.expires_at - now);
+  const margin = Math.min(300, Math.max(5, lifetime / 4));
+  const delay = Math.max(1, lifetime - margin) * 1000;
+  app.iceTimer = setTimeout(() => signaling.send({ type: 'refresh_ice' }), delay);
+}
+
+/** Every peer down for the limit (and at least one peer): no route; back when one returns. */
+function checkRoute() {
+  if (app.seat === null) return;
+  const now = Date.now();
+  const peers = [...app.peers.values()];
+  const down = peers.length > 0 &&
+    peers.every((p) => p.state !== 'connected' && p.downSince && now - p.downSince >= DOWN_LIMIT_MS);
+  if (down && app.voice.phase === 'connected') {
+    setVoice({ phase: 'disconnected', channelName: channelName(app.seat), reason: 'no_route',
+      message: room.ice.servers.some((s) => s.urls.some((u) => u.startsWith('turn')))
+        ? 'direct and relayed paths failed' : 'no TURN server configured' });
+  } else if (!down && app.voice.phase === 'disconnected' && app.voice.reason === 'no_route') {
+    setVoice({ phase: 'connected', channelName: channelName(app.seat) });
+  }
+}
+
+function peerChanged(user, patch) {
+  if (patch === null) app.peers.delete(user);
+  else app.peers.set(user, { ...(app.peers.get(user) || {}), ...patch });
+  const empty = renderPeer($('peers'), user, app.peers.get(user) || null);
+  $('peers-empty').hidden = !empty;
+}
+
+// --- drawing ------------------------------------------------------------------------------
+
+function draw() {
+  renderChannels($('channels'), app.channels, {
+    me: app.me && app.me.id, seat: app.seat, inVoice: app.seat !== null, onJoin: join,
+  });
+  $('leave').disabled = app.seat === null && app.wanted === null;
+  drawTalk();
+}
+
+function drawTalk() {
+  const talk = $('talk');
+  talk.disabled = app.seat === null;
+  talk.setAttribute('aria-pressed', String(mic.live));
+  talk.textContent = mic.live ? 'Talking' : 'Hold to talk';
+  const mute = $('mute');
+  mute.setAttribute('aria-pressed', String(mic.muted));
+  mute.textContent = mic.muted ? 'Unmute' : 'Mute';
+  const deafen = $('deafen');
+  deafen.setAttribute('aria-pressed', String(mic.deafened));
+  deafen.textContent = mic.deafened ? 'Undeafen' : 'Deafen';
+}
+
+// --- controls -----------------------------------------------------------------------------
+
+function toggleMute() { mic.setMuted(!mic.muted); drawTalk(); sendFlags(); }
+function toggleDeafen() {
+  mic.setDeafened(!mic.deafened);
+  room.setDeafened(mic.deafened);
+  drawTalk();
+  sendFlags();
+}
+
+/** Keys typed into a field or a list are the field's, not shortcuts. */
+function typing(target) {
+  return target instanceof HTMLElement &&
+    (target.isContentEditable || ['INPUT', 'SELECT', 'TEXTAREA'].includes(target.tagName));
+}
+
+function wireControls() {
+  $('signin-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = $('name').value.trim();
+    if (!name) return;
+    connect({ name }, null);
+  });
+  $('sign-out').addEventListener('click', signOut);
+  $('leave').addEventListener('click', leave);
+  $('mute').addEventListener('click', toggleMute);
+  $('deafen').addEventListener('click', toggleDeafen);
+
+  const mode = $('talk-mode');
+  const saved = stored(localStorage, MODE_KEY);
+  if (saved && [...mode.options].some((o) => o.value === saved)) mode.value = saved;
+  mic.setMode(mode.value);
+  mode.addEventListener('change', () => {
+    mic.setMode(mode.value);
+    store(localStorage, MODE_KEY, mode.value);
+    drawTalk();
+    sendFlags();
+  });
+
+  // The talk button: held with a pointer, or with Space/Enter while it has focus.
+  const talk = $('talk');
+  talk.addEventListener('pointerdown', (e) => {
+    talk.setPointerCapture(e.pointerId);
+    mic.setHeld(true);
+  });
+  for (const ev of ['pointerup', 'pointercancel', 'lostpointercapture']) {
+    talk.addEventListener(ev, () => mic.setHeld(false));
+  }
+  talk.addEventListener('keydown', (e) => {
+    if (e.key === ' ' || e.key === 'Enter') {
+      e.preventDefault();
+      e.stopPropagation();
+      if (!e.repeat) mic.setHeld(true);
+    }
+  });
+  talk.addEventListener('keyup', (e) => {
+    if (e.key === ' ' || e.key === 'Enter') {
+      e.preventDefault();
+      e.stopPropagation();
+      mic.setHeld(false);
+    }
+  });
+  talk.addEventListener('click', (e) => e.preventDefault());
+  talk.addEventListener('contextmenu', (e) => e.preventDefault());
+
+  // Page-wide keys (not while typing, not with modifiers): Space held talks, M, D, L.
+  document.addEventListener('keydown', (e) => {
+    if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === ' ' && app.seat !== null) {
+      // A button with focus would also be clicked by Space: the key is push-to-talk here.
+      e.preventDefault();
+      if (!e.repeat) mic.setHeld(true);
+      return;
+    }
+    if (e.repeat) return;
+    const key = e.key.toLowerCase();
+    if (key === 'm') toggleMute();
+    else if (key === 'd') toggleDeafen();
+    else if (key === 'l' && (app.seat !== null || app.wanted !== null)) leave();
+  });
+  document.addEventListener('keyup', (e) => {
+    if (e.key === ' ') {
+      if (!typing(e.target)) e.preventDefault();
+      mic.setHeld(false);
+    }
+  });
+  // A key released while the page had no focus is never reported: let go on focus loss.
+  window.addEventListener('blur', () => mic.setHeld(false));
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) mic.setHeld(false);
+  });
+
+  $('relay-only').addEventListener('change', (e) => { room.relayOnly = e.target.checked; });
+  for (const [id, key] of [['echo-cancellation', 'echoCancellation'],
+    ['noise-suppression', 'noiseSuppression'], ['auto-gain', 'autoGainControl']]) {
+    $(id).addEventListener('change', (e) => {
+      mic.processing[key] = e.target.checked;
+      mic.reopen();
+    });
+  }
+  $('mic').addEventListener('change', (e) => { mic.deviceId = e.target.value; mic.reopen(); });
+  $('speaker').addEventListener('change', (e) => room.setSink(e.target.value));
+  if (navigator.mediaDevices) {
+    navigator.mediaDevices.addEventListener('devicechange', listDevices);
+  }
+  $('settings').addEventListener('toggle', listDevices);
+}
+
+/** Fill the microphone and speaker lists (names appear once the microphone is allowed). */
+async function listDevices() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+  let devices;
+  try { devices = await navigator.mediaDevices.enumerateDevices(); } catch { return; }
+  const fill = (select, kind, current) => {
+    const options = [new Option('System default', '')];
+    let n = 0;
+    for (const d of devices) {
+      if (d.kind !== kind || !d.deviceId || d.deviceId === 'default') continue;
+      n += 1;
+      options.push(new Option(d.label || `${kind === 'audioinput' ? 'Microphone' : 'Speaker'} ${n}`,
+        d.deviceId));
+    }
+    select.replaceChildren(...options);
+    select.value = options.some((o) => o.value === current) ? current : '';
+  };
+  fill($('mic'), 'audioinput', mic.deviceId);
+  const speaker = $('speaker');
+  if (typeof HTMLMediaElement.prototype.setSinkId === 'function') {
+    fill(speaker, 'audiooutput', room.sinkId);
+  } else {
+    speaker.replaceChildren(new Option('System default (this browser cannot choose)', ''));
+    speaker.disabled = true;
+  }
+}
+
+// --- start --------------------------------------------------------------------------------
+
+function start() {
+  wireControls();
+  setVoice({ phase: 'idle' });
+  setInterval(() => { room.tick(); checkRoute(); }, 1000);
+  setInterval(() => room.levels(), 100);
+
+  // A sign-in link carries its token in the fragment (never sent to a server): keep it, and
+  // take it out of the address bar.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const linkToken = fragment.get('token');
+  if (linkToken) {
+    store(localStorage, TOKEN_KEY, linkToken);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  // A reload takes its session back (the seat too, within the server's grace).
+  let session = null;
+  try { session = JSON.parse(stored(sessionStorage, SESSION_KEY) || 'null'); } catch { /* none */ }
+  const token = stored(localStorage, TOKEN_KEY);
+  if (token) {
+    $('signin-form').hidden = true;
+    $('token-note').hidden = false;
+    connect({ token }, session && session.hello && session.hello.token === token ? session.resume : null);
+  } else if (session && session.hello && session.hello.name) {
+    connect({ name: session.hello.name }, session.resume);
+  } else {
+    const name = stored(localStorage, NAME_KEY);
+    if (name) $('name').value = name;
+  }
+  draw();
+}
+
+start();

@@ -1,0 +1,515 @@
+//! The web client in a real browser (issue 17): Chromium (Debian's `chromium`, over
+//! WebDriver) opens the page the server serves, joins a voice channel with `cromulent
+//! headless` users and they hear each other, checked by the audio's frequency on both sides:
+//! in both offer roles, three-way, relay-only through a real coturn. The VoiceBar in each
+//! state, push-to-talk from key events, and the page on a phone-sized screen.
+//!
+//! Each test runs alone in a network namespace of its own with only loopback
+//! ([`netns::isolated`]): the browser gathers candidates on every interface and nothing may
+//! leave this machine; isolated runs take turns (a browser and two engines already fill two
+//! cores).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
+use cromulent_test_support::browser::{Browser, Options};
+use cromulent_test_support::netns::isolated;
+use serde_json::{Value, json};
+use support::coturn::Coturn;
+use support::{Client, LONG, Server, TempDir, free_port, read_wav, tail};
+
+const SHORT: Duration = Duration::from_secs(10);
+
+/// A 48 kHz mono WAV of a `freq` Hz tone, for the browser's fake microphone (looped).
+fn tone_wav(dir: &TempDir, freq: f32) -> PathBuf {
+    let path = dir.path(&format!("tone-{freq}.wav"));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    // A whole number of periods, so the loop has no click.
+    let samples = (48_000.0 / freq * (2.0 * freq).round()).round() as usize;
+    for i in 0..samples {
+        let t = i as f32 / 48_000.0;
+        let v = (2.0 * std::f32::consts::PI * freq * t).sin() * 0.5;
+        w.write_sample((v * i16::MAX as f32) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
+
+fn browser_with_tone(dir: &TempDir, freq: f32) -> Browser {
+    let options = Options {
+        microphone_wav: Some(tone_wav(dir, freq)),
+        ..Options::default()
+    };
+    Browser::launch(&options).expect("launch chromium")
+}
+
+fn page_url(server: &Server) -> String {
+    format!("http://{}/", server.addr)
+}
+
+/// Open the page, sign in as `name` (open mode) and wait for the welcome.
+fn sign_in(browser: &Browser, server: &Server, name: &str) {
+    browser.goto(&page_url(server)).unwrap();
+    // The page offers the last name used in this browser; this user types their own.
+    browser.clear("#name").unwrap();
+    browser.type_into("#name", name).unwrap();
+    browser.click("#connect").unwrap();
+    let me = browser.wait_for("document.body.dataset.self", SHORT);
+    assert_eq!(me, Some(json!(name)), "welcomed as {name}");
+}
+
+/// Choose a talk mode through the page's own control.
+fn talk_mode(browser: &Browser, mode: &str) {
+    browser
+        .execute(
+            "const s = document.querySelector('#talk-mode'); s.value = arguments[0];
+             s.dispatchEvent(new Event('change', {bubbles: true}));",
+            &[json!(mode)],
+        )
+        .unwrap();
+}
+
+fn join(browser: &Browser, channel: u32) {
+    browser
+        .click(&format!(
+            "li.channel[data-channel-id=\"{channel}\"] button.join"
+        ))
+        .unwrap();
+}
+
+fn voicebar(browser: &Browser) -> (String, String, String) {
+    let v = browser
+        .execute(
+            "const b = document.querySelector('#voicebar');
+             return [b.dataset.state || '', b.dataset.reason || '',
+                     document.querySelector('#voicebar-text').textContent];",
+            &[],
+        )
+        .unwrap();
+    let s = |i: usize| v[i].as_str().unwrap_or("").to_owned();
+    (s(0), s(1), s(2))
+}
+
+fn wait_voicebar(browser: &Browser, state: &str, limit: Duration) -> (String, String, String) {
+    let js = format!("document.querySelector('#voicebar').dataset.state === '{state}'");
+    let found = browser.wait_for(&js, limit).is_some();
+    let bar = voicebar(browser);
+    assert!(found, "voicebar {state} within {limit:?}, is {bar:?}");
+    bar
+}
+
+fn wait_peer_connected(browser: &Browser, user: &str, limit: Duration) {
+    let js = format!(
+        "document.querySelector('li.peer[data-user=\"{user}\"][data-state=\"connected\"]')"
+    );
+    assert!(
+        browser.wait_for(&js, limit).is_some(),
+        "the page shows {user} connected"
+    );
+}
+
+/// `secs` of what the page plays for `peer`, as the page hears it (its `<audio>` element's
+/// stream through WebAudio), at 48 kHz.
+fn heard_by_browser(browser: &Browser, peer: &str, secs: f32) -> Vec<f32> {
+    let got = browser
+        .execute_async(
+            "const [peer, secs, done] = arguments;
+             const el = document.querySelector(`#remote-audio audio[data-peer=\"${peer}\"]`);
+             if (!el || !el.srcObject) { done({error: 'no audio element for ' + peer}); return; }
+             const ctx = new AudioContext({sampleRate: 48000});
+             ctx.resume();
+             const src = ctx.createMediaStreamSource(el.srcObject);
+             const proc = ctx.createScriptProcessor(4096, 1, 1);
+             const out = []; let n = 0; const want = secs * ctx.sampleRate;
+             proc.onaudioprocess = (e) => {
+               if (n >= want) return;
+               const d = e.inputBuffer.getChannelData(0);
+               for (let i = 0; i < d.length; i++) out.push(d[i]);
+               n += d.length;
+               if (n >= want) { proc.disconnect(); src.disconnect(); ctx.close();
+                                done({samples: out}); }
+             };
+             src.connect(proc); proc.connect(ctx.destination);",
+            &[json!(peer), json!(secs)],
+        )
+        .expect("capture the page's audio");
+    assert!(got["error"].is_null(), "{got}");
+    got["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(0.0) as f32)
+        .collect()
+}
+
+fn assert_tone(samples: &[f32], freq: f32, who: &str) {
+    let f = dominant_frequency(samples, 48_000).unwrap_or(0.0);
+    assert!(
+        (f - freq).abs() <= 5.0,
+        "{who}: dominant {f} Hz, want {freq}"
+    );
+    assert!(
+        rms(samples) > 0.02,
+        "{who}: real energy, rms {}",
+        rms(samples)
+    );
+    assert!(
+        tone_power(samples, 48_000, freq) > 0.5,
+        "{who}: most power at {freq} Hz"
+    );
+}
+
+/// The browser user `web_name` (microphone: 440 Hz) and `cromulent headless` user `bob`
+/// (660 Hz) in General hear each other.
+fn browser_and_terminal_talk(web_name: &str) {
+    let dir = TempDir::new("web-two");
+    let server = Server::start();
+    let wav = dir.path("bob.wav");
+    let out = format!("wav:{}", wav.display());
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &[
+            "--join",
+            "General",
+            "--audio-in",
+            "tone:660",
+            "--audio-out",
+            &out,
+        ],
+    );
+    bob.wait_state("connected", LONG);
+
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, web_name);
+    talk_mode(&browser, "open");
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    let bar = wait_voicebar(&browser, "connected", SHORT);
+    assert!(
+        bar.2.contains("General"),
+        "the bar names the channel: {bar:?}"
+    );
+    bob.wait_peer_connected(web_name, LONG);
+    bob.wait_audio(web_name, LONG);
+
+    let heard = heard_by_browser(&browser, "bob", 1.5);
+    assert_tone(tail(&heard, 1.0), 660.0, "the browser hears bob");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(bob.terminate().success(), "bob exits 0: {}", bob.stderr());
+    let bob_heard = read_wav(&wav);
+    assert_tone(tail(&bob_heard, 1.0), 440.0, "bob hears the browser");
+}
+
+#[test]
+fn browser_offering_and_terminal_hear_each_other() {
+    if !isolated("browser_offering_and_terminal_hear_each_other") {
+        return;
+    }
+    // "alice" < "bob": the page makes the offers.
+    browser_and_terminal_talk("alice");
+}
+
+#[test]
+fn terminal_offering_and_browser_hear_each_other() {
+    if !isolated("terminal_offering_and_browser_hear_each_other") {
+        return;
+    }
+    // "bob" < "zoe": our engine makes the offers, the page answers.
+    browser_and_terminal_talk("zoe");
+}
+
+#[test]
+fn three_way_call_with_two_engines() {
+    if !isolated("three_way_call_with_two_engines") {
+        return;
+    }
+    let dir = TempDir::new("web-three");
+    let server = Server::start();
+    let wav_ann = dir.path("ann.wav");
+    let wav_cid = dir.path("cid.wav");
+    let mut ann = Client::start(
+        &server.url(),
+        "ann",
+        &[
+            "--join",
+            "General",
+            "--audio-in",
+            "tone:660",
+            "--audio-out",
+            &format!("wav:{}", wav_ann.display()),
+        ],
+    );
+    let mut cid = Client::start(
+        &server.url(),
+        "cid",
+        &[
+            "--join",
+            "General",
+            "--audio-in",
+            "tone:880",
+            "--audio-out",
+            &format!("wav:{}", wav_cid.display()),
+        ],
+    );
+    ann.wait_peer_connected("cid", LONG);
+    let browser = browser_with_tone(&dir, 440.0);
+    // "bea": offers to cid, answers ann.
+    sign_in(&browser, &server, "bea");
+    talk_mode(&browser, "open");
+    // A steady tone is what noise suppression and gain control are made to remove (with them
+    // on, bea's tone reaches the others ~13 dB down): off here, from the page's own settings,
+    // so the mix can be read by its frequencies.
+    browser.click("#settings summary").unwrap();
+    for id in ["#echo-cancellation", "#noise-suppression", "#auto-gain"] {
+        browser.click(id).unwrap();
+    }
+    join(&browser, 1);
+    wait_peer_connected(&browser, "ann", LONG);
+    wait_peer_connected(&browser, "cid", LONG);
+    wait_voicebar(&browser, "connected", SHORT);
+    ann.wait_audio("bea", LONG);
+    cid.wait_audio("bea", LONG);
+    assert_tone(
+        tail(&heard_by_browser(&browser, "ann", 1.5), 1.0),
+        660.0,
+        "bea hears ann",
+    );
+    assert_tone(
+        tail(&heard_by_browser(&browser, "cid", 1.5), 1.0),
+        880.0,
+        "bea hears cid",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(ann.terminate().success());
+    assert!(cid.terminate().success());
+    for (wav, who) in [(&wav_ann, "ann"), (&wav_cid, "cid")] {
+        let heard = read_wav(wav);
+        let last = tail(&heard, 1.0);
+        let (p440, p660, p880) = (
+            tone_power(last, 48_000, 440.0),
+            tone_power(last, 48_000, 660.0),
+            tone_power(last, 48_000, 880.0),
+        );
+        assert!(
+            p440 > 0.2,
+            "{who} hears bea's 440 Hz in the mix: power 440 {p440:.3}, 660 {p660:.3}, 880 {p880:.3}, rms {}",
+            rms(last)
+        );
+    }
+}
+
+#[test]
+fn relay_only_through_coturn_on_both_sides() {
+    if !isolated("relay_only_through_coturn_on_both_sides") {
+        return;
+    }
+    let dir = TempDir::new("web-relay");
+    let coturn = Coturn::builder().start();
+    let url = coturn.turn_url();
+    let server = Server::start_with(
+        free_port(),
+        &[],
+        &[
+            ("TURN_PROVIDER", "coturn"),
+            ("TURN_SECRET", coturn.secret()),
+            ("TURN_URLS", &url),
+            ("TURN_TTL", "600"),
+        ],
+    );
+    let wav = dir.path("bob.wav");
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &[
+            "--join",
+            "General",
+            "--ice-policy",
+            "relay",
+            "--audio-in",
+            "tone:660",
+            "--audio-out",
+            &format!("wav:{}", wav.display()),
+        ],
+    );
+    bob.wait_state("connected", LONG);
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "alice");
+    talk_mode(&browser, "open");
+    browser.click("#settings summary").unwrap();
+    browser.click("#relay-only").unwrap();
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    let path = browser.wait_for(
+        "document.querySelector('li.peer[data-user=\"bob\"][data-path=\"relayed\"]')",
+        SHORT,
+    );
+    assert!(path.is_some(), "the page shows the path to bob as relayed");
+    let connected = bob.wait_for("bob connected to alice", LONG, |e| {
+        e.kind() == "peer" && e.str("user") == "alice" && e.str("state") == "connected"
+    });
+    assert_eq!(connected.str("candidate"), "relay", "bob's path");
+    bob.wait_audio("alice", LONG);
+    assert_tone(
+        tail(&heard_by_browser(&browser, "bob", 1.5), 1.0),
+        660.0,
+        "alice hears bob",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(bob.terminate().success());
+    assert_tone(tail(&read_wav(&wav), 1.0), 440.0, "bob hears alice");
+}
+
+#[test]
+fn the_voicebar_shows_connecting_connected_and_disconnected_with_the_reason() {
+    if !isolated("the_voicebar_shows_connecting_connected_and_disconnected_with_the_reason") {
+        return;
+    }
+    let dir = TempDir::new("web-bar");
+    let port = free_port();
+    let server = Server::start_with(port, &[], &[]);
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "alice");
+    assert_eq!(voicebar(&browser).0, "idle");
+    join(&browser, 1);
+    // Alone in the channel: connected at once.
+    let (_, _, words) = wait_voicebar(&browser, "connected", SHORT);
+    assert!(words.contains("General"), "{words}");
+
+    // A second tab of the same user joining the same channel is refused, and says so.
+    let first = browser.tab().unwrap();
+    browser.new_tab().unwrap();
+    sign_in(&browser, &server, "alice");
+    join(&browser, 1);
+    let (_, reason, words) = wait_voicebar(&browser, "disconnected", SHORT);
+    assert_eq!(reason, "already_in_channel", "{words}");
+    assert!(
+        words.to_lowercase().contains("already"),
+        "said in words: {words}"
+    );
+    browser.switch_to(&first).unwrap();
+    assert_eq!(
+        voicebar(&browser).0,
+        "connected",
+        "the first tab keeps its seat"
+    );
+
+    // The server dies: red, with the reason, in words.
+    server.kill();
+    let (_, reason, words) = wait_voicebar(&browser, "disconnected", LONG);
+    assert_eq!(reason, "server_gone", "{words}");
+    assert!(!words.is_empty());
+
+    // It comes back on the same port: the page reconnects, resumes and sits again.
+    let _server = Server::start_with(port, &[], &[]);
+    let (_, _, words) = wait_voicebar(&browser, "connected", LONG);
+    assert!(words.contains("General"), "{words}");
+}
+
+#[test]
+fn push_to_talk_follows_the_space_key() {
+    if !isolated("push_to_talk_follows_the_space_key") {
+        return;
+    }
+    let dir = TempDir::new("web-ptt");
+    let server = Server::start();
+    let mut bob = Client::start(&server.url(), "bob", &["--join", "General"]);
+    bob.wait_state("connected", LONG);
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "alice");
+    talk_mode(&browser, "ptt");
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    bob.wait_peer_connected("alice", LONG);
+    let talking = |on: bool| {
+        format!("document.querySelector('li.member[data-user=\"alice\"][data-talking=\"{on}\"]')")
+    };
+    assert!(browser.wait_for(&talking(false), SHORT).is_some());
+    let mark = bob.mark();
+    // Focus on the page body, not on a control, as a user who clicked the page.
+    browser
+        .execute(
+            "document.activeElement && document.activeElement.blur();",
+            &[],
+        )
+        .unwrap();
+    browser.key(" ", true).unwrap();
+    assert!(
+        browser.wait_for(&talking(true), SHORT).is_some(),
+        "held: talking"
+    );
+    bob.wait_after(mark, "presence says alice talks", SHORT, |e| {
+        e.kind() == "presence" && e.json.to_string().contains("\"talking\":true")
+    });
+    browser.key(" ", false).unwrap();
+    assert!(
+        browser.wait_for(&talking(false), SHORT).is_some(),
+        "released: not talking"
+    );
+}
+
+#[test]
+fn the_page_fits_a_phone_screen_and_is_served_whole_from_our_server() {
+    if !isolated("the_page_fits_a_phone_screen_and_is_served_whole_from_our_server") {
+        return;
+    }
+    let dir = TempDir::new("web-phone");
+    let server = Server::start();
+    let mut bob = Client::start(&server.url(), "bob", &["--join", "General"]);
+    bob.wait_state("connected", LONG);
+    let options = Options {
+        microphone_wav: Some(tone_wav(&dir, 440.0)),
+        window: (390, 844),
+        phone: true,
+        ..Options::default()
+    };
+    let browser = Browser::launch(&options).unwrap();
+    sign_in(&browser, &server, "alice");
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    let layout = browser
+        .execute(
+            "const vis = (s) => { const e = document.querySelector(s); if (!e) return false;
+                                  const r = e.getBoundingClientRect();
+                                  return r.width > 0 && r.height > 0 && r.left >= 0 &&
+                                         r.right <= window.innerWidth + 1; };
+             return { width: window.innerWidth,
+                      scroll: document.documentElement.scrollWidth,
+                      bar: vis('#voicebar'), mute: vis('#mute'), leave: vis('#leave'),
+                      talk: vis('#talk'), channels: vis('#channels'),
+                      resources: performance.getEntriesByType('resource').map(r => r.name) };",
+            &[],
+        )
+        .unwrap();
+    assert!(layout["width"].as_u64().unwrap() <= 400, "{layout}");
+    assert!(
+        layout["scroll"].as_u64() <= layout["width"].as_u64(),
+        "no sideways scrolling: {layout}"
+    );
+    for control in ["bar", "mute", "leave", "talk", "channels"] {
+        assert_eq!(
+            layout[control],
+            Value::Bool(true),
+            "{control} on screen: {layout}"
+        );
+    }
+    let origin = format!("http://{}/", server.addr);
+    for r in layout["resources"].as_array().unwrap() {
+        assert!(
+            r.as_str().unwrap().starts_with(&origin),
+            "every request to our own server: {r}"
+        );
+    }
+    if let Some(out) = std::env::var_os("CROMULENT_SCREENSHOT") {
+        browser.screenshot(Path::new(&out)).unwrap();
+    }
+}
