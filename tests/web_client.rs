@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
 use cromulent_test_support::browser::{Browser, Options};
-use cromulent_test_support::netns::isolated;
+use cromulent_test_support::netns::{self, isolated};
 use serde_json::{Value, json};
 use support::coturn::Coturn;
 use support::{Client, LONG, Server, TempDir, free_port, read_wav, tail};
@@ -512,4 +512,152 @@ fn the_page_fits_a_phone_screen_and_is_served_whole_from_our_server() {
     if let Some(out) = std::env::var_os("CROMULENT_SCREENSHOT") {
         browser.screenshot(Path::new(&out)).unwrap();
     }
+}
+
+/// A browser without microphone permission hides its addresses behind mDNS names
+/// (`<uuid>.local` host candidates) and gathers only on its default route's interface. Here
+/// the namespace has a "LAN" (a dummy interface with the default route, nothing beyond it):
+/// the server listens on every address, the page is opened on loopback, the terminal user
+/// connects over the LAN address. Our engine cannot resolve the mDNS name; the call must
+/// still connect (the browser's checks teach our engine its address: a peer-reflexive
+/// candidate, RFC 8445 §7.3.1.3), and the page, listening only, hears the terminal user and
+/// says it has no microphone.
+fn browser_without_microphone_hears(web_name: &str) {
+    netns::add_lan("10.77.0.1/24");
+    let port = free_port();
+    let server = Server::start_listening(&format!("0.0.0.0:{port}"), &[], &[]);
+    let mut bob = Client::start(
+        &format!("ws://10.77.0.1:{port}"),
+        "bob",
+        &["--join", "General", "--audio-in", "tone:660"],
+    );
+    bob.wait_state("connected", LONG);
+    let options = Options {
+        grant_microphone: false,
+        mdns_candidates: true,
+        ..Options::default()
+    };
+    let browser = Browser::launch(&options).expect("launch chromium");
+    sign_in(&browser, &server, web_name);
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    bob.wait_peer_connected(web_name, LONG);
+    let note = browser.wait_for("document.querySelector('#mic-note').textContent", SHORT);
+    assert!(
+        note.as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.contains("no microphone")),
+        "the page says it has no microphone: {note:?}"
+    );
+    assert_tone(
+        tail(&heard_by_browser(&browser, "bob", 1.5), 1.0),
+        660.0,
+        "the page without a microphone hears bob",
+    );
+    let local = browser
+        .execute_async(
+            "const done = arguments[0];
+             const pc = new RTCPeerConnection();
+             pc.addTransceiver('audio');
+             const found = [];
+             pc.onicecandidate = (e) => {
+               if (e.candidate) found.push(e.candidate.candidate);
+               else { pc.close(); done(found); }
+             };
+             pc.createOffer().then((o) => pc.setLocalDescription(o));",
+            &[],
+        )
+        .unwrap();
+    assert!(
+        local.as_array().is_some_and(|c| !c.is_empty()
+            && c.iter()
+                .all(|c| c.as_str().unwrap_or("").contains(".local"))),
+        "this browser hides its host candidates behind mDNS names (else this test proves nothing): {local}"
+    );
+}
+
+#[test]
+fn a_browser_without_microphone_permission_offering_connects_and_hears() {
+    if !isolated("a_browser_without_microphone_permission_offering_connects_and_hears") {
+        return;
+    }
+    browser_without_microphone_hears("alice");
+}
+
+#[test]
+fn a_browser_without_microphone_permission_answering_connects_and_hears() {
+    if !isolated("a_browser_without_microphone_permission_answering_connects_and_hears") {
+        return;
+    }
+    browser_without_microphone_hears("zoe");
+}
+
+#[test]
+fn a_sign_in_link_signs_the_page_in_with_its_token_and_is_remembered() {
+    if !isolated("a_sign_in_link_signs_the_page_in_with_its_token_and_is_remembered") {
+        return;
+    }
+    use cromulent_server::auth::{Claims, make_token, sign_in_link};
+    const SECRET: &str = "web-test-secret-0123456789";
+    let dir = TempDir::new("web-token");
+    let config = dir.path("server.toml");
+    std::fs::write(&config, "[auth]\nmode = \"token\"\n").unwrap();
+    let config = config.display().to_string();
+    let server = Server::start_with(
+        free_port(),
+        &["--config", &config],
+        &[("CROMULENT_AUTH_SECRET", SECRET)],
+    );
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = Claims {
+        sub: "alice".into(),
+        name: Some("Alice A.".into()),
+        client_names: false,
+        exp,
+    };
+    let token = make_token(SECRET.as_bytes(), &claims);
+    let link = sign_in_link(&page_url(&server), &token).unwrap();
+    let browser = browser_with_tone(&dir, 440.0);
+    browser.goto(&link).unwrap();
+    let me = browser.wait_for("document.body.dataset.self", SHORT);
+    assert_eq!(me, Some(json!("alice")), "signed in by the link's token");
+    let shown = browser
+        .execute(
+            "return [location.hash, getComputedStyle(document.querySelector('#signin')).display];",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(shown[0], json!(""), "the token left the address bar");
+    assert_eq!(shown[1], json!("none"), "no name is asked for");
+    join(&browser, 1);
+    wait_voicebar(&browser, "connected", SHORT);
+    let member = browser.wait_for(
+        "document.querySelector('li.member[data-user=\"alice\"] .who').textContent",
+        SHORT,
+    );
+    assert_eq!(member, Some(json!("Alice A. (you)")), "the token's name");
+
+    // Opened again later, without the link: still signed in.
+    browser.new_tab().unwrap();
+    browser.goto(&page_url(&server)).unwrap();
+    let me = browser.wait_for("document.body.dataset.self", SHORT);
+    assert_eq!(me, Some(json!("alice")), "the token was remembered");
+
+    // A bad link: told so in words, and asked to sign in.
+    browser.new_tab().unwrap();
+    browser
+        .goto(&sign_in_link(&page_url(&server), "cv1.bogus.token").unwrap())
+        .unwrap();
+    let error = browser.wait_for("document.querySelector('#signin-error').textContent", SHORT);
+    assert!(
+        error
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.contains("not valid")),
+        "{error:?}"
+    );
 }

@@ -113,3 +113,42 @@ fn token_command_without_a_secret_fails_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CROMULENT_AUTH_SECRET"));
 }
+
+#[tokio::test]
+async fn token_link_carries_a_working_token_in_its_fragment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cromulent-server"))
+        .args([
+            "token",
+            "--user",
+            "alice",
+            "--link",
+            "https://voice.example.org",
+        ])
+        .env("CROMULENT_AUTH_SECRET", SECRET)
+        .output()
+        .expect("run cromulent-server token --link");
+    assert!(out.status.success(), "{out:?}");
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = link
+        .strip_prefix("https://voice.example.org/#token=")
+        .unwrap_or_else(|| panic!("{link}"));
+    let server = TestServer::start(token_config()).await;
+    let mut c = hello_token(&server.url(), token).await;
+    let m = c.recv().await;
+    let ServerMsg::Welcome { user, .. } = m else {
+        panic!("{m:?}")
+    };
+    assert_eq!(user.id, "alice");
+    server.stop().await;
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_cromulent-server"))
+        .args(["token", "--user", "alice", "--link", "voice.example.org"])
+        .env("CROMULENT_AUTH_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("bad --link"),
+        "{bad:?}"
+    );
+}

@@ -123,3 +123,32 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Inside an [`isolated`] run: give the namespace a "LAN" — `lan0` with `addr` (e.g.
+/// `10.77.0.1/24`) and the default route through it, one end of a veth pair whose other end
+/// stays in the namespace too (this kernel has no dummy interfaces) — so a browser has an
+/// interface besides loopback to gather on (without microphone permission it gathers only on
+/// the default route's interface). Packets to that address are delivered locally: nothing
+/// leaves the namespace.
+pub fn add_lan(addr: &str) {
+    for args in [
+        vec![
+            "link", "add", "lan0", "type", "veth", "peer", "name", "lan1",
+        ],
+        vec!["addr", "add", addr, "dev", "lan0"],
+        vec!["link", "set", "lan1", "up"],
+        vec!["link", "set", "lan0", "up"],
+        vec!["route", "add", "default", "dev", "lan0"],
+    ] {
+        let out = Command::new("ip")
+            .args(&args)
+            .output()
+            .expect("run ip (iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

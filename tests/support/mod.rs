@@ -46,10 +46,17 @@ impl Server {
 
     /// Start on `port` with extra arguments and environment.
     pub fn start_with(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_listening(&format!("127.0.0.1:{port}"), args, env)
+    }
+
+    /// Start listening on `listen` (e.g. `0.0.0.0:PORT` inside a test's own namespace); `addr`
+    /// is its loopback address.
+    pub fn start_listening(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = listen.rsplit(':').next().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("server")
-            .args(["--listen", &addr.to_string()])
+            .args(["--listen", listen])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
