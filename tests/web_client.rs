@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
-use cromulent_test_support::browser::{Browser, Options};
+use cromulent_test_support::browser::{self, Browser, Options};
 use cromulent_test_support::netns::{self, isolated};
 use serde_json::{Value, json};
 use support::coturn::Coturn;
@@ -23,24 +23,10 @@ use support::{Client, LONG, Server, TempDir, free_port, read_wav, tail};
 
 const SHORT: Duration = Duration::from_secs(10);
 
-/// A 48 kHz mono WAV of a `freq` Hz tone, for the browser's fake microphone (looped).
+/// The browser's fake microphone: a `freq` Hz tone (looped).
 fn tone_wav(dir: &TempDir, freq: f32) -> PathBuf {
     let path = dir.path(&format!("tone-{freq}.wav"));
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    // A whole number of periods, so the loop has no click.
-    let samples = (48_000.0 / freq * (2.0 * freq).round()).round() as usize;
-    for i in 0..samples {
-        let t = i as f32 / 48_000.0;
-        let v = (2.0 * std::f32::consts::PI * freq * t).sin() * 0.5;
-        w.write_sample((v * i16::MAX as f32) as i16).unwrap();
-    }
-    w.finalize().unwrap();
+    browser::tone_wav(&path, f64::from(freq)).unwrap();
     path
 }
 
@@ -660,4 +646,117 @@ fn a_sign_in_link_signs_the_page_in_with_its_token_and_is_remembered() {
             .is_some_and(|e| e.contains("not valid")),
         "{error:?}"
     );
+}
+
+/// No media lost at call start, in both DTLS roles of our engine (answering: DTLS client;
+/// offering: the browser answers `active`, so our engine is the DTLS server, the role in which
+/// a browser's first packets were once seen dropped). Loopback loses nothing, so once both
+/// sides stop sending, every packet the browser sent has reached our engine: the counts are
+/// equal. The other way, the browser saw no gap (`packetsLost` 0 from its first packet on);
+/// its count cannot be held against our engine's `packets_sent`, which also counts the frames
+/// webrtc-rs discards before its SRTP session is up (`SrtpWriterFuture::write_rtp` returns
+/// `Ok(0)` for them: audio from before the call existed).
+fn no_packet_lost_from_the_start(web_name: &str) {
+    let dir = TempDir::new("web-start");
+    let server = Server::start();
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &[
+            "--join",
+            "General",
+            "--audio-in",
+            "tone:660",
+            "--script",
+            "-",
+        ],
+    );
+    bob.wait_state("connected", LONG);
+    let browser = browser_with_tone(&dir, 440.0);
+    // Keep the page's peer connections where the test can read their statistics.
+    browser
+        .on_every_page(
+            "const Native = window.RTCPeerConnection;
+             window.__pcs = [];
+             window.RTCPeerConnection = function (...args) {
+               const pc = new Native(...args); window.__pcs.push(pc); return pc;
+             };
+             window.RTCPeerConnection.prototype = Native.prototype;",
+        )
+        .unwrap();
+    sign_in(&browser, &server, web_name);
+    talk_mode(&browser, "open");
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    bob.wait_audio(web_name, LONG);
+    std::thread::sleep(Duration::from_secs(1));
+    // Both stop sending; what was in flight lands.
+    browser
+        .execute(
+            "for (const pc of window.__pcs) for (const s of pc.getSenders()) s.replaceTrack(null);",
+            &[],
+        )
+        .unwrap();
+    bob.say("mute on");
+    std::thread::sleep(Duration::from_secs(1));
+    let page = browser
+        .execute_async(
+            "const done = arguments[0];
+             const pcs = window.__pcs.filter((pc) => pc.connectionState === 'connected');
+             if (pcs.length !== 1) { done({error: `${pcs.length} connected`}); return; }
+             pcs[0].getStats().then((r) => {
+               let sent = null, got = null, lost = null;
+               r.forEach((s) => {
+                 if (s.type === 'outbound-rtp' && s.kind === 'audio') sent = s.packetsSent;
+                 if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+                   got = s.packetsReceived; lost = s.packetsLost;
+                 }
+               });
+               done({sent, got, lost});
+             });",
+            &[],
+        )
+        .unwrap();
+    assert!(page["error"].is_null(), "{page}");
+    let mark = bob.mark();
+    bob.say("stats");
+    let stats = bob.wait_after(mark, "stats", SHORT, |e| e.kind() == "stats");
+    let peer = stats.json["peers"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["user"] == web_name))
+        .cloned()
+        .unwrap_or_else(|| panic!("bob's stats for {web_name}: {}", stats.json));
+    let browser_sent = page["sent"].as_u64().unwrap();
+    let browser_got = page["got"].as_u64().unwrap();
+    assert!(browser_sent > 50 && browser_got > 50, "{page} {peer}");
+    assert_eq!(
+        peer["packets_received"].as_u64(),
+        Some(browser_sent),
+        "bob received every packet the browser sent: page {page}, bob {peer}"
+    );
+    assert_eq!(
+        page["lost"],
+        json!(0),
+        "no gap in what bob sent: page {page}"
+    );
+    assert!(
+        peer["packets_sent"].as_u64() >= Some(browser_got),
+        "page {page}, bob {peer}"
+    );
+}
+
+#[test]
+fn no_packet_is_lost_from_the_start_when_our_engine_answers() {
+    if !isolated("no_packet_is_lost_from_the_start_when_our_engine_answers") {
+        return;
+    }
+    no_packet_lost_from_the_start("alice");
+}
+
+#[test]
+fn no_packet_is_lost_from_the_start_when_our_engine_offers() {
+    if !isolated("no_packet_is_lost_from_the_start_when_our_engine_offers") {
+        return;
+    }
+    no_packet_lost_from_the_start("zoe");
 }

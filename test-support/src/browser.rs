@@ -162,6 +162,19 @@ impl Browser {
         Ok(reply["value"].clone())
     }
 
+    /// Run `script` at the start of every page this browser opens from now on, before the
+    /// page's own scripts (Chrome DevTools `Page.addScriptToEvaluateOnNewDocument`): for a
+    /// test to watch what a page does (e.g. keep its `RTCPeerConnection`s) without the page
+    /// exposing anything for tests.
+    pub fn on_every_page(&self, script: &str) -> Result<(), Error> {
+        let body = json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": { "source": script },
+        });
+        self.command("POST", "/goog/cdp/execute", Some(&body))
+            .map(drop)
+    }
+
     /// Open `url` (waits for the page's load event).
     pub fn goto(&self, url: &str) -> Result<(), Error> {
         self.command("POST", "/url", Some(&json!({ "url": url })))
@@ -303,6 +316,32 @@ impl Drop for Browser {
         );
         self.driver.kill();
     }
+}
+
+/// Write a 48 kHz mono 16-bit WAV of a `freq` Hz tone at half scale, a whole number of
+/// periods long so that it loops without a click: a browser's fake microphone.
+pub fn tone_wav(path: &Path, freq: f64) -> std::io::Result<()> {
+    let periods = (2.0 * freq).round();
+    let samples = (48_000.0 / freq * periods).round() as usize;
+    let mut data = Vec::with_capacity(44 + samples * 2);
+    let bytes = (samples * 2) as u32;
+    data.extend_from_slice(b"RIFF");
+    data.extend_from_slice(&(36 + bytes).to_le_bytes());
+    data.extend_from_slice(b"WAVEfmt ");
+    data.extend_from_slice(&16u32.to_le_bytes());
+    data.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    data.extend_from_slice(&1u16.to_le_bytes()); // mono
+    data.extend_from_slice(&48_000u32.to_le_bytes());
+    data.extend_from_slice(&96_000u32.to_le_bytes());
+    data.extend_from_slice(&2u16.to_le_bytes());
+    data.extend_from_slice(&16u16.to_le_bytes());
+    data.extend_from_slice(b"data");
+    data.extend_from_slice(&bytes.to_le_bytes());
+    for i in 0..samples {
+        let v = (2.0 * std::f64::consts::PI * freq * i as f64 / 48_000.0).sin() * 0.5;
+        data.extend_from_slice(&((v * f64::from(i16::MAX)) as i16).to_le_bytes());
+    }
+    std::fs::write(path, data)
 }
 
 /// One WebDriver request over a fresh loopback connection; the reply's JSON.
