@@ -38,6 +38,13 @@ fn browser_with_tone(dir: &TempDir, freq: f32) -> Browser {
     Browser::launch(&options).expect("launch chromium")
 }
 
+/// With `CROMULENT_SCREENSHOTS=DIR`, save the window as `DIR/NAME` (the pictures in docs/).
+fn screenshot(browser: &Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("CROMULENT_SCREENSHOTS") {
+        browser.screenshot(&Path::new(&dir).join(name)).unwrap();
+    }
+}
+
 fn page_url(server: &Server) -> String {
     format!("http://{}/", server.addr)
 }
@@ -275,6 +282,7 @@ fn three_way_call_with_two_engines() {
         880.0,
         "bea hears cid",
     );
+    screenshot(&browser, "web-call.png");
     std::thread::sleep(Duration::from_secs(1));
     assert!(ann.terminate().success());
     assert!(cid.terminate().success());
@@ -495,9 +503,7 @@ fn the_page_fits_a_phone_screen_and_is_served_whole_from_our_server() {
             "every request to our own server: {r}"
         );
     }
-    if let Some(out) = std::env::var_os("CROMULENT_SCREENSHOT") {
-        browser.screenshot(Path::new(&out)).unwrap();
-    }
+    screenshot(&browser, "web-phone.png");
 }
 
 /// A browser without microphone permission hides its addresses behind mDNS names
@@ -759,4 +765,41 @@ fn no_packet_is_lost_from_the_start_when_our_engine_offers() {
         return;
     }
     no_packet_lost_from_the_start("zoe");
+}
+
+#[test]
+fn a_reload_takes_the_seat_back_and_closing_the_page_leaves_at_once() {
+    if !isolated("a_reload_takes_the_seat_back_and_closing_the_page_leaves_at_once") {
+        return;
+    }
+    let dir = TempDir::new("web-reload");
+    let server = Server::start();
+    let mut bob = Client::start(&server.url(), "bob", &["--join", "General"]);
+    bob.wait_state("connected", LONG);
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "alice");
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    bob.wait_peer_connected("alice", LONG);
+
+    // Reload: signed in again without asking, back in General, the call with bob up again.
+    let mark = bob.mark();
+    browser.execute("location.reload();", &[]).unwrap();
+    let (_, _, words) = wait_voicebar(&browser, "connected", LONG);
+    assert!(words.contains("General"), "{words}");
+    assert_eq!(
+        browser.wait_for("document.body.dataset.self", SHORT),
+        Some(json!("alice"))
+    );
+    wait_peer_connected(&browser, "bob", LONG);
+    bob.wait_after(mark, "alice's call again", LONG, |e| {
+        e.kind() == "peer" && e.str("user") == "alice" && e.str("state") == "connected"
+    });
+
+    // Closing the page gives the seat up at once, not after the 30 s resume grace.
+    let mark = bob.mark();
+    browser.goto("about:blank").unwrap();
+    bob.wait_after(mark, "alice leaves", Duration::from_secs(5), |e| {
+        e.kind() == "presence" && e.str("op") == "leave" && e.str("user") == "alice"
+    });
 }

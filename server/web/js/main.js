@@ -27,6 +27,7 @@ const app = {
   voice: { phase: 'idle', channelName: null },
   peers: new Map(), // user -> what the peers list shows
   sentFlags: '',
+  resume: null, // the session's resume token
   iceTimer: 0,
   audioCtx: null,
 };
@@ -41,6 +42,13 @@ function store(area, key, value) {
     if (value == null) area.removeItem(key);
     else area.setItem(key, value);
   } catch { /* not remembered, still works */ }
+}
+
+/** What a reload of this tab takes back: the sign-in, the session, the channel. */
+function remember() {
+  if (!app.hello) return;
+  store(sessionStorage, SESSION_KEY,
+    JSON.stringify({ hello: app.hello, resume: app.resume, wanted: app.wanted }));
 }
 
 // --- the parts --------------------------------------------------------------------------
@@ -58,7 +66,8 @@ const signaling = new Signaling({
   onLost: (why) => lost(why),
   onFatal: (err) => fatal(err),
   onResumeToken: (token) => {
-    store(sessionStorage, SESSION_KEY, JSON.stringify({ hello: app.hello, resume: token }));
+    app.resume = token;
+    remember();
   },
 });
 
@@ -67,7 +76,20 @@ const room = new VoiceRoom({
   onPeer: (user, patch) => peerChanged(user, patch),
   audioBox: $('remote-audio'),
   audioContext,
+  onPlayBlocked: () => {
+    $('sound-note').hidden = false;
+  },
 });
+
+/** The browser held sound back until the user acts on the page (autoplay policy). */
+function unblockSound() {
+  if ($('sound-note').hidden) return;
+  $('sound-note').hidden = true;
+  audioContext();
+  for (const a of $('remote-audio').querySelectorAll('audio')) {
+    a.play().catch(() => { $('sound-note').hidden = false; });
+  }
+}
 
 const mic = new Mic({
   onTrack: (track, stream) => room.setTrack(track, stream),
@@ -142,8 +164,12 @@ function welcome(msg) {
     else if (app.voice.phase === 'disconnected' && app.voice.reason === 'server_gone') {
       setVoice({ phase: 'idle' });
     }
+  } else if (app.seat === null && app.wanted !== null) {
+    // Resumed without a seat to give back (this tab was reloaded and gave its seat up, or the
+    // user chose a channel while disconnected): ask for it.
+    sendJoin(app.wanted);
   }
-  // A resumed session gets `joined` (or `already_in_voice`) next.
+  // A resumed session that had a seat gets `joined` (or `already_in_voice`) next.
   sendFlags();
   draw();
 }
@@ -177,6 +203,7 @@ function joined(msg) {
   scheduleIceRefresh(msg.ice);
   setVoice({ phase: 'connected', channelName: channelName(msg.channel) });
   sendFlags();
+  remember();
   draw();
 }
 
@@ -189,6 +216,7 @@ function left(msg) {
     mic.close();
     setVoice({ phase: 'idle' });
   }
+  remember();
   draw();
 }
 
@@ -272,6 +300,7 @@ function join(id) {
 
 function leave() {
   app.wanted = null;
+  remember();
   if (app.seat !== null) signaling.send({ type: 'leave' });
   else {
     room.closeAll();
@@ -366,6 +395,7 @@ function typing(target) {
 }
 
 function wireControls() {
+  for (const ev of ['pointerdown', 'keydown']) document.addEventListener(ev, unblockSound, true);
   $('signin-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const name = $('name').value.trim();
@@ -500,16 +530,29 @@ function start() {
     store(localStorage, TOKEN_KEY, linkToken);
     history.replaceState(null, '', location.pathname + location.search);
   }
-  // A reload takes its session back (the seat too, within the server's grace).
+  // Closing the tab (or reloading it) gives the seat up at once, so no one waits out the
+  // resume grace for a page that is gone; a reload asks for the channel again.
+  window.addEventListener('pagehide', () => {
+    if (app.seat !== null) {
+      remember();
+      signaling.send({ type: 'leave' });
+    }
+  });
+  // A reload takes its session back, and its channel.
   let session = null;
   try { session = JSON.parse(stored(sessionStorage, SESSION_KEY) || 'null'); } catch { /* none */ }
   const token = stored(localStorage, TOKEN_KEY);
+  const hello = session && session.hello;
+  const restore = () => {
+    if (Number.isInteger(session.wanted)) app.wanted = session.wanted;
+    return session.resume;
+  };
   if (token) {
     $('signin-form').hidden = true;
     $('token-note').hidden = false;
-    connect({ token }, session && session.hello && session.hello.token === token ? session.resume : null);
-  } else if (session && session.hello && session.hello.name) {
-    connect({ name: session.hello.name }, session.resume);
+    connect({ token }, hello && hello.token === token ? restore() : null);
+  } else if (hello && hello.name) {
+    connect({ name: hello.name }, restore());
   } else {
     const name = stored(localStorage, NAME_KEY);
     if (name) $('name').value = name;

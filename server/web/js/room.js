@@ -47,7 +47,8 @@ export function rmsOf(analyser, buf) {
 export class VoiceRoom {
   /**
    * @param {{send(to:string, signal:object):void, onPeer(user:string, patch:object|null):void,
-   *          audioBox:HTMLElement, audioContext():AudioContext|null}} io
+   *          audioBox:HTMLElement, audioContext():AudioContext|null,
+   *          onPlayBlocked?():void}} io
    */
   constructor(io) {
     this.io = io;
@@ -464,7 +465,9 @@ export class VoiceRoom {
     audio.muted = this.deafened;
     if (audio.srcObject !== stream) audio.srcObject = stream;
     if (this.sinkId && audio.setSinkId) audio.setSinkId(this.sinkId).catch(() => {});
-    audio.play().catch(() => {});
+    audio.play().catch((err) => {
+      if (err && err.name === 'NotAllowedError' && this.io.onPlayBlocked) this.io.onPlayBlocked();
+    });
     // The speaking indicator: the stream's real level. Chrome feeds WebAudio from a remote
     // stream only while it also plays in a media element, so both are kept.
     const ctx = this.io.audioContext();
