@@ -803,3 +803,41 @@ fn a_reload_takes_the_seat_back_and_closing_the_page_leaves_at_once() {
         e.kind() == "presence" && e.str("op") == "leave" && e.str("user") == "alice"
     });
 }
+
+#[test]
+fn the_terminal_client_shows_a_browser_user_like_anyone_else() {
+    if !isolated("the_terminal_client_shows_a_browser_user_like_anyone_else") {
+        return;
+    }
+    use cromulent_test_support::tmux::Tmux;
+    let dir = TempDir::new("web-tui");
+    let server = Server::start();
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let tmux = Tmux::start(&format!(
+        "'{bin}' --server {url} --user alice --config '{config}' --log-file '{log}' \
+         --input-device no-such-mic --output-device no-such-speaker; sleep 600",
+        bin = support::BIN,
+        url = server.url(),
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+    ));
+    tmux.wait("the channel list", |s| s.contains("▸ General"));
+    tmux.keys(&["Enter"]);
+    tmux.wait("alice in General", |s| s.contains("● General"));
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "webby");
+    talk_mode(&browser, "open");
+    join(&browser, 1);
+    wait_peer_connected(&browser, "alice", LONG);
+    // In the channel list, talking, and in the peers panel, connected.
+    let screen = tmux.wait("the browser user in the call", |s| {
+        s.lines()
+            .any(|l| l.contains("webby") && l.contains("connected"))
+    });
+    assert!(
+        screen.lines().filter(|l| l.contains("webby")).count() >= 2,
+        "webby in the channel list and the peers panel:\n{screen}"
+    );
+    tmux.keys(&["q"]);
+}

@@ -10,6 +10,7 @@
 //! - [`netns`]: naming and deleting the network namespaces tests make, and running a test
 //!   alone in a namespace with only loopback ([`netns::isolated`]);
 //! - [`browser`]: a real Chromium driven over WebDriver;
+//! - [`tmux`]: a real terminal (a private tmux server) for the terminal client;
 //! - [`process`]: finding binaries, free ports, private temp dirs, bounded waits and children
 //!   killed on drop;
 //! - [`procfs`]: what `/proc` says about sockets and threads.
@@ -28,4 +29,5 @@ pub mod netns;
 pub mod process;
 pub mod procfs;
 pub mod pulse;
+pub mod tmux;
 pub mod ws;
