@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --locked -q -p cromulent -p cromulent-server -p cromulent-bench
+# The servers benchmarks start keep chat history in memory (a benchmark of the history itself
+# names its own file).
+export CROMULENT_CHAT_DB=${CROMULENT_CHAT_DB:-:memory:}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

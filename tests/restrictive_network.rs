@@ -337,6 +337,7 @@ impl NsServer {
         cmd.args(["netns", "exec", &lab.public, BIN, "server", "--listen"])
             .arg(addr.to_string())
             .env("RUST_LOG", "warn")
+            .env("CROMULENT_CHAT_DB", ":memory:")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {

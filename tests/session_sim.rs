@@ -286,6 +286,15 @@ impl Sim {
                         self.deliver(i, msg);
                     }
                 }
+                hub::Effect::SendMany(conns, msg) => {
+                    for conn in conns {
+                        if let Some(i) = self.client_of(conn) {
+                            self.deliver(i, msg.clone());
+                        }
+                    }
+                }
+                // The simulated clients do not chat; there is no history store here.
+                hub::Effect::Store(_) | hub::Effect::Page { .. } => {}
                 hub::Effect::Broadcast(msg) => {
                     for i in 0..self.clients.len() {
                         if self.clients[i].conn.is_some() {
@@ -369,6 +378,16 @@ impl Sim {
                 vec![hub::Effect::Send(conn, ServerMsg::IceServers { ice })]
             }
             ClientMsg::Ping { id } => vec![hub::Effect::Send(conn, ServerMsg::Pong { id })],
+            ClientMsg::Watch { channel } => self.hub.watch(conn, channel),
+            ClientMsg::Say { channel, text } => {
+                self.hub
+                    .say(conn, channel, &text, self.now().unix_secs * 1000)
+            }
+            ClientMsg::History {
+                channel,
+                before,
+                limit,
+            } => self.hub.history(conn, channel, before, limit),
             ClientMsg::Hello { .. } => Vec::new(),
         };
         self.hub_effects(fx);

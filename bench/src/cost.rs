@@ -203,6 +203,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         Command::new(&opts.binary)
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "warn")
+            .env("CROMULENT_CHAT_DB", ":memory:")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -14,6 +14,9 @@ pub const CLIENT_TYPES: &[&str] = &[
     "signal",
     "refresh_ice",
     "ping",
+    "say",
+    "watch",
+    "history",
 ];
 
 /// Types that carry nothing but `type`. serde lets a unit variant ignore extra fields, so

@@ -22,6 +22,10 @@ pub type ChannelId = u32;
 /// voice channel, so it is unambiguous within a channel).
 pub type UserId = String;
 
+/// A chat message's id: assigned by the server, increasing in the order messages were
+/// accepted (across all channels), never reused.
+pub type MessageId = u64;
+
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -60,6 +64,21 @@ pub enum ClientMsg {
     Ping {
         #[serde(default)]
         id: u64,
+    },
+    /// Post `text` to `channel`'s chat. Answered by the `message` itself (every client that
+    /// follows the channel gets it, the sender too), or an error.
+    Say { channel: ChannelId, text: String },
+    /// Follow `channel`'s chat live besides the channel this connection sits in (the one on
+    /// screen); `null` follows none. One channel at a time: a new `watch` replaces the last.
+    Watch { channel: Option<ChannelId> },
+    /// A page of `channel`'s history: the newest `limit` messages (default and at most 100)
+    /// older than `before` (default: the newest). Answered by `history`.
+    History {
+        channel: ChannelId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<MessageId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
 }
 
@@ -100,6 +119,14 @@ pub enum ServerMsg {
     Pong { id: u64 },
     /// Signaling from a peer in your voice channel; `from` is stamped by the server.
     Signal { from: UserId, signal: Signal },
+    /// A chat message, live: to everyone seated in its channel or watching it.
+    Message { message: ChatMessage },
+    /// Reply to `history`: messages oldest first; `more` when older ones exist.
+    History {
+        channel: ChannelId,
+        messages: Vec<ChatMessage>,
+        more: bool,
+    },
     /// Something went wrong; see [`ErrorReason`]. Fatal reasons are followed by a close.
     Error {
         reason: ErrorReason,
@@ -142,6 +169,21 @@ pub struct ChannelInfo {
     pub id: ChannelId,
     pub name: String,
     pub members: Vec<Member>,
+}
+
+/// One chat message as stored and sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    pub id: MessageId,
+    pub channel: ChannelId,
+    /// The author's user id and display name when it was sent.
+    pub user: UserId,
+    pub name: String,
+    /// Server time it was accepted, Unix milliseconds.
+    pub time: u64,
+    /// The text: no control characters but line feeds. Data, never markup or terminal input.
+    pub text: String,
 }
 
 /// One occupant of a voice channel.
@@ -291,11 +333,19 @@ pub enum ErrorReason {
     ServerFull,
     /// The server is shutting down. Fatal.
     ServerShutdown,
+    /// A chat message over `chat.max_chars` characters.
+    TextTooLong,
+    /// A chat message that is empty (or only white space) or holds a control character (the
+    /// message names it; line feeds are allowed).
+    InvalidText,
+    /// The chat history could not be read or written (the server's database failed; see its
+    /// log).
+    HistoryUnavailable,
 }
 
 impl ErrorReason {
     /// Every reason, for documentation checks.
-    pub const ALL: [ErrorReason; 23] = [
+    pub const ALL: [ErrorReason; 26] = [
         Self::BadJson,
         Self::UnknownType,
         Self::InvalidMessage,
@@ -319,6 +369,9 @@ impl ErrorReason {
         Self::SlowConsumer,
         Self::ServerFull,
         Self::ServerShutdown,
+        Self::TextTooLong,
+        Self::InvalidText,
+        Self::HistoryUnavailable,
     ];
 
     /// The snake_case name used on the wire.
@@ -347,6 +400,9 @@ impl ErrorReason {
             Self::SlowConsumer => "slow_consumer",
             Self::ServerFull => "server_full",
             Self::ServerShutdown => "server_shutdown",
+            Self::TextTooLong => "text_too_long",
+            Self::InvalidText => "invalid_text",
+            Self::HistoryUnavailable => "history_unavailable",
         }
     }
 }

@@ -255,6 +255,8 @@ fn protocol_doc_names_every_type_and_error_reason() {
         "left",
         "ice_servers",
         "signal",
+        "message",
+        "history",
         "error",
     ] {
         assert!(

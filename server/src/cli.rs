@@ -29,8 +29,37 @@ impl ServerArgs {
         if let Some(addr) = self.listen {
             config.server.listen = addr;
         }
+        if config.chat.database.is_none() {
+            let path = default_chat_database(self.config.as_deref(), &|k| std::env::var_os(k))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "no place for the chat history: set chat.database (or CROMULENT_CHAT_DB), \
+                         HOME or XDG_DATA_HOME"
+                            .into(),
+                    )
+                })?;
+            config.chat.database = Some(path.display().to_string());
+        }
         Ok(config)
     }
+}
+
+/// The chat history's file when none is configured: beside the config file, else in the XDG
+/// data directory.
+pub fn default_chat_database(
+    config_file: Option<&std::path::Path>,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    const FILE: &str = "chat.sqlite3";
+    if let Some(file) = config_file {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        return Some(dir.map_or_else(|| PathBuf::from(FILE), |d| d.join(FILE)));
+    }
+    let data = env("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(data.join("cromulent").join(FILE))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -58,4 +87,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
     crate::run(listener, config, shutdown_signal()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_chat_database_sits_beside_the_config_else_in_the_xdg_data_dir() {
+        let none = |_: &str| None;
+        assert_eq!(
+            default_chat_database(Some(Path::new("/etc/cromulent/server.toml")), &none),
+            Some(PathBuf::from("/etc/cromulent/chat.sqlite3"))
+        );
+        assert_eq!(
+            default_chat_database(Some(Path::new("server.toml")), &none),
+            Some(PathBuf::from("chat.sqlite3"))
+        );
+        let home = |k: &str| (k == "HOME").then(|| "/home/a".into());
+        assert_eq!(
+            default_chat_database(None, &home),
+            Some(PathBuf::from("/home/a/.local/share/cromulent/chat.sqlite3"))
+        );
+        let xdg = |k: &str| match k {
+            "XDG_DATA_HOME" => Some("/data".into()),
+            "HOME" => Some("/home/a".into()),
+            _ => None,
+        };
+        assert_eq!(
+            default_chat_database(None, &xdg),
+            Some(PathBuf::from("/data/cromulent/chat.sqlite3"))
+        );
+        assert_eq!(default_chat_database(None, &none), None);
+    }
 }

@@ -40,7 +40,54 @@ pub struct Config {
     pub session: SessionConfig,
     pub limits: LimitsConfig,
     pub turn: TurnConfig,
+    pub chat: ChatConfig,
     pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// The history's SQLite file, or `:memory:` (kept for the process's life only). Unset:
+    /// `chat.sqlite3` beside the config file, else in `$XDG_DATA_HOME/cromulent/` (or
+    /// `~/.local/share/cromulent/`); resolved by [`crate::cli::ServerArgs::load`]. A server
+    /// built from `Config::default()` in code (tests, the demo) keeps it in memory. Env
+    /// `CROMULENT_CHAT_DB`.
+    pub database: Option<String>,
+    /// Longest message, in characters.
+    pub max_chars: usize,
+    /// Keep the newest this many messages per channel (0: no count limit).
+    pub retention_messages: u64,
+    /// Delete messages older than this many days (0: no age limit).
+    pub retention_days: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            database: None,
+            max_chars: 2_000,
+            retention_messages: 100_000,
+            retention_days: 0,
+        }
+    }
+}
+
+impl ChatConfig {
+    /// Where the history lives, once [`crate::cli::ServerArgs::load`] has resolved the default.
+    pub fn location(&self) -> crate::chat_store::Location {
+        match self.database.as_deref() {
+            None | Some(":memory:") => crate::chat_store::Location::Memory,
+            Some(path) => crate::chat_store::Location::File(path.into()),
+        }
+    }
+
+    pub fn retention(&self) -> crate::chat_store::Retention {
+        crate::chat_store::Retention {
+            per_channel: (self.retention_messages > 0).then_some(self.retention_messages),
+            max_age: (self.retention_days > 0)
+                .then(|| Duration::from_secs(self.retention_days.saturating_mul(86_400))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -258,6 +305,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             limits: LimitsConfig::default(),
             turn: TurnConfig::default(),
+            chat: ChatConfig::default(),
             channels: vec![
                 ChannelConfig {
                     id: 1,
@@ -299,6 +347,16 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("CROMULENT_AUTH_SECRET") {
             self.auth.secret = v;
+        }
+        if let Some(v) = get("CROMULENT_CHAT_DB") {
+            if v.trim().is_empty() {
+                return Err(ConfigError::Env {
+                    name: "CROMULENT_CHAT_DB",
+                    value: v,
+                    why: "expected a file path or :memory:".into(),
+                });
+            }
+            self.chat.database = Some(v);
         }
         if let Some(v) = get("TURN_PROVIDER") {
             self.turn.provider = match v.trim().to_ascii_lowercase().as_str() {
@@ -361,6 +419,9 @@ impl Config {
         }
         if self.limits.outbound_queue_bytes < self.limits.max_message_bytes {
             return bad("limits.outbound_queue_bytes must be at least limits.max_message_bytes");
+        }
+        if self.chat.max_chars == 0 || self.chat.max_chars > 100_000 {
+            return bad("chat.max_chars must be between 1 and 100000");
         }
         if self.limits.write_timeout_ms == 0 || self.limits.max_name_chars == 0 {
             return bad("limits.write_timeout_ms and limits.max_name_chars must be positive");
@@ -485,6 +546,7 @@ mod tests {
         assert_eq!(c.server, Config::default().server);
         assert_eq!(c.heartbeat, Config::default().heartbeat);
         assert_eq!(c.limits, Config::default().limits);
+        assert_eq!(c.chat, Config::default().chat);
         assert_eq!(c.channels, Config::default().channels);
     }
 

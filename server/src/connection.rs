@@ -503,6 +503,22 @@ impl Session<'_> {
                 return self.send(ServerMsg::IceServers { ice }).await;
             }
             ClientMsg::Ping { id } => return self.send(ServerMsg::Pong { id }).await,
+            ClientMsg::Watch { channel } => Command::Watch { conn, channel },
+            ClientMsg::Say { channel, text } => Command::Say {
+                conn,
+                channel,
+                text,
+            },
+            ClientMsg::History {
+                channel,
+                before,
+                limit,
+            } => Command::History {
+                conn,
+                channel,
+                before,
+                limit,
+            },
         };
         self.shared.hub.send(cmd);
         Flow::Continue

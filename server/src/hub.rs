@@ -5,12 +5,12 @@
 //! happen together, so concurrency cannot slip between them (Cromulent checked presence, then
 //! tracked later, and two simultaneous joins both passed).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use cromulent_protocol::{
-    ChannelId, ChannelInfo, ErrorReason, Heartbeat, IceConfig, LeftReason, Member, PresenceChange,
-    PresenceOp, ServerMsg, SessionInfo, Signal, UserId, UserInfo,
+    ChannelId, ChannelInfo, ChatMessage, ErrorReason, Heartbeat, IceConfig, LeftReason, Member,
+    MessageId, PresenceChange, PresenceOp, ServerMsg, SessionInfo, Signal, UserId, UserInfo,
 };
 
 use crate::auth::Identity;
@@ -34,6 +34,17 @@ pub enum Effect {
     Broadcast(ServerMsg),
     /// Send `error(reason)` to the connection, then close it.
     Close(ConnId, ErrorReason),
+    /// Send one message to each of these connections (a chat message's followers).
+    SendMany(Vec<ConnId>, ServerMsg),
+    /// Add a chat message to the history (after it went out live).
+    Store(ChatMessage),
+    /// Answer `conn` with a page of `channel`'s history (after every `Store` before it).
+    Page {
+        conn: ConnId,
+        channel: ChannelId,
+        before: Option<MessageId>,
+        limit: u32,
+    },
 }
 
 /// A user's talk flags as shown to others.
@@ -83,6 +94,12 @@ pub struct Hub {
     heartbeat: Heartbeat,
     next_session: SessionId,
     next_instance: u64,
+    /// Chat: the channel each connection follows besides its seat, and the reverse index, so a
+    /// message costs its followers, never every connection.
+    watch: HashMap<ConnId, ChannelId>,
+    watchers: HashMap<ChannelId, BTreeSet<ConnId>>,
+    next_message: MessageId,
+    max_chat_chars: usize,
 }
 
 /// The parts of a `hello` the hub needs.
@@ -118,7 +135,19 @@ impl Hub {
             heartbeat,
             next_session: 1,
             next_instance: 1,
+            watch: HashMap::new(),
+            watchers: HashMap::new(),
+            next_message: 1,
+            max_chat_chars: 2_000,
         }
+    }
+
+    /// Chat settings: the id the next message takes (one past the history's largest) and
+    /// the longest message in characters.
+    pub fn with_chat(mut self, next_message: MessageId, max_chars: usize) -> Self {
+        self.next_message = next_message;
+        self.max_chat_chars = max_chars;
+        self
     }
 
     /// A connection said a valid `hello`: start or resume its session. A new session whose
@@ -156,6 +185,7 @@ impl Hub {
         self.by_resume.insert(a.new_resume_token, sid);
         if let Some(old) = old_conn {
             self.by_conn.remove(&old);
+            self.unwatch(old);
             fx.push(Effect::Close(old, ErrorReason::SessionReplaced));
         }
         self.by_conn.insert(a.conn, sid);
@@ -188,6 +218,7 @@ impl Hub {
     /// A connection ended. Its seat is released at once (no ghosts); the session stays
     /// resumable for the grace window.
     pub fn detach(&mut self, conn: ConnId, now: Instant) -> Vec<Effect> {
+        self.unwatch(conn);
         let Some(sid) = self.by_conn.remove(&conn) else {
             return Vec::new();
         };
@@ -329,6 +360,108 @@ impl Hub {
     }
 
     /// The presence snapshot: every channel with its members.
+    /// Follow `channel`'s chat (replacing the one followed before), or none.
+    pub fn watch(&mut self, conn: ConnId, channel: Option<ChannelId>) -> Vec<Effect> {
+        if !self.by_conn.contains_key(&conn) {
+            return Vec::new();
+        }
+        if let Some(c) = channel
+            && !self.channels.iter().any(|ch| ch.id == c)
+        {
+            return vec![not_found(conn, c)];
+        }
+        self.unwatch(conn);
+        if let Some(c) = channel {
+            self.watch.insert(conn, c);
+            self.watchers.entry(c).or_default().insert(conn);
+        }
+        Vec::new()
+    }
+
+    fn unwatch(&mut self, conn: ConnId) {
+        if let Some(c) = self.watch.remove(&conn)
+            && let Some(set) = self.watchers.get_mut(&c)
+        {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.watchers.remove(&c);
+            }
+        }
+    }
+
+    /// Post `text` to `channel` at `now_ms` (Unix ms): it goes at once to everyone seated in
+    /// the channel or watching it, and to the sender; then to the history.
+    pub fn say(
+        &mut self,
+        conn: ConnId,
+        channel: ChannelId,
+        text: &str,
+        now_ms: u64,
+    ) -> Vec<Effect> {
+        let Some(&sid) = self.by_conn.get(&conn) else {
+            return Vec::new();
+        };
+        let Some(ch) = self.channels.iter().find(|c| c.id == channel) else {
+            return vec![not_found(conn, channel)];
+        };
+        let text = match crate::chat::check_text(text, self.max_chat_chars) {
+            Ok(text) => text,
+            Err(refused) => {
+                return vec![error(conn, refused.reason, refused.message, Some(channel))];
+            }
+        };
+        let mut to: Vec<ConnId> = ch
+            .members
+            .iter()
+            .filter_map(|m| self.sessions.get(m).and_then(|s| s.conn))
+            .chain(self.watchers.get(&channel).into_iter().flatten().copied())
+            .chain(std::iter::once(conn))
+            .collect();
+        to.sort_unstable();
+        to.dedup();
+        let identity = &self.session(sid).identity;
+        let message = ChatMessage {
+            id: self.next_message,
+            channel,
+            user: identity.user.clone(),
+            name: identity.name.clone(),
+            time: now_ms,
+            text,
+        };
+        self.next_message += 1;
+        vec![
+            Effect::SendMany(
+                to,
+                ServerMsg::Message {
+                    message: message.clone(),
+                },
+            ),
+            Effect::Store(message),
+        ]
+    }
+
+    /// A page of `channel`'s history for `conn` (anyone may read any channel).
+    pub fn history(
+        &mut self,
+        conn: ConnId,
+        channel: ChannelId,
+        before: Option<MessageId>,
+        limit: Option<u32>,
+    ) -> Vec<Effect> {
+        if !self.by_conn.contains_key(&conn) {
+            return Vec::new();
+        }
+        if !self.channels.iter().any(|c| c.id == channel) {
+            return vec![not_found(conn, channel)];
+        }
+        vec![Effect::Page {
+            conn,
+            channel,
+            before,
+            limit: crate::chat::page_size(limit),
+        }]
+    }
+
     pub fn snapshot(&self) -> Vec<ChannelInfo> {
         self.channels
             .iter()
@@ -548,6 +681,15 @@ impl Hub {
 
 fn error(conn: ConnId, reason: ErrorReason, message: String, channel: Option<ChannelId>) -> Effect {
     Effect::Send(conn, ServerMsg::error_in(reason, message, channel))
+}
+
+fn not_found(conn: ConnId, channel: ChannelId) -> Effect {
+    error(
+        conn,
+        ErrorReason::NotFound,
+        format!("no channel with id {channel}"),
+        Some(channel),
+    )
 }
 
 fn not_in_voice(conn: ConnId) -> Effect {

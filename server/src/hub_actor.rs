@@ -6,15 +6,18 @@
 //! ([`crate::outbound`]), and a client too slow to drain it is cut off (`slow_consumer`)
 //! instead of stalling everyone. Its session is detached in the same step, so its seat is
 //! released and the `leave` broadcast at once, whether or not it ever reads again.
+//! Chat messages go out live first; the history's writes and reads go to the chat store's
+//! thread in the same order ([`crate::chat_store`]), so the hub never waits on the disk.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cromulent_protocol::{ChannelId, ErrorReason, IceConfig, ServerMsg, Signal, UserId};
+use cromulent_protocol::{ChannelId, ErrorReason, IceConfig, MessageId, ServerMsg, Signal, UserId};
 use rand::RngCore;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::chat_store::{Job, StoreHandle};
 use crate::hub::{Attach, ConnId, Effect, Hub, VoiceFlags};
 use crate::outbound::OutboundTx;
 
@@ -47,6 +50,21 @@ pub enum Command {
         to: UserId,
         signal: Signal,
     },
+    Watch {
+        conn: ConnId,
+        channel: Option<ChannelId>,
+    },
+    Say {
+        conn: ConnId,
+        channel: ChannelId,
+        text: String,
+    },
+    History {
+        conn: ConnId,
+        channel: ChannelId,
+        before: Option<MessageId>,
+        limit: Option<u32>,
+    },
 }
 
 /// The way in to the hub task.
@@ -78,13 +96,18 @@ struct Registered {
 }
 
 /// Start the hub task. It ends when every [`HubHandle`] is dropped.
-pub fn spawn(hub: Hub, expire_every: Duration) -> HubHandle {
+pub fn spawn(hub: Hub, expire_every: Duration, store: StoreHandle) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(hub, rx, expire_every));
+    tokio::spawn(run(hub, rx, expire_every, store));
     HubHandle { tx }
 }
 
-async fn run(mut hub: Hub, mut rx: mpsc::UnboundedReceiver<Command>, expire_every: Duration) {
+async fn run(
+    mut hub: Hub,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    expire_every: Duration,
+    store: StoreHandle,
+) {
     let mut conns: HashMap<ConnId, Registered> = HashMap::new();
     let mut expire = tokio::time::interval(expire_every);
     loop {
@@ -92,7 +115,7 @@ async fn run(mut hub: Hub, mut rx: mpsc::UnboundedReceiver<Command>, expire_ever
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let effects = apply(&mut hub, &mut conns, cmd);
-                carry_out(&mut hub, &mut conns, effects);
+                carry_out(&mut hub, &mut conns, &store, effects);
             }
             _ = expire.tick() => hub.expire(Instant::now()),
         }
@@ -118,15 +141,39 @@ fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, cmd: Command) -
         Command::Leave { conn } => hub.leave(conn),
         Command::VoiceState { conn, flags } => hub.voice_state(conn, flags),
         Command::Relay { conn, to, signal } => hub.relay(conn, &to, signal),
+        Command::Watch { conn, channel } => hub.watch(conn, channel),
+        Command::Say {
+            conn,
+            channel,
+            text,
+        } => hub.say(conn, channel, &text, unix_ms()),
+        Command::History {
+            conn,
+            channel,
+            before,
+            limit,
+        } => hub.history(conn, channel, before, limit),
     }
+}
+
+/// The wall clock, Unix milliseconds: chat messages' time.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Carry out `effects` in order. Clients found too slow are kicked and detached afterwards,
 /// and what their detach causes (the `leave` of their seat) is carried out in turn.
-fn carry_out(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) {
+fn carry_out(
+    hub: &mut Hub,
+    conns: &mut HashMap<ConnId, Registered>,
+    store: &StoreHandle,
+    effects: Vec<Effect>,
+) {
     let mut effects = effects;
     loop {
-        let slow = deliver_all(conns, effects);
+        let slow = deliver_all(conns, store, effects);
         if slow.is_empty() {
             return;
         }
@@ -142,7 +189,11 @@ fn carry_out(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, effects: Ve
 }
 
 /// Carry out one batch of effects; the connections whose queue was full.
-fn deliver_all(conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) -> Vec<ConnId> {
+fn deliver_all(
+    conns: &mut HashMap<ConnId, Registered>,
+    store: &StoreHandle,
+    effects: Vec<Effect>,
+) -> Vec<ConnId> {
     let mut slow = Vec::new();
     for effect in effects {
         match effect {
@@ -162,6 +213,50 @@ fn deliver_all(conns: &mut HashMap<ConnId, Registered>, effects: Vec<Effect>) ->
                 }
             }
             Effect::Close(conn, reason) => kick(conns, conn, reason),
+            Effect::SendMany(to, msg) => {
+                let text = encode(&msg);
+                for conn in to {
+                    if let Some(r) = conns.get(&conn)
+                        && !deliver(r, text.clone())
+                    {
+                        slow.push(conn);
+                    }
+                }
+            }
+            Effect::Store(message) => store.send(Job::Insert(message)),
+            Effect::Page {
+                conn,
+                channel,
+                before,
+                limit,
+            } => {
+                let Some(r) = conns.get(&conn) else { continue };
+                let outbound = r.outbound.clone();
+                store.send(Job::Page {
+                    channel,
+                    before,
+                    limit,
+                    reply: Box::new(move |page| {
+                        let msg = match page {
+                            Ok((messages, more)) => ServerMsg::History {
+                                channel,
+                                messages,
+                                more,
+                            },
+                            Err(e) => {
+                                tracing::error!(error = %e, "chat history not read");
+                                ServerMsg::error_in(
+                                    ErrorReason::HistoryUnavailable,
+                                    "the chat history cannot be read now",
+                                    Some(channel),
+                                )
+                            }
+                        };
+                        // A client too slow to take it is dropped by the hub's next delivery.
+                        let _ = outbound.push(encode(&msg));
+                    }),
+                });
+            }
         }
     }
     slow.sort_unstable();

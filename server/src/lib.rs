@@ -7,6 +7,8 @@
 //!   client, WebSocket upgrades go on to [`connection`].
 //! - [`connection`]: one client — handshake, hello, limits, heartbeat, reading and writing;
 //!   [`outbound`]: its queue of frames to write, bounded in bytes.
+//! - [`chat`]: what a chat message may hold (pure); [`chat_store`]: the history in SQLite, on
+//!   a thread of its own;
 //! - [`hub`]: the pure core — sessions, seats, presence, join guard, relay rules;
 //!   [`hub_actor`] is the task that owns it.
 //! - [`auth`]: who is connecting (open names or signed tokens); [`name`]: what a name may be
@@ -20,6 +22,8 @@
 
 pub mod auth;
 pub mod budget;
+pub mod chat;
+pub mod chat_store;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -3,8 +3,9 @@
 //! its budget the push fails and the hub drops the client as a slow consumer, so a client that
 //! stops reading pins at most `limits.outbound_queue_bytes` of server memory (plus one frame:
 //! a frame larger than the whole budget still goes to an empty queue, so a big presence
-//! snapshot always fits). One producer (the hub task) and one consumer (the connection task).
-//! `push` must never wait: the hub task serves every connection and cannot block on one.
+//! snapshot always fits). Producers: the hub task, and the chat store's thread answering a
+//! history request; one consumer (the connection task). `push` must never wait: the hub task
+//! serves every connection and cannot block on one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// The hub's end.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OutboundTx {
     tx: mpsc::UnboundedSender<Utf8Bytes>,
     queued: Arc<AtomicUsize>,

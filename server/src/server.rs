@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::budget::Budgets;
+use crate::chat_store::{self, Store};
 use crate::config::Config;
 use crate::connection::{self, Shared};
 use crate::hub::Hub;
@@ -33,10 +34,16 @@ pub async fn run(
         ping_interval_ms: config.heartbeat.ping_interval_ms,
         timeout_ms: config.heartbeat.timeout_ms,
     };
-    let hub = Hub::new(&config.channels, config.resume_grace(), heartbeat);
+    let store = Store::open(&config.chat.location(), config.chat.retention())
+        .and_then(|store| Ok((store.next_id()?, store)))
+        .map_err(std::io::Error::other)?;
+    let (next_message, store) = store;
+    let (store, store_thread) = chat_store::spawn(store, hub_actor::unix_ms)?;
+    let hub = Hub::new(&config.channels, config.resume_grace(), heartbeat)
+        .with_chat(next_message, config.chat.max_chars);
     let expire_every = (config.resume_grace() / 4).max(Duration::from_millis(50));
     let shared = Arc::new(Shared {
-        hub: hub_actor::spawn(hub, expire_every),
+        hub: hub_actor::spawn(hub, expire_every, store),
         ice: IceProvider::new(config.turn.clone()),
         config,
     });
@@ -92,6 +99,16 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some connections did not close in time");
+    }
+    // The hub lets go of the chat store once every connection has ended; the store then
+    // writes what is queued and ends. Wait for it (bounded), so a restart finds every message.
+    let flushed = tokio::time::timeout(
+        DRAIN_DEADLINE,
+        tokio::task::spawn_blocking(move || store_thread.join()),
+    )
+    .await;
+    if flushed.is_err() {
+        tracing::warn!("the chat store did not finish in time; the last messages may be lost");
     }
     tracing::info!("shut down");
     Ok(())

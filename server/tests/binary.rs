@@ -26,7 +26,8 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
     cmd.args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .env("CROMULENT_CHAT_DB", ":memory:");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -26,7 +26,9 @@ pub mod talk;
 
 use std::time::Duration;
 
-use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, PresenceChange, UserId};
+use cromulent_protocol::{
+    ChannelId, ChannelInfo, ChatMessage, ErrorReason, MessageId, PresenceChange, UserId,
+};
 use tokio::sync::mpsc;
 
 use crate::audio::{AudioSink, AudioSource, FrameSize, JitterStats, SinkSpec, SourceSpec};
@@ -99,6 +101,19 @@ pub enum EngineCommand {
     },
     /// Report a [`EngineEvent::Stats`].
     Stats,
+    /// Post to a channel's chat: the one named, else the one we sit in (or are joining).
+    Say {
+        channel: Option<ChannelRef>,
+        text: String,
+    },
+    /// Follow this channel's chat live besides the one we sit in (the one on screen); `None`
+    /// follows none.
+    Watch(Option<ChannelId>),
+    /// Ask for a page of a channel's history, older than `before` (or the newest).
+    History {
+        channel: ChannelId,
+        before: Option<MessageId>,
+    },
     /// Leave, close everything, finish the audio output, then end the engine.
     Shutdown,
 }
@@ -179,6 +194,14 @@ pub enum EngineEvent {
         live: bool,
     },
     Stats(Vec<PeerReport>),
+    /// A chat message, live.
+    Message(ChatMessage),
+    /// A page of a channel's chat history, oldest first; `more` when older ones exist.
+    History {
+        channel: ChannelId,
+        messages: Vec<ChatMessage>,
+        more: bool,
+    },
     /// The server refused us for good (e.g. bad token); the engine has stopped.
     Fatal {
         reason: ErrorReason,

@@ -323,7 +323,42 @@ impl Session {
             }
             EngineCommand::Shutdown => self.out.push(Effect::Stop),
             EngineCommand::SetVoiceActivity { .. } | EngineCommand::Stats => {}
+            EngineCommand::Say { channel, text } => self.say(channel, text),
+            EngineCommand::Watch(channel) => self.send(ClientMsg::Watch { channel }),
+            EngineCommand::History { channel, before } => self.send(ClientMsg::History {
+                channel,
+                before,
+                limit: None,
+            }),
         }
+    }
+
+    /// Post to `target`'s chat, or to the channel we sit in (or are joining).
+    fn say(&mut self, target: Option<ChannelRef>, text: String) {
+        let channel = match &target {
+            Some(t) => match self.resolve(t) {
+                Some(id) => Some(id),
+                None => {
+                    self.emit(EngineEvent::Error {
+                        error: EngineError::NoSuchChannel(t.0.clone()),
+                        channel: None,
+                    });
+                    return;
+                }
+            },
+            None => self.current.or(self.wanted),
+        };
+        let Some(channel) = channel else {
+            self.emit(EngineEvent::Error {
+                error: EngineError::Server {
+                    reason: ErrorReason::NotInVoice,
+                    message: "say to which channel? join one first, or name it".into(),
+                },
+                channel: None,
+            });
+            return;
+        };
+        self.send(ClientMsg::Say { channel, text });
     }
 
     fn join(&mut self, target: ChannelRef) {
@@ -434,6 +469,16 @@ impl Session {
                 message,
                 channel,
             } => self.on_server_error(reason, message, channel),
+            ServerMsg::Message { message } => self.emit(EngineEvent::Message(message)),
+            ServerMsg::History {
+                channel,
+                messages,
+                more,
+            } => self.emit(EngineEvent::History {
+                channel,
+                messages,
+                more,
+            }),
         }
     }
 

@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use cromulent_protocol::ChatMessage;
+
 use crate::engine::{EngineEvent, PeerReport, VoiceStatus};
 
 /// The JSON line for an event, or `None` for events headless does not print (mic meter).
@@ -95,7 +97,36 @@ pub fn to_json(
             "event": "stats",
             "peers": peers.iter().map(peer_stats).collect::<Vec<_>>(),
         }),
+        EngineEvent::Message(m) => {
+            let mut line = chat_message(m, channel_names);
+            line["event"] = json!("message");
+            line
+        }
+        EngineEvent::History {
+            channel,
+            messages,
+            more,
+        } => json!({
+            "event": "history",
+            "channel": channel_names(*channel),
+            "channel_id": channel,
+            "messages": messages.iter().map(|m| chat_message(m, channel_names)).collect::<Vec<_>>(),
+            "more": more,
+        }),
         EngineEvent::Mic { .. } | EngineEvent::Stopped => return None,
+    })
+}
+
+/// A chat message's fields (the text as it came: JSON escapes every control character).
+fn chat_message(m: &ChatMessage, channel_names: &dyn Fn(u32) -> Option<String>) -> Value {
+    json!({
+        "id": m.id,
+        "channel": channel_names(m.channel),
+        "channel_id": m.channel,
+        "user": m.user,
+        "name": m.name,
+        "time": m.time,
+        "text": m.text,
     })
 }
 

@@ -271,6 +271,10 @@ impl Runner {
             Command::Mute(on) => send(EngineCommand::Mute(on)),
             Command::Deafen(on) => send(EngineCommand::Deafen(on)),
             Command::Stats => send(EngineCommand::Stats),
+            Command::Say(text) => send(EngineCommand::Say {
+                channel: None,
+                text,
+            }),
             Command::Quit => return None,
             Command::Sleep(d) => return Some(Step::Sleep(Instant::now() + d)),
             Command::Wait(cond, limit) => return Some(Step::Wait(cond, Instant::now() + limit)),

@@ -19,6 +19,8 @@ pub enum Command {
     Wait(WaitFor, Duration),
     Sleep(Duration),
     Stats,
+    /// Post to the chat of the channel we sit in (or are joining).
+    Say(String),
     Quit,
 }
 
@@ -50,6 +52,18 @@ pub fn parse(text: &str) -> Result<Vec<Command>, ScriptError> {
 
 /// Parse one line; `Ok(None)` for blank lines and comments.
 pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
+    // `say` takes the rest of the line as it is: a `#` there is text, not a comment.
+    let trimmed = line.trim_start();
+    if let Some(text) = trimmed
+        .strip_prefix("say")
+        .filter(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+    {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("say needs the text to send".into());
+        }
+        return Ok(Some(Command::Say(text.to_owned())));
+    }
     let line = line.split('#').next().unwrap_or("").trim();
     if line.is_empty() {
         return Ok(None);
@@ -176,6 +190,17 @@ quit
                 Command::Quit,
             ]
         );
+    }
+
+    #[test]
+    fn say_takes_the_rest_of_the_line_as_it_is() {
+        assert_eq!(
+            parse_line("  say brb # back in 5, see #18 ").unwrap(),
+            Some(Command::Say("brb # back in 5, see #18".into()))
+        );
+        assert_eq!(parse_line("say").unwrap_err(), "say needs the text to send");
+        // A word that only starts with "say" is not `say`.
+        assert!(parse_line("sayonara").is_err());
     }
 
     #[test]

@@ -277,6 +277,8 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
             }
         }
         EngineEvent::Audio { .. } => {}
+        // The terminal's chat pane is not built yet (issue 18): messages are not shown here.
+        EngineEvent::Message(_) | EngineEvent::History { .. } => {}
         EngineEvent::Mic { dbfs, live } => {
             model.mic_dbfs = dbfs;
             model.mic_live = live;

@@ -57,6 +57,9 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("server")
             .args(["--listen", listen])
+            // Chat history in memory: test servers run side by side (a test that wants a
+            // file passes CROMULENT_CHAT_DB in `env`).
+            .env("CROMULENT_CHAT_DB", ":memory:")
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -129,6 +129,7 @@ fn start_server(binary: &Path, port: u16) -> anyhow::Result<KillOnDrop> {
     let server = KillOnDrop::spawn(
         Command::new(binary)
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .env("CROMULENT_CHAT_DB", ":memory:")
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
         "cromulent server",

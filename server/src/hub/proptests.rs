@@ -43,6 +43,16 @@ enum Op {
         conn: usize,
         to: usize,
     },
+    /// Follow a channel's chat (channel 0: none; 4 does not exist).
+    Watch {
+        conn: usize,
+        channel: ChannelId,
+    },
+    /// Post to a channel's chat.
+    Say {
+        conn: usize,
+        channel: ChannelId,
+    },
     /// Time passes (milliseconds), then sessions past their grace are forgotten.
     Wait {
         ms: u64,
@@ -59,7 +69,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => conn.clone().prop_map(|conn| Op::Leave { conn }),
         1 => (conn.clone(), any::<bool>(), any::<bool>())
             .prop_map(|(conn, muted, talking)| Op::Flags { conn, muted, talking }),
-        1 => (conn, 0..USERS.len()).prop_map(|(conn, to)| Op::Relay { conn, to }),
+        1 => (conn.clone(), 0..USERS.len()).prop_map(|(conn, to)| Op::Relay { conn, to }),
+        1 => (conn.clone(), 0u32..=4).prop_map(|(conn, channel)| Op::Watch { conn, channel }),
+        1 => (conn, 1u32..=4).prop_map(|(conn, channel)| Op::Say { conn, channel }),
         1 => (0u64..2_000).prop_map(|ms| Op::Wait { ms }),
     ]
 }
@@ -141,6 +153,27 @@ fn check_invariants(hub: &Hub, view: &View) -> Result<(), String> {
         if hub.sessions.get(sid).map(|s| &s.resume_token) != Some(token) {
             return Err("by_resume points at a session with another token".into());
         }
+    }
+    // Chat: the watch table and its reverse index agree, and hold attached connections only.
+    let mut indexed = 0;
+    for (channel, conns) in &hub.watchers {
+        if conns.is_empty() {
+            return Err(format!("an empty watcher set for channel {channel}"));
+        }
+        for conn in conns {
+            indexed += 1;
+            if hub.watch.get(conn) != Some(channel) {
+                return Err(format!(
+                    "watchers of {channel} list {conn}, which watches elsewhere"
+                ));
+            }
+            if !hub.by_conn.contains_key(conn) {
+                return Err(format!("connection {conn} watches after it ended"));
+            }
+        }
+    }
+    if indexed != hub.watch.len() {
+        return Err("the watch table and its index differ in size".into());
     }
     // No two different users whose names look alike.
     let mut owners: HashMap<String, &str> = HashMap::new();
@@ -238,6 +271,37 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     for e in &fx {
                         if let Effect::Broadcast(ServerMsg::Signal { .. }) = e {
                             return Err(format!("step {step}: a signal was broadcast"));
+                        }
+                    }
+                    fx
+                }
+                None => Vec::new(),
+            },
+            Op::Watch { conn, channel } => match pick(&conns, conn) {
+                Some(c) => hub.watch(c, (channel > 0).then_some(channel)),
+                None => Vec::new(),
+            },
+            Op::Say { conn, channel } => match pick(&conns, conn) {
+                Some(c) => {
+                    let fx = hub.say(c, channel, "hi", 0);
+                    // Exactly the seated and watching connections of the channel, and the
+                    // sender, get it.
+                    if let Some(Effect::SendMany(to, _)) = fx.first() {
+                        let mut want: Vec<ConnId> = hub
+                            .by_conn
+                            .iter()
+                            .filter(|(conn, sid)| {
+                                **conn == c
+                                    || hub.sessions[*sid].channel == Some(channel)
+                                    || hub.watch.get(conn) == Some(&channel)
+                            })
+                            .map(|(conn, _)| *conn)
+                            .collect();
+                        want.sort_unstable();
+                        if *to != want {
+                            return Err(format!(
+                                "step {step}: a message to {channel} went to {to:?}, not {want:?}"
+                            ));
                         }
                     }
                     fx

@@ -459,3 +459,123 @@ fn display_names_clash_with_other_users_ids_and_names() {
         "another's id as a name"
     );
 }
+
+// --- chat ----------------------------------------------------------------------------------
+
+/// Who a `say` went to, and the message.
+fn sent_to(fx: &[Effect]) -> (Vec<ConnId>, ChatMessage) {
+    let to = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::SendMany(to, ServerMsg::Message { message }) => {
+                Some((to.clone(), message.clone()))
+            }
+            _ => None,
+        })
+        .expect("a message went out");
+    let stored = fx.iter().find_map(|e| match e {
+        Effect::Store(m) => Some(m.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        stored.as_ref(),
+        Some(&to.1),
+        "what went out is what is stored"
+    );
+    to
+}
+
+#[test]
+fn a_message_goes_to_the_channel_s_seats_its_watchers_and_the_sender_only() {
+    let now = Instant::now();
+    let mut h = hub().with_chat(41, 2000);
+    for (conn, user) in [
+        (1, "alice"),
+        (2, "bob"),
+        (3, "carol"),
+        (4, "dave"),
+        (5, "erin"),
+    ] {
+        attach(&mut h, conn, user, now);
+    }
+    h.join(1, 1, IceConfig::default()); // alice sits in General
+    h.join(2, 1, IceConfig::default()); // bob too
+    h.join(3, 2, IceConfig::default()); // carol sits in Gaming
+    assert!(h.watch(4, Some(1)).is_empty()); // dave watches General
+    // erin neither sits nor watches: she can still post, and gets her own message back.
+    let (to, m) = sent_to(&h.say(5, 1, "hello\r\nall", 1_000));
+    assert_eq!(to, vec![1, 2, 4, 5]);
+    assert_eq!(
+        (m.id, m.channel, m.user.as_str(), m.time, m.text.as_str()),
+        (41, 1, "erin", 1_000, "hello\nall")
+    );
+    // Ids keep growing across channels.
+    let (to, m) = sent_to(&h.say(3, 2, "gg", 1_001));
+    assert_eq!((to, m.id), (vec![3], 42));
+    // dave switches his watch to Gaming: General's messages no longer reach him.
+    h.watch(4, Some(2));
+    assert_eq!(sent_to(&h.say(1, 1, "x", 1_002)).0, vec![1, 2]);
+    assert_eq!(sent_to(&h.say(1, 2, "y", 1_003)).0, vec![1, 3, 4]);
+    h.watch(4, None);
+    assert_eq!(sent_to(&h.say(1, 2, "z", 1_004)).0, vec![1, 3]);
+}
+
+#[test]
+fn a_connection_that_ends_stops_watching_even_when_replaced_by_a_resume() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    attach(&mut h, 2, "bob", now);
+    h.watch(2, Some(1));
+    h.detach(2, now);
+    assert_eq!(sent_to(&h.say(1, 1, "a", 0)).0, vec![1]);
+    // bob again, watching; then his session resumed on a new connection: the old one is gone.
+    attach(&mut h, 3, "bob", now);
+    h.watch(3, Some(1));
+    attach_resume(&mut h, 4, "bob", Some("token-3"), now);
+    assert_eq!(sent_to(&h.say(1, 1, "b", 0)).0, vec![1]);
+    assert!(h.watch.is_empty() && h.watchers.is_empty());
+}
+
+#[test]
+fn bad_text_and_unknown_channels_get_their_reasons_and_nothing_is_sent() {
+    let now = Instant::now();
+    let mut h = hub().with_chat(1, 10);
+    attach(&mut h, 1, "alice", now);
+    for (fx, reason) in [
+        (h.say(1, 1, "\u{1b}]0;x\u{7}", 0), ErrorReason::InvalidText),
+        (h.say(1, 1, "   ", 0), ErrorReason::InvalidText),
+        (h.say(1, 1, "0123456789a", 0), ErrorReason::TextTooLong),
+        (h.say(1, 99, "hi", 0), ErrorReason::NotFound),
+        (h.watch(1, Some(99)), ErrorReason::NotFound),
+        (h.history(1, 99, None, None), ErrorReason::NotFound),
+    ] {
+        assert_eq!(error_reason(&fx), Some(reason), "{fx:?}");
+        assert!(
+            !fx.iter()
+                .any(|e| matches!(e, Effect::SendMany(..) | Effect::Store(_))),
+            "{fx:?}"
+        );
+    }
+    // The refused ones took no id.
+    assert_eq!(sent_to(&h.say(1, 1, "ok", 0)).1.id, 1);
+}
+
+#[test]
+fn history_asks_the_store_for_a_bounded_page() {
+    let now = Instant::now();
+    let mut h = hub();
+    attach(&mut h, 1, "alice", now);
+    assert_eq!(
+        h.history(1, 2, Some(500), Some(10_000)),
+        vec![Effect::Page {
+            conn: 1,
+            channel: 2,
+            before: Some(500),
+            limit: crate::chat::MAX_PAGE,
+        }]
+    );
+    // Not attached: nothing.
+    assert!(h.history(9, 1, None, None).is_empty());
+    assert!(h.say(9, 1, "hi", 0).is_empty());
+}
