@@ -841,3 +841,114 @@ fn the_terminal_client_shows_a_browser_user_like_anyone_else() {
     );
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn the_page_chats_with_a_terminal_user_and_shows_hostile_text_as_text() {
+    if !isolated("the_page_chats_with_a_terminal_user_and_shows_hostile_text_as_text") {
+        return;
+    }
+    let dir = TempDir::new("web-chat");
+    let server = Server::start();
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--script", "-"],
+    );
+    bob.wait_state("connected", LONG);
+    bob.say("say before you came");
+    bob.wait_for("bob's first message", LONG, |e| e.kind() == "message");
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "alice");
+    talk_mode(&browser, "ptt");
+    join(&browser, 1);
+    wait_voicebar(&browser, "connected", SHORT);
+    // The history is there when the chat opens.
+    let texts =
+        "[...document.querySelectorAll('#chat-log li.message .text')].map(e => e.textContent)";
+    let first = browser.wait_for(&format!("{texts}.includes('before you came')"), SHORT);
+    assert!(first.is_some(), "history shown");
+
+    // Markup from a peer is shown as the characters it is made of, never as markup.
+    let hostile = r#"<img src=x onerror="document.title='owned'"><b>bold</b> alice?"#;
+    bob.say(&format!("say {hostile}"));
+    let shown = browser.wait_for(&format!("{texts}.find(t => t.includes('<img'))"), SHORT);
+    assert_eq!(
+        shown,
+        Some(json!(hostile)),
+        "the text, character for character"
+    );
+    let dom = browser
+        .execute(
+            "return { imgs: document.querySelectorAll('#chat-log img, #chat-log b').length,
+                      title: document.title,
+                      mention: document.querySelector('#chat-log li.message:last-child').dataset.mention };",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        dom["imgs"],
+        json!(0),
+        "no element made from a message: {dom}"
+    );
+    assert_eq!(dom["title"], json!("Cromulent Voice"));
+    assert_eq!(dom["mention"], json!("true"), "alice is mentioned: {dom}");
+
+    // The page writes: Enter sends; bob's script gets it.
+    let mark = bob.mark();
+    browser
+        .execute("document.querySelector('#chat-input').focus();", &[])
+        .unwrap();
+    browser
+        .type_into("#chat-input", "hi bob, space bar ok")
+        .unwrap();
+    browser.key("\u{E007}", true).unwrap();
+    browser.key("\u{E007}", false).unwrap();
+    let got = bob.wait_after(mark, "alice's message", LONG, |e| {
+        e.kind() == "message" && e.str("user") == "alice"
+    });
+    assert_eq!(got.str("text"), "hi bob, space bar ok");
+    // The space bar (the push-to-talk key) typed spaces in the field: alice never talked.
+    assert!(
+        !bob.ever(|e| e.kind() == "presence"
+            && e.str("user") == "alice"
+            && e.json["talking"] == json!(true)),
+        "space in the field is text, not push-to-talk"
+    );
+
+    // Another channel's chat opened: General's new messages count as unread there.
+    browser
+        .click("li.channel[data-channel-id=\"2\"] button.open")
+        .unwrap();
+    assert!(
+        browser
+            .wait_for(
+                "document.querySelector('#chat-title').textContent.includes('Gaming')",
+                SHORT
+            )
+            .is_some()
+    );
+    bob.say("say are you there?");
+    let badge = browser.wait_for(
+        "document.querySelector('li.channel[data-channel-id=\"1\"] .unread').textContent",
+        SHORT,
+    );
+    assert_eq!(badge, Some(json!("1")), "one unread in General");
+    browser
+        .click("li.channel[data-channel-id=\"1\"] button.open")
+        .unwrap();
+    assert!(
+        browser
+            .wait_for(&format!("{texts}.includes('are you there?')"), SHORT)
+            .is_some()
+    );
+    assert!(
+        browser
+            .wait_for(
+                "document.querySelector('li.channel[data-channel-id=\"1\"] .unread').hidden",
+                SHORT
+            )
+            .is_some(),
+        "read now"
+    );
+    screenshot(&browser, "web-chat.png");
+}

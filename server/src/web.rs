@@ -43,6 +43,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("/js/bar.js", JS),
     asset!("/js/talk.js", JS),
     asset!("/js/view.js", JS),
+    asset!("/js/chat.js", JS),
 ];
 
 /// What [`respond`] needs of a request.

@@ -19,6 +19,9 @@ const REASONS = {
   unsupported_protocol: 'this page is too old for the server; reload it',
   no_route: 'no route to peers',
   no_microphone: 'no microphone',
+  text_too_long: 'that message is too long',
+  invalid_text: 'that message cannot be sent',
+  history_unavailable: 'the chat history cannot be read now',
 };
 
 export function reasonWords(reason, message) {

@@ -1,5 +1,5 @@
 // The web client: signs in, shows the voice channels and who sits in them, joins / leaves /
-// switches, and runs the call. It owns the page's state (`app`) and wires the parts:
+// switches, runs the call, and shows the selected channel's chat (`chat.js`). It owns the page's state (`app`) and wires the parts:
 // `Signaling` (the WebSocket), `VoiceRoom` (the peer connections), `Mic` (the microphone and
 // the talk rules), the VoiceBar (`bar.js`) and the lists (`view.js`). The rules follow the
 // terminal client's session (src/engine/session.rs): the channel the user wants is asked for
@@ -10,6 +10,7 @@ import { VoiceRoom, DOWN_LIMIT_MS } from './room.js';
 import { Mic } from './talk.js';
 import * as bar from './bar.js';
 import { renderChannels, renderPeer } from './view.js';
+import { ChatPane } from './chat.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'cromulent.token';
@@ -91,6 +92,21 @@ function unblockSound() {
   }
 }
 
+const chat = new ChatPane({
+  send: (msg) => signaling.send(msg),
+  me: () => app.me,
+  channelName: (id) => channelName(id),
+  onUnread: () => draw(),
+}, {
+  pane: $('chat-pane'),
+  title: $('chat-title'),
+  log: $('chat-log'),
+  older: $('chat-older'),
+  form: $('chat-form'),
+  input: $('chat-input'),
+  error: $('chat-error'),
+});
+
 const mic = new Mic({
   onTrack: (track, stream) => room.setTrack(track, stream),
   onLive: () => { drawTalk(); sendFlags(); },
@@ -114,6 +130,7 @@ function signOut() {
   signaling.stop();
   room.closeAll();
   mic.close();
+  chat.reset();
   store(localStorage, TOKEN_KEY, null);
   store(sessionStorage, SESSION_KEY, null);
   Object.assign(app, { me: null, seat: null, wanted: null, online: false, channels: [] });
@@ -141,6 +158,8 @@ function receive(msg) {
     case 'left': left(msg); break;
     case 'ice_servers': room.freshIce(msg.ice); scheduleIceRefresh(msg.ice); break;
     case 'signal': room.signal(msg.from, msg.signal); break;
+    case 'message': chat.message(msg.message); break;
+    case 'history': chat.history(msg); break;
     case 'error': serverError(msg); break;
     default:
   }
@@ -171,6 +190,14 @@ function welcome(msg) {
   }
   // A resumed session that had a seat gets `joined` (or `already_in_voice`) next.
   sendFlags();
+  // The chat on screen: followed again, and what was missed while away fetched.
+  if (chat.channel === null || !app.channels.some((c) => c.id === chat.channel)) {
+    chat.channel = null;
+    const first = app.wanted ?? (app.channels[0] && app.channels[0].id);
+    if (first != null) chat.open(first);
+  } else {
+    chat.resync();
+  }
   draw();
 }
 
@@ -204,6 +231,7 @@ function joined(msg) {
   setVoice({ phase: 'connected', channelName: channelName(msg.channel) });
   sendFlags();
   remember();
+  chat.open(msg.channel); // the channel you sit in is the one you talk in
   draw();
 }
 
@@ -237,6 +265,11 @@ function serverError(msg) {
       break;
     case 'resume_expired':
       break; // the welcome (resumed: false) already started over
+    case 'text_too_long':
+    case 'invalid_text':
+    case 'history_unavailable':
+      chat.refused(bar.reasonWords(msg.reason, msg.message));
+      break;
     default:
       console.warn('cromulent: server error', msg.reason, msg.message);
   }
@@ -360,6 +393,7 @@ function peerChanged(user, patch) {
 function draw() {
   renderChannels($('channels'), app.channels, {
     me: app.me && app.me.id, seat: app.seat, inVoice: app.seat !== null, onJoin: join,
+    selected: chat.channel, unread: chat.unread, onOpen: openChat,
   });
   $('leave').disabled = app.seat === null && app.wanted === null;
   drawTalk();
@@ -376,6 +410,11 @@ function drawTalk() {
   const deafen = $('deafen');
   deafen.setAttribute('aria-pressed', String(mic.deafened));
   deafen.textContent = mic.deafened ? 'Undeafen' : 'Deafen';
+}
+
+function openChat(id) {
+  chat.open(id);
+  draw();
 }
 
 // --- controls -----------------------------------------------------------------------------
@@ -455,9 +494,15 @@ function wireControls() {
     }
     if (e.repeat) return;
     const key = e.key.toLowerCase();
-    if (key === 'm') toggleMute();
+    if (key === '/') {
+      e.preventDefault();
+      $('chat-input').focus();
+    } else if (key === 'm') toggleMute();
     else if (key === 'd') toggleDeafen();
     else if (key === 'l' && (app.seat !== null || app.wanted !== null)) leave();
+  });
+  $('chat-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') e.target.blur();
   });
   document.addEventListener('keyup', (e) => {
     if (e.key === ' ') {

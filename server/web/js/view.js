@@ -29,7 +29,9 @@ export function memberMarks(m) {
  * Draw the channels with their members and a join button each.
  * @param {HTMLElement} ul
  * @param {{id:number,name:string,members:object[]}[]} channels
- * @param {{me:string|null, seat:number|null, inVoice:boolean, onJoin(id:number):void}} ctx
+ * @param {{me:string|null, seat:number|null, inVoice:boolean, selected:number|null,
+ *          unread:Map<number,number>, onJoin(id:number):void, onOpen(id:number):void}} ctx
+ *   (`onJoin` and `onOpen` are bound once, when a channel's item is made)
  */
 export function renderChannels(ul, channels, ctx) {
   const keep = new Set();
@@ -41,8 +43,10 @@ export function renderChannels(ul, channels, ctx) {
     if (!li) {
       const button = el('button', { type: 'button', class: 'join' });
       button.addEventListener('click', () => ctx.onJoin(Number(li.dataset.channelId)));
+      const open = el('button', { type: 'button', class: 'open name' });
+      open.addEventListener('click', () => ctx.onOpen(Number(li.dataset.channelId)));
       li = el('li', { class: 'channel', 'data-channel-id': key },
-        el('div', { class: 'head' }, el('span', { class: 'name' }), button),
+        el('div', { class: 'head' }, open, el('span', { class: 'unread', hidden: true }), button),
         el('ul', { class: 'members' }));
     }
     if (li !== before) ul.insertBefore(li, before);
@@ -51,6 +55,13 @@ export function renderChannels(ul, channels, ctx) {
     li.dataset.mine = String(mine);
     const name = li.querySelector('.name');
     if (name.textContent !== ch.name) name.textContent = ch.name;
+    name.setAttribute('aria-label', `Open the chat of ${ch.name}`);
+    li.dataset.selected = String(ctx.selected === ch.id);
+    const unread = ctx.unread.get(ch.id) || 0;
+    const badge = li.querySelector('.unread');
+    badge.hidden = unread === 0;
+    badge.textContent = unread ? String(unread) : '';
+    badge.title = unread ? `${unread} unread` : '';
     const button = li.querySelector('button.join');
     const label = mine ? 'Joined' : ctx.inVoice ? 'Switch here' : 'Join';
     if (button.textContent !== label) button.textContent = label;
