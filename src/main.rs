@@ -30,6 +30,8 @@ enum Cmd {
 }
 
 fn main() {
+    // While the process has one thread: chat times in the local zone.
+    tui::capture_utc_offset();
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {

@@ -297,3 +297,184 @@ fn the_demo_shows_the_url_of_its_web_client_and_serves_the_page_there() {
     assert!(reply.contains("<title>Cromulent Voice</title>"), "{reply}");
     tmux.keys(&["q"]);
 }
+
+/// A server that speaks the protocol but sends what ours never would: chat text full of
+/// terminal controls. What a compromised or hostile server could do to a client.
+fn hostile_server(texts: Vec<String>) -> (String, std::thread::JoinHandle<()>) {
+    use cromulent_protocol::{
+        ChannelInfo, ChatMessage, Heartbeat, PROTOCOL_VERSION, ServerMsg, SessionInfo, UserInfo,
+    };
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let accept = tokio::time::timeout(WAIT, listener.accept()).await;
+            let Ok(Ok((tcp, _))) = accept else { return };
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let send = |m: ServerMsg| Message::text(m.to_json());
+            let _hello = ws.next().await;
+            ws.send(send(ServerMsg::Welcome {
+                protocol: PROTOCOL_VERSION,
+                user: UserInfo {
+                    id: "alice".into(),
+                    name: "alice".into(),
+                },
+                session: SessionInfo {
+                    resume_token: "t".into(),
+                    resume_grace_ms: 30_000,
+                },
+                resumed: false,
+                heartbeat: Heartbeat {
+                    ping_interval_ms: 5_000,
+                    timeout_ms: 20_000,
+                },
+                channels: vec![ChannelInfo {
+                    id: 1,
+                    name: "General".into(),
+                    members: Vec::new(),
+                }],
+            }))
+            .await
+            .unwrap();
+            let messages: Vec<ChatMessage> = texts
+                .into_iter()
+                .enumerate()
+                .map(|(i, text)| ChatMessage {
+                    id: i as u64 + 1,
+                    channel: 1,
+                    user: "mallory".into(),
+                    name: "mallory".into(),
+                    time: 0,
+                    text,
+                })
+                .collect();
+            // Answer the history request with the hostile page, then also send them live.
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+                if frame.to_text().unwrap_or("").contains("\"history\"") {
+                    ws.send(send(ServerMsg::History {
+                        channel: 1,
+                        messages: messages.clone(),
+                        more: false,
+                    }))
+                    .await
+                    .unwrap();
+                    break;
+                }
+            }
+            // Hold the connection open until the client goes.
+            while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, ws.next()).await {}
+        });
+    });
+    (url, thread)
+}
+
+#[test]
+fn hostile_chat_text_cannot_touch_the_terminal() {
+    let dir = TempDir::new("tui-tmux-hostile");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let (url, server) = hostile_server(vec![
+        "title \u{1b}]0;pwned\u{7} set?".into(),
+        "clear \u{1b}[2J\u{1b}[H done?".into(),
+        "clip \u{1b}]52;c;cHduZWQ=\u{7} copied?".into(),
+        "bidi abc\u{202e}fed end".into(),
+        "c1 \u{9b}31m red?".into(),
+        "wide 世界 👋 ok".into(),
+    ]);
+    // The client starts once tmux accepts clipboard writes from applications (OSC 52 would
+    // then make a paste buffer) and lets them rename the pane.
+    let go = dir.path("go");
+    let command = format!(
+        "while [ ! -e '{go}' ]; do sleep 0.05; done; \
+         '{BIN}' --server {url} --user alice --config '{config}' --log-file '{log}' \
+         --input-device no-such-mic --output-device no-such-speaker; sleep 600",
+        go = go.display(),
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.set_option("set-clipboard", "on");
+    tmux.set_option("allow-rename", "on");
+    std::fs::write(&go, "").unwrap();
+    let title_before = tmux.pane_title();
+    let screen = tmux.wait("the hostile page drawn", |s| s.contains("wide 世界 👋 ok"));
+    // Every control is drawn as a symbol; nothing acted.
+    for shown in [
+        "title ␛]0;pwned␇ set?",
+        "clear ␛[2J␛[H done?",
+        "clip ␛]52;c;cHduZWQ=␇ copied?",
+        "bidi abc\u{FFFD}fed end",
+        "c1 \u{FFFD}31m red?",
+    ] {
+        assert!(
+            screen.contains(shown),
+            "{shown:?} not shown as text:\n{screen}"
+        );
+    }
+    assert!(
+        screen.contains("Channels") && screen.contains("▸ General"),
+        "the screen was not cleared:\n{screen}"
+    );
+    assert_eq!(tmux.pane_title(), title_before, "the title is unchanged");
+    assert!(tmux.buffers().is_empty(), "no clipboard write reached tmux");
+    let coloured = tmux.screen(true);
+    assert!(
+        !coloured.contains("\u{1b}[31m") && !coloured.contains(";31m"),
+        "no text turned red by a C1 CSI"
+    );
+    tmux.keys(&["q"]);
+    drop(tmux);
+    let _ = server.join();
+}
+
+#[test]
+fn chat_with_a_script_user_in_a_real_terminal() {
+    let server = Server::start();
+    let dir = TempDir::new("tui-tmux-chat");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--script", "-"],
+    );
+    bob.wait_state("connected", WAIT);
+    bob.say("say hello alice, type back");
+    bob.wait_for("its message", WAIT, |e| e.kind() == "message");
+    let command = format!(
+        "'{BIN}' --server {url} --user alice --config '{config}' --log-file '{log}' \
+         --input-device no-such-mic --output-device no-such-speaker; sleep 600",
+        url = server.url(),
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+    );
+    let tmux = Tmux::start(&command);
+    // History when the chat opens; alice is mentioned.
+    let screen = tmux.wait("bob's message", |s| {
+        s.contains("bob: hello alice, type back")
+    });
+    assert!(screen.contains("Chat — General"), "{screen}");
+    // Into the input line: the screen says so; the talk key types a space.
+    tmux.keys(&["c"]);
+    tmux.wait("typing", |s| s.contains("typing: Enter sends, Esc leaves"));
+    tmux.keys(&["-l", "on my way (q to quit)"]);
+    tmux.wait("the typed line", |s| s.contains("> on my way (q to quit)"));
+    tmux.keys(&["Enter"]);
+    let got = bob.wait_for("alice's message", WAIT, |e| {
+        e.kind() == "message" && e.str("user") == "alice"
+    });
+    assert_eq!(got.str("text"), "on my way (q to quit)");
+    tmux.wait("alice's own message", |s| s.contains("alice: on my way"));
+    tmux.keys(&["Escape"]);
+    tmux.wait("out of the input", |s| !s.contains("typing: Enter sends"));
+    tmux.keys(&["q"]);
+}

@@ -67,6 +67,7 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
     );
     model.input = input;
     model.output = output;
+    model.chat.utc_offset_secs = super::utc_offset();
     model.notice = intro.map(|i| Notice {
         text: i.text,
         level: NoticeLevel::Info,

@@ -23,12 +23,17 @@ pub enum Action {
     Deafen,
     /// Push-to-talk → voice activity → open mic → push-to-talk.
     CycleTalkMode,
+    /// Open the chat input line (keys type until Esc).
+    Chat,
+    /// Scroll the chat towards older / newer messages.
+    ChatOlder,
+    ChatNewer,
     Help,
     Quit,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 13] = [
         Action::Up,
         Action::Down,
         Action::Join,
@@ -37,6 +42,9 @@ impl Action {
         Action::Mute,
         Action::Deafen,
         Action::CycleTalkMode,
+        Action::Chat,
+        Action::ChatOlder,
+        Action::ChatNewer,
         Action::Help,
         Action::Quit,
     ];
@@ -52,6 +60,9 @@ impl Action {
             Action::Mute => "mute",
             Action::Deafen => "deafen",
             Action::CycleTalkMode => "talk_mode",
+            Action::Chat => "chat",
+            Action::ChatOlder => "chat_older",
+            Action::ChatNewer => "chat_newer",
             Action::Help => "help",
             Action::Quit => "quit",
         }
@@ -68,6 +79,9 @@ impl Action {
             Action::Mute => "mute / unmute the microphone",
             Action::Deafen => "deafen / undeafen (hear nobody, be heard by nobody)",
             Action::CycleTalkMode => "talk mode: push-to-talk → voice activity → open mic",
+            Action::Chat => "write in the selected channel's chat (Enter sends, Esc leaves)",
+            Action::ChatOlder => "scroll the chat back (loads older messages)",
+            Action::ChatNewer => "scroll the chat forward",
             Action::Help => "show / hide this help",
             Action::Quit => "quit",
         }
@@ -87,6 +101,9 @@ impl Action {
             Action::Mute => &["m"],
             Action::Deafen => &["d"],
             Action::CycleTalkMode => &["t"],
+            Action::Chat => &["c", "/"],
+            Action::ChatOlder => &["pageup"],
+            Action::ChatNewer => &["pagedown"],
             Action::Help => &["?"],
             Action::Quit => &["q"],
         }

@@ -1,7 +1,8 @@
 //! The terminal client: `cromulent --server URL --user NAME`, and `cromulent demo`.
 //!
 //! Elm architecture, one concern per file:
-//! - [`model`]: what the screen shows, plain data;
+//! - [`model`]: what the screen shows, plain data; [`chat`]: the chat pane's state and rules,
+//!   and what makes a message safe to draw;
 //! - [`update`]: the pure state machine, `update(&mut Model, Msg) -> Vec<Cmd>`;
 //! - [`view`]: draws a model, nothing else;
 //! - [`keys`]: the configurable key map; [`config`]: flags, config file, defaults;
@@ -13,6 +14,7 @@
 //! Never writes to the screen outside `view`, never decides anything outside `update`.
 
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod demo;
 pub mod hold;
@@ -29,6 +31,22 @@ pub use config::{Settings, TuiArgs};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+
+/// The local time zone's offset from UTC in seconds, read by [`capture_utc_offset`].
+static UTC_OFFSET: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// Read the local UTC offset (for chat times). Call first thing in `main`, while the process
+/// has one thread: later the `time` crate refuses (reading the zone is not thread-safe), and
+/// times are shown in UTC.
+pub fn capture_utc_offset() {
+    let offset = time::UtcOffset::current_local_offset().map_or(0, |o| o.whole_seconds());
+    let _ = UTC_OFFSET.set(offset);
+}
+
+/// The offset [`capture_utc_offset`] read (0: UTC).
+pub fn utc_offset() -> i32 {
+    UTC_OFFSET.get().copied().unwrap_or(0)
+}
 
 /// The process environment, for [`Settings::load`].
 pub fn process_env(name: &str) -> Option<String> {

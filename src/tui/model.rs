@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, Member, UserId};
 
+use super::chat::Chat;
 use super::hold::RepeatHold;
 use super::keys::KeyMap;
 use crate::engine::{CallState, SignalingLoss, TalkMode, TalkState, VoiceStatus, presence};
@@ -108,6 +109,8 @@ pub struct Model {
     pub keys: KeyMap,
     /// Quit was asked for; waiting for the engine to stop.
     pub quitting: bool,
+    /// The chat pane (the selected channel's messages, the input line).
+    pub chat: Chat,
 }
 
 impl Model {
@@ -139,6 +142,7 @@ impl Model {
             notice: None,
             keys,
             quitting: false,
+            chat: Chat::default(),
         }
     }
 

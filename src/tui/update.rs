@@ -9,13 +9,19 @@
 //!   talks while the key's auto-repeats arrive and toggles on a tap ([`super::hold`]), and
 //!   muting drops a tap's latch so unmuting never opens the mic;
 //! - the talk rules themselves (mute wins, deafen closes the mic) are the engine's
-//!   [`crate::engine::TalkState`], mirrored here so the screen agrees with the engine.
+//!   [`crate::engine::TalkState`], mirrored here so the screen agrees with the engine;
+//! - while the chat input line is open every key types (the talk key too) — only Enter
+//!   (send), Esc (leave the line), Backspace, ctrl-u (clear), ctrl-c (quit, as always) and
+//!   the chat's scroll keys do anything else;
+//!   opening it releases a held talk key;
+//! - the chat shows the selected channel: moving the selection follows it live and loads it.
 
 use std::time::{Duration, Instant};
 
 use cromulent_protocol::PresenceOp;
-use crossterm::event::{KeyEvent, KeyEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::chat::ChatRequest;
 use super::keys::Action;
 use super::model::{Model, Notice, NoticeLevel, PttStyle, ServerLink};
 use crate::engine::{
@@ -69,6 +75,9 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Cmd> {
 
 fn on_key(model: &mut Model, key: KeyEvent, at: Instant) -> Vec<Cmd> {
     let action = model.keys.action(&key);
+    if model.chat.input.is_some() {
+        return on_typing(model, key, action);
+    }
     if model.help && key.kind == KeyEventKind::Press && action != Some(Action::Quit) {
         // Any key closes the help; it does nothing else.
         model.help = false;
@@ -90,16 +99,101 @@ fn on_key(model: &mut Model, key: KeyEvent, at: Instant) -> Vec<Cmd> {
     }
 }
 
+/// A key while the chat input line is open.
+fn on_typing(model: &mut Model, key: KeyEvent, action: Option<Action>) -> Vec<Cmd> {
+    if key.kind == KeyEventKind::Release {
+        return Vec::new();
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    match key.code {
+        KeyCode::Esc => model.chat.stop_typing(),
+        // ctrl-c always quits (docs/TUI.md), typing or not.
+        KeyCode::Char('c') if ctrl => {
+            model.quitting = true;
+            return vec![Cmd::Quit];
+        }
+        KeyCode::Char('u') if ctrl => {
+            if let Some(text) = &mut model.chat.input {
+                text.clear();
+            }
+        }
+        KeyCode::Enter => return send_line(model),
+        KeyCode::Backspace => model.chat.backspace(),
+        KeyCode::Char(c) if !ctrl && !key.modifiers.contains(KeyModifiers::ALT) => {
+            model.chat.type_char(c);
+        }
+        _ => match action {
+            Some(Action::ChatOlder) => return chat_older(model),
+            Some(Action::ChatNewer) => model.chat.scroll_down(),
+            _ => {}
+        },
+    }
+    Vec::new()
+}
+
+fn send_line(model: &mut Model) -> Vec<Cmd> {
+    let Some(channel) = model.chat.channel else {
+        notice(model, NoticeLevel::Info, "No channel to write to yet.");
+        return Vec::new();
+    };
+    match model.chat.take_line() {
+        Some(text) => vec![Cmd::Engine(EngineCommand::Say {
+            channel: Some(ChannelRef(channel.to_string())),
+            text,
+        })],
+        None => Vec::new(),
+    }
+}
+
+fn chat_older(model: &mut Model) -> Vec<Cmd> {
+    model.chat.scroll_up().map(chat_cmds).unwrap_or_default()
+}
+
+/// The engine commands a chat request needs.
+fn chat_cmds(request: ChatRequest) -> Vec<Cmd> {
+    match request {
+        ChatRequest::Open(channel) => vec![
+            Cmd::Engine(EngineCommand::Watch(Some(channel))),
+            Cmd::Engine(EngineCommand::History {
+                channel,
+                before: None,
+            }),
+        ],
+        ChatRequest::Older(channel, before) => vec![Cmd::Engine(EngineCommand::History {
+            channel,
+            before: Some(before),
+        })],
+    }
+}
+
+/// Show the selected channel's chat.
+fn open_selected_chat(model: &mut Model) -> Vec<Cmd> {
+    match model.selected().map(|c| c.id) {
+        Some(id) => model.chat.open(id).map(chat_cmds).unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
 fn on_action(model: &mut Model, action: Action, at: Instant) -> Vec<Cmd> {
     match action {
         Action::Up => {
             model.cursor = model.cursor.saturating_sub(1);
-            Vec::new()
+            open_selected_chat(model)
         }
         Action::Down => {
             if model.cursor + 1 < model.channels.len() {
                 model.cursor += 1;
             }
+            open_selected_chat(model)
+        }
+        Action::Chat => {
+            let cmds = release_ptt(model);
+            model.chat.start_typing();
+            cmds
+        }
+        Action::ChatOlder => chat_older(model),
+        Action::ChatNewer => {
+            model.chat.scroll_down();
             Vec::new()
         }
         Action::Join => join_selected(model),
@@ -236,6 +330,17 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
                 .and_then(|id| model.channels.iter().position(|c| c.id == id))
                 .unwrap_or(0)
                 .min(model.channels.len().saturating_sub(1));
+            // Follow the chat on screen again and fetch what was missed; or open the first.
+            let still_there = model
+                .chat
+                .channel
+                .is_some_and(|id| model.channels.iter().any(|c| c.id == id));
+            return if still_there {
+                model.chat.resync().map(chat_cmds).unwrap_or_default()
+            } else {
+                model.chat.channel = None;
+                open_selected_chat(model)
+            };
         }
         EngineEvent::Presence(changes) => {
             let current = model.voice_channel();
@@ -277,8 +382,15 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
             }
         }
         EngineEvent::Audio { .. } => {}
-        // The terminal's chat pane is not built yet (issue 18): messages are not shown here.
-        EngineEvent::Message(_) | EngineEvent::History { .. } => {}
+        EngineEvent::Message(m) => {
+            let me = model.me.clone();
+            model.chat.message(m, &me);
+        }
+        EngineEvent::History {
+            channel,
+            messages,
+            more,
+        } => model.chat.history(channel, messages, more),
         EngineEvent::Mic { dbfs, live } => {
             model.mic_dbfs = dbfs;
             model.mic_live = live;
@@ -756,5 +868,104 @@ mod tests {
             }),
         );
         assert!(m.mic_live && m.mic_dbfs == -20.0);
+    }
+
+    // --- chat ------------------------------------------------------------------------------
+
+    fn chat_message(id: u64, channel: u32, user: &str, text: &str) -> EngineEvent {
+        EngineEvent::Message(cromulent_protocol::ChatMessage {
+            id,
+            channel,
+            user: user.into(),
+            name: user.into(),
+            time: 0,
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn the_chat_follows_the_selection_and_a_reconnect_fetches_it_again() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        assert_eq!(m.chat.channel, Some(1), "the first channel's chat opens");
+        let cmds = engine_cmds(update(&mut m, key(KeyCode::Down, KeyEventKind::Press)));
+        assert_eq!(
+            cmds,
+            [
+                "Engine(Watch(Some(2)))",
+                "Engine(History { channel: 2, before: None })"
+            ]
+        );
+        update(&mut m, Msg::Engine(chat_message(7, 1, "bob", "hi alice")));
+        assert_eq!(
+            m.chat.unread.get(&1).map(|u| (u.count, u.mention)),
+            Some((1, true))
+        );
+        let again = update(
+            &mut m,
+            Msg::Engine(EngineEvent::ServerConnected {
+                user: "alice".into(),
+                resumed: true,
+                channels: vec![channel(1, "General"), channel(2, "Gaming")],
+            }),
+        );
+        assert_eq!(
+            engine_cmds(again),
+            [
+                "Engine(Watch(Some(2)))",
+                "Engine(History { channel: 2, before: None })"
+            ]
+        );
+    }
+
+    #[test]
+    fn while_typing_every_key_types_the_talk_key_too_and_enter_sends() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        // Holding the talk key, then opening the input: the key is let go.
+        update(&mut m, key(KeyCode::Char(' '), KeyEventKind::Press));
+        assert!(m.talk.talk());
+        let cmds = engine_cmds(update(&mut m, press('c')));
+        assert_eq!(cmds, ["Engine(Talk(false))"]);
+        assert_eq!(m.chat.input.as_deref(), Some(""));
+        for c in "q m d x ? j".chars() {
+            assert!(update(&mut m, press(c)).is_empty(), "{c:?} types");
+        }
+        assert!(!m.talk.talk() && !m.talk.muted() && !m.quitting);
+        assert_eq!(m.chat.input.as_deref(), Some("q m d x ? j"));
+        update(&mut m, key(KeyCode::Backspace, KeyEventKind::Press));
+        update(&mut m, key(KeyCode::Char('k'), KeyEventKind::Release));
+        let sent = engine_cmds(update(&mut m, key(KeyCode::Enter, KeyEventKind::Press)));
+        assert_eq!(
+            sent,
+            [r#"Engine(Say { channel: Some(ChannelRef("1")), text: "q m d x ? " })"#]
+        );
+        // Esc leaves the line; keys act again.
+        update(&mut m, press('z'));
+        update(&mut m, key(KeyCode::Esc, KeyEventKind::Press));
+        assert_eq!(
+            (m.chat.input.as_deref(), m.chat.draft.as_str()),
+            (None, "z")
+        );
+        assert_eq!(
+            engine_cmds(update(&mut m, press('m'))),
+            ["Engine(Mute(true))"]
+        );
+    }
+
+    #[test]
+    fn ctrl_c_quits_even_while_typing() {
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Hold);
+        update(&mut m, press('/'));
+        let cmds = update(
+            &mut m,
+            Msg::Key(
+                KeyEvent::new_with_kind(
+                    KeyCode::Char('c'),
+                    KeyModifiers::CONTROL,
+                    KeyEventKind::Press,
+                ),
+                Instant::now(),
+            ),
+        );
+        assert!(m.quitting && matches!(cmds.as_slice(), [Cmd::Quit]));
     }
 }

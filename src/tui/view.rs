@@ -6,7 +6,10 @@
 //! ┌ Channels ──────────┐┌ Peers — General ──────────────────────────┐
 //! │▸ General (2)       ││ Peer   State      Path          RTT  Loss │
 //! │    ◉ alice (you)   ││ bob    connected  direct (host) 1 ms 0.0% │
-//! │      bob [muted]   ││                                           │
+//! │      bob [muted]   │└───────────────────────────────────────────┘
+//! │  Gaming [2 new]    │┌ Chat — General ───────────────────────────┐
+//! │                    ││ 12:01 bob: can you hear me?               │
+//! │                    ││ > loud and clear█                         │
 //! └────────────────────┘└───────────────────────────────────────────┘
 //!  notice (errors, hints; fades after a few seconds)
 //!  ● General │ push-to-talk (toggle) │ ○ mic off │ MUTED │ mic ▮▮▮▯▯▯ -30 dB   ← status line
@@ -19,6 +22,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
+use super::chat;
 use super::keys::Action;
 use super::model::{Device, Model, NoticeLevel, PeerView, PttStyle, ServerLink};
 use super::update::mode_words;
@@ -44,10 +48,16 @@ pub fn view(model: &Model, frame: &mut Frame) {
     ])
     .areas(frame.area());
     frame.render_widget(Paragraph::new(title_line(model)), title);
-    let [channels, peers] =
+    let [channels, right] =
         Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(main);
+    // The peers panel as tall as its table (a header and a row per peer), the chat below.
+    let peer_rows = u16::try_from(model.peer_members().len()).unwrap_or(u16::MAX);
+    let peers_height = peer_rows.saturating_add(4).clamp(4, 10);
+    let [peers, chat] =
+        Layout::vertical([Constraint::Length(peers_height), Constraint::Min(4)]).areas(right);
     draw_channels(model, frame, channels);
     draw_peers(model, frame, peers);
+    draw_chat(model, frame, chat);
     frame.render_widget(Paragraph::new(notice_line(model)), notice);
     frame.render_widget(Paragraph::new(status_line(model)), status);
     frame.render_widget(Paragraph::new(footer_line(model)), footer);
@@ -241,6 +251,14 @@ pub fn channel_lines(model: &Model) -> (Vec<Line<'static>>, usize) {
         if !channel.members.is_empty() {
             spans.push(Span::styled(format!(" ({})", channel.members.len()), DIM));
         }
+        if let Some(unread) = model.chat.unread.get(&channel.id) {
+            let text = if unread.mention {
+                format!(" [{} new, mentions you]", unread.count)
+            } else {
+                format!(" [{} new]", unread.count)
+            };
+            spans.push(Span::styled(text, YELLOW.add_modifier(Modifier::BOLD)));
+        }
         lines.push(Line::from(spans));
         for m in &channel.members {
             let mut spans = vec![Span::raw("    ")];
@@ -375,6 +393,149 @@ fn peer_row(name: &str, p: &PeerView) -> Row<'static> {
         Cell::from(loss),
         speaking,
     ])
+}
+
+// --- chat -------------------------------------------------------------------------------
+
+/// `HH:MM` of a Unix-ms time, `offset_secs` east of UTC.
+pub fn clock(time_ms: u64, offset_secs: i32) -> String {
+    let secs = (time_ms / 1000) as i64 + i64::from(offset_secs);
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}", day / 3600, day % 3600 / 60)
+}
+
+/// The chat's rows for `width` cells: every loaded message (sanitised, wrapped under its
+/// `HH:MM name:` head), oldest first.
+pub fn chat_rows(model: &Model, width: usize) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    for m in &model.chat.messages {
+        let head = format!(
+            "{} {}: ",
+            clock(m.time, model.chat.utc_offset_secs),
+            chat::sanitize(&m.name)
+        );
+        let head_width = chat::width(&head);
+        // A long name: the text starts on its own rows, indented two cells.
+        let (indent, text_width) = if head_width * 2 > width {
+            (2, width.saturating_sub(2))
+        } else {
+            (head_width, width - head_width)
+        };
+        let mine = m.user == model.me;
+        let mention = !mine && chat::mentions(&m.text, &model.me);
+        let text_style = if mention {
+            YELLOW.add_modifier(Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        let name_style = if mine {
+            GREEN.add_modifier(Modifier::BOLD)
+        } else {
+            BOLD
+        };
+        let rows = chat::rows(&m.text, text_width);
+        let (time, name) = head.split_at(6);
+        let mut first = vec![
+            Span::styled(time.to_owned(), DIM),
+            Span::styled(name.to_owned(), name_style),
+        ];
+        let mut rest = rows.into_iter();
+        if indent == head_width {
+            first.push(Span::styled(rest.next().unwrap_or_default(), text_style));
+            out.push(Line::from(first));
+        } else {
+            out.push(Line::from(first));
+        }
+        for row in rest {
+            out.push(Line::from(vec![
+                Span::raw(" ".repeat(indent)),
+                Span::styled(row, text_style),
+            ]));
+        }
+    }
+    out
+}
+
+fn draw_chat(model: &Model, frame: &mut Frame, area: Rect) {
+    let name = model
+        .chat
+        .channel
+        .and_then(|id| model.channel(id))
+        .map(|c| chat::sanitize(&c.name));
+    let typing = model.chat.input.is_some();
+    let title = match (&name, typing) {
+        (Some(n), true) => format!(" Chat — {n} · typing: Enter sends, Esc leaves "),
+        (Some(n), false) => format!(" Chat — {n} "),
+        (None, _) => " Chat ".to_owned(),
+    };
+    let block =
+        Block::bordered()
+            .title(title)
+            .border_style(if typing { YELLOW } else { Style::new() });
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if inner.height == 0 || inner.width == 0 {
+        return;
+    }
+    let [log, input] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    let width = usize::from(log.width);
+    let rows = chat_rows(model, width);
+    let height = usize::from(log.height);
+    let scroll = model.chat.scroll.min(rows.len().saturating_sub(height));
+    let end = rows.len() - scroll;
+    let start = end.saturating_sub(height);
+    let mut shown: Vec<Line> = rows[start..end].to_vec();
+    if shown.is_empty() {
+        let text = if model.chat.channel.is_some() {
+            "No messages yet."
+        } else {
+            "Select a channel to see its chat."
+        };
+        shown.push(Line::from(Span::styled(text, DIM)));
+    } else if start == 0 && model.chat.more {
+        shown[0] = Line::from(Span::styled(
+            format!("… older messages: {}", model.keys.label(Action::ChatOlder)),
+            DIM,
+        ));
+    }
+    // Newest at the bottom: pad above.
+    let pad = height.saturating_sub(shown.len());
+    let mut lines = vec![Line::raw(""); pad];
+    lines.extend(shown);
+    frame.render_widget(Paragraph::new(lines), log);
+    let input_line = match &model.chat.input {
+        Some(text) => {
+            // The end of what is typed, so the cursor stays in view.
+            let safe = chat::sanitize(text);
+            let room = usize::from(input.width).saturating_sub(3);
+            let mut tail: Vec<char> = Vec::new();
+            let mut used = 0;
+            for c in safe.chars().rev() {
+                let w = chat::width(c.encode_utf8(&mut [0; 4]));
+                if used + w > room {
+                    break;
+                }
+                used += w;
+                tail.push(c);
+            }
+            let tail: String = tail.into_iter().rev().collect();
+            Line::from(vec![
+                Span::styled("> ", YELLOW.add_modifier(Modifier::BOLD)),
+                Span::raw(tail),
+                Span::styled("█", YELLOW),
+            ])
+        }
+        None => Line::from(Span::styled(
+            format!(
+                "{} write · {} older · {} newer",
+                model.keys.label(Action::Chat),
+                model.keys.label(Action::ChatOlder),
+                model.keys.label(Action::ChatNewer)
+            ),
+            DIM,
+        )),
+    };
+    frame.render_widget(Paragraph::new(input_line), input);
 }
 
 // --- help -------------------------------------------------------------------------------

@@ -84,6 +84,24 @@ impl Tmux {
         }
     }
 
+    /// Set a server-wide option (`set -g NAME VALUE`).
+    pub fn set_option(&self, name: &str, value: &str) {
+        let out = self.run(&["set", "-g", name, value]);
+        assert!(out.status.success(), "tmux set {name} {value}: {out:?}");
+    }
+
+    /// The pane's title (what an OSC 0/2 sequence would change).
+    pub fn pane_title(&self) -> String {
+        let out = self.run(&["display-message", "-p", "-t", "tui", "#{pane_title}"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The server's paste buffers (where an OSC 52 clipboard write would land).
+    pub fn buffers(&self) -> String {
+        let out = self.run(&["list-buffers"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     pub fn alternate_screen_on(&self) -> bool {
         let out = self.run(&["display-message", "-p", "-t", "tui", "#{alternate_on}"]);
         String::from_utf8_lossy(&out.stdout).trim() == "1"
