@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cromulent_bench::loadgen::{fanout, idle, joins, slow};
+use cromulent_bench::loadgen::{chat, fanout, idle, joins, slow};
 
 /// Server load generator for Cromulent Voice (benchmarks; not a test).
 #[derive(Parser, Debug)]
@@ -67,8 +67,11 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         channels: u32,
     },
-    /// Presence fan-out: one actor flips its talking flag; delay to every watcher.
+    /// Fan-out: one actor flips its talking flag (presence) or says a line (chat); delay to
+    /// every watcher.
     Fanout {
+        #[arg(long, value_enum, default_value_t = fanout::Event::Presence)]
+        event: fanout::Event,
         #[arg(long)]
         server: SocketAddr,
         #[arg(long, default_value_t = 1000)]
@@ -103,6 +106,39 @@ enum Cmd {
         /// Seconds to wait for every reader to be dropped.
         #[arg(long, default_value_t = 60)]
         limit: u64,
+    },
+    /// Fill a chat history file with MESSAGES lines in channel 1 (no server running on it).
+    ChatSeed {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+    },
+    /// History pages at random points of channel 1, one at a time: delay per page.
+    History {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long, default_value_t = 2_000)]
+        pages: usize,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The largest message id in the history.
+        #[arg(long)]
+        newest: u64,
+    },
+    /// Clients saying lines at RATE per second each for DURATION seconds.
+    Chatters {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Lines per second per client (the server's default limit is 50 messages/s).
+        #[arg(long, default_value_t = 45.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 14)]
+        duration: u64,
+        #[arg(long, default_value_t = 4)]
+        sources: usize,
     },
     /// Internal: one worker process of `idle` (commands on stdin).
     #[command(hide = true)]
@@ -201,7 +237,50 @@ fn main() -> anyhow::Result<()> {
                 report.server_cpu_percent.unwrap_or(f64::NAN),
             );
         }
+        Cmd::ChatSeed { db, messages } => {
+            let took = chat::seed(&db, messages)?;
+            println!(
+                "RESULT chat-seed: {messages} messages into {} in {:.1} s",
+                db.display(),
+                took.as_secs_f64()
+            );
+        }
+        Cmd::History {
+            server,
+            pages,
+            limit,
+            newest,
+        } => {
+            let delays = runtime()?.block_on(chat::history(&chat::HistoryOptions {
+                server,
+                pages,
+                limit,
+                newest,
+            }))?;
+            println!("RESULT history: {pages} pages of {limit} from {newest} messages: {delays}");
+        }
+        Cmd::Chatters {
+            server,
+            clients,
+            rate,
+            duration,
+            sources,
+        } => {
+            let (said, refused) = runtime()?.block_on(chat::chatters(&chat::ChattersOptions {
+                server,
+                clients,
+                rate,
+                duration: Duration::from_secs(duration),
+                sources,
+            }))?;
+            println!(
+                "RESULT chatters: {clients} clients said {said} lines in {duration} s ({:.0}/s), \
+                 {refused} refused",
+                said as f64 / duration as f64
+            );
+        }
         Cmd::Fanout {
+            event,
             server,
             watchers,
             events,
@@ -209,6 +288,7 @@ fn main() -> anyhow::Result<()> {
             sources,
         } => {
             let report = runtime()?.block_on(fanout::run(&fanout::Options {
+                event,
                 server,
                 watchers,
                 events,
@@ -216,7 +296,7 @@ fn main() -> anyhow::Result<()> {
                 sources,
             }))?;
             println!(
-                "RESULT fanout: {} watchers, {} events, missing {}\n  first watcher: {}\n  \
+                "RESULT fanout ({event:?}): {} watchers, {} events, missing {}\n  first watcher: {}\n  \
                  median watcher: {}\n  last watcher: {}\n  every delivery: {}",
                 report.watchers,
                 report.events,

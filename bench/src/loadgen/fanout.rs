@@ -1,8 +1,9 @@
-//! Presence fan-out delay: one actor seated in a channel flips its `talking` flag; every flip
-//! is a presence `update` the server sends to all `watchers`. For each flip we take the delay
-//! from the actor writing `voice_state` to each watcher reading the update (one clock: all
-//! clients live in this process), and report how long the first, the median and the last
-//! watcher waited.
+//! Fan-out delay, of presence or of chat. One actor seated in General makes events the server
+//! sends to all `watchers`: with [`Event::Presence`] it flips its `talking` flag (a presence
+//! `update` goes to every connection); with [`Event::Chat`] it says a line in General, which
+//! every watcher follows (`watch`). For each event we take the delay from the actor writing it
+//! to each watcher reading it (one clock: all clients live in this process), and report how
+//! long the first, the median and the last watcher waited.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,8 +17,18 @@ use crate::stats::Summary;
 
 const ACTOR: &str = "fanout-actor";
 
+/// What the actor does and the watchers wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Event {
+    /// A presence update (the actor's talking flag).
+    Presence,
+    /// A chat message in General, followed by every watcher.
+    Chat,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub event: Event,
     pub server: SocketAddr,
     pub watchers: usize,
     pub events: usize,
@@ -49,7 +60,11 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         let mut ws = client::connect(opts.server, sources[i % sources.len()], &format!("fw{i}"))
             .await
             .with_context(|| format!("watcher {i}"))?;
+        if opts.event == Event::Chat {
+            client::send(&mut ws, &ClientMsg::Watch { channel: Some(1) }).await?;
+        }
         let events = opts.events;
+        let event = opts.event;
         watchers.push(tokio::spawn(async move {
             let mut seen = Vec::with_capacity(events);
             let marker = format!(r#""user":"{ACTOR}""#);
@@ -57,10 +72,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                 let Ok(text) = client::next_text(&mut ws).await else {
                     break;
                 };
-                if client::kind(&text) == "presence"
-                    && text.contains(r#""op":"update""#)
-                    && text.contains(&marker)
-                {
+                let hit = match event {
+                    Event::Presence => {
+                        client::kind(&text) == "presence" && text.contains(r#""op":"update""#)
+                    }
+                    Event::Chat => client::kind(&text) == "message",
+                };
+                if hit && text.contains(&marker) {
                     seen.push(Instant::now());
                 }
             }
@@ -85,10 +103,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     sleep(Duration::from_millis(500)).await;
     let mut sent = Vec::with_capacity(opts.events);
     for k in 0..opts.events {
-        let msg = ClientMsg::VoiceState {
-            muted: false,
-            deafened: false,
-            talking: k % 2 == 0,
+        let msg = match opts.event {
+            Event::Presence => ClientMsg::VoiceState {
+                muted: false,
+                deafened: false,
+                talking: k % 2 == 0,
+            },
+            Event::Chat => ClientMsg::Say {
+                channel: 1,
+                text: format!("fan-out message {k}: the quick brown fox jumps over the lazy dog"),
+            },
         };
         sent.push(Instant::now());
         futures_util::SinkExt::send(

@@ -5,11 +5,13 @@
 //! - [`idle`]: max idle connections and server RSS per connection;
 //! - [`joins`]: joins per second and join-reply latency, with the number of watchers beside it;
 //! - [`fanout`]: how long a presence change takes to reach every one of many watchers;
-//! - [`slow`]: clients that stop reading under a signal flood (memory pinned, time to drop).
+//! - [`slow`]: clients that stop reading under a signal flood (memory pinned, time to drop);
+//! - [`chat`]: a big history seeded, history pages timed, many clients chatting.
 //!
 //! It must never run the server in-process: it loads a running `cromulent-server` from outside,
 //! over real sockets, as clients would.
 
+pub mod chat;
 pub mod client;
 pub mod fanout;
 pub mod idle;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Text chat under load (issue 18), three figures, each from a release server of its own:
+#  1. fan-out: WATCHERS connections follow General (`watch`); one user says 200 lines, 50 ms
+#     apart; per line, the delay until the first, the median and the last watcher read it;
+#  2. history: a history file seeded with MESSAGES lines in General (the server's own store),
+#     the server started on it, 2,000 pages of 50 asked for at random points, one at a time;
+#  3. joins while chat is busy: `loadgen joins` (2,000 joins/s, 100 watchers, 100 joiners)
+#     alone, then again while 100 more clients say 45 lines/s each (the rate limit is 50),
+#     everything written to a history file.
+# Usage: bench/chat.sh [WATCHERS] [MESSAGES]   (default 1000 1000000)
+source "$(dirname "$0")/common.sh"
+machine
+watchers=${1:-1000}
+messages=${2:-1000000}
+tmp=$(mktemp -d)
+server=
+stop() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; server=; }
+trap 'stop; rm -rf "$tmp"' EXIT
+start() { # start DB: a server on a free port with that chat database
+  port=$(free_port)
+  CROMULENT_CHAT_DB=$1 RUST_LOG=warn "$bin/cromulent-server" --config bench/server-load.toml \
+    --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+  server=$!
+  wait_port "$port"
+}
+
+echo "# 1. chat fan-out to $watchers watchers"
+start "$tmp/fanout.sqlite3"
+"$bin/loadgen" fanout --event chat --server "127.0.0.1:$port" --watchers "$watchers"
+stop
+
+echo "# 2. history pages from a channel of $messages messages"
+"$bin/loadgen" chat-seed --db "$tmp/big.sqlite3" --messages "$messages"
+start "$tmp/big.sqlite3"
+"$bin/loadgen" history --server "127.0.0.1:$port" --newest "$messages"
+stop
+
+echo "# 3. joins, alone and while 100 clients chat at 45 lines/s each"
+start "$tmp/joins.sqlite3"
+"$bin/loadgen" joins --server "127.0.0.1:$port" --server-pid "$server"
+"$bin/loadgen" chatters --server "127.0.0.1:$port" --clients 100 --rate 45 --duration 14 &
+chat=$!
+sleep 1
+"$bin/loadgen" joins --server "127.0.0.1:$port" --server-pid "$server"
+wait "$chat"
+stop
