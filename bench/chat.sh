@@ -3,10 +3,12 @@
 #  1. fan-out: WATCHERS connections follow General (`watch`); one user says 200 lines, 50 ms
 #     apart; per line, the delay until the first, the median and the last watcher read it;
 #  2. history: a history file seeded with MESSAGES lines in General (the server's own store),
-#     the server started on it, 2,000 pages of 50 asked for at random points, one at a time;
+#     the server started on it, 1,000 pages of 50 asked for at random points, one at a time
+#     (45 a second: under the per-connection rate limit);
 #  3. joins while chat is busy: `loadgen joins` (2,000 joins/s, 100 watchers, 100 joiners)
-#     alone, then again while 100 more clients say 45 lines/s each (the rate limit is 50),
-#     everything written to a history file.
+#     alone, then again while 100 more clients say 45 lines/s each (the rate limit is 50) with
+#     the history in a file, then the same with the history in memory: whether the disk
+#     writes reach the signaling path (file against memory) apart from the chat traffic itself.
 # Usage: bench/chat.sh [WATCHERS] [MESSAGES]   (default 1000 1000000)
 source "$(dirname "$0")/common.sh"
 machine
@@ -35,12 +37,17 @@ start "$tmp/big.sqlite3"
 "$bin/loadgen" history --server "127.0.0.1:$port" --newest "$messages"
 stop
 
-echo "# 3. joins, alone and while 100 clients chat at 45 lines/s each"
+echo "# 3a. joins alone"
 start "$tmp/joins.sqlite3"
 "$bin/loadgen" joins --server "127.0.0.1:$port" --server-pid "$server"
-"$bin/loadgen" chatters --server "127.0.0.1:$port" --clients 100 --rate 45 --duration 14 &
-chat=$!
-sleep 1
-"$bin/loadgen" joins --server "127.0.0.1:$port" --server-pid "$server"
-wait "$chat"
 stop
+for db in "$tmp/busy.sqlite3" ":memory:"; do
+  echo "# 3b. joins while 100 clients chat at 45 lines/s each, history in $db"
+  start "$db"
+  "$bin/loadgen" chatters --server "127.0.0.1:$port" --clients 100 --rate 45 --duration 14 &
+  chat=$!
+  sleep 1
+  "$bin/loadgen" joins --server "127.0.0.1:$port" --server-pid "$server"
+  wait "$chat"
+  stop
+done

@@ -118,7 +118,7 @@ enum Cmd {
     History {
         #[arg(long)]
         server: SocketAddr,
-        #[arg(long, default_value_t = 2_000)]
+        #[arg(long, default_value_t = 1_000)]
         pages: usize,
         #[arg(long, default_value_t = 50)]
         limit: u32,

@@ -66,13 +66,16 @@ pub struct HistoryOptions {
     pub newest: u64,
 }
 
-/// Page delays, in ms.
+/// Page delays, in ms. One request at a time, at most 45 a second (the server's default rate
+/// limit is 50 messages a second per connection).
 pub async fn history(opts: &HistoryOptions) -> anyhow::Result<Summary> {
     let source = client::source_addresses(1)[0];
     let mut ws = client::connect(opts.server, source, "history-reader").await?;
     let mut rng = rand::rng();
     let mut delays = Vec::with_capacity(opts.pages);
+    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / 45.0));
     for _ in 0..opts.pages {
+        pace.tick().await;
         let before = rng.random_range(1..=opts.newest.max(1) + 1);
         let msg = ClientMsg::History {
             channel: 1,
