@@ -952,3 +952,28 @@ fn the_page_chats_with_a_terminal_user_and_shows_hostile_text_as_text() {
     );
     screenshot(&browser, "web-chat.png");
 }
+
+#[test]
+fn the_voicebar_says_no_route_when_no_peer_can_be_reached() {
+    if !isolated("the_voicebar_says_no_route_when_no_peer_can_be_reached") {
+        return;
+    }
+    let dir = TempDir::new("web-no-route");
+    // No TURN server is configured, and the page allows relayed paths only: bob is
+    // unreachable. After every peer has been down for 10 s the bar turns red and says why.
+    let server = Server::start();
+    let mut bob = Client::start(&server.url(), "bob", &["--join", "General"]);
+    bob.wait_state("connected", LONG);
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "alice");
+    browser.click("#settings summary").unwrap();
+    browser.click("#relay-only").unwrap();
+    join(&browser, 1);
+    wait_voicebar(&browser, "connected", SHORT);
+    let (_, reason, words) = wait_voicebar(&browser, "disconnected", LONG);
+    assert_eq!(reason, "no_route", "{words}");
+    assert!(
+        words.contains("no route to peers") && words.contains("no TURN server"),
+        "{words}"
+    );
+}

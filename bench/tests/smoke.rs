@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cromulent_bench::impair::Impairment;
-use cromulent_bench::loadgen::{fanout, idle, joins, slow};
+use cromulent_bench::loadgen::{chat, fanout, idle, joins, slow};
 use cromulent_bench::probe;
 use cromulent_server::config::Config;
 
@@ -86,18 +86,51 @@ async fn joins_are_measured_and_every_cycle_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_reaches_every_watcher_for_every_event() {
     let s = server().await;
-    let r = fanout::run(&fanout::Options {
+    for event in [fanout::Event::Presence, fanout::Event::Chat] {
+        let r = fanout::run(&fanout::Options {
+            event,
+            server: s.addr,
+            watchers: 5,
+            events: 4,
+            interval: Duration::from_millis(20),
+            sources: 3,
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.missing, 0, "{event:?}");
+        assert_eq!(r.all.count(), 20, "{event:?}");
+        assert_eq!(r.last.count(), 4, "{event:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_history_pages_come_from_a_seeded_file_and_chatters_chat() {
+    let dir = cromulent_test_support::process::TempDir::new("smoke-chat");
+    let db = dir.path("chat.sqlite3");
+    chat::seed(&db, 500).unwrap();
+    let mut config = Config::default();
+    config.chat.database = Some(db.display().to_string());
+    let s = server_with(config).await;
+    let pages = chat::history(&chat::HistoryOptions {
         server: s.addr,
-        watchers: 5,
-        events: 4,
-        interval: Duration::from_millis(20),
-        sources: 3,
+        pages: 5,
+        limit: 50,
+        newest: 500,
     })
     .await
     .unwrap();
-    assert_eq!(r.missing, 0);
-    assert_eq!(r.all.count(), 20);
-    assert_eq!(r.last.count(), 4);
+    assert_eq!(pages.count(), 5);
+    let (said, refused) = chat::chatters(&chat::ChattersOptions {
+        server: s.addr,
+        clients: 3,
+        rate: 20.0,
+        duration: Duration::from_millis(300),
+        sources: 2,
+    })
+    .await
+    .unwrap();
+    assert!(said >= 3, "{said}");
+    assert_eq!(refused, 0);
 }
 
 #[test]

@@ -32,7 +32,9 @@ pub fn seed(db: &Path, count: u64) -> anyhow::Result<Duration> {
     let mut store = Store::open(&Location::File(db.to_owned()), keep_all)?;
     let first = store.next_id()?;
     let mut rng = rand::rng();
-    let words = ["voice", "channel", "brb", "can", "you", "hear", "me", "now", "ok", "lag"];
+    let words = [
+        "voice", "channel", "brb", "can", "you", "hear", "me", "now", "ok", "lag",
+    ];
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..count {
         let id = first + i;
@@ -141,7 +143,9 @@ pub async fn chatters(opts: &ChattersOptions) -> anyhow::Result<(u64, u64)> {
                 tick.tick().await;
                 let msg = ClientMsg::Say {
                     channel,
-                    text: format!("line {said} from chatter {i}: is anyone else hearing that echo?"),
+                    text: format!(
+                        "line {said} from chatter {i}: is anyone else hearing that echo?"
+                    ),
                 };
                 if sink.send(Message::text(msg.to_json())).await.is_err() {
                     break;
