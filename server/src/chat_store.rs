@@ -1,8 +1,9 @@
 //! The chat history's storage: one SQLite file (rusqlite with SQLite bundled), in WAL mode,
-//! schema versions applied in order (`PRAGMA user_version`), held exclusively by this server
-//! (message ids are assigned in the hub's memory, so two servers must never share a file),
-//! and trimmed to the retention settings. `:memory:` keeps history for the process's life
-//! (tests, the demo).
+//! schema versions applied in order (`PRAGMA user_version`), written by this server alone
+//! (message ids are assigned in the hub's memory, so two servers must never share a file: an
+//! advisory lock on `<file>.lock` is held while it is open; readers such as a backup with the
+//! `sqlite3` tool may still open the file), and trimmed to the retention settings. `:memory:`
+//! keeps history for the process's life (tests, the demo).
 //!
 //! One thread owns the connection ([`spawn`]): the hub hands it inserts and page requests in
 //! one FIFO, so a page asked for after a message was sent always holds it, and the hub never
@@ -95,6 +96,8 @@ pub struct Store {
     conn: Connection,
     label: String,
     retention: Retention,
+    /// The writer's lock on `<file>.lock`, held as long as the store is open.
+    _writer: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Store {
@@ -107,20 +110,24 @@ impl Store {
     /// Open (creating when missing), take the file for this server alone, bring the schema up
     /// to date.
     pub fn open(location: &Location, retention: Retention) -> Result<Self, StoreError> {
-        let (conn, label) = match location {
+        let (conn, label, writer) = match location {
             Location::Memory => {
                 let conn = Connection::open_in_memory().map_err(|source| StoreError::Sql {
                     path: ":memory:".into(),
                     source,
                 })?;
-                (conn, ":memory:".to_owned())
+                (conn, ":memory:".to_owned(), None)
             }
-            Location::File(path) => (open_file(path)?, path.display().to_string()),
+            Location::File(path) => {
+                let writer = take_writer_lock(path)?;
+                (open_file(path)?, path.display().to_string(), Some(writer))
+            }
         };
         let mut store = Self {
             conn,
             label,
             retention,
+            _writer: writer,
         };
         store.prepare(location)?;
         Ok(store)
@@ -132,10 +139,6 @@ impl Store {
 
     fn prepare(&mut self, location: &Location) -> Result<(), StoreError> {
         if matches!(location, Location::File(_)) {
-            // Exclusive: the first write below takes the lock and keeps it until we close.
-            self.conn
-                .pragma_update(None, "locking_mode", "EXCLUSIVE")
-                .map_err(|e| self.classify(e))?;
             let mode: String = self
                 .conn
                 .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -306,13 +309,45 @@ impl Store {
     }
 }
 
-fn open_file(path: &Path) -> Result<Connection, StoreError> {
+/// Create the database's directory and take the one writer's lock on `<file>.lock`.
+fn take_writer_lock(path: &Path) -> Result<std::fs::File, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.display().to_string(),
             source,
         })?;
     }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Unwritable {
+            path: path.display().to_string(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("{}: {e}", lock_path.display())),
+            ),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unwritable {
+            path: path.display().to_string(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot lock {}: {e}", lock_path.display())),
+            ),
+        }),
+    }
+}
+
+fn open_file(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
