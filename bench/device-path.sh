@@ -11,7 +11,10 @@
 # measured window, RSS, and the receiver's concealed frames and the devices' underruns.
 # Installs pulseaudio, pulseaudio-utils and libasound2-plugins with apt-get when missing (root).
 # Usage: bench/device-path.sh [SECONDS]   (default 30; BIN_DIR=DIR to use prebuilt binaries;
-#        FRAME_MS=10 for 10 ms frames on both clients; DEVICE=NAME for --audio-in/out device:NAME)
+#        FRAME_MS=10 for 10 ms frames on both clients; DEVICE=NAME for --audio-in/out device:NAME;
+#        PULSE_TRANSPORT=tcp: the clients reach the daemon over TCP on loopback through
+#        PULSE_SERVER, as a client on a remote host reaches a sound server forwarded over SSH
+#        with `ssh -R` — docs/TUI.md#sound-over-ssh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # BIN_DIR=DIR measures binaries built elsewhere (e.g. an older commit, for before/after).
@@ -29,7 +32,7 @@ seconds=${1:-30}
 source bench/pulse.sh
 
 machine
-echo "# frames: ${FRAME_MS:-20} ms, devices: ${DEVICE:-default}"
+echo "# frames: ${FRAME_MS:-20} ms, devices: ${DEVICE:-default}, sound server over: ${PULSE_TRANSPORT:-unix}"
 work=$(mktemp -d /tmp/device-path.XXXXXX)
 pids=()
 cleanup() {
@@ -44,6 +47,16 @@ pulse_start "$work"
 pactl load-module module-pipe-source source_name=mic file="$work/mic.fifo" \
   format=float32le rate=48000 channels=1 >/dev/null
 pactl set-default-source mic
+if [ "${PULSE_TRANSPORT:-unix}" = tcp ]; then
+  # The clients only (pactl and parec keep the socket): a TCP listener on loopback, the way
+  # `ssh -R` presents the forwarded server on the remote host.
+  pulse_port=$(free_port)
+  pactl load-module module-native-protocol-tcp listen=127.0.0.1 port="$pulse_port" \
+    auth-anonymous=1 >/dev/null
+  client_env=(env PULSE_SERVER="tcp:127.0.0.1:$pulse_port")
+else
+  client_env=(env)
+fi
 # The microphone's writer starts now with silence (a microphone that delivers nothing is
 # one the client closes and reopens) and plays the bursts once $work/go exists.
 python3 bench/device_path.py "$work/mic.fifo" "$seconds" "$work/go" >"$work/result.json" &
@@ -57,17 +70,21 @@ wait_port "$port"
 run_for=$((seconds + 8))
 # Receiver: hears through the speaker, sends silence.
 printf 'join General\nwait peer mic 20\nsleep %s\nstats\nquit\n' "$((seconds + 4))" >"$work/rx.script"
-RUST_LOG=cromulent=debug "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user ear \
+RUST_LOG=cromulent=debug "${client_env[@]}" "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user ear \
   --audio-in silence --audio-out "device${DEVICE:+:$DEVICE}" --script "$work/rx.script" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/rx.out" 2>"$work/rx.err" &
 rx=$!
 pids+=($rx)
-RUST_LOG=cromulent=debug "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user mic \
+RUST_LOG=cromulent=debug "${client_env[@]}" "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user mic \
   --join General --audio-in "device${DEVICE:+:$DEVICE}" --audio-out null --for "$run_for" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/tx.out" 2>"$work/tx.err" &
 tx=$!
 pids+=($tx)
 # The sender sends nothing while its microphone is silent: wait for the call, not for audio.
 for _ in $(seq 200); do grep -q '"event":"peer".*"state":"connected"' "$work/rx.out" 2>/dev/null && break; sleep 0.1; done
 sleep 1
+if [ "${PULSE_TRANSPORT:-unix}" = tcp ]; then
+  # Proof the clients came over TCP: the daemon names each client's transport.
+  echo "# clients on the sound server over TCP: $(pactl list clients | grep -c 'native-protocol.peer = "TCP/IP')"
+fi
 
 # CPU ticks of every thread of a process: "tid comm ticks" lines.
 ticks() { for t in /proc/"$1"/task/*; do echo "$(basename "$t") $(tr ' ' _ <"$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done; }
