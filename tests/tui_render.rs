@@ -190,6 +190,38 @@ fn status_line_disconnected_is_red_with_the_reason() {
 }
 
 #[test]
+fn no_color_draws_the_same_words_without_a_colour() {
+    let mut m = model(PttStyle::Repeat);
+    populated(&mut m);
+    status(
+        &mut m,
+        VoiceStatus::Disconnected {
+            channel: Some(1),
+            reason: DisconnectReason::JoinRefused {
+                reason: ErrorReason::AlreadyInChannel,
+                message: "m".into(),
+            },
+        },
+    );
+    let coloured = render(&m);
+    assert!(
+        coloured.content.iter().any(|c| c.fg != Color::Reset),
+        "the ordinary screen has colours (else this test proves nothing)"
+    );
+    m.no_color = true;
+    let plain = render(&m);
+    assert_eq!(screen(&plain), screen(&coloured), "the same text");
+    assert!(
+        plain
+            .content
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset),
+        "no colour anywhere"
+    );
+    assert!(row(&plain, STATUS_ROW).contains("● Disconnected — already in this channel"));
+}
+
+#[test]
 fn status_line_shows_live_mic_mute_deafen_and_a_meter() {
     let press = |c| {
         Msg::Key(

@@ -134,9 +134,12 @@ pub struct Settings {
     pub keys: KeyMap,
     /// The config file that was read, if any (for the help screen and logs).
     pub config_path: Option<PathBuf>,
+    /// `NO_COLOR` is set (to anything but nothing): draw without colours (https://no-color.org).
+    pub no_color: bool,
 }
 
-/// Reads the environment for resolving: `HOME`, `XDG_CONFIG_HOME`, `XDG_STATE_HOME`, `USER`.
+/// Reads the environment for resolving: `HOME`, `XDG_CONFIG_HOME`, `XDG_STATE_HOME`, `USER`,
+/// `NO_COLOR`.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The config file to read and whether it was named explicitly.
@@ -276,6 +279,7 @@ impl Settings {
                 .unwrap_or_else(|| default_log_file(env)),
             keys: KeyMap::with_overrides(&file.keys)?,
             config_path,
+            no_color: env("NO_COLOR").is_some_and(|v| !v.is_empty()),
         })
     }
 
@@ -385,6 +389,23 @@ mod tests {
             s.log_file,
             PathBuf::from("/home/ann/.local/state/cromulent/cromulent.log")
         );
+    }
+
+    #[test]
+    fn no_color_is_any_non_empty_value() {
+        let args = TuiArgs {
+            server: Some("ws://127.0.0.1:4000".into()),
+            ..TuiArgs::default()
+        };
+        let resolve = |env: &'static [(&'static str, &'static str)]| {
+            let env = env_of(env);
+            Settings::resolve(&args, FileConfig::default(), None, None, &env)
+                .unwrap()
+                .no_color
+        };
+        assert!(!resolve(ENV));
+        assert!(!resolve(&[("USER", "ann"), ("NO_COLOR", "")]));
+        assert!(resolve(&[("USER", "ann"), ("NO_COLOR", "1")]));
     }
 
     #[test]

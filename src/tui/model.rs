@@ -111,6 +111,8 @@ pub struct Model {
     pub quitting: bool,
     /// The chat pane (the selected channel's messages, the input line).
     pub chat: Chat,
+    /// Draw without colours (`NO_COLOR`): every state is also in words, bold and reverse stay.
+    pub no_color: bool,
 }
 
 impl Model {
@@ -143,6 +145,7 @@ impl Model {
             keys,
             quitting: false,
             chat: Chat::default(),
+            no_color: false,
         }
     }
 

@@ -64,6 +64,14 @@ pub fn view(model: &Model, frame: &mut Frame) {
     if model.help {
         draw_help(model, frame);
     }
+    if model.no_color {
+        // NO_COLOR: the same screen with every colour taken out; the words and the bold and
+        // reverse marks carry every state.
+        for cell in frame.buffer_mut().content.iter_mut() {
+            cell.fg = Color::Reset;
+            cell.bg = Color::Reset;
+        }
+    }
 }
 
 fn title_line(model: &Model) -> Line<'static> {
