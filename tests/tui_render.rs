@@ -190,6 +190,44 @@ fn status_line_disconnected_is_red_with_the_reason() {
 }
 
 #[test]
+fn ascii_draws_the_screen_with_ascii_only() {
+    let mut m = model(PttStyle::Repeat);
+    populated(&mut m);
+    status(&mut m, VoiceStatus::Connected { channel: 1 });
+    send(
+        &mut m,
+        EngineEvent::Message(cromulent_protocol::ChatMessage {
+            id: 1,
+            channel: 1,
+            user: "bob".into(),
+            name: "bob".into(),
+            time: 0,
+            text: "hello there".into(),
+        }),
+    );
+    let fancy = render(&m);
+    assert!(
+        fancy.content.iter().any(|c| !c.symbol().is_ascii()),
+        "the ordinary screen has box lines and dots (else this test proves nothing)"
+    );
+    m.ascii = true;
+    let plain = render(&m);
+    let odd: Vec<&str> = plain
+        .content
+        .iter()
+        .map(|c| c.symbol())
+        .filter(|s| !s.is_ascii())
+        .collect();
+    assert!(odd.is_empty(), "not ASCII: {odd:?}\n{}", screen(&plain));
+    assert!(screen(&plain).contains("* General"), "{}", screen(&plain));
+    assert!(
+        screen(&plain).contains("bob: hello there"),
+        "{}",
+        screen(&plain)
+    );
+}
+
+#[test]
 fn no_color_draws_the_same_words_without_a_colour() {
     let mut m = model(PttStyle::Repeat);
     populated(&mut m);

@@ -69,6 +69,7 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
     model.output = output;
     model.chat.utc_offset_secs = super::utc_offset();
     model.no_color = settings.no_color;
+    model.ascii = settings.ascii;
     model.notice = intro.map(|i| Notice {
         text: i.text,
         level: NoticeLevel::Info,

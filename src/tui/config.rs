@@ -61,6 +61,10 @@ pub struct TuiArgs {
     /// ~/.local/state/cromulent/cromulent.log]
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Draw with ASCII only (no box lines, dots or arrows), for terminals or fonts without
+    /// them. [config: ascii]
+    #[arg(long)]
+    pub ascii: bool,
 }
 
 /// The config file, as written.
@@ -74,6 +78,7 @@ pub struct FileConfig {
     pub talk_mode: Option<String>,
     pub ice_policy: Option<String>,
     pub log_file: Option<PathBuf>,
+    pub ascii: Option<bool>,
     pub audio: AudioFile,
     pub voice_activity: VoiceActivityFile,
     /// Action name → keys, e.g. `talk = ["space", "f1"]`.
@@ -136,6 +141,8 @@ pub struct Settings {
     pub config_path: Option<PathBuf>,
     /// `NO_COLOR` is set (to anything but nothing): draw without colours (https://no-color.org).
     pub no_color: bool,
+    /// Draw with ASCII only (`--ascii` or `ascii = true`).
+    pub ascii: bool,
 }
 
 /// Reads the environment for resolving: `HOME`, `XDG_CONFIG_HOME`, `XDG_STATE_HOME`, `USER`,
@@ -280,6 +287,7 @@ impl Settings {
             keys: KeyMap::with_overrides(&file.keys)?,
             config_path,
             no_color: env("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            ascii: args.ascii || file.ascii.unwrap_or(false),
         })
     }
 

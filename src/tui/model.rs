@@ -113,6 +113,8 @@ pub struct Model {
     pub chat: Chat,
     /// Draw without colours (`NO_COLOR`): every state is also in words, bold and reverse stay.
     pub no_color: bool,
+    /// Draw the screen's own glyphs (frames, dots, arrows, meters) in ASCII.
+    pub ascii: bool,
 }
 
 impl Model {
@@ -146,6 +148,7 @@ impl Model {
             quitting: false,
             chat: Chat::default(),
             no_color: false,
+            ascii: false,
         }
     }
 

@@ -64,6 +64,16 @@ pub fn view(model: &Model, frame: &mut Frame) {
     if model.help {
         draw_help(model, frame);
     }
+    if model.ascii {
+        for cell in frame.buffer_mut().content.iter_mut() {
+            let mut chars = cell.symbol().chars();
+            if let (Some(c), None) = (chars.next(), chars.next())
+                && let Some(a) = ascii_glyph(c)
+            {
+                cell.set_char(a);
+            }
+        }
+    }
     if model.no_color {
         // NO_COLOR: the same screen with every colour taken out; the words and the bold and
         // reverse marks carry every state.
@@ -72,6 +82,24 @@ pub fn view(model: &Model, frame: &mut Frame) {
             cell.bg = Color::Reset;
         }
     }
+}
+
+/// The screen's own glyphs in ASCII (`--ascii`): frames, dots, arrows, meters, the chat's
+/// control pictures. Every one is one cell wide, as its stand-in.
+pub fn ascii_glyph(c: char) -> Option<char> {
+    Some(match c {
+        '─' | '━' | '═' | '—' | '–' | '·' => '-',
+        '│' | '┃' | '║' => '|',
+        '\u{2500}'..='\u{257F}' => '+',
+        '●' | '◉' => '*',
+        '○' => 'o',
+        '▸' | '→' => '>',
+        '▮' | '█' => '#',
+        '▯' | '…' => '.',
+        '\u{2400}'..='\u{2421}' => '^',
+        '\u{FFFD}' => '?',
+        _ => return None,
+    })
 }
 
 fn title_line(model: &Model) -> Line<'static> {
