@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audio;
+pub mod ctl;
 pub mod engine;
 pub mod headless;
 pub mod rtc;

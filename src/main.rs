@@ -27,6 +27,9 @@ enum Cmd {
     /// Everything on embedded defaults: a server on a free local port, an echo bot in the Echo
     /// channel (plays back what it hears a second later), and the terminal client.
     Demo(DemoArgs),
+    /// Drive a running client (`cromulent headless`) from outside: talk press|release|toggle,
+    /// mute, deafen, join CHANNEL, leave, say TEXT, status [--json], events.
+    Ctl(cromulent::ctl::client::CtlArgs),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         // The terminal client sets up its own logging: to a file, never the screen.
         None => std::process::exit(tui::main(cli.tui)),
         Some(Cmd::Demo(args)) => std::process::exit(tui::demo::main(args)),
+        Some(Cmd::Ctl(args)) => std::process::exit(cromulent::ctl::client::main(args)),
         Some(Cmd::Server(args)) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -19,8 +19,10 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::audio::{FrameSize, SinkSpec, SourceSpec};
+use crate::ctl::{ControlSocket, Incoming, Request, Status};
 use crate::engine::{
     self, ChannelRef, EngineCommand, EngineConfig, EngineEvent, EngineHandle, IcePolicy, TalkMode,
+    TalkState,
 };
 use crate::signaling::Credentials;
 
@@ -64,6 +66,10 @@ pub struct HeadlessArgs {
     /// Commands, one per line, from FILE or - (stdin).
     #[arg(long, value_name = "FILE|-")]
     pub script: Option<PathBuf>,
+    /// The control socket for `cromulent ctl`: a path, or `off`. Default:
+    /// $XDG_RUNTIME_DIR/cromulent/ctl-PID.sock.
+    #[arg(long, value_name = "PATH|off")]
+    pub ctl: Option<PathBuf>,
 }
 
 fn parse_source(s: &str) -> Result<SourceSpec, String> {
@@ -136,12 +142,35 @@ pub async fn run(args: HeadlessArgs) -> i32 {
     if let Some(channel) = &args.join {
         engine.send(EngineCommand::Join(ChannelRef(channel.clone())));
     }
+    let control = match &args.ctl {
+        Some(p) if p.as_os_str() == "off" => None,
+        path => {
+            let env = |k: &str| std::env::var(k).ok();
+            let path = path
+                .clone()
+                .unwrap_or_else(|| ControlSocket::default_path(&env));
+            match ControlSocket::bind(path.clone()) {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    // The run goes on without it: scripts never depend on the socket.
+                    eprintln!(
+                        "cromulent headless: no control socket at {}: {e}",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        }
+    };
     let mut runner = Runner {
         engine,
         events,
         world: World::default(),
         out: std::io::stdout(),
         deadline: args.for_secs.map(|d| Instant::now() + d),
+        control,
+        talk: TalkState::new(args.talk),
+        status: Status::new(),
     };
     let status = runner.drive(script).await;
     runner.stop().await;
@@ -170,6 +199,12 @@ struct Runner {
     out: std::io::Stdout,
     /// `--for`: leave and exit 0 at this instant.
     deadline: Option<Instant>,
+    /// `cromulent ctl`'s way in, if it could be opened.
+    control: Option<ControlSocket>,
+    /// The talk switches as we told the engine (the same rules as the engine's).
+    talk: TalkState,
+    /// What `ctl status` reports.
+    status: Status,
 }
 
 /// What the script is doing right now.
@@ -220,8 +255,10 @@ impl Runner {
                         return EXIT_FAILED;
                     }
                     self.world.apply(&ev);
+                    self.status.apply(&ev);
                     self.print(&ev);
                 }
+                Some(incoming) = next_control(&mut self.control) => self.on_control(incoming),
                 line = next_stdin_command(&mut script), if reading => {
                     match self.after_command(line, &script) {
                         Ok(s) => step = s,
@@ -267,9 +304,9 @@ impl Runner {
         match cmd {
             Command::Join(ch) => send(EngineCommand::Join(ChannelRef(ch))),
             Command::Leave => send(EngineCommand::Leave),
-            Command::Talk(on) => send(EngineCommand::Talk(on)),
-            Command::Mute(on) => send(EngineCommand::Mute(on)),
-            Command::Deafen(on) => send(EngineCommand::Deafen(on)),
+            Command::Talk(on) => self.set_talk(on),
+            Command::Mute(on) => self.set_muted(on),
+            Command::Deafen(on) => self.set_deafened(on),
             Command::Stats => send(EngineCommand::Stats),
             Command::Say(text) => send(EngineCommand::Say {
                 channel: None,
@@ -303,13 +340,83 @@ impl Runner {
         let world = &self.world;
         for line in events::lines(ev, &|id| world.channel_name(id)) {
             let _ = writeln!(self.out, "{line}");
+            if let Some(control) = &self.control {
+                control.publish(&line);
+            }
         }
         let _ = self.out.flush();
+    }
+
+    fn set_talk(&mut self, on: bool) {
+        self.talk.set_talk(on);
+        self.engine.send(EngineCommand::Talk(on));
+    }
+
+    fn set_muted(&mut self, on: bool) {
+        self.talk.set_muted(on);
+        self.status.muted = on;
+        self.engine.send(EngineCommand::Mute(on));
+    }
+
+    fn set_deafened(&mut self, on: bool) {
+        self.talk.set_deafened(on);
+        self.status.deafened = on;
+        self.engine.send(EngineCommand::Deafen(on));
+    }
+
+    /// A request from `cromulent ctl`: the same commands a script has.
+    fn on_control(&mut self, incoming: Incoming) {
+        let answer = match &incoming.request {
+            Request::Talk(switch) => {
+                let on = switch.apply(self.talk.talk());
+                self.set_talk(on);
+                "ok".to_owned()
+            }
+            Request::Mute(switch) => {
+                let on = switch.apply(self.talk.muted());
+                self.set_muted(on);
+                "ok".to_owned()
+            }
+            Request::Deafen(switch) => {
+                let on = switch.apply(self.talk.deafened());
+                self.set_deafened(on);
+                "ok".to_owned()
+            }
+            Request::Join(channel) => {
+                self.engine
+                    .send(EngineCommand::Join(ChannelRef(channel.clone())));
+                "ok".to_owned()
+            }
+            Request::Leave => {
+                self.engine.send(EngineCommand::Leave);
+                "ok".to_owned()
+            }
+            Request::Say(text) => {
+                self.engine.send(EngineCommand::Say {
+                    channel: None,
+                    text: text.clone(),
+                });
+                "ok".to_owned()
+            }
+            Request::Status { json: false } => self.status.line(),
+            Request::Status { json: true } => self.status.json().to_string(),
+            // Answered by the socket itself.
+            Request::Events => "error: events is followed, not answered".to_owned(),
+        };
+        incoming.answer(answer);
     }
 
     fn print_line(&mut self, v: serde_json::Value) {
         let _ = writeln!(self.out, "{v}");
         let _ = self.out.flush();
+    }
+}
+
+/// The next `cromulent ctl` request; never resolves without a socket.
+async fn next_control(control: &mut Option<ControlSocket>) -> Option<Incoming> {
+    match control {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
     }
 }
 
