@@ -7,33 +7,11 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cromulent_test_support::process::{KillOnDrop, wait_exit};
-use support::{BIN, Client, LONG, Server, TempDir};
-
-/// `cromulent ctl --socket SOCKET ARGS…`: exit status and stdout.
-fn ctl(socket: &Path, args: &[&str]) -> (i32, String) {
-    let mut child = KillOnDrop::spawn(
-        Command::new(BIN)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        "cromulent ctl",
-    );
-    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("ctl answers in time");
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut out);
-    }
-    (status.code().unwrap_or(-1), out.trim_end().to_owned())
-}
+use cromulent_test_support::process::KillOnDrop;
+use support::{BIN, Client, LONG, Server, TempDir, ctl};
 
 fn presence_flag(bob: &mut Client, mark: usize, flag: &str, value: bool) {
     bob.wait_after(mark, &format!("alice {flag} = {value}"), LONG, |e| {

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use cromulent_test_support::tmux::Tmux;
-use support::{BIN, Client, Server, TempDir};
+use support::{BIN, Client, Server, TempDir, ctl};
 
 const WAIT: Duration = cromulent_test_support::tmux::WAIT;
 
@@ -476,5 +476,35 @@ fn chat_with_a_script_user_in_a_real_terminal() {
     tmux.wait("alice's own message", |s| s.contains("alice: on my way"));
     tmux.keys(&["Escape"]);
     tmux.wait("out of the input", |s| !s.contains("typing: Enter sends"));
+    tmux.keys(&["q"]);
+}
+
+#[test]
+fn the_terminal_client_is_driven_through_its_control_socket() {
+    let server = Server::start();
+    let dir = TempDir::new("tui-tmux-ctl");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let socket = dir.path("tui.sock");
+    let command = format!(
+        "'{BIN}' --server {url} --user alice --config '{config}' --log-file '{log}' \
+         --input-device no-such-mic --output-device no-such-speaker --ctl '{socket}'; sleep 600",
+        url = server.url(),
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+        socket = socket.display(),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait("the channel list", |s| s.contains("▸ General"));
+    assert_eq!(ctl(&socket, &["status"]), (0, "○ not in voice".to_owned()));
+    assert_eq!(ctl(&socket, &["join", "General"]).0, 0);
+    tmux.wait("in General", |s| status_line(s).contains("● General"));
+    assert_eq!(ctl(&socket, &["mute", "on"]).0, 0);
+    tmux.wait("muted on screen", |s| status_line(s).contains("MUTED"));
+    assert!(ctl(&socket, &["status"]).1.contains("muted"));
+    assert_eq!(ctl(&socket, &["say", "hi from a hotkey"]).0, 0);
+    tmux.wait("the message in the chat", |s| {
+        s.contains("alice: hi from a hotkey")
+    });
     tmux.keys(&["q"]);
 }

@@ -5,8 +5,8 @@
 //! - [`socket`]: the client's Unix socket (0600, one per client, discoverable), I/O only;
 //! - [`client`]: the `cromulent ctl` command.
 //!
-//! The front end (`cromulent headless`) answers requests with its own rules; the socket never
-//! decides anything.
+//! The front end (`cromulent headless`, the terminal UI) answers requests with its own rules;
+//! the socket never decides anything.
 
 pub mod client;
 pub mod request;
@@ -14,5 +14,5 @@ pub mod socket;
 pub mod status;
 
 pub use request::{Request, Switch};
-pub use socket::{ControlSocket, Incoming};
+pub use socket::{ControlSocket, Incoming, next_request, open_option};
 pub use status::Status;

@@ -111,6 +111,33 @@ impl ControlSocket {
     }
 }
 
+/// The next request of an optional socket; never resolves without one (for `select!`).
+pub async fn next_request(control: &mut Option<ControlSocket>) -> Option<Incoming> {
+    match control {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Open the socket a `--ctl PATH|off` option asks for (the default path when `None`); a
+/// client runs on without one, and says why on stderr-or-log.
+pub fn open_option(ctl: Option<&Path>) -> Option<ControlSocket> {
+    if ctl.is_some_and(|p| p.as_os_str() == "off") {
+        return None;
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let path = ctl
+        .map(Path::to_owned)
+        .unwrap_or_else(|| ControlSocket::default_path(&env));
+    match ControlSocket::bind(path.clone()) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no control socket");
+            None
+        }
+    }
+}
+
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.task.abort();
@@ -231,7 +258,10 @@ mod tests {
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         drop((live, ours));
-        assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "removed on drop");
+        assert!(
+            std::fs::read_dir(&dir).unwrap().next().is_none(),
+            "removed on drop"
+        );
         std::fs::remove_dir(&dir).unwrap();
     }
 }

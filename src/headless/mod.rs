@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::audio::{FrameSize, SinkSpec, SourceSpec};
-use crate::ctl::{ControlSocket, Incoming, Request, Status};
+use crate::ctl::{self, ControlSocket, Incoming, Request, Status};
 use crate::engine::{
     self, ChannelRef, EngineCommand, EngineConfig, EngineEvent, EngineHandle, IcePolicy, TalkMode,
     TalkState,
@@ -258,7 +258,7 @@ impl Runner {
                     self.status.apply(&ev);
                     self.print(&ev);
                 }
-                Some(incoming) = next_control(&mut self.control) => self.on_control(incoming),
+                Some(incoming) = ctl::next_request(&mut self.control) => self.on_control(incoming),
                 line = next_stdin_command(&mut script), if reading => {
                     match self.after_command(line, &script) {
                         Ok(s) => step = s,
@@ -409,14 +409,6 @@ impl Runner {
     fn print_line(&mut self, v: serde_json::Value) {
         let _ = writeln!(self.out, "{v}");
         let _ = self.out.flush();
-    }
-}
-
-/// The next `cromulent ctl` request; never resolves without a socket.
-async fn next_control(control: &mut Option<ControlSocket>) -> Option<Incoming> {
-    match control {
-        Some(c) => c.next().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -81,6 +81,8 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
         panic!("{PANIC_FOR_TESTS} is set: panicking on purpose, with the screen up");
     }
 
+    let mut control = crate::ctl::open_option(settings.ctl.as_deref());
+    let mut ctl_status = crate::ctl::Status::new();
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -100,6 +102,13 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
             ev = events.recv(), if engine_running => match ev {
                 Some(ev) => {
                     log_event(&ev);
+                    ctl_status.apply(&ev);
+                    if let Some(control) = &control {
+                        let names = |id| model.channel(id).map(|c| c.name.clone());
+                        for line in crate::headless::events::lines(&ev, &names) {
+                            control.publish(&line);
+                        }
+                    }
                     Msg::Engine(ev)
                 }
                 None => {
@@ -110,6 +119,26 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
                     continue;
                 }
             },
+            Some(incoming) = crate::ctl::next_request(&mut control) => {
+                match &incoming.request {
+                    crate::ctl::Request::Status { json } => {
+                        ctl_status.muted = model.talk.muted();
+                        ctl_status.deafened = model.talk.deafened();
+                        let json = *json;
+                        incoming.answer(if json {
+                            ctl_status.json().to_string()
+                        } else {
+                            ctl_status.line()
+                        });
+                        continue;
+                    }
+                    request => {
+                        let request = request.clone();
+                        incoming.answer("ok");
+                        Msg::Control(request)
+                    }
+                }
+            }
             _ = tick.tick() => Msg::Tick(std::time::Instant::now()),
             // The talk key's hold is decided on time, not at the next tick.
             _ = sleep_until_opt(model.hold.deadline().map(Instant::from_std)) => {

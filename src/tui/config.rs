@@ -65,6 +65,10 @@ pub struct TuiArgs {
     /// them. [config: ascii]
     #[arg(long)]
     pub ascii: bool,
+    /// The control socket for `cromulent ctl`: a path, or `off`. Default:
+    /// $XDG_RUNTIME_DIR/cromulent/ctl-PID.sock.
+    #[arg(long, value_name = "PATH|off")]
+    pub ctl: Option<PathBuf>,
 }
 
 /// The config file, as written.
@@ -143,6 +147,8 @@ pub struct Settings {
     pub no_color: bool,
     /// Draw with ASCII only (`--ascii` or `ascii = true`).
     pub ascii: bool,
+    /// `--ctl`: the control socket's path, or `off` (`None`: the default path).
+    pub ctl: Option<PathBuf>,
 }
 
 /// Reads the environment for resolving: `HOME`, `XDG_CONFIG_HOME`, `XDG_STATE_HOME`, `USER`,
@@ -288,6 +294,7 @@ impl Settings {
             config_path,
             no_color: env("NO_COLOR").is_some_and(|v| !v.is_empty()),
             ascii: args.ascii || file.ascii.unwrap_or(false),
+            ctl: args.ctl.clone(),
         })
     }
 

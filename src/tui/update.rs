@@ -45,6 +45,8 @@ pub enum Msg {
     HoldTimer(Instant),
     /// The terminal lost focus: a held push-to-talk key will never report its release.
     FocusLost,
+    /// A request from `cromulent ctl` (the app answers `status` itself).
+    Control(crate::ctl::Request),
 }
 
 #[derive(Debug)]
@@ -68,6 +70,35 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Cmd> {
             model.hold.focus_lost();
             release_ptt(model)
         }
+        Msg::Control(request) => on_control(model, request),
+    }
+}
+
+/// `cromulent ctl`: what a key would do, with the value asked for.
+fn on_control(model: &mut Model, request: crate::ctl::Request) -> Vec<Cmd> {
+    use crate::ctl::Request;
+    match request {
+        Request::Talk(switch) => {
+            let on = switch.apply(model.talk.talk());
+            set_talk(model, on)
+        }
+        Request::Mute(switch) => {
+            let muted = switch.apply(model.talk.muted());
+            model.talk.set_muted(muted);
+            vec![Cmd::Engine(EngineCommand::Mute(muted))]
+        }
+        Request::Deafen(switch) => {
+            let deafened = switch.apply(model.talk.deafened());
+            model.talk.set_deafened(deafened);
+            vec![Cmd::Engine(EngineCommand::Deafen(deafened))]
+        }
+        Request::Join(channel) => vec![Cmd::Engine(EngineCommand::Join(ChannelRef(channel)))],
+        Request::Leave => vec![Cmd::Engine(EngineCommand::Leave)],
+        Request::Say(text) => vec![Cmd::Engine(EngineCommand::Say {
+            channel: None,
+            text,
+        })],
+        Request::Status { .. } | Request::Events => Vec::new(),
     }
 }
 
@@ -967,5 +998,21 @@ mod tests {
             ),
         );
         assert!(m.quitting && matches!(cmds.as_slice(), [Cmd::Quit]));
+    }
+
+    #[test]
+    fn control_requests_act_like_their_keys_with_the_value_asked_for() {
+        use crate::ctl::{Request, Switch};
+        let mut m = model(TalkMode::PushToTalk, PttStyle::Repeat);
+        let cmds = engine_cmds(update(&mut m, Msg::Control(Request::Talk(Switch::On))));
+        assert_eq!(cmds, ["Engine(Talk(true))"]);
+        assert!(m.talk.talk());
+        let cmds = engine_cmds(update(&mut m, Msg::Control(Request::Mute(Switch::Toggle))));
+        assert_eq!(cmds, ["Engine(Mute(true))"]);
+        let cmds = engine_cmds(update(&mut m, Msg::Control(Request::Mute(Switch::On))));
+        assert_eq!(cmds, ["Engine(Mute(true))"], "on stays on");
+        let cmds = engine_cmds(update(&mut m, Msg::Control(Request::Talk(Switch::Off))));
+        assert_eq!(cmds, ["Engine(Talk(false))"]);
+        assert!(update(&mut m, Msg::Control(Request::Status { json: false })).is_empty());
     }
 }

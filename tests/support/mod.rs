@@ -349,3 +349,24 @@ pub fn tail(samples: &[f32], secs: f32) -> &[f32] {
 }
 
 pub const LONG: Duration = Duration::from_secs(20);
+
+/// `cromulent ctl --socket SOCKET ARGS…`: exit status and stdout.
+pub fn ctl(socket: &Path, args: &[&str]) -> (i32, String) {
+    let mut child = KillOnDrop::spawn(
+        Command::new(BIN)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        "cromulent ctl",
+    );
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("ctl answers in time");
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut out);
+    }
+    (status.code().unwrap_or(-1), out.trim_end().to_owned())
+}
