@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use cromulent::audio::analysis::{rms, tone_power};
+use cromulent::audio::analysis::{rms, tone_share};
 use support::{Client, LONG, Server, TempDir, read_wav, tail};
 
 #[test]
@@ -49,7 +49,8 @@ fn duplicate_join_is_refused_and_the_first_session_is_unaffected() {
     assert!(bob.terminate().success());
     assert!(alice.terminate().success());
     let heard = read_wav(&wav);
-    assert!(tone_power(tail(&heard, 1.0), 48_000, 440.0) > 0.8);
+    let share = tone_share(tail(&heard, 1.0), 48_000, 440.0);
+    assert!(share > 0.8, "bob hears alice's 440 Hz: share {share}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
+use cromulent::audio::analysis::{dominant_frequency, rms, tone_share};
 use support::coturn::Coturn;
 use support::{Client, Event, LONG, Server, TempDir, free_port, read_wav, tail};
 
@@ -126,7 +126,7 @@ fn relay_only_clients_talk_through_coturn_with_credentials_from_our_server() {
     assert!((f - 440.0).abs() <= 5.0, "dominant frequency {f} Hz");
     assert!(rms(last) > 0.05, "real energy: rms {}", rms(last));
     assert!(
-        tone_power(last, 48_000, 440.0) > 0.8,
+        tone_share(last, 48_000, 440.0) > 0.8,
         "most power at 440 Hz"
     );
 }

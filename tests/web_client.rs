@@ -14,7 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cromulent::audio::analysis::{dominant_frequency, rms, tone_power};
+use cromulent::audio::analysis::{dominant_frequency, rms, tone_share};
 use cromulent_test_support::browser::{self, Browser, Options};
 use cromulent_test_support::netns::{self, isolated};
 use serde_json::{Value, json};
@@ -156,7 +156,7 @@ fn assert_tone(samples: &[f32], freq: f32, who: &str) {
         rms(samples)
     );
     assert!(
-        tone_power(samples, 48_000, freq) > 0.5,
+        tone_share(samples, 48_000, freq) > 0.5,
         "{who}: most power at {freq} Hz"
     );
 }
@@ -290,9 +290,9 @@ fn three_way_call_with_two_engines() {
         let heard = read_wav(wav);
         let last = tail(&heard, 1.0);
         let (p440, p660, p880) = (
-            tone_power(last, 48_000, 440.0),
-            tone_power(last, 48_000, 660.0),
-            tone_power(last, 48_000, 880.0),
+            tone_share(last, 48_000, 440.0),
+            tone_share(last, 48_000, 660.0),
+            tone_share(last, 48_000, 880.0),
         );
         assert!(
             p440 > 0.2,

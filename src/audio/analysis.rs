@@ -107,6 +107,17 @@ pub fn band_presence(samples: &[f32], sample_rate: u32, center_hz: f32, half_wid
     (in_band / total) as f32
 }
 
+/// Half-width of the band [`tone_share`] counts as the tone.
+pub const TONE_BAND_HZ: f32 = 20.0;
+
+/// Fraction (0..=1) of the signal's power within [`TONE_BAND_HZ`] of `hz`: "is this tone what
+/// is heard". Unlike [`tone_power`] it does not care about phase, so one concealed or dropped
+/// frame on a real call (a phase jump mid-window) does not hide a tone that is there, while
+/// silence, noise or another tone still score low.
+pub fn tone_share(samples: &[f32], sample_rate: u32, hz: f32) -> f32 {
+    band_presence(samples, sample_rate, hz, TONE_BAND_HZ)
+}
+
 fn mean_square(samples: &[f32]) -> f64 {
     if samples.is_empty() {
         return 0.0;
@@ -210,6 +221,25 @@ mod tests {
         let noise: Vec<f32> = (0..RATE).map(|_| (rng.unit() - 0.5) as f32).collect();
         assert!(tone_power(&noise, RATE, 1000.0) < 0.01);
         assert!(band_presence(&noise, RATE, 12_000.0, 12_000.0) > 0.99);
+    }
+
+    #[test]
+    fn tone_share_survives_a_phase_jump_that_tone_power_does_not() {
+        // A tone whose second half is shifted by half a period, as when a frame is dropped.
+        let mut jumped = sine(440.0, 0.5, RATE as usize / 2, RATE);
+        let shifted = sine(440.0, 0.5, RATE as usize / 2 + 55, RATE);
+        jumped.extend_from_slice(&shifted[55..]);
+        assert!(
+            tone_power(&jumped, RATE, 440.0) < 0.5,
+            "coherent measure collapses"
+        );
+        assert!(tone_share(&jumped, RATE, 440.0) > 0.95);
+        assert_eq!(tone_share(&[0.0; 4800], RATE, 440.0), 0.0);
+        let other = sine(660.0, 0.5, RATE as usize, RATE);
+        assert!(
+            tone_share(&other, RATE, 440.0) < 0.01,
+            "another tone is not this one"
+        );
     }
 
     #[test]
