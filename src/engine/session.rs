@@ -157,6 +157,9 @@ pub struct Session {
     /// Where we sat when the server was lost: a resumed session gets that seat back by
     /// itself, any other wanted channel must be asked for.
     seat_at_loss: Option<ChannelId>,
+    /// The last `welcome` said our session was resumed (so a `resume_expired` after it means
+    /// the seat is not ours after all; after a new session's welcome the join is already sent).
+    resumed: bool,
     status: VoiceStatus,
     talk: TalkState,
     /// The flags last sent to the server.
@@ -190,6 +193,7 @@ impl Session {
             pending_join: None,
             current: None,
             seat_at_loss: None,
+            resumed: false,
             status: VoiceStatus::None,
             sent_flags: None,
             links: BTreeMap::new(),
@@ -487,6 +491,7 @@ impl Session {
         self.me = Some(me.clone());
         self.channels = channels.clone();
         self.sent_flags = None;
+        self.resumed = resumed;
         self.emit(EngineEvent::ServerConnected {
             user: me,
             resumed,
@@ -566,8 +571,10 @@ impl Session {
                     reason: DisconnectReason::JoinRefused { reason, message },
                 });
             }
-            ErrorReason::ResumeExpired => {
-                // The seat was not kept: ask for it anew.
+            ErrorReason::ResumeExpired if self.resumed => {
+                // The seat was not kept after all: ask for it anew. (After a new session's
+                // welcome — the server's order — the join is on its way already.)
+                self.resumed = false;
                 if let Some(id) = self.wanted {
                     self.send_join(id);
                 }

@@ -380,6 +380,32 @@ fn an_expired_resume_joins_the_wanted_channel_anew() {
     assert_eq!(sent(&expired), vec![&join_msg(GENERAL)]);
 }
 
+/// The server's own order after a restart: `welcome` (a new session) and then
+/// `resume_expired`. The welcome already asks for the seat; a second `join` would be refused
+/// with `already_in_channel` and show the user "disconnected" while seated (found by the
+/// hooks test: a `disconnected` hook after the `reconnected` one).
+#[test]
+fn a_new_session_after_a_lost_resume_joins_once() {
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[]);
+    c.lost();
+    let welcomed = c.welcome(false, &[]);
+    assert!(
+        sent(&welcomed).contains(&&join_msg(GENERAL)),
+        "the welcome asks for the seat"
+    );
+    let expired = c.server(ServerMsg::Error {
+        reason: ErrorReason::ResumeExpired,
+        message: "resume token unknown".into(),
+        channel: None,
+    });
+    assert!(
+        sent(&expired).is_empty(),
+        "joined twice: {:?}",
+        sent(&expired)
+    );
+}
+
 #[test]
 fn a_refused_join_is_not_retried_after_a_reconnect() {
     let mut c = Client::new("ann");
