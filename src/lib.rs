@@ -7,7 +7,10 @@
 //!   statistics), pure, shared by `rtc` and the jitter buffer;
 //! - [`audio`]: sources, sinks, Opus, jitter buffer, mixer, levels, analysis;
 //! - [`headless`]: `cromulent headless`, scripted runs writing JSON-lines events;
-//! - [`tui`]: the terminal client (`cromulent`, `cromulent demo`).
+//! - [`tui`]: the terminal client (`cromulent`, `cromulent demo`);
+//! - [`ctl`]: the control socket a running client listens on, and `cromulent ctl`;
+//! - [`hooks`]: commands run on events (someone joined, a mention, a disconnect);
+//! - [`text`]: text from the wire made safe to show.
 //!
 //! `unsafe` must never appear in this crate (forbidden crate-wide).
 #![forbid(unsafe_code)]
@@ -16,7 +19,9 @@ pub mod audio;
 pub mod ctl;
 pub mod engine;
 pub mod headless;
+pub mod hooks;
 pub mod rtc;
 pub mod rtp;
 pub mod signaling;
+pub mod text;
 pub mod tui;

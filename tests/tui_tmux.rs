@@ -508,3 +508,65 @@ fn the_terminal_client_is_driven_through_its_control_socket() {
     });
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn hooks_from_the_config_file_run_and_never_draw_on_the_screen() {
+    let server = Server::start();
+    let dir = TempDir::new("tui-tmux-hooks");
+    let config = dir.path("config.toml");
+    let joined = dir.path("joined.json");
+    let mentioned = dir.path("mentioned.txt");
+    std::fs::write(
+        &config,
+        format!(
+            "[hooks]\n\
+             joined = \"echo HOOK-ON-STDOUT; cat >> '{joined}'\"\n\
+             mentioned = \"printf '%s: %s' \\\"$CROMULENT_USER\\\" \\\"$CROMULENT_TEXT\\\" > '{mentioned}'\"\n",
+            joined = joined.display(),
+            mentioned = mentioned.display(),
+        ),
+    )
+    .unwrap();
+    let command = format!(
+        "'{BIN}' --server {url} --user alice --config '{config}' --log-file '{log}' \
+         --input-device no-such-mic --output-device no-such-speaker --join General; sleep 600",
+        url = server.url(),
+        config = config.display(),
+        log = dir.path("tui.log").display(),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait("in General", |s| status_line(s).contains("● General"));
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--script", "-"],
+    );
+    bob.wait_state("connected", WAIT);
+    bob.say("say alice: are you there?");
+    let read = |path: &std::path::Path| {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match std::fs::read_to_string(path) {
+                Ok(text) if !text.is_empty() => return text,
+                _ if std::time::Instant::now() > deadline => {
+                    panic!("{} never written", path.display())
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    };
+    let event: serde_json::Value = serde_json::from_str(read(&joined).trim()).unwrap();
+    assert_eq!(
+        (event["event"].as_str(), event["user"].as_str()),
+        (Some("joined"), Some("bob"))
+    );
+    assert_eq!(read(&mentioned), "bob: alice: are you there?");
+    let screen = tmux.wait("bob's message", |s| {
+        s.contains("bob: alice: are you there?")
+    });
+    assert!(
+        !screen.contains("HOOK-ON-STDOUT"),
+        "a hook drew on the screen:\n{screen}"
+    );
+    tmux.keys(&["q"]);
+}

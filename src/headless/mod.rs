@@ -24,6 +24,8 @@ use crate::engine::{
     self, ChannelRef, EngineCommand, EngineConfig, EngineEvent, EngineHandle, IcePolicy, TalkMode,
     TalkState,
 };
+use crate::hooks::launch::Launcher;
+use crate::hooks::{HookConfig, Hooks};
 use crate::signaling::Credentials;
 
 use events::RunError;
@@ -70,6 +72,10 @@ pub struct HeadlessArgs {
     /// $XDG_RUNTIME_DIR/cromulent/ctl-PID.sock.
     #[arg(long, value_name = "PATH|off")]
     pub ctl: Option<PathBuf>,
+    /// Run COMMAND (with sh -c) on an event: joined, left, message, mentioned, disconnected,
+    /// reconnected; the event as JSON on stdin and in CROMULENT_* variables. Repeatable.
+    #[arg(long, value_name = "KIND=COMMAND")]
+    pub hook: Vec<String>,
 }
 
 fn parse_source(s: &str) -> Result<SourceSpec, String> {
@@ -103,6 +109,13 @@ enum Script {
 
 /// Run headless; returns the exit status.
 pub async fn run(args: HeadlessArgs) -> i32 {
+    let mut hooks = HookConfig::default();
+    for arg in &args.hook {
+        if let Err(e) = hooks.add_arg(arg) {
+            eprintln!("cromulent headless: {e}");
+            return EXIT_USAGE;
+        }
+    }
     let script = match &args.script {
         Some(p) if p.as_os_str() == "-" => Script::Stdin(stdin_lines()),
         Some(p) => match std::fs::read_to_string(p)
@@ -142,26 +155,8 @@ pub async fn run(args: HeadlessArgs) -> i32 {
     if let Some(channel) = &args.join {
         engine.send(EngineCommand::Join(ChannelRef(channel.clone())));
     }
-    let control = match &args.ctl {
-        Some(p) if p.as_os_str() == "off" => None,
-        path => {
-            let env = |k: &str| std::env::var(k).ok();
-            let path = path
-                .clone()
-                .unwrap_or_else(|| ControlSocket::default_path(&env));
-            match ControlSocket::bind(path.clone()) {
-                Ok(socket) => Some(socket),
-                Err(e) => {
-                    // The run goes on without it: scripts never depend on the socket.
-                    eprintln!(
-                        "cromulent headless: no control socket at {}: {e}",
-                        path.display()
-                    );
-                    None
-                }
-            }
-        }
-    };
+    // The run goes on without a socket: scripts never depend on it (the reason is logged).
+    let control = ctl::open_option(args.ctl.as_deref());
     let mut runner = Runner {
         engine,
         events,
@@ -169,6 +164,8 @@ pub async fn run(args: HeadlessArgs) -> i32 {
         out: std::io::stdout(),
         deadline: args.for_secs.map(|d| Instant::now() + d),
         control,
+        hooks: Hooks::new(hooks, &args.user),
+        launcher: Launcher::default(),
         talk: TalkState::new(args.talk),
         status: Status::new(),
     };
@@ -201,6 +198,9 @@ struct Runner {
     deadline: Option<Instant>,
     /// `cromulent ctl`'s way in, if it could be opened.
     control: Option<ControlSocket>,
+    /// `--hook`s, and their processes.
+    hooks: Hooks,
+    launcher: Launcher,
     /// The talk switches as we told the engine (the same rules as the engine's).
     talk: TalkState,
     /// What `ctl status` reports.
@@ -255,6 +255,9 @@ impl Runner {
                         return EXIT_FAILED;
                     }
                     self.world.apply(&ev);
+                    for launch in self.hooks.on_event(&ev, std::time::Instant::now()) {
+                        self.launcher.start(launch);
+                    }
                     self.status.apply(&ev);
                     self.print(&ev);
                 }

@@ -18,6 +18,8 @@ use super::update::{Cmd, Msg, TICK, update};
 use super::view::view;
 use crate::audio::{AudioSink, AudioSource, DeviceSink, DeviceSource, NullSink, Silence};
 use crate::engine::{self, ChannelRef, EngineCommand, EngineEvent};
+use crate::hooks::Hooks;
+use crate::hooks::launch::Launcher;
 
 /// How long quitting waits for the engine to leave the channel and stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
@@ -82,6 +84,8 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
     }
 
     let mut control = crate::ctl::open_option(settings.ctl.as_deref());
+    let mut hooks = Hooks::new(settings.hooks.clone(), &settings.user);
+    let launcher = Launcher::default();
     let mut ctl_status = crate::ctl::Status::new();
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
@@ -102,6 +106,9 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
             ev = events.recv(), if engine_running => match ev {
                 Some(ev) => {
                     log_event(&ev);
+                    for launch in hooks.on_event(&ev, std::time::Instant::now()) {
+                        launcher.start(launch);
+                    }
                     ctl_status.apply(&ev);
                     if let Some(control) = &control {
                         let names = |id| model.channel(id).map(|c| c.name.clone());

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::keys::{KeyError, KeyMap};
 use crate::audio::{FRAME_MS, FrameSize, SinkSpec, SourceSpec, VoiceActivity};
 use crate::engine::{EngineConfig, IcePolicy, TalkMode};
+use crate::hooks::{HookConfig, HooksFile};
 use crate::signaling::Credentials;
 
 /// Options of the terminal client (`cromulent` with no subcommand, and `cromulent demo`).
@@ -87,6 +88,8 @@ pub struct FileConfig {
     pub voice_activity: VoiceActivityFile,
     /// Action name → keys, e.g. `talk = ["space", "f1"]`.
     pub keys: BTreeMap<String, Vec<String>>,
+    /// Event → command, e.g. `mentioned = "notify-send …"` ([`crate::hooks`]).
+    pub hooks: HooksFile,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -149,6 +152,8 @@ pub struct Settings {
     pub ascii: bool,
     /// `--ctl`: the control socket's path, or `off` (`None`: the default path).
     pub ctl: Option<PathBuf>,
+    /// `[hooks]`: commands run on events.
+    pub hooks: HookConfig,
 }
 
 /// Reads the environment for resolving: `HOME`, `XDG_CONFIG_HOME`, `XDG_STATE_HOME`, `USER`,
@@ -295,6 +300,8 @@ impl Settings {
             no_color: env("NO_COLOR").is_some_and(|v| !v.is_empty()),
             ascii: args.ascii || file.ascii.unwrap_or(false),
             ctl: args.ctl.clone(),
+            hooks: HookConfig::from_file(&file.hooks)
+                .map_err(|e| ConfigError::Invalid(format!("[hooks]: {e}")))?,
         })
     }
 
