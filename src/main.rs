@@ -27,9 +27,46 @@ enum Cmd {
     /// Everything on embedded defaults: a server on a free local port, an echo bot in the Echo
     /// channel (plays back what it hears a second later), and the terminal client.
     Demo(DemoArgs),
-    /// Drive a running client (`cromulent headless`) from outside: talk press|release|toggle,
-    /// mute, deafen, join CHANNEL, leave, say TEXT, status [--json], events.
+    /// Drive a running client (the terminal client or `cromulent headless`) from outside: talk
+    /// press|release|toggle, mute, deafen, join CHANNEL, leave, say TEXT, status [--json],
+    /// events.
     Ctl(cromulent::ctl::client::CtlArgs),
+    /// Print a shell completion script: `cromulent completions bash >
+    /// ~/.local/share/bash-completion/completions/cromulent` (zsh: a file `_cromulent` on
+    /// $fpath; fish: ~/.config/fish/completions/cromulent.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (`cromulent manpage | man -l -`), or with --dir write it and one per
+    /// subcommand (cromulent.1, cromulent-headless.1, …) into DIR.
+    Manpage {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// `cromulent completions SHELL`: generated from the command line's own definition.
+fn completions(shell: clap_complete::Shell) -> i32 {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "cromulent", &mut std::io::stdout());
+    0
+}
+
+/// `cromulent manpage [--dir DIR]`: generated from the command line's own definition.
+fn manpage(dir: Option<&std::path::Path>) -> i32 {
+    let cmd = <Cli as clap::CommandFactory>::command().name("cromulent");
+    let result = match dir {
+        Some(dir) => std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cmd, dir)),
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cromulent manpage: {e}");
+            1
+        }
+    }
 }
 
 fn main() {
@@ -42,6 +79,8 @@ fn main() {
         None => std::process::exit(tui::main(cli.tui)),
         Some(Cmd::Demo(args)) => std::process::exit(tui::demo::main(args)),
         Some(Cmd::Ctl(args)) => std::process::exit(cromulent::ctl::client::main(args)),
+        Some(Cmd::Completions { shell }) => std::process::exit(completions(shell)),
+        Some(Cmd::Manpage { dir }) => std::process::exit(manpage(dir.as_deref())),
         Some(Cmd::Server(args)) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

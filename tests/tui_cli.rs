@@ -148,3 +148,119 @@ fn headless_takes_device_specs_and_refuses_a_missing_device() {
         stderr(&out)
     );
 }
+
+/// `cromulent completions SHELL` to a file in a fresh temporary directory.
+fn completion_script(
+    shell: &str,
+) -> (cromulent_test_support::process::TempDir, std::path::PathBuf) {
+    let out = run(&["completions", shell]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = cromulent_test_support::process::TempDir::new("completions");
+    let path = dir.path(&format!("cromulent.{shell}"));
+    std::fs::write(&path, &out.stdout).unwrap();
+    (dir, path)
+}
+
+/// What bash offers after `line` (completing its last word), with the generated script loaded.
+fn bash_completes(script: &std::path::Path, line: &str) -> Vec<String> {
+    let words: Vec<&str> = line.split(' ').collect();
+    let program = format!(
+        "source '{script}'\n\
+         COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}\n\
+         _cromulent cromulent '{cur}' '{prev}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script = script.display(),
+        words = words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        cword = words.len() - 1,
+        cur = words[words.len() - 1],
+        prev = words[words.len() - 2],
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .output()
+        .expect("run bash");
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_flags_from_the_generated_script() {
+    let (_dir, script) = completion_script("bash");
+    assert_eq!(bash_completes(&script, "cromulent head"), ["headless"]);
+    let hook = bash_completes(&script, "cromulent headless --ho");
+    assert_eq!(hook, ["--hook"], "the newest flags are in: {hook:?}");
+    let ctl = bash_completes(&script, "cromulent c");
+    for sub in ["completions", "ctl"] {
+        assert!(ctl.iter().any(|c| c == sub), "{sub} in {ctl:?}");
+    }
+}
+
+#[test]
+fn zsh_and_fish_accept_their_generated_scripts() {
+    for (shell, check) in [("zsh", vec!["-n"]), ("fish", vec!["--no-execute"])] {
+        let (_dir, script) = completion_script(shell);
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert!(
+            text.contains("headless") && text.contains("list-devices"),
+            "{shell}"
+        );
+        let out = Command::new(shell)
+            .args(&check)
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("{shell} must be installed (scripts/setup): {e}"));
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+    }
+    let out = run(&["completions", "tcsh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+    assert!(
+        stderr(&out).contains("bash"),
+        "the choices are named: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_man_pages_render_with_every_option_and_subcommand() {
+    let out = run(&["manpage"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = cromulent_test_support::process::TempDir::new("manpage");
+    let page = dir.path("cromulent.1");
+    std::fs::write(&page, &out.stdout).unwrap();
+    let rendered = Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(&page)
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man must be installed (scripts/setup)");
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    for expected in [
+        "NAME",
+        "cromulent",
+        "--server",
+        "--list-devices",
+        "headless",
+        "ctl",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    // One page per subcommand with --dir.
+    let pages = dir.path("man1");
+    let out = run(&["manpage", "--dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let headless = std::fs::read_to_string(pages.join("cromulent-headless.1")).unwrap();
+    assert!(headless.contains("hook"), "{headless}");
+    assert!(pages.join("cromulent-ctl.1").exists());
+}

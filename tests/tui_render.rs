@@ -518,6 +518,19 @@ fn help_overlay_lists_the_keys_and_how_talking_works_here() {
         assert!(text.contains(expected), "{expected:?} missing:\n{text}");
     }
     assert!(text.contains("does not report key release"), "{text}");
+    assert!(text.contains("Key repeat: not seen yet"), "{text}");
+    // A hold as a keyboard sends it: a press, 500 ms, then repeats every 33 ms.
+    let t0 = std::time::Instant::now();
+    let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+    m.hold.press(at(0));
+    for k in 0..10 {
+        m.hold.press(at(500 + 33 * k));
+    }
+    let text = screen(&render(&m));
+    assert!(
+        text.contains("Key repeat learned: starts after 500 ms, then every 33 ms."),
+        "{text}"
+    );
     let mut m = model(PttStyle::Hold);
     m.help = true;
     assert!(screen(&render(&m)).contains("hold the talk key to talk"));

@@ -63,6 +63,11 @@ impl RepeatHold {
         }
     }
 
+    /// The keyboard's repeat delay and interval as learned so far (for the help screen).
+    pub fn learned(&self) -> (Option<Duration>, Option<Duration>) {
+        (self.delay, self.interval)
+    }
+
     /// The talk key arrived (a press or an auto-repeat: the terminal cannot tell them apart).
     /// Returns whether to start (`true`) or stop (`false`) talking, if that changes.
     pub fn press(&mut self, now: Instant) -> Option<bool> {

@@ -596,6 +596,23 @@ fn draw_help(model: &Model, frame: &mut Frame) {
              repeats), or tap it to turn talking on and off."
         }
     }));
+    if model.ptt == PttStyle::Repeat {
+        let ms = |d: std::time::Duration| d.as_millis();
+        lines.push(Line::styled(
+            match model.hold.learned() {
+                (Some(delay), Some(every)) => format!(
+                    "Key repeat learned: starts after {} ms, then every {} ms.",
+                    ms(delay),
+                    ms(every)
+                ),
+                (Some(delay), None) => {
+                    format!("Key repeat learned: starts after {} ms.", ms(delay))
+                }
+                _ => "Key repeat: not seen yet (hold the talk key once to teach it).".to_owned(),
+            },
+            DIM,
+        ));
+    }
     lines.push(Line::raw(
         "Keys can be changed in the [keys] table of the config file (see docs/TUI.md).",
     ));
