@@ -59,6 +59,11 @@ pub struct ChatConfig {
     pub retention_messages: u64,
     /// Delete messages older than this many days (0: no age limit).
     pub retention_days: u64,
+    /// `say`s per connection: this many a second sustained, bursts of [`Self::burst`]. Far
+    /// below `limits.messages_per_second`: a line of chat goes to everyone in the channel, so
+    /// one sender at the signaling rate would multiply into the whole server's traffic.
+    pub messages_per_second: u32,
+    pub burst: u32,
 }
 
 impl Default for ChatConfig {
@@ -68,6 +73,8 @@ impl Default for ChatConfig {
             max_chars: 2_000,
             retention_messages: 100_000,
             retention_days: 0,
+            messages_per_second: 2,
+            burst: 10,
         }
     }
 }
@@ -419,6 +426,9 @@ impl Config {
         }
         if self.limits.outbound_queue_bytes < self.limits.max_message_bytes {
             return bad("limits.outbound_queue_bytes must be at least limits.max_message_bytes");
+        }
+        if self.chat.messages_per_second == 0 || self.chat.burst == 0 {
+            return bad("chat.messages_per_second and chat.burst must be positive");
         }
         if self.chat.max_chars == 0 || self.chat.max_chars > 100_000 {
             return bad("chat.max_chars must be between 1 and 100000");

@@ -132,6 +132,11 @@ pub async fn serve(
             shared.config.limits.burst,
             std::time::Instant::now(),
         ),
+        chat_bucket: TokenBucket::new(
+            shared.config.chat.messages_per_second,
+            shared.config.chat.burst,
+            std::time::Instant::now(),
+        ),
         last_rate_error: None,
     };
     session.run(out_rx, kick_rx, &mut shutdown).await;
@@ -340,6 +345,8 @@ struct Session<'a> {
     identity: Identity,
     shared: &'a Shared,
     bucket: TokenBucket,
+    /// `say`s have a budget of their own (`chat.messages_per_second`): each fans out.
+    chat_bucket: TokenBucket,
     last_rate_error: Option<std::time::Instant>,
 }
 
@@ -504,6 +511,18 @@ impl Session<'_> {
             }
             ClientMsg::Ping { id } => return self.send(ServerMsg::Pong { id }).await,
             ClientMsg::Watch { channel } => Command::Watch { conn, channel },
+            ClientMsg::Say { channel, .. }
+                if !self.chat_bucket.allow(std::time::Instant::now()) =>
+            {
+                // Every refused line is answered: the sender must know which did not go.
+                let chat = &self.shared.config.chat;
+                let why = format!(
+                    "chat: at most {} messages a second (bursts of {}); this one was not sent",
+                    chat.messages_per_second, chat.burst
+                );
+                let refused = ServerMsg::error_in(ErrorReason::RateLimited, why, Some(channel));
+                return self.send(refused).await;
+            }
             ClientMsg::Say { channel, text } => Command::Say {
                 conn,
                 channel,

@@ -156,6 +156,45 @@ async fn limits_get_their_reasons_and_the_connection_stays() {
 }
 
 #[tokio::test]
+async fn chat_has_a_rate_of_its_own_and_every_refused_line_is_answered() {
+    let mut config = Config::default();
+    config.chat.messages_per_second = 1;
+    config.chat.burst = 3;
+    let server = TestServer::start(config).await;
+    let mut alice = Client::connect(&server.url(), "alice").await;
+    for i in 0..6 {
+        alice.send(&say(1, &format!("line {i}"))).await;
+    }
+    // Within the second: the burst goes out, each of the other three is refused, by channel.
+    let (mut sent, mut refused) = (Vec::new(), 0);
+    while sent.len() + refused < 6 {
+        match alice.recv().await {
+            ServerMsg::Message { message } => sent.push(message.text),
+            ServerMsg::Error {
+                reason: ErrorReason::RateLimited,
+                channel,
+                message,
+            } => {
+                assert_eq!(channel, Some(1));
+                assert!(message.contains("at most 1 messages a second"), "{message}");
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(sent, ["line 0", "line 1", "line 2"]);
+    // The connection stays, and a second later a line goes again.
+    alice.send(&ClientMsg::Ping { id: 7 }).await;
+    alice
+        .recv_until(|m| matches!(m, ServerMsg::Pong { id: 7 }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    alice.send(&say(1, "later")).await;
+    assert_eq!(next_message(&mut alice).await.text, "later");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn history_is_in_the_database_file_after_a_restart() {
     let dir = TempDir::new("chat-restart");
     let db = dir.path("data/chat.sqlite3");
