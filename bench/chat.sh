@@ -46,6 +46,16 @@ echo "# 3a. joins alone"
 start "$tmp/joins.sqlite3"
 "$bin/loadgen" joins --server "127.0.0.1:$port" --server-pid "$server"
 stop
+# The chatters are 100 more connections, and every connection gets every presence change
+# (2,000 joins/s: 400,000 more frames/s): the baseline for chat is them connected and silent.
+echo "# 3a'. joins with the same 100 clients connected, silent"
+start "$tmp/silent.sqlite3"
+"$bin/loadgen" chatters --server "127.0.0.1:$port" --clients 100 --rate 0 --duration 14 &
+chat=$!
+sleep 1
+"$bin/loadgen" joins --server "127.0.0.1:$port" --server-pid "$server"
+wait "$chat"
+stop
 chat_rate=${CHAT_RATE:-2}
 for db in "$tmp/busy.sqlite3" ":memory:"; do
   echo "# 3b. joins while 100 clients chat at $chat_rate lines/s each, history in $db"

@@ -113,8 +113,8 @@ pub struct ChattersOptions {
 
 /// Lines said in all, and refusals (rate limit) seen.
 pub async fn chatters(opts: &ChattersOptions) -> anyhow::Result<(u64, u64)> {
-    if opts.rate <= 0.0 {
-        bail!("need a positive rate");
+    if opts.rate.is_nan() || opts.rate < 0.0 {
+        bail!("need a rate of 0 (connected, silent) or more");
     }
     let sources = client::source_addresses(opts.sources);
     let mut tasks = Vec::new();
@@ -132,13 +132,20 @@ pub async fn chatters(opts: &ChattersOptions) -> anyhow::Result<(u64, u64)> {
             }
             refused
         });
-        let every = Duration::from_secs_f64(1.0 / opts.rate);
+        // Rate 0: connected for the duration and silent — the same connections (each gets
+        // every presence broadcast) without the chat, to compare with.
+        let every = (opts.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / opts.rate));
         let duration = opts.duration;
         let channel = (i % 3) as u32 + 1;
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
             let end = Instant::now() + duration;
             let mut said = 0u64;
+            let Some(every) = every else {
+                tokio::time::sleep_until(end).await;
+                let _ = sink.close().await;
+                return (said, refused);
+            };
+            let mut tick = tokio::time::interval(every);
             while Instant::now() < end {
                 tick.tick().await;
                 let msg = ClientMsg::Say {
