@@ -217,3 +217,52 @@ fn push_to_talk_sends_nothing_until_talk_on() {
     let f = dominant_frequency(&tone, 48_000).expect("a tone");
     assert!((f - 440.0).abs() <= 5.0, "{f} Hz");
 }
+
+/// `volume NAME PERCENT`: bob turns alice down to half, then off; what he records steps down
+/// with it (the level of 100 ms windows), and alice's own sending never changed.
+#[test]
+fn a_peer_turned_down_is_heard_quieter_and_at_zero_not_at_all() {
+    let _alone = support::one_call_at_a_time();
+    let server = Server::start();
+    let dir = TempDir::new("volume");
+    let wav = dir.path("bob.wav");
+    let out = format!("wav:{}", wav.display());
+    let mut bob = Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--audio-out", &out, "--script", "-"],
+    );
+    let mut alice = Client::start(
+        &server.url(),
+        "alice",
+        &["--join", "General", "--audio-in", "tone:440"],
+    );
+    bob.wait_audio("alice", LONG);
+    std::thread::sleep(Duration::from_millis(1500));
+    bob.say("volume alice 50");
+    std::thread::sleep(Duration::from_millis(1500));
+    bob.say("volume alice 0");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(bob.terminate().success(), "{}", bob.stderr());
+    assert!(alice.terminate().success());
+
+    let heard = read_wav(&wav);
+    let levels: Vec<f32> = heard.chunks(4800).map(rms).collect();
+    let full = levels.iter().copied().fold(0.0, f32::max);
+    assert!(full > 0.1, "alice heard at all: {full}");
+    let near = |level: f32, target: f32| (level - target).abs() <= 0.1 * full;
+    let at_full = levels.iter().filter(|&&l| near(l, full)).count();
+    let at_half = levels.iter().filter(|&&l| near(l, full / 2.0)).count();
+    assert!(
+        at_full >= 8 && at_half >= 8,
+        "windows at full {at_full}, at half {at_half}: {levels:?}"
+    );
+    let last = tail(&heard, 0.5);
+    assert!(rms(last) < 0.001, "at 0 % she is gone: rms {}", rms(last));
+    // The order: full, then half, then nothing.
+    let first_half = levels.iter().position(|&l| near(l, full / 2.0)).unwrap();
+    assert!(
+        levels[..first_half].iter().any(|&l| near(l, full)),
+        "{levels:?}"
+    );
+}

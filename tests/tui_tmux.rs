@@ -570,3 +570,47 @@ fn hooks_from_the_config_file_run_and_never_draw_on_the_screen() {
     );
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn a_peer_s_volume_is_set_with_keys_shown_beside_the_name_and_remembered() {
+    let server = Server::start();
+    let dir = TempDir::new("tui-tmux-volume");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let state = dir.path("state");
+    let mut bob = Client::start(&server.url(), "bob", &["--join", "General"]);
+    bob.wait_state("connected", WAIT);
+    // The client twice in one pane, as alice and then as ann (same state directory): quit the
+    // first, the second starts.
+    let client = |user: &str| {
+        format!(
+            "XDG_STATE_HOME='{state}' '{BIN}' --server {url} --user {user} --config '{config}' \
+             --log-file '{log}' --input-device no-such-mic --output-device no-such-speaker \
+             --join General",
+            state = state.display(),
+            url = server.url(),
+            config = config.display(),
+            log = dir.path("tui.log").display(),
+        )
+    };
+    let tmux = Tmux::start(&format!(
+        "{}; {}; sleep 600",
+        client("alice"),
+        client("ann")
+    ));
+    tmux.wait("bob in the peers panel", |s| peers_panel(s).contains("bob"));
+    for _ in 0..5 {
+        tmux.keys(&["-"]);
+    }
+    tmux.wait("bob at 50 %", |s| peers_panel(s).contains("bob 50%"));
+    let remembered = std::fs::read_to_string(state.join("cromulent").join("volumes.toml")).unwrap();
+    assert!(remembered.contains("bob = 50"), "{remembered}");
+    tmux.keys(&["q"]);
+    // The next session: bob is as loud as he was left.
+    tmux.wait("the second session, bob at 50 % again", |s| {
+        s.contains(" ann @ ") && peers_panel(s).contains("bob 50%")
+    });
+    tmux.keys(&["M"]);
+    tmux.wait("bob off", |s| peers_panel(s).contains("bob (off)"));
+    tmux.keys(&["q"]);
+}

@@ -16,6 +16,7 @@ use crate::audio::{
     VoiceActivity, is_dtx_packet, mix, packet_frame_size,
 };
 
+use super::MAX_VOLUME_PERCENT;
 use super::talk::TalkState;
 
 /// After audio stops arriving, conceal this many frames before going silent.
@@ -170,6 +171,8 @@ pub struct Media {
     capture: Frame,
     mixed: Frame,
     peers: BTreeMap<UserId, PeerAudio>,
+    /// Gains the user set for peers (absent: 1), also for peers not in the call yet.
+    volumes: BTreeMap<UserId, f32>,
     /// Samples of a silent frame not written to a device speaker yet ([`Media::play_device`]).
     pending_silence: usize,
 }
@@ -193,6 +196,7 @@ impl Media {
             capture: SILENT_FRAME,
             mixed: SILENT_FRAME,
             peers: BTreeMap::new(),
+            volumes: BTreeMap::new(),
             pending_silence: 0,
         })
     }
@@ -210,6 +214,17 @@ impl Media {
     pub fn add_peer(&mut self, user: &str) -> Result<(), MediaError> {
         self.peers.insert(user.to_owned(), PeerAudio::new()?);
         Ok(())
+    }
+
+    /// Play `user` at `percent` of their level (clamped to [`MAX_VOLUME_PERCENT`]).
+    pub fn set_volume(&mut self, user: &str, percent: u16) {
+        let percent = percent.min(MAX_VOLUME_PERCENT);
+        if percent == 100 {
+            self.volumes.remove(user);
+        } else {
+            self.volumes
+                .insert(user.to_owned(), f32::from(percent) / 100.0);
+        }
     }
 
     /// Packets from `user` dropped before decoding (not a 10 or 20 ms Opus frame).
@@ -325,6 +340,10 @@ impl Media {
         for (user, peer) in &mut self.peers {
             if peer.play(n, now) {
                 first_audio.push(user.clone());
+            }
+            // After the level is taken: a peer turned down still shows as speaking.
+            if let Some(&gain) = self.volumes.get(user) {
+                peer.out[..n].iter_mut().for_each(|s| *s *= gain);
             }
         }
         let mixed = &mut self.mixed[..n];
@@ -663,6 +682,29 @@ mod tests {
         // Undeafen: alice is heard again.
         p.run(50, &open, &open);
         assert!(analysis::rms(&p.heard_tail(25)) > 0.1);
+    }
+
+    #[test]
+    fn a_peer_s_volume_scales_what_we_hear_of_them_alone() {
+        let mut p = Pair::new(tone());
+        let open = TalkState::new(TalkMode::Open);
+        p.run(50, &open, &open);
+        let full = analysis::rms(&p.heard_tail(25));
+        assert!(full > 0.1, "heard at full level: {full}");
+        for (percent, ratio) in [(50, 0.5), (150, 1.5), (0, 0.0), (100, 1.0)] {
+            p.bob.set_volume("alice", percent);
+            p.run(30, &open, &open);
+            let heard = analysis::rms(&p.heard_tail(25));
+            assert!(
+                (heard - full * ratio).abs() <= 0.02 * full.max(0.1),
+                "{percent} %: rms {heard} against {full}"
+            );
+        }
+        // Over the top is the top; a volume set for someone not here waits for them.
+        p.bob.set_volume("alice", 900);
+        assert_eq!(p.bob.volumes.get("alice"), Some(&2.0));
+        p.bob.set_volume("carol", 0);
+        assert_eq!(p.bob.volumes.get("carol"), Some(&0.0));
     }
 
     #[test]

@@ -99,6 +99,12 @@ pub enum EngineCommand {
         threshold_dbfs: f32,
         hangover_frames: u32,
     },
+    /// Play `user` at `percent` of their level (0 mutes them for us alone, up to
+    /// [`MAX_VOLUME_PERCENT`]); kept for a user not in the call yet, applied when they are.
+    SetVolume {
+        user: UserId,
+        percent: u16,
+    },
     /// Report a [`EngineEvent::Stats`].
     Stats,
     /// Post to a channel's chat: the one named, else the one we sit in (or are joining).
@@ -223,6 +229,9 @@ impl EngineHandle {
         let _ = self.tx.send(cmd);
     }
 }
+
+/// The loudest a peer can be turned up: twice their level.
+pub const MAX_VOLUME_PERCENT: u16 = 200;
 
 /// How often the engine emits a `Mic` event (for meters).
 pub const MIC_EVENT_EVERY: Duration = Duration::from_millis(100);

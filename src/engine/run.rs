@@ -240,6 +240,7 @@ impl Engine {
                 .media
                 .set_voice_activity(VoiceActivity::new(threshold_dbfs, hangover_frames)),
             EngineCommand::Stats => self.collect_stats(),
+            EngineCommand::SetVolume { user, percent } => self.media.set_volume(&user, percent),
             cmd => self.input(Input::Command(cmd)),
         }
     }

@@ -326,7 +326,10 @@ impl Session {
                 self.sync_flags(self.talk.mic_live(true));
             }
             EngineCommand::Shutdown => self.out.push(Effect::Stop),
-            EngineCommand::SetVoiceActivity { .. } | EngineCommand::Stats => {}
+            // The media pipeline's, handled by the engine's I/O loop.
+            EngineCommand::SetVoiceActivity { .. }
+            | EngineCommand::SetVolume { .. }
+            | EngineCommand::Stats => {}
             EngineCommand::Say { channel, text } => self.say(channel, text),
             EngineCommand::Watch(channel) => self.send(ClientMsg::Watch { channel }),
             EngineCommand::History { channel, before } => self.send(ClientMsg::History {

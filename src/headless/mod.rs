@@ -311,6 +311,10 @@ impl Runner {
             Command::Mute(on) => self.set_muted(on),
             Command::Deafen(on) => self.set_deafened(on),
             Command::Stats => send(EngineCommand::Stats),
+            Command::Volume(who, percent) => {
+                let user = self.world.user_id(&who).unwrap_or(&who).to_owned();
+                send(EngineCommand::SetVolume { user, percent })
+            }
             Command::Say(text) => send(EngineCommand::Say {
                 channel: None,
                 text,

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::engine::MAX_VOLUME_PERCENT;
+
 /// Default time limit of a `wait` without one.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(15);
 
@@ -21,6 +23,8 @@ pub enum Command {
     Stats,
     /// Post to the chat of the channel we sit in (or are joining).
     Say(String),
+    /// Play a user (by name or id) at this percent of their level, 0–200.
+    Volume(String, u16),
     Quit,
 }
 
@@ -83,6 +87,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         "deafen" => Command::Deafen(on_off(rest)?),
         "sleep" => Command::Sleep(seconds(rest)?),
         "wait" => parse_wait(rest)?,
+        "volume" => parse_volume(rest)?,
         _ => return Err(format!("unknown command {verb:?}")),
     };
     Ok(Some(cmd))
@@ -115,6 +120,20 @@ fn parse_wait(rest: &str) -> Result<Command, String> {
         }
     };
     Ok(Command::Wait(target, limit))
+}
+
+/// `volume NAME PERCENT`: the name may hold spaces, the percent is last.
+fn parse_volume(rest: &str) -> Result<Command, String> {
+    let usage =
+        || format!("expected volume NAME PERCENT (0 to {MAX_VOLUME_PERCENT}), got {rest:?}");
+    let (name, percent) = rest.rsplit_once(char::is_whitespace).ok_or_else(usage)?;
+    let percent: u16 = percent
+        .trim_end_matches('%')
+        .parse()
+        .ok()
+        .filter(|p| *p <= MAX_VOLUME_PERCENT)
+        .ok_or_else(usage)?;
+    Ok(Command::Volume(name.trim().to_owned(), percent))
 }
 
 fn needs_name(what: &str) -> bool {
@@ -168,6 +187,8 @@ wait audio Bob Smith 10
 wait peer Bob Smith
 sleep 0.5
 stats
+volume bob 50
+volume Bob Smith 0%
 leave
 quit
 ";
@@ -186,6 +207,8 @@ quit
                 Command::Wait(WaitFor::Peer("Bob Smith".into()), DEFAULT_WAIT),
                 Command::Sleep(Duration::from_millis(500)),
                 Command::Stats,
+                Command::Volume("bob".into(), 50),
+                Command::Volume("Bob Smith".into(), 0),
                 Command::Leave,
                 Command::Quit,
             ]
@@ -215,6 +238,9 @@ quit
             ("wait connected bob", 1),
             ("join", 1),
             ("leave now", 1),
+            ("volume bob", 1),
+            ("volume bob 201", 1),
+            ("volume bob loud", 1),
         ] {
             let err = parse(script).expect_err(script);
             assert_eq!(err.line, line, "{script:?}: {err}");

@@ -79,7 +79,8 @@ impl World {
         }
     }
 
-    fn user_id<'a>(&'a self, who: &'a str) -> Option<&'a str> {
+    /// A user's id from a name (case-insensitive) or an id; an unknown name is taken as an id.
+    pub fn user_id<'a>(&'a self, who: &'a str) -> Option<&'a str> {
         if self.peers.contains_key(who) || self.heard.contains(who) {
             return Some(who);
         }

@@ -71,6 +71,16 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
     model.output = output;
     model.chat.utc_offset_secs = super::utc_offset();
     model.no_color = settings.no_color;
+    match super::volumes::load(&settings.volumes_file) {
+        Ok(volumes) => model.volumes = volumes,
+        Err(e) => tracing::warn!(error = %e, "remembered volumes not read"),
+    }
+    for (user, &percent) in &model.volumes {
+        engine.send(EngineCommand::SetVolume {
+            user: user.clone(),
+            percent,
+        });
+    }
     model.ascii = settings.ascii;
     model.notice = intro.map(|i| Notice {
         text: i.text,
@@ -156,6 +166,11 @@ pub async fn run(settings: Settings, intro: Option<Intro>) -> anyhow::Result<()>
         for cmd in update(&mut model, msg) {
             match cmd {
                 Cmd::Engine(c) => engine.send(c),
+                Cmd::SaveVolumes => {
+                    if let Err(e) = super::volumes::save(&settings.volumes_file, &model.volumes) {
+                        tracing::warn!(error = %e, "volumes not remembered");
+                    }
+                }
                 Cmd::Quit if quit_by.is_some() || !engine_running => {
                     return Ok(());
                 }

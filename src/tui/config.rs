@@ -154,6 +154,8 @@ pub struct Settings {
     pub ctl: Option<PathBuf>,
     /// `[hooks]`: commands run on events.
     pub hooks: HookConfig,
+    /// Where per-user volumes are remembered ([`super::volumes`]).
+    pub volumes_file: PathBuf,
 }
 
 /// Reads the environment for resolving: `HOME`, `XDG_CONFIG_HOME`, `XDG_STATE_HOME`, `USER`,
@@ -200,13 +202,18 @@ pub fn parse_file(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
 /// The default log file: `$XDG_STATE_HOME/cromulent/cromulent.log`, else under
 /// `~/.local/state`, else the temporary directory.
 pub fn default_log_file(env: Env) -> PathBuf {
+    state_dir(env).join("cromulent.log")
+}
+
+/// The client's state directory: `$XDG_STATE_HOME/cromulent`, else `~/.local/state/cromulent`,
+/// else under the temporary directory. The log and the remembered volumes live there.
+pub fn state_dir(env: Env) -> PathBuf {
     env("XDG_STATE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".local").join("state")))
         .unwrap_or_else(std::env::temp_dir)
         .join("cromulent")
-        .join("cromulent.log")
 }
 
 impl Settings {
@@ -300,6 +307,7 @@ impl Settings {
             no_color: env("NO_COLOR").is_some_and(|v| !v.is_empty()),
             ascii: args.ascii || file.ascii.unwrap_or(false),
             ctl: args.ctl.clone(),
+            volumes_file: super::volumes::file_in(&state_dir(env)),
             hooks: HookConfig::from_file(&file.hooks)
                 .map_err(|e| ConfigError::Invalid(format!("[hooks]: {e}")))?,
         })

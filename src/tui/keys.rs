@@ -28,12 +28,18 @@ pub enum Action {
     /// Scroll the chat towards older / newer messages.
     ChatOlder,
     ChatNewer,
+    /// Select the next person in the peers panel (for the volume keys).
+    PeerNext,
+    /// The selected peer louder / quieter (0–200 %), or muted for you alone.
+    VolumeUp,
+    VolumeDown,
+    PeerMute,
     Help,
     Quit,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 17] = [
         Action::Up,
         Action::Down,
         Action::Join,
@@ -45,6 +51,10 @@ impl Action {
         Action::Chat,
         Action::ChatOlder,
         Action::ChatNewer,
+        Action::PeerNext,
+        Action::VolumeUp,
+        Action::VolumeDown,
+        Action::PeerMute,
         Action::Help,
         Action::Quit,
     ];
@@ -63,6 +73,10 @@ impl Action {
             Action::Chat => "chat",
             Action::ChatOlder => "chat_older",
             Action::ChatNewer => "chat_newer",
+            Action::PeerNext => "peer_next",
+            Action::VolumeUp => "volume_up",
+            Action::VolumeDown => "volume_down",
+            Action::PeerMute => "peer_mute",
             Action::Help => "help",
             Action::Quit => "quit",
         }
@@ -82,6 +96,10 @@ impl Action {
             Action::Chat => "write in the selected channel's chat (Enter sends, Esc leaves)",
             Action::ChatOlder => "scroll the chat back (loads older messages)",
             Action::ChatNewer => "scroll the chat forward",
+            Action::PeerNext => "select the next person in the peers panel",
+            Action::VolumeUp => "the selected person louder (up to 200 %)",
+            Action::VolumeDown => "the selected person quieter (down to 0 %)",
+            Action::PeerMute => "mute / unmute the selected person, for you alone",
             Action::Help => "show / hide this help",
             Action::Quit => "quit",
         }
@@ -104,6 +122,10 @@ impl Action {
             Action::Chat => &["c", "/"],
             Action::ChatOlder => &["pageup"],
             Action::ChatNewer => &["pagedown"],
+            Action::PeerNext => &["tab"],
+            Action::VolumeUp => &["+", "="],
+            Action::VolumeDown => &["-"],
+            Action::PeerMute => &["M"],
             Action::Help => &["?"],
             Action::Quit => &["q"],
         }

@@ -24,6 +24,7 @@ pub mod model;
 pub mod terminal;
 pub mod update;
 pub mod view;
+pub mod volumes;
 
 pub use config::{Settings, TuiArgs};
 

@@ -111,6 +111,10 @@ pub struct Model {
     pub quitting: bool,
     /// The chat pane (the selected channel's messages, the input line).
     pub chat: Chat,
+    /// Volumes the user set, in percent by user id (absent: 100), as remembered on disk.
+    pub volumes: BTreeMap<UserId, u16>,
+    /// The person the volume keys act on (the first in the peers panel when unset or gone).
+    pub selected_peer: Option<UserId>,
     /// Draw without colours (`NO_COLOR`): every state is also in words, bold and reverse stay.
     pub no_color: bool,
     /// Draw the screen's own glyphs (frames, dots, arrows, meters) in ASCII.
@@ -147,6 +151,8 @@ impl Model {
             keys,
             quitting: false,
             chat: Chat::default(),
+            volumes: BTreeMap::new(),
+            selected_peer: None,
             no_color: false,
             ascii: false,
         }
@@ -188,6 +194,21 @@ impl Model {
     }
 
     /// The other members of the joined channel, in join order.
+    /// The person the volume keys act on: the selected one if still here, else the first.
+    pub fn volume_target(&self) -> Option<&Member> {
+        let members = self.peer_members();
+        members
+            .iter()
+            .find(|m| Some(&m.user) == self.selected_peer.as_ref())
+            .or(members.first())
+            .copied()
+    }
+
+    /// A user's volume in percent (100 unless the user set it).
+    pub fn volume(&self, user: &str) -> u16 {
+        self.volumes.get(user).copied().unwrap_or(100)
+    }
+
     pub fn peer_members(&self) -> Vec<&Member> {
         let Some(id) = self.voice_channel() else {
             return Vec::new();

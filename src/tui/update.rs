@@ -25,7 +25,8 @@ use super::chat::ChatRequest;
 use super::keys::Action;
 use super::model::{Model, Notice, NoticeLevel, PttStyle, ServerLink};
 use crate::engine::{
-    CallState, ChannelRef, EngineCommand, EngineError, EngineEvent, TalkMode, VoiceStatus, presence,
+    CallState, ChannelRef, EngineCommand, EngineError, EngineEvent, MAX_VOLUME_PERCENT, TalkMode,
+    VoiceStatus, presence,
 };
 
 /// How often the app sends `Msg::Tick`.
@@ -52,6 +53,8 @@ pub enum Msg {
 #[derive(Debug)]
 pub enum Cmd {
     Engine(EngineCommand),
+    /// Remember `model.volumes` on disk.
+    SaveVolumes,
     /// Leave the loop (after telling the engine to shut down).
     Quit,
 }
@@ -263,6 +266,21 @@ fn on_action(model: &mut Model, action: Action, at: Instant) -> Vec<Cmd> {
             notice(model, NoticeLevel::Info, text);
             vec![Cmd::Engine(EngineCommand::SetTalkMode(next))]
         }
+        Action::PeerNext => {
+            let members = model.peer_members();
+            let at = members
+                .iter()
+                .position(|m| Some(&m.user) == model.selected_peer.as_ref());
+            let next = match at {
+                Some(i) => members.get(i + 1).or(members.first()),
+                None => members.get(1).or(members.first()),
+            };
+            model.selected_peer = next.map(|m| m.user.clone());
+            Vec::new()
+        }
+        Action::VolumeUp => change_volume(model, |v| v.saturating_add(VOLUME_STEP)),
+        Action::VolumeDown => change_volume(model, |v| v.saturating_sub(VOLUME_STEP)),
+        Action::PeerMute => change_volume(model, |v| if v == 0 { 100 } else { 0 }),
         Action::Help => {
             model.help = !model.help;
             Vec::new()
@@ -272,6 +290,35 @@ fn on_action(model: &mut Model, action: Action, at: Instant) -> Vec<Cmd> {
             vec![Cmd::Quit]
         }
     }
+}
+
+/// What one press of the volume keys changes, in percent.
+pub const VOLUME_STEP: u16 = 10;
+
+/// Set the selected peer's volume to `f(current)` (kept within 0–200 %), tell the engine,
+/// remember it, and say so.
+fn change_volume(model: &mut Model, f: impl Fn(u16) -> u16) -> Vec<Cmd> {
+    let Some(peer) = model.volume_target() else {
+        notice(model, NoticeLevel::Info, "Nobody here to turn up or down.");
+        return Vec::new();
+    };
+    let (user, name) = (peer.user.clone(), peer.name.clone());
+    let percent = f(model.volume(&user)).min(MAX_VOLUME_PERCENT);
+    model.selected_peer = Some(user.clone());
+    if percent == 100 {
+        model.volumes.remove(&user);
+    } else {
+        model.volumes.insert(user.clone(), percent);
+    }
+    let text = match percent {
+        0 => format!("{name}: muted, for you alone."),
+        p => format!("{name}: {p} %."),
+    };
+    notice(model, NoticeLevel::Info, text);
+    vec![
+        Cmd::Engine(EngineCommand::SetVolume { user, percent }),
+        Cmd::SaveVolumes,
+    ]
 }
 
 fn join_selected(model: &mut Model) -> Vec<Cmd> {
@@ -797,6 +844,61 @@ mod tests {
         assert_eq!(m.channel(1).unwrap().members.len(), 1);
         assert_eq!(m.channel(2).unwrap().members[0].user, "bob");
         assert!(m.peers.is_empty(), "bob left our channel");
+    }
+
+    #[test]
+    fn volume_keys_turn_the_selected_peer_up_down_and_off_and_remember_it() {
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
+        // Nobody here: nothing to turn.
+        assert!(update(&mut m, press('+')).is_empty());
+        status(&mut m, VoiceStatus::Connected { channel: 1 }, "General");
+        let join = |who| PresenceChange {
+            op: PresenceOp::Join,
+            channel: 1,
+            member: member(who),
+        };
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Presence(vec![
+                join("alice"),
+                join("bob"),
+                join("carol"),
+            ])),
+        );
+        let set = |cmds: Vec<Cmd>| match cmds.as_slice() {
+            [
+                Cmd::Engine(EngineCommand::SetVolume { user, percent }),
+                Cmd::SaveVolumes,
+            ] => (user.clone(), *percent),
+            other => panic!("{other:?}"),
+        };
+        // The first person is the target until another is selected.
+        assert_eq!(set(update(&mut m, press('-'))), ("bob".into(), 90));
+        update(&mut m, key(KeyCode::Tab, KeyEventKind::Press));
+        assert_eq!(m.selected_peer.as_deref(), Some("carol"));
+        assert_eq!(set(update(&mut m, press('='))), ("carol".into(), 110));
+        for _ in 0..20 {
+            update(&mut m, press('+'));
+        }
+        assert_eq!(m.volume("carol"), 200, "no louder than 200 %");
+        assert_eq!(set(update(&mut m, press('M'))), ("carol".into(), 0));
+        assert!(
+            m.notice
+                .as_ref()
+                .unwrap()
+                .text
+                .contains("muted, for you alone")
+        );
+        assert_eq!(set(update(&mut m, press('M'))), ("carol".into(), 100));
+        assert!(!m.volumes.contains_key("carol"), "100 % is not remembered");
+        // Tab wraps; bob kept his 90 %.
+        update(&mut m, key(KeyCode::Tab, KeyEventKind::Press));
+        assert_eq!(m.selected_peer.as_deref(), Some("bob"));
+        assert_eq!(m.volumes.get("bob"), Some(&90));
+        for _ in 0..12 {
+            update(&mut m, press('-'));
+        }
+        assert_eq!(m.volume("bob"), 0, "no quieter than 0 %");
     }
 
     #[test]

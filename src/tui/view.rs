@@ -222,7 +222,8 @@ fn notice_line(model: &Model) -> Line<'static> {
                 NoticeLevel::Info => Style::new(),
                 NoticeLevel::Error => RED,
             };
-            Line::from(Span::styled(format!(" {}", n.text), style))
+            // Notices quote servers and peers (error messages, names): data, never controls.
+            Line::from(Span::styled(format!(" {}", chat::sanitize(&n.text)), style))
         }
         None => Line::default(),
     }
@@ -373,9 +374,11 @@ fn draw_peers(model: &Model, frame: &mut Frame, area: Rect) {
         return;
     }
     let header = Row::new(["Peer", "State", "Path", "RTT", "Loss", ""]).style(BOLD);
+    let target = model.volume_target().map(|m| m.user.clone());
     let rows = members.iter().map(|m| {
         let view = model.peers.get(&m.user).cloned().unwrap_or_default();
-        peer_row(&m.name, &view)
+        let selected = target.as_ref() == Some(&m.user) && members.len() > 1;
+        peer_row(&m.name, model.volume(&m.user), selected, &view)
     });
     let table = Table::new(
         rows,
@@ -392,7 +395,19 @@ fn draw_peers(model: &Model, frame: &mut Frame, area: Rect) {
     frame.render_widget(table, inner);
 }
 
-fn peer_row(name: &str, p: &PeerView) -> Row<'static> {
+/// A peer's name as the panel shows it: the volume beside it when not 100 %, marked when the
+/// volume keys act on it (and there is a choice).
+pub fn peer_name(name: &str, volume: u16, selected: bool) -> String {
+    let mark = if selected { "▸ " } else { "" };
+    let name = chat::sanitize(name);
+    match volume {
+        100 => format!("{mark}{name}"),
+        0 => format!("{mark}{name} (off)"),
+        v => format!("{mark}{name} {v}%"),
+    }
+}
+
+fn peer_row(name: &str, volume: u16, selected: bool, p: &PeerView) -> Row<'static> {
     let (state, style) = match p.state {
         None => ("waiting", DIM),
         Some(CallState::Connecting) => ("connecting", YELLOW),
@@ -422,7 +437,7 @@ fn peer_row(name: &str, p: &PeerView) -> Row<'static> {
         Cell::from("")
     };
     Row::new(vec![
-        Cell::from(name.to_owned()),
+        Cell::from(peer_name(name, volume, selected)),
         Cell::from(Span::styled(state, style)),
         Cell::from(path),
         Cell::from(rtt),
