@@ -1,8 +1,9 @@
 //! Microphone and speaker straight on a PulseAudio server (`src/audio/device/pulse.rs`),
 //! against a private daemon whose microphone is a FIFO and whose speaker is a null sink: the
 //! tone written into the microphone comes out of the device in whole frames, the tone played
-//! comes out of the sink's monitor, names choose the backend, and a server that dies leaves
-//! both devices failed, not hung.
+//! comes out of the sink's monitor, names choose the backend; in a call, the speaker's sink
+//! unloaded (a headset unplugged) and then the default changed: the client moves with it, says
+//! so, and is still heard; and a server that dies leaves both devices failed, not hung.
 #![cfg(all(feature = "devices", target_os = "linux"))]
 
 mod support;
@@ -44,9 +45,14 @@ fn listen(mic: &mut DeviceSource, span: Duration) -> (f64, Vec<Vec<f32>>) {
 /// Records the speaker's sink (its monitor) as raw f32 from the moment it returns until
 /// `stop` is set; the handle's result is the recording.
 fn record_speaker(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<f32>> {
+    record_sink("spk", stop)
+}
+
+/// [`record_speaker`] for the sink `sink`.
+fn record_sink(sink: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<f32>> {
     let mut child = Command::new("parec")
+        .arg(format!("--device={sink}.monitor"))
         .args([
-            "--device=spk.monitor",
             "--raw",
             "--format=float32le",
             "--rate=48000",
@@ -234,8 +240,12 @@ fn microphone_and_speaker_run_on_the_pulseaudio_server_itself() {
         Ok(_) => panic!("opened a microphone that is not there"),
     }
 
-    // The server dies under both: they say so within a second, and closing them does not
-    // hang.
+    drop(speaker);
+    headphones_unplugged_mid_call();
+
+    // The server dies under both: they say so within a few seconds (each first looks for
+    // another device, REOPEN_FOR), and closing them does not hang.
+    let speaker = DeviceSink::open(None).expect("the speaker opens");
     drop(pulse);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !(mic.failed() && speaker.failed()) {
@@ -251,4 +261,97 @@ fn microphone_and_speaker_run_on_the_pulseaudio_server_itself() {
     assert!(closing.elapsed() < Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let _ = feeder.join();
+}
+
+/// The index of the module that made sink `name` (`pactl list short modules`).
+fn sink_module(name: &str) -> String {
+    let out = Command::new("pactl")
+        .args(["list", "short", "modules"])
+        .output()
+        .expect("pactl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.contains("module-null-sink") && l.contains(&format!("sink_name={name}")))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no module for sink {name}: {text}"))
+}
+
+/// A call (alice's 440 Hz tone, bob on the default speaker, `spk`); bob's sink is unloaded
+/// (no rescue module on this server: the stream dies with it), then another sink is made the
+/// default: bob's client moves each time, says so, and alice is heard on the new sink.
+fn headphones_unplugged_mid_call() {
+    assert!(support::pulse::pactl(&[
+        "load-module",
+        "module-null-sink",
+        "sink_name=spk2"
+    ]));
+    let server = support::Server::start();
+    let mut bob = support::Client::start(
+        &server.url(),
+        "bob",
+        &["--join", "General", "--audio-out", "device"],
+    );
+    let mut alice = support::Client::start(
+        &server.url(),
+        "alice",
+        &["--join", "General", "--audio-in", "tone:440"],
+    );
+    bob.wait_audio("alice", support::LONG);
+
+    assert!(support::pulse::pactl(&[
+        "unload-module",
+        &sink_module("spk")
+    ]));
+    let moved = bob.wait_for("the speaker moved", support::LONG, |e| {
+        e.kind() == "device" && e.str("kind") == "speaker"
+    });
+    assert_eq!(moved.str("state"), "moved", "{:?}", moved.json);
+    assert!(
+        moved.str("device").starts_with("pulse:spk2"),
+        "{:?}",
+        moved.json
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_heard_on("spk2", 440.0);
+
+    // The system's default changes: a stream on the default follows it.
+    assert!(support::pulse::pactl(&[
+        "load-module",
+        "module-null-sink",
+        "sink_name=spk3"
+    ]));
+    let mark = bob.mark();
+    assert!(support::pulse::pactl(&["set-default-sink", "spk3"]));
+    let moved = bob.wait_after(
+        mark,
+        "the speaker followed the default",
+        support::LONG,
+        |e| e.kind() == "device" && e.str("kind") == "speaker",
+    );
+    assert!(
+        moved.str("device").starts_with("pulse:spk3"),
+        "{:?}",
+        moved.json
+    );
+    assert_heard_on("spk3", 440.0);
+    // Never left the call.
+    assert!(!bob.ever(|e| e.kind() == "state"
+        && e.str("state") != "connected"
+        && e.str("state") != "connecting"));
+    assert!(bob.terminate().success());
+    assert!(alice.terminate().success());
+}
+
+/// `sink` plays a tone of `hz` (its monitor, recorded for a second).
+fn assert_heard_on(sink: &str, hz: f32) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let recording = record_sink(sink, stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let played = recording.join().expect("recording");
+    let tail = &played[played.len().saturating_sub(24_000)..];
+    assert!(rms(tail) > 0.05, "{sink} plays: rms {}", rms(tail));
+    let share = cromulent::audio::analysis::tone_share(tail, 48_000, hz);
+    assert!(share > 0.8, "{sink} plays {hz} Hz: share {share}");
 }

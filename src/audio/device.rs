@@ -35,6 +35,44 @@ pub use convert::{PullResampler, PushResampler};
 
 use super::frame::{FRAME_SAMPLES, SAMPLE_RATE};
 
+/// A device in use changed under a running stream (a source or sink of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChange {
+    /// Now on this device (its [`DeviceInfo`] in words): the one in use went away, or the
+    /// system's default changed, and the stream moved on without a gap in the call.
+    Now(String),
+    /// Gone, with no device to move to: silence from now on (the reason is in the log).
+    Lost,
+}
+
+/// Where a device thread says that its stream moved: the device's name, bumped count. Written
+/// on a device change only (rare), read by the engine when the count moved.
+#[derive(Debug, Default)]
+pub struct Moves {
+    count: AtomicU64,
+    device: std::sync::Mutex<String>,
+}
+
+impl Moves {
+    /// The stream is now on `device` (the server's name).
+    pub fn record(&self, device: String) {
+        if let Ok(mut d) = self.device.lock() {
+            *d = device;
+        }
+        self.count.fetch_add(1, Ordering::Release);
+    }
+
+    /// The device's name if it moved since `seen` (which is updated).
+    pub fn since(&self, seen: &mut u64) -> Option<String> {
+        let count = self.count.load(Ordering::Acquire);
+        if count == *seen {
+            return None;
+        }
+        *seen = count;
+        self.device.lock().ok().map(|d| d.clone())
+    }
+}
+
 /// Why a sound device is not available.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {

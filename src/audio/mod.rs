@@ -40,7 +40,7 @@ mod wav;
 mod test_util;
 
 pub use codec::{CodecError, Decoder, Encoder, EncoderConfig, is_dtx_packet, packet_frame_size};
-pub use device::{DeviceError, DeviceInfo, DeviceSink, DeviceSource};
+pub use device::{DeviceChange, DeviceError, DeviceInfo, DeviceSink, DeviceSource};
 pub use echo::{EchoSink, EchoSource, echo_pair};
 pub use frame::{
     FRAME_DURATION, FRAME_MS, FRAME_SAMPLES, Frame, FrameSize, SAMPLE_RATE, SILENT_FRAME,

@@ -33,6 +33,11 @@ pub trait AudioSink {
     fn samples_wanted(&mut self) -> Option<usize> {
         None
     }
+
+    /// The device changed since the last call (a speaker that moved or was lost).
+    fn device_change(&mut self) -> Option<super::device::DeviceChange> {
+        None
+    }
 }
 
 impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
@@ -44,6 +49,9 @@ impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
     }
     fn samples_wanted(&mut self) -> Option<usize> {
         (**self).samples_wanted()
+    }
+    fn device_change(&mut self) -> Option<super::device::DeviceChange> {
+        (**self).device_change()
     }
 }
 

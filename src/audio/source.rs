@@ -28,6 +28,11 @@ pub trait AudioSource {
     fn samples_ready(&mut self) -> Option<usize> {
         None
     }
+
+    /// The device changed since the last call (a microphone that moved or was lost).
+    fn device_change(&mut self) -> Option<super::device::DeviceChange> {
+        None
+    }
 }
 
 impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
@@ -36,6 +41,9 @@ impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
     }
     fn samples_ready(&mut self) -> Option<usize> {
         (**self).samples_ready()
+    }
+    fn device_change(&mut self) -> Option<super::device::DeviceChange> {
+        (**self).device_change()
     }
 }
 

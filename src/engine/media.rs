@@ -11,9 +11,9 @@ use std::time::Instant;
 use cromulent_protocol::UserId;
 
 use crate::audio::{
-    AudioSink, AudioSource, CodecError, Decoder, Encoder, FRAME_MS, FRAME_SAMPLES, Frame,
-    FrameSize, JitterBuffer, JitterConfig, JitterStats, Level, Playout, SILENT_FRAME, SinkError,
-    VoiceActivity, is_dtx_packet, mix, packet_frame_size,
+    AudioSink, AudioSource, CodecError, Decoder, DeviceChange, Encoder, FRAME_MS, FRAME_SAMPLES,
+    Frame, FrameSize, JitterBuffer, JitterConfig, JitterStats, Level, Playout, SILENT_FRAME,
+    SinkError, VoiceActivity, is_dtx_packet, mix, packet_frame_size,
 };
 
 use super::MAX_VOLUME_PERCENT;
@@ -214,6 +214,11 @@ impl Media {
     pub fn add_peer(&mut self, user: &str) -> Result<(), MediaError> {
         self.peers.insert(user.to_owned(), PeerAudio::new()?);
         Ok(())
+    }
+
+    /// Whether the microphone and the speaker changed device since the last call.
+    pub fn device_changes(&mut self) -> (Option<DeviceChange>, Option<DeviceChange>) {
+        (self.source.device_change(), self.sink.device_change())
     }
 
     /// Play `user` at `percent` of their level (clamped to [`MAX_VOLUME_PERCENT`]).

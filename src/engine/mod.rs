@@ -31,7 +31,9 @@ use cromulent_protocol::{
 };
 use tokio::sync::mpsc;
 
-use crate::audio::{AudioSink, AudioSource, FrameSize, JitterStats, SinkSpec, SourceSpec};
+use crate::audio::{
+    AudioSink, AudioSource, DeviceChange, FrameSize, JitterStats, SinkSpec, SourceSpec,
+};
 use crate::rtc::CandidateKind;
 use crate::signaling::Credentials;
 
@@ -200,6 +202,12 @@ pub enum EngineEvent {
         live: bool,
     },
     Stats(Vec<PeerReport>),
+    /// The microphone or speaker in use changed under the call (unplugged, the system's
+    /// default changed): now on another device, or lost.
+    Device {
+        role: DeviceRole,
+        change: DeviceChange,
+    },
     /// A chat message, live.
     Message(ChatMessage),
     /// A page of a channel's chat history, oldest first; `more` when older ones exist.
@@ -227,6 +235,22 @@ impl EngineHandle {
     pub fn send(&self, cmd: EngineCommand) {
         // After the engine stopped there is nothing to command.
         let _ = self.tx.send(cmd);
+    }
+}
+
+/// Which sound device an [`EngineEvent::Device`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRole {
+    Microphone,
+    Speaker,
+}
+
+impl DeviceRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Microphone => "microphone",
+            Self::Speaker => "speaker",
+        }
     }
 }
 

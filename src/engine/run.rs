@@ -16,7 +16,7 @@ use super::media::{Media, MediaError};
 use super::pace::{self, FrameClock};
 use super::peer_link::{self, LinkCommand, LinkHandle, LinkResult, PeerKey};
 use super::session::{Effect, Input, Now, Session, SessionConfig};
-use super::{EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
+use super::{DeviceRole, EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
 use crate::audio::{AudioSink, AudioSource, SinkError, SourceError, VoiceActivity};
 use crate::rtc::{self, LocalAudioTrack, PeerConfig, PeerEvent};
 use crate::signaling::{self, SignalingEvent, SignalingHandle};
@@ -287,6 +287,16 @@ impl Engine {
         // Each carries the time it was read, for the jitter buffer.
         while let Ok((key, ev)) = self.audio_rx.try_recv() {
             self.on_peer_event(key, ev);
+        }
+        let (mic, speaker) = self.media.device_changes();
+        for (role, change) in [
+            (DeviceRole::Microphone, mic),
+            (DeviceRole::Speaker, speaker),
+        ] {
+            if let Some(change) = change {
+                tracing::info!(?role, ?change, "sound device changed");
+                self.emit(EngineEvent::Device { role, change });
+            }
         }
         if self.media.speaker_sets_pace() {
             // A speaker sets the pace (and a talk spurt starts as soon as it may).

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use cromulent_protocol::ChatMessage;
 
+use crate::audio::DeviceChange;
 use crate::engine::{EngineEvent, PeerReport, VoiceStatus};
 
 /// The JSON line for an event, or `None` for events headless does not print (mic meter).
@@ -97,6 +98,20 @@ pub fn to_json(
             "event": "stats",
             "peers": peers.iter().map(peer_stats).collect::<Vec<_>>(),
         }),
+        EngineEvent::Device { role, change } => match change {
+            DeviceChange::Now(device) => json!({
+                "event": "device",
+                "kind": role.name(),
+                "state": "moved",
+                "device": device,
+            }),
+            DeviceChange::Lost => json!({
+                "event": "device",
+                "kind": role.name(),
+                "state": "lost",
+                "device": null,
+            }),
+        },
         EngineEvent::Message(m) => {
             let mut line = chat_message(m, channel_names);
             line["event"] = json!("message");

@@ -23,10 +23,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::chat::ChatRequest;
 use super::keys::Action;
-use super::model::{Model, Notice, NoticeLevel, PttStyle, ServerLink};
+use super::model::{Device, Model, Notice, NoticeLevel, PttStyle, ServerLink};
+use crate::audio::DeviceChange;
 use crate::engine::{
-    CallState, ChannelRef, EngineCommand, EngineError, EngineEvent, MAX_VOLUME_PERCENT, TalkMode,
-    VoiceStatus, presence,
+    CallState, ChannelRef, DeviceRole, EngineCommand, EngineError, EngineEvent, MAX_VOLUME_PERCENT,
+    TalkMode, VoiceStatus, presence,
 };
 
 /// How often the app sends `Msg::Tick`.
@@ -438,6 +439,29 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
             model.voice = status;
             model.voice_channel_name = channel_name;
         }
+        EngineEvent::Device { role, change } => {
+            let (slot, what) = match role {
+                DeviceRole::Microphone => (&mut model.input, "Microphone"),
+                DeviceRole::Speaker => (&mut model.output, "Speaker"),
+            };
+            let (level, text) = match change {
+                DeviceChange::Now(device) => {
+                    let text = format!(
+                        "{what} now: {device} (the one in use went away or the default changed)."
+                    );
+                    *slot = Device::Ready(device);
+                    (NoticeLevel::Info, text)
+                }
+                DeviceChange::Lost => {
+                    *slot = Device::Missing("lost, and no other device to move to".into());
+                    (
+                        NoticeLevel::Error,
+                        format!("{what} lost: no other device to move to."),
+                    )
+                }
+            };
+            notice(model, level, text);
+        }
         EngineEvent::Error { error, .. } => {
             if let EngineError::SignalingLost(loss) = &error {
                 model.server = ServerLink::Lost(loss.clone());
@@ -844,6 +868,38 @@ mod tests {
         assert_eq!(m.channel(1).unwrap().members.len(), 1);
         assert_eq!(m.channel(2).unwrap().members[0].user, "bob");
         assert!(m.peers.is_empty(), "bob left our channel");
+    }
+
+    #[test]
+    fn a_device_that_moved_or_was_lost_is_shown_and_said() {
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
+        m.output = Device::Ready("pulse:headset (48000 Hz, 1 ch, f32)".into());
+        let moved = EngineEvent::Device {
+            role: DeviceRole::Speaker,
+            change: DeviceChange::Now("pulse:speakers (48000 Hz, 1 ch, f32)".into()),
+        };
+        assert!(
+            update(&mut m, Msg::Engine(moved)).is_empty(),
+            "the call goes on"
+        );
+        assert_eq!(
+            m.output,
+            Device::Ready("pulse:speakers (48000 Hz, 1 ch, f32)".into())
+        );
+        assert!(
+            m.notice
+                .as_ref()
+                .unwrap()
+                .text
+                .starts_with("Speaker now: pulse:speakers")
+        );
+        let lost = EngineEvent::Device {
+            role: DeviceRole::Microphone,
+            change: DeviceChange::Lost,
+        };
+        update(&mut m, Msg::Engine(lost));
+        assert!(matches!(m.input, Device::Missing(_)));
+        assert_eq!(m.notice.as_ref().unwrap().level, NoticeLevel::Error);
     }
 
     #[test]

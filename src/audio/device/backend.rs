@@ -19,8 +19,8 @@ use cpal::{
 use super::capture::{self, AlsaCapture, Granted, Trouble};
 use super::pulse::{self, Job, PulseError, PulseStream};
 use super::{
-    CaptureReader, CaptureWriter, DelayGauge, DeviceError, DeviceInfo, Direction, PlaybackReader,
-    RING_SAMPLES, Route, playback_samples_wanted, ring, route,
+    CaptureReader, CaptureWriter, DelayGauge, DeviceChange, DeviceError, DeviceInfo, Direction,
+    Moves, PlaybackReader, RING_SAMPLES, Route, playback_samples_wanted, ring, route,
 };
 use crate::audio::frame::{FrameSize, SAMPLE_RATE};
 use crate::audio::{AudioSink, AudioSource, SinkError};
@@ -32,12 +32,55 @@ pub struct DeviceSource {
     reader: CaptureReader,
     /// Set when the stream failed (e.g. the device was unplugged).
     failed: Arc<AtomicBool>,
+    /// Where the device went (PulseAudio), and whether that was told.
+    changes: Changes,
     /// Times the device's buffer overflowed (the capture thread was late).
     overruns: Arc<AtomicU64>,
     /// From capture to the capture thread, as the device reports it.
     delay: Arc<DelayGauge>,
     /// Dropping it stops the thread and closes the device.
     _stream: Capture,
+}
+
+/// A device's moves as the engine has been told them.
+#[derive(Debug, Default)]
+struct Changes {
+    moves: Arc<Moves>,
+    seen: u64,
+    lost_told: bool,
+}
+
+impl Changes {
+    /// What changed since the last call: a move (and `info` follows it), or the loss.
+    fn take(&mut self, info: &mut DeviceInfo, failed: &AtomicBool) -> Option<DeviceChange> {
+        if let Some(device) = self.moves.since(&mut self.seen) {
+            info.name = format!("pulse:{device}");
+            return Some(DeviceChange::Now(info.to_string()));
+        }
+        if failed.load(Ordering::Relaxed) && !self.lost_told {
+            self.lost_told = true;
+            return Some(DeviceChange::Lost);
+        }
+        None
+    }
+}
+
+/// A PulseAudio stream for `job`, its moves followed.
+fn open_pulse_stream(
+    name: Option<&str>,
+    job: Job,
+    delay: &Arc<DelayGauge>,
+    failed: &Arc<AtomicBool>,
+) -> Result<(PulseStream, pulse::Opened, Changes), PulseError> {
+    let changes = Changes::default();
+    let (stream, opened) = PulseStream::open(
+        name,
+        job,
+        delay.clone(),
+        failed.clone(),
+        changes.moves.clone(),
+    )?;
+    Ok((stream, opened, changes))
 }
 
 /// The thread that feeds a microphone's ring (held to be dropped: that stops it).
@@ -59,6 +102,7 @@ pub struct DeviceSink {
     ring: ring::Producer,
     info: DeviceInfo,
     failed: Arc<AtomicBool>,
+    changes: Changes,
     /// From the callback to playback, as the device reports it.
     delay: Arc<DelayGauge>,
     /// Samples dropped because the device was not taking them.
@@ -98,7 +142,7 @@ impl DeviceSource {
             fragment: period,
             writer: Box::new(CaptureWriter::new(producer, SAMPLE_RATE, 1)),
         };
-        let (stream, opened) = PulseStream::open(name, job, delay.clone(), failed.clone())?;
+        let (stream, opened, changes) = open_pulse_stream(name, job, &delay, &failed)?;
         tracing::debug!(device = %opened.device, ?period, "microphone opened on PulseAudio");
         Ok(Self {
             info: pulse_info(&opened),
@@ -107,6 +151,7 @@ impl DeviceSource {
                 underruns: 0,
             },
             failed,
+            changes,
             overruns: Arc::new(AtomicU64::new(0)),
             delay,
             _stream: Capture::Pulse(stream),
@@ -167,6 +212,7 @@ impl DeviceSource {
                 underruns: 0,
             },
             failed,
+            changes: Changes::default(),
             overruns,
             delay,
             _stream: Capture::Alsa(stream),
@@ -195,6 +241,10 @@ impl AudioSource for DeviceSource {
 
     fn samples_ready(&mut self) -> Option<usize> {
         Some(self.reader.ready())
+    }
+
+    fn device_change(&mut self) -> Option<DeviceChange> {
+        self.changes.take(&mut self.info, &self.failed)
     }
 }
 
@@ -225,12 +275,13 @@ impl DeviceSink {
             target: request.map(|r| r * SPEAKER_PULSE_PERIODS),
             reader,
         };
-        let (stream, opened) = PulseStream::open(name, job, delay.clone(), failed.clone())?;
+        let (stream, opened, changes) = open_pulse_stream(name, job, &delay, &failed)?;
         tracing::debug!(device = %opened.device, ?request, "speaker opened on PulseAudio");
         Ok(Self {
             ring: producer,
             info: pulse_info(&opened),
             failed,
+            changes,
             delay,
             overflow: 0,
             underruns,
@@ -288,6 +339,7 @@ impl DeviceSink {
             ring: producer,
             info: info(&label, &config),
             failed,
+            changes: Changes::default(),
             delay,
             overflow: 0,
             underruns,
@@ -329,6 +381,10 @@ impl AudioSink for DeviceSink {
             self.ring.len(),
             self.callback.load(Ordering::Relaxed),
         ))
+    }
+
+    fn device_change(&mut self) -> Option<DeviceChange> {
+        self.changes.take(&mut self.info, &self.failed)
     }
 }
 

@@ -9,12 +9,18 @@
 //! messages arrive: measured in an 8-user call (BENCHMARKS.md, "Client cost on the device
 //! path"), the device threads' share of a core fell from 5.7 % to about half.
 //!
+//! Devices come and go under a running call: when the server moves our stream (the system's
+//! default changed, or its device went away and the server rescued the stream) the move is
+//! reported through [`Moves`]; when the stream dies with its device (a server without a rescue
+//! policy), the thread opens a new one on the default device and reports that. Only when there
+//! is none for [`REOPEN_FOR`] does the device count as failed.
+//!
 //! The server converts rate and channels, so the streams are 48 kHz mono f32, the engine's
 //! own format, and nothing is resampled here. The thread only copies between the server's
 //! buffers and the lock-free [`super::ring`]: no locks, no allocation of ours, and logging
 //! only when the stream fails.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{PipeReader, PipeWriter, Write as _};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -35,7 +41,7 @@ use pa::proplist::{Proplist, properties};
 use pa::sample::{Format, Spec};
 use pa::stream::{self, PeekResult, SeekMode, Stream};
 
-use super::{CaptureWriter, DelayGauge, PlaybackReader};
+use super::{CaptureWriter, DelayGauge, Moves, PlaybackReader};
 use crate::audio::frame::SAMPLE_RATE;
 
 /// The microphone's thread name (what `top -H` and the benchmarks show).
@@ -46,6 +52,11 @@ pub const SPEAKER_THREAD: &str = "pulse-speaker";
 /// How long connecting to the server and opening a stream may take before we give up (a
 /// local server answers in milliseconds; a hung one must not hang the client).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a stream whose device went away keeps trying to open on the default device.
+pub const REOPEN_FOR: Duration = Duration::from_secs(3);
+/// How often it tries.
+const REOPEN_EVERY: Duration = Duration::from_millis(200);
 
 /// Bytes per sample: f32 mono.
 const SAMPLE_BYTES: usize = 4;
@@ -120,12 +131,14 @@ pub struct Opened {
 
 impl PulseStream {
     /// Connects to the server and opens a stream on `device` (a source or sink name; `None`:
-    /// the server's default). Returns once the stream runs, or why it does not.
+    /// the server's default). Returns once the stream runs, or why it does not. Later moves
+    /// to another device are told to `moves`; `failed` is set when the stream ended for good.
     pub(super) fn open(
         device: Option<&str>,
         job: Job,
         delay: Arc<DelayGauge>,
         failed: Arc<AtomicBool>,
+        moves: Arc<Moves>,
     ) -> Result<(Self, Opened), PulseError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_rx, wake) =
@@ -138,6 +151,7 @@ impl PulseStream {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(move || {
+                    let mut job = job;
                     let mut link = match Link::open(device.as_deref(), &job) {
                         Ok(link) => link,
                         Err(e) => {
@@ -146,7 +160,24 @@ impl PulseStream {
                         }
                     };
                     let _ = tx.send(Ok(link.device()));
-                    link.run(job, &stop, wake_rx, &delay, &failed);
+                    let what = job.what();
+                    // Until stopped: a stream that ended with its device, or that the server
+                    // moved (its buffer then holds what the old device had not played: over
+                    // a second, measured), is opened anew on the default device.
+                    while let Some(reason) = link.run(&mut job, &stop, &wake_rx, &delay) {
+                        drop(link);
+                        tracing::info!(%reason, "PulseAudio {what}: opening it on the default device");
+                        link = match reopen(&job, &stop) {
+                            Some(link) => link,
+                            None => {
+                                failed.store(true, Ordering::Relaxed);
+                                tracing::warn!("PulseAudio {what}: no device to move to");
+                                return;
+                            }
+                        };
+                        tracing::info!(device = %link.device(), "PulseAudio {what} moved");
+                        moves.record(link.device());
+                    }
                 })
                 .map_err(|e| PulseError::Failed(format!("cannot start a thread: {e}")))?
         };
@@ -182,12 +213,28 @@ impl Drop for PulseStream {
     }
 }
 
+/// A stream on the default device, tried every [`REOPEN_EVERY`] for [`REOPEN_FOR`] (the
+/// server may still be choosing its new default); `None` if there is none or we are stopped.
+fn reopen(job: &Job, stop: &AtomicBool) -> Option<Link> {
+    let deadline = Instant::now() + REOPEN_FOR;
+    while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
+        match Link::open(None, job) {
+            Ok(link) => return Some(link),
+            Err(e) => tracing::debug!(error = %e, "no default device yet"),
+        }
+        std::thread::sleep(REOPEN_EVERY);
+    }
+    None
+}
+
 /// A connection to the server, on the thread that owns it (PulseAudio's objects stay on one
 /// thread). Fields drop in order: stream, context, main loop.
 struct Link {
     stream: Stream,
     context: Context,
     mainloop: Mainloop,
+    /// Set by the server's "stream moved" callback.
+    moved: Rc<Cell<bool>>,
 }
 
 impl Link {
@@ -241,6 +288,9 @@ impl Link {
             }
         };
         connected.map_err(|e| PulseError::Failed(format!("cannot open a {name} stream: {e}")))?;
+        let moved = Rc::new(Cell::new(false));
+        let flag = moved.clone();
+        stream.set_moved_callback(Some(Box::new(move || flag.set(true))));
         loop {
             match stream.get_state() {
                 stream::State::Ready => break,
@@ -263,6 +313,7 @@ impl Link {
             stream,
             context,
             mainloop,
+            moved,
         })
     }
 
@@ -273,17 +324,17 @@ impl Link {
             .unwrap_or_else(|| "default".into())
     }
 
-    /// Moves audio until told to stop or the stream fails. Every wake-up of the main loop (a
-    /// server message, a timing update, the stop pipe) is followed by a look at the stream:
-    /// whatever the server delivered is taken, whatever it asked for is written.
+    /// Moves audio until told to stop (`None`), or the stream fails or is moved by the
+    /// server (why). Every wake-up of the main loop (a server message, a timing update, the
+    /// stop pipe) is followed by a look at the stream: whatever the server delivered is taken,
+    /// whatever it asked for is written.
     fn run(
         &mut self,
-        mut job: Job,
+        job: &mut Job,
         stop: &AtomicBool,
-        wake: PipeReader,
+        wake: &PipeReader,
         delay: &DelayGauge,
-        failed: &AtomicBool,
-    ) {
+    ) -> Option<String> {
         // The stop pipe wakes the loop; the flag says why.
         let _wake_event =
             self.mainloop
@@ -305,7 +356,10 @@ impl Link {
                 }
                 _ => continue,
             }
-            let moved = match &mut job {
+            if self.moved.get() {
+                break Some(format!("moved by the server to {}", self.device()));
+            }
+            let moved = match job {
                 Job::Record { writer, .. } => take(&mut self.stream, writer),
                 Job::Playback { reader, .. } => give(&mut self.stream, reader),
             };
@@ -316,12 +370,12 @@ impl Link {
                 delay.record(Duration::from_micros(us.0));
             }
         };
-        if let Some(reason) = trouble {
-            failed.store(true, Ordering::Relaxed);
-            tracing::warn!(%reason, "PulseAudio {what} failed");
+        if let Some(reason) = &trouble {
+            tracing::debug!(%reason, "PulseAudio {what} stream ended");
         }
         let _ = self.stream.disconnect();
         self.context.disconnect();
+        trouble
     }
 }
 
