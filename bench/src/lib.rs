@@ -7,6 +7,8 @@
 //!   process, direct or through a loopback coturn, optionally behind [`impair`];
 //! - [`impair`]: a UDP relay that delays (with jitter) and drops upstream datagrams — the
 //!   user-space stand-in for `tc netem`, which this machine's kernel lacks;
+//! - [`speech`] (binary `speech-call`): speech through a real call, recorded at the receiver,
+//!   for the speech-quality score of `bench/speech-quality.sh`;
 //! - [`cost`] (binary `client-cost`): CPU, memory and bandwidth of one headless client in calls
 //!   of several users;
 //! - [`stats`], [`procfs`]: percentiles and what is read from `/proc`.
@@ -17,4 +19,5 @@ pub mod impair;
 pub mod loadgen;
 pub mod probe;
 pub mod procfs;
+pub mod speech;
 pub mod stats;

@@ -92,6 +92,14 @@ impl Encoder {
         })
     }
 
+    /// The loss to expect, in percent: the encoder spends that share of bits on in-band FEC
+    /// (none at 0). For the engine's loss feedback (`engine::loss_feedback`).
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), CodecError> {
+        Ok(self
+            .inner
+            .set_packet_loss_perc(i32::from(percent.min(100)))?)
+    }
+
     /// Encodes one 10 or 20 ms frame. The returned packet borrows the encoder's buffer: copy
     /// it out (e.g. into the RTP payload) before the next call. Check [`is_dtx_packet`] to
     /// skip sending.

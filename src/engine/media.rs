@@ -187,7 +187,13 @@ impl Media {
             source,
             sink,
             frame,
-            encoder: Encoder::new()?,
+            // The least loss until the peers report more (engine::loss_feedback): FEC bits on a
+            // clean link cost quality.
+            encoder: {
+                let mut encoder = Encoder::new()?;
+                encoder.set_expected_loss(super::loss_feedback::MIN_EXPECTED_LOSS)?;
+                encoder
+            },
             // The default hangover is counted in 20 ms frames: the same time in ours.
             vad: VoiceActivity::new(
                 VoiceActivity::DEFAULT_THRESHOLD_DBFS,
@@ -214,6 +220,11 @@ impl Media {
     pub fn add_peer(&mut self, user: &str) -> Result<(), MediaError> {
         self.peers.insert(user.to_owned(), PeerAudio::new()?);
         Ok(())
+    }
+
+    /// Tell the encoder how much loss to expect, in percent (its in-band FEC follows).
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), MediaError> {
+        Ok(self.encoder.set_expected_loss(percent)?)
     }
 
     /// Whether the microphone and the speaker changed device since the last call.

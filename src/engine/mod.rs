@@ -15,6 +15,7 @@
 
 pub mod calls;
 pub mod error;
+pub mod loss_feedback;
 pub mod media;
 pub mod pace;
 pub mod peer_link;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::error::EngineError;
+use super::loss_feedback::LossFeedback;
 use super::media::{Media, MediaError};
 use super::pace::{self, FrameClock};
 use super::peer_link::{self, LinkCommand, LinkHandle, LinkResult, PeerKey};
@@ -79,6 +80,11 @@ struct Engine {
     link_rx: mpsc::UnboundedReceiver<(PeerKey, LinkResult)>,
     stats_tx: mpsc::UnboundedSender<Vec<PeerReport>>,
     stats_rx: mpsc::UnboundedReceiver<Vec<PeerReport>>,
+    /// Our audio's loss as each peer reports it: (peer, packets sent, lost), for the encoder.
+    loss_tx: mpsc::UnboundedSender<Vec<(String, u64, i64)>>,
+    loss_rx: mpsc::UnboundedReceiver<Vec<(String, u64, i64)>>,
+    loss_feedback: LossFeedback,
+    expected_loss: u8,
     last_mic_event: Instant,
     /// Frame clocks of a source and a sink without clocks of their own.
     capture_clock: FrameClock,
@@ -97,6 +103,7 @@ impl Engine {
         };
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (stats_tx, stats_rx) = mpsc::unbounded_channel();
+        let (loss_tx, loss_rx) = mpsc::unbounded_channel();
         let session = Session::new(
             SessionConfig {
                 name: config.credentials.name.clone(),
@@ -122,6 +129,10 @@ impl Engine {
             link_rx,
             stats_tx,
             stats_rx,
+            loss_tx,
+            loss_rx,
+            loss_feedback: LossFeedback::default(),
+            expected_loss: super::loss_feedback::MIN_EXPECTED_LOSS,
             last_mic_event: Instant::now(),
             capture_clock: FrameClock::new(started, frame),
             play_clock: FrameClock::new(started, frame),
@@ -141,6 +152,9 @@ impl Engine {
         let device_paced = self.media.frames_captured().is_some() || self.media.speaker_sets_pace();
         let mut poll = tokio::time::interval(pace::poll_interval(device_paced, self.config.frame));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // How often the peers' reports of our audio's loss are read (RTCP comes every ~1 s).
+        let mut loss_poll = tokio::time::interval(LOSS_POLL);
+        loss_poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
         // The session's timers: it says when it next needs a tick (`Session::next_wake`).
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
@@ -166,6 +180,8 @@ impl Engine {
                     self.input(Input::Link(key, result));
                 }
                 Some(reports) = self.stats_rx.recv() => self.emit(EngineEvent::Stats(reports)),
+                _ = loss_poll.tick() => self.poll_loss(),
+                Some(counts) = self.loss_rx.recv() => self.on_loss_reports(counts),
                 _ = poll.tick() => self.on_media_poll().await,
                 _ = &mut timer, if armed.is_some() => {
                     armed = None;
@@ -210,6 +226,7 @@ impl Engine {
                     link.send(LinkCommand::Close);
                 }
                 self.media.remove_peer(&key.user);
+                self.loss_feedback.forget(&key.user);
             }
             Effect::Stop => self.stopping = true,
         }
@@ -358,6 +375,50 @@ impl Engine {
 
     /// Ask every live connection for its figures, and report them with the audio's once all
     /// have answered (or 2 s have passed), without holding up the loop.
+    /// Ask every call for the loss its peer reports of our audio ([`Self::on_loss_reports`]).
+    fn poll_loss(&mut self) {
+        let mut pending = Vec::new();
+        for view in self.session.links() {
+            if let Some(link) = self.links.get(&view.key) {
+                let (tx, rx) = oneshot::channel();
+                link.stats(tx);
+                pending.push((view.key.user, rx));
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let out = self.loss_tx.clone();
+        tokio::spawn(async move {
+            let mut counts = Vec::new();
+            for (user, rx) in pending {
+                let Ok(Ok(rtc)) = tokio::time::timeout(Duration::from_secs(2), rx).await else {
+                    continue;
+                };
+                if let Some(lost) = rtc.remote_packets_lost {
+                    counts.push((user, rtc.packets_sent, lost));
+                }
+            }
+            let _ = out.send(counts);
+        });
+    }
+
+    /// The encoder expects the loss the peers see ([`LossFeedback`]).
+    fn on_loss_reports(&mut self, counts: Vec<(String, u64, i64)>) {
+        let now = std::time::Instant::now();
+        let mut expected = self.loss_feedback.expected(now);
+        for (user, sent, lost) in counts {
+            expected = self.loss_feedback.report(&user, sent, lost, now);
+        }
+        if expected != self.expected_loss {
+            tracing::info!(percent = expected, "encoder's expected loss");
+            match self.media.set_expected_loss(expected) {
+                Ok(()) => self.expected_loss = expected,
+                Err(e) => self.error(EngineError::Audio(e.to_string())),
+            }
+        }
+    }
+
     fn collect_stats(&mut self) {
         let mut pending = Vec::new();
         for view in self.session.links() {
@@ -424,6 +485,9 @@ impl Engine {
         let _ = self.events.send(ev);
     }
 }
+
+/// How often the peers' loss reports are read for the encoder.
+const LOSS_POLL: Duration = Duration::from_secs(2);
 
 /// A time no timer reaches (tokio's own "never" is 30 years or so ahead; a year is enough).
 fn far_future() -> Instant {

@@ -102,58 +102,116 @@ impl Options {
     }
 }
 
-pub async fn run(opts: &Options) -> anyhow::Result<Report> {
-    let turn = if opts.relayed() {
-        // The tests' coturn harness; 32 relay ports are plenty for two engines.
-        let start = || {
-            Coturn::builder()
-                .realm("bench.local")
-                .relay_ports(32)
-                .try_start()
+/// What both probes run in: a signaling server on a free loopback port; with `relayed`, a
+/// loopback coturn the engines must go through (relay candidates only), behind the
+/// impairment relay when there is an impairment; and a runtime for each engine.
+pub(crate) struct Rig {
+    pub url: String,
+    pub policy: IcePolicy,
+    runtimes: Runtimes,
+    relay: Option<ImpairRelay>,
+    turn: Option<Coturn>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Rig {
+    pub async fn start(
+        relayed: bool,
+        impair: Option<Impairment>,
+        seed: u64,
+        engine_threads: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let relayed = relayed || impair.is_some();
+        let turn = if relayed {
+            // The tests' coturn harness; 32 relay ports are plenty for two engines.
+            let start = || {
+                Coturn::builder()
+                    .realm("bench.local")
+                    .relay_ports(32)
+                    .try_start()
+            };
+            Some(tokio::task::spawn_blocking(start).await??)
+        } else {
+            None
         };
-        Some(tokio::task::spawn_blocking(start).await??)
-    } else {
-        None
-    };
-    let relay = match (&turn, opts.impair) {
-        (Some(t), Some(imp)) => {
-            let upstream = t.addr();
-            Some(ImpairRelay::start(0, upstream, imp, opts.impair_seed).await?)
+        let relay = match (&turn, impair) {
+            (Some(t), Some(imp)) => Some(ImpairRelay::start(0, t.addr(), imp, seed).await?),
+            _ => None,
+        };
+        let mut config = Config::default();
+        if let Some(t) = &turn {
+            config.turn.provider = TurnProvider::Coturn;
+            config.turn.secret = t.secret().to_owned();
+            // The engines learn the TURN address from the server: the relay's, when impaired.
+            config.turn.urls = vec![match &relay {
+                Some(r) => format!("turn:{}", r.local_addr()),
+                None => t.turn_url(),
+            }];
         }
-        _ => None,
-    };
-    let mut config = Config::default();
-    if let Some(t) = &turn {
-        config.turn.provider = TurnProvider::Coturn;
-        config.turn.secret = t.secret().to_owned();
-        // The engines learn the TURN address from the server: the relay's, when impaired.
-        config.turn.urls = vec![match &relay {
-            Some(r) => format!("turn:{}", r.local_addr()),
-            None => t.turn_url(),
-        }];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("ws://{}", listener.local_addr()?);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = cromulent_server::run(listener, config, stopped).await {
+                eprintln!("the server failed: {e:#}");
+            }
+        });
+        // Each side runs on a runtime of its own, as in two client processes (the server,
+        // and this orchestration, on the caller's).
+        let runtimes = Runtimes {
+            mouth: Some(engine_runtime("mouth", engine_threads)?),
+            ear: Some(engine_runtime("ear", engine_threads)?),
+        };
+        Ok(Self {
+            url,
+            policy: if relayed {
+                IcePolicy::Relay
+            } else {
+                IcePolicy::All
+            },
+            runtimes,
+            relay,
+            turn,
+            stop,
+            server,
+        })
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("ws://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cromulent_server::run(listener, config, async {
-        let _ = stop_rx.await;
-    }));
-    let policy = if opts.relayed() {
-        IcePolicy::Relay
-    } else {
-        IcePolicy::All
-    };
-    // Each side runs on a runtime of its own, as in two client processes (the server, and
-    // this orchestration, on the caller's).
-    let runtimes = Runtimes {
-        mouth: Some(engine_runtime("mouth", opts.engine_threads)?),
-        ear: Some(engine_runtime("ear", opts.engine_threads)?),
-    };
+
+    /// The sending engine's runtime and the receiving one's.
+    pub(crate) fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    /// Stops everything; what the impairment relay did, if there was one.
+    pub async fn stop(self) -> Option<impair::Counts> {
+        drop(self.runtimes);
+        let _ = self.stop.send(());
+        let _ = timeout(Duration::from_secs(5), self.server).await;
+        let impaired = self.relay.as_ref().map(ImpairRelay::counts);
+        drop(self.relay);
+        drop(self.turn);
+        impaired
+    }
+}
+
+pub async fn run(opts: &Options) -> anyhow::Result<Report> {
+    let rig = Rig::start(
+        opts.relay,
+        opts.impair,
+        opts.impair_seed,
+        opts.engine_threads,
+    )
+    .await?;
+    let (url, policy, runtimes) = (rig.url.clone(), rig.policy, rig.runtimes());
     let mut sessions = Vec::new();
     for s in 0..opts.sessions {
         // Receiver clock offsets 0, 1/n, 2/n … of a frame after the sender's.
         let offset = Duration::from_secs_f64(0.020 * s as f64 / opts.sessions.max(1) as f64);
-        let session = run_session(&runtimes, &url, s, policy, offset, opts)
+        let session = run_session(runtimes, &url, s, policy, offset, opts)
             .await
             .with_context(|| format!("session {s}"))?;
         let phase = session.phase_ms.unwrap_or(0.0);
@@ -177,12 +235,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         );
         sessions.push(session);
     }
-    drop(runtimes);
-    let _ = stop_tx.send(());
-    let _ = timeout(Duration::from_secs(5), server).await;
-    let impaired = relay.as_ref().map(ImpairRelay::counts);
-    drop(relay);
-    drop(turn);
+    let impaired = rig.stop().await;
     let (encode_us, decode_us) = codec_cost()?;
     Ok(Report {
         sessions,
@@ -192,18 +245,18 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     })
 }
 
-struct Runtimes {
+pub(crate) struct Runtimes {
     mouth: Option<tokio::runtime::Runtime>,
     ear: Option<tokio::runtime::Runtime>,
 }
 
 impl Runtimes {
-    fn mouth(&self) -> &tokio::runtime::Runtime {
+    pub(crate) fn mouth(&self) -> &tokio::runtime::Runtime {
         // Invariant: only `drop` takes them out.
         self.mouth.as_ref().expect("runtime present until dropped")
     }
 
-    fn ear(&self) -> &tokio::runtime::Runtime {
+    pub(crate) fn ear(&self) -> &tokio::runtime::Runtime {
         self.ear.as_ref().expect("runtime present until dropped")
     }
 }
@@ -354,7 +407,7 @@ impl Sampler {
     }
 }
 
-fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineConfig {
+pub(crate) fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineConfig {
     EngineConfig {
         server_url: url.to_owned(),
         credentials: Credentials {
@@ -371,7 +424,7 @@ fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineConfig {
     }
 }
 
-async fn wait_connected(
+pub(crate) async fn wait_connected(
     events: &mut UnboundedReceiver<EngineEvent>,
     peer: &str,
 ) -> anyhow::Result<()> {
@@ -394,7 +447,7 @@ async fn wait_connected(
         .with_context(|| format!("no connection to {peer} in 20 s"))?
 }
 
-async fn stats(
+pub(crate) async fn stats(
     handle: &EngineHandle,
     events: &mut UnboundedReceiver<EngineEvent>,
     peer: &str,
@@ -411,7 +464,7 @@ async fn stats(
     timeout(Duration::from_secs(5), wait).await.ok().flatten()
 }
 
-async fn shutdown(handle: &EngineHandle, events: &mut UnboundedReceiver<EngineEvent>) {
+pub(crate) async fn shutdown(handle: &EngineHandle, events: &mut UnboundedReceiver<EngineEvent>) {
     handle.send(EngineCommand::Shutdown);
     let wait = async {
         while let Some(ev) = events.recv().await {

@@ -106,6 +106,8 @@ pub(crate) struct DepthTarget {
     frame: FrameSize,
     /// Since when the requirement has been below `frames`.
     below_since: Option<Instant>,
+    /// The least the target may be for now (`min`, or more while loss calls for look-ahead).
+    floor: usize,
 }
 
 impl DepthTarget {
@@ -117,6 +119,22 @@ impl DepthTarget {
             shrink_hold,
             frame,
             below_since: None,
+            floor: min,
+        }
+    }
+
+    /// The least the target may be for now.
+    pub(crate) fn floor(&self) -> usize {
+        self.floor
+    }
+
+    /// The target is at least `floor` (within `min..=max`) from now on: raised at once; when
+    /// the floor comes down, the target follows one step per `shrink_hold` as usual.
+    pub(crate) fn set_floor(&mut self, floor: usize) {
+        self.floor = floor.clamp(self.min, self.max);
+        if self.frames < self.floor {
+            self.frames = self.floor;
+            self.below_since = None;
         }
     }
 
@@ -127,7 +145,7 @@ impl DepthTarget {
 
     /// Re-evaluates the target for the delay to absorb (ms) at time `now`.
     pub(crate) fn update(&mut self, needed_ms: f64, now: Instant) {
-        let required = required_frames(needed_ms, self.min, self.max, self.frame);
+        let required = required_frames(needed_ms, self.min, self.max, self.frame).max(self.floor);
         if required >= self.frames {
             self.frames = required;
             self.below_since = None;

@@ -27,6 +27,11 @@
 //!   last 2 s (otherwise the engine conceals one frame and the late packet gets another chance:
 //!   on a link that only loses packets, waiting would add a frame of delay per loss); if the
 //!   next packet is the one right after it, its payload comes along for FEC decoding.
+//! - **Look-ahead for FEC**: while frames have been lost (their time came and went without
+//!   their packet) within [`LOSS_MEMORY`], the target is at least 2 frames, so the packet after a lost one is
+//!   here when the lost frame is due and its in-band FEC rebuilds it; without that, a link that
+//!   loses packets but has no jitter played each packet as it came, and a loss left the buffer
+//!   dry: concealed, never rebuilt. A clean link keeps its latency.
 //! - A sender restart (sequence jump beyond the buffer, or 200 ms of nothing but stale packets)
 //!   resyncs.
 
@@ -56,6 +61,10 @@ const TRIM_WINDOW: Duration = Duration::from_secs(1);
 /// arriving late within this long: on a link that loses packets but does not reorder or delay
 /// them past their frame, waiting only adds a frame of delay per loss, for good.
 const LATENESS_MEMORY: Duration = Duration::from_secs(2);
+
+/// After a lost frame, the target keeps a frame of look-ahead for FEC this long (random loss of
+/// 1 % or more re-arms it before it runs out).
+pub const LOSS_MEMORY: Duration = Duration::from_secs(5);
 
 /// Payloads this small are Opus DTX frames (silence): the cheapest frames to drop.
 const DTX_PAYLOAD_MAX: usize = 2;
@@ -209,6 +218,8 @@ pub struct JitterBuffer {
     stale_since: Option<Instant>,
     /// Arrival of the last packet that came after its frame was played (lateness seen).
     last_late: Option<Instant>,
+    /// When a frame was last lost (its time passed without its packet).
+    last_loss: Option<Instant>,
     /// Frames the engine concealed since the buffer ran dry in the middle of a stream: their
     /// time is spent, so packets missing for them are skipped when the stream resumes.
     dry_pops: usize,
@@ -245,6 +256,7 @@ impl JitterBuffer {
             head_waits: 0,
             stale_since: None,
             last_late: None,
+            last_loss: None,
             dry_pops: 0,
             stats: JitterStats::default(),
         }
@@ -337,8 +349,11 @@ impl JitterBuffer {
                 break;
             }
             self.skip_cursor();
+            self.note_loss(now);
         }
-        if self.cursor_present() {
+        // Resume at once, unless the look-ahead FEC needs is not there yet: then the restart
+        // waits for it (a frame, once), and the next loss finds the packet after it here.
+        if self.cursor_present() && self.depth() >= self.target.floor() {
             self.state = State::Playing;
             self.reset_trim_window();
         }
@@ -404,7 +419,17 @@ impl JitterBuffer {
         }
         self.head_waits = 0;
         self.trim_latency(depth);
-        self.play_cursor()
+        let out = self.play_cursor();
+        if matches!(out, Playout::Lost { .. }) {
+            self.note_loss(now);
+        }
+        out
+    }
+
+    /// A frame was lost: keep a frame of look-ahead for the next one's FEC a while.
+    fn note_loss(&mut self, now: Instant) {
+        self.last_loss = Some(now);
+        self.target.set_floor(2);
     }
 
     /// Current counters and gauges.
@@ -429,19 +454,26 @@ impl JitterBuffer {
     /// whole frame per frame of target. Holding the first packet `d` ms gives every later
     /// packet of the spurt `d` ms of slack; rounding that up to 20 ms made every sentence
     /// start a frame later than it had to. Above a target of 2 the extra whole frames stay
-    /// (they carry the target's slow shrink after a spike), and a configured `min_depth` of
-    /// `d` always holds `d − 1` frames, the slack that depth stands for.
+    /// (they carry the target's slow shrink after a spike), and a configured `min_depth` (or the
+    /// look-ahead floor after a loss) of `d` always holds `d − 1` frames, the slack that depth
+    /// stands for.
     fn preroll(&self, target: usize) -> Duration {
         if target <= 1 {
             return Duration::ZERO;
         }
         let needed = Duration::from_secs_f64(self.estimator.needed_delay_ms().max(0.0) / 1000.0);
         let frames = |n: usize| self.config.frame.duration() * n as u32;
-        let floor = (target - 2).max(self.config.min_depth - 1);
+        let floor = (target - 2).max(self.target.floor() - 1);
         needed.clamp(frames(floor), frames(target - 1))
     }
 
     fn observe_arrival(&mut self, arrival: Instant, rtp_ts: u32) {
+        let loss_seen = self
+            .last_loss
+            .is_some_and(|t| arrival.saturating_duration_since(t) < LOSS_MEMORY);
+        if !loss_seen {
+            self.target.set_floor(self.config.min_depth);
+        }
         self.estimator.update(arrival, rtp_ts);
         self.target
             .update(self.estimator.needed_delay_ms(), arrival);
