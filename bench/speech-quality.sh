@@ -23,7 +23,7 @@ done
 venv=${CARGO_TARGET_DIR:-target}/pesq-venv
 [ -x "$venv/bin/python" ] || {
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q numpy pesq
+  "$venv/bin/pip" install -q numpy pesq==0.0.4
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
