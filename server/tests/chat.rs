@@ -298,8 +298,11 @@ fn server_refusing(db: &str) -> String {
 #[tokio::test]
 async fn a_database_that_cannot_be_used_stops_the_server_at_start_with_a_clear_error() {
     let dir = TempDir::new("chat-bad-db");
-    // A directory where the file should be.
-    let err = server_refusing(dir.root().to_str().unwrap());
+    // A directory where the file should be (inside the temporary directory, so the lock file
+    // beside it goes with it).
+    let directory = dir.path("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    let err = server_refusing(directory.to_str().unwrap());
     assert!(err.contains("cannot open the chat database"), "{err}");
     // Not a database.
     let junk = dir.path("junk.sqlite3");

@@ -123,9 +123,11 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
 #[test]
 fn a_path_that_cannot_hold_a_database_is_a_clear_error() {
     let dir = TempDir::new("chat-store");
-    // A directory where the file should be.
-    let err =
-        Store::open(&Location::File(dir.root().to_owned()), Retention::default()).unwrap_err();
+    // A directory where the file should be (inside the temporary directory, so the lock file
+    // beside it goes with it).
+    let directory = dir.root().join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    let err = Store::open(&Location::File(directory), Retention::default()).unwrap_err();
     assert!(matches!(err, StoreError::Unwritable { .. }), "{err:?}");
     // A regular file where the directory should be.
     let file = dir.root().join("plain");
