@@ -21,3 +21,14 @@ pub mod probe;
 pub mod procfs;
 pub mod speech;
 pub mod stats;
+
+/// Logs of a benchmark tool to stderr (its figures go to stdout), at `RUST_LOG` or `default`.
+pub fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -153,12 +153,7 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cromulent_bench::init_logging("warn");
     let cli = Cli::parse();
     match cli.command {
         Cmd::Idle {

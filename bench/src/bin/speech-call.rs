@@ -36,13 +36,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cromulent_bench::init_logging("error");
     let cli = Cli::parse();
     let clip = cromulent::audio::read_wav_mono(&cli.clip)?;
     if clip.sample_rate != 48_000 {
