@@ -95,7 +95,18 @@ impl VoiceActivity {
 
     /// Feeds an already measured RMS level (e.g. from [`Level::of`]); returns the new state.
     pub fn update_level(&mut self, rms_dbfs: f32) -> bool {
-        if rms_dbfs >= self.threshold_dbfs {
+        self.update_decision(rms_dbfs >= self.threshold_dbfs)
+    }
+
+    /// Feeds a frame's speech probability (the capture processing's detector) instead of its
+    /// level: at or above [`super::processing::SPEECH_PROBABILITY`] is speech. The hangover is
+    /// the same; the level threshold is not used.
+    pub fn update_probability(&mut self, probability: f32) -> bool {
+        self.update_decision(probability >= super::processing::SPEECH_PROBABILITY)
+    }
+
+    fn update_decision(&mut self, loud: bool) -> bool {
+        if loud {
             self.remaining = self.hangover_frames;
             self.active = true;
         } else if self.remaining > 0 {

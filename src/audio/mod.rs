@@ -30,6 +30,7 @@ pub mod frame;
 mod jitter;
 mod level;
 mod mixer;
+pub mod processing;
 mod resample;
 mod sink;
 mod source;
@@ -37,7 +38,7 @@ mod spec;
 mod wav;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 
 pub use codec::{CodecError, Decoder, Encoder, EncoderConfig, is_dtx_packet, packet_frame_size};
 pub use device::{DeviceChange, DeviceError, DeviceInfo, DeviceSink, DeviceSource};

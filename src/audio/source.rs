@@ -177,6 +177,16 @@ impl SourceSpec {
     /// Tone frequencies accepted: audible, and below the 20 kHz Opus passband edge.
     pub const TONE_HZ_RANGE: std::ops::RangeInclusive<f64> = 1.0..=20_000.0;
 
+    /// The capture processing a source gets unless asked otherwise: everything on a
+    /// microphone (a room, a speaker beside it, a voice at any level); nothing on a tone, a
+    /// file or silence, which are sent exactly as they are.
+    pub fn default_processing(&self) -> super::processing::Processing {
+        match self {
+            SourceSpec::Device { .. } => super::processing::Processing::ALL,
+            _ => super::processing::Processing::NONE,
+        }
+    }
+
     /// Parses a spec; see [`SpecError`] for what is rejected and why.
     pub fn parse(spec: &str) -> Result<Self, SpecError> {
         match split_kind(spec) {

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use cromulent_protocol::UserId;
 
+use crate::audio::processing::{CaptureProcessor, EchoStats, Processing};
 use crate::audio::{
     AudioSink, AudioSource, CodecError, Decoder, DeviceChange, Encoder, FRAME_MS, FRAME_SAMPLES,
     Frame, FrameSize, JitterBuffer, JitterConfig, JitterStats, Level, Playout, SILENT_FRAME,
@@ -167,6 +168,9 @@ pub struct Media {
     /// Our frame length: what we capture, encode and play per step.
     frame: FrameSize,
     encoder: Encoder,
+    /// Echo cancellation, noise suppression, gain and the speech probability, before the
+    /// encoder; fed every sample the sink is given as its echo reference.
+    processor: CaptureProcessor,
     vad: VoiceActivity,
     capture: Frame,
     mixed: Frame,
@@ -182,11 +186,13 @@ impl Media {
         source: Box<dyn AudioSource + Send>,
         sink: Box<dyn AudioSink + Send>,
         frame: FrameSize,
+        processing: Processing,
     ) -> Result<Self, MediaError> {
         Ok(Self {
             source,
             sink,
             frame,
+            processor: CaptureProcessor::new(processing),
             // The least loss until the peers report more (engine::loss_feedback): FEC bits on a
             // clean link cost quality.
             encoder: {
@@ -214,6 +220,20 @@ impl Media {
     /// Replace the voice-activity detector (threshold and hangover from the user's settings).
     pub fn set_voice_activity(&mut self, vad: VoiceActivity) {
         self.vad = vad;
+    }
+
+    /// Turn capture processing stages on or off.
+    pub fn set_processing(&mut self, processing: Processing) {
+        self.processor.set_stages(processing);
+    }
+
+    pub fn processing(&self) -> Processing {
+        self.processor.stages()
+    }
+
+    /// The echo canceller's own figures.
+    pub fn echo_stats(&self) -> EchoStats {
+        self.processor.echo_stats()
     }
 
     /// Start receiving from `user` (a fresh jitter buffer and decoder).
@@ -304,7 +324,8 @@ impl Media {
     /// the sink. Returns the peers whose first audio this was.
     pub fn play(&mut self, now: Instant, talk: &TalkState) -> Result<Vec<UserId>, MediaError> {
         let first_audio = self.mix_next(now, talk);
-        self.sink.write_frame(&self.mixed[..self.frame.samples()])?;
+        let n = self.frame.samples();
+        play_out(self.sink.as_mut(), &mut self.processor, &self.mixed[..n])?;
         Ok(first_audio)
     }
 
@@ -332,7 +353,7 @@ impl Media {
         while left > 0 {
             if self.pending_silence > 0 {
                 let k = left.min(self.pending_silence);
-                self.sink.write_frame(&SILENT_FRAME[..k])?;
+                play_out(self.sink.as_mut(), &mut self.processor, &SILENT_FRAME[..k])?;
                 self.pending_silence -= k;
                 left -= k;
                 continue;
@@ -342,7 +363,7 @@ impl Media {
             if nobody && self.mixed[..n].iter().all(|&x| x == 0.0) {
                 self.pending_silence = n;
             } else {
-                self.sink.write_frame(&self.mixed[..n])?;
+                play_out(self.sink.as_mut(), &mut self.processor, &self.mixed[..n])?;
                 left = left.saturating_sub(n);
             }
         }
@@ -381,8 +402,12 @@ impl Media {
     pub fn capture(&mut self, talk: &TalkState) -> Result<Captured, MediaError> {
         let frame = &mut self.capture[..self.frame.samples()];
         self.source.next_frame(frame);
+        let speech = self.processor.capture(frame);
         let level = Level::of(frame);
-        let voice = self.vad.update_level(level.rms_dbfs);
+        let voice = match speech {
+            Some(probability) => self.vad.update_probability(probability),
+            None => self.vad.update_level(level.rms_dbfs),
+        };
         let mic_live = talk.mic_live(voice);
         let mut packet = None;
         if mic_live {
@@ -397,6 +422,16 @@ impl Media {
             mic_live,
         })
     }
+}
+
+/// Samples to the speaker, and the same samples to the echo canceller as its reference.
+fn play_out(
+    sink: &mut (dyn AudioSink + Send),
+    processor: &mut CaptureProcessor,
+    samples: &[f32],
+) -> Result<(), SinkError> {
+    processor.render(samples);
+    sink.write_frame(samples)
 }
 
 #[cfg(test)]
@@ -444,9 +479,20 @@ mod tests {
             bob_frame: FrameSize,
         ) -> Self {
             let heard_by_bob = Memory::default();
-            let alice = Media::new(alice_source, Box::new(Memory::default()), alice_frame).unwrap();
-            let mut bob =
-                Media::new(Box::new(Silence), Box::new(heard_by_bob.clone()), bob_frame).unwrap();
+            let alice = Media::new(
+                alice_source,
+                Box::new(Memory::default()),
+                alice_frame,
+                Processing::NONE,
+            )
+            .unwrap();
+            let mut bob = Media::new(
+                Box::new(Silence),
+                Box::new(heard_by_bob.clone()),
+                bob_frame,
+                Processing::NONE,
+            )
+            .unwrap();
             bob.add_peer("alice").unwrap();
             Self {
                 alice,
@@ -491,6 +537,61 @@ mod tests {
 
     fn tone() -> Box<dyn AudioSource + Send> {
         Box::new(Tone::new(440.0, 0.5))
+    }
+
+    /// Bob talks to alice, whose speaker is heard by her microphone 100 ms later (a room);
+    /// returns bob's own voice as it came back to him over the last two seconds of eight, in
+    /// dBFS.
+    fn echo_bob_hears(alice_processing: Processing) -> f32 {
+        let speech = crate::audio::test_util::speech(8 * 48_000, -20.0);
+        let (room_mic, room_speaker) = crate::audio::echo_pair(Duration::from_millis(100));
+        let mut alice = Media::new(
+            Box::new(room_mic),
+            Box::new(room_speaker),
+            FrameSize::Ms20,
+            alice_processing,
+        )
+        .unwrap();
+        let heard_by_bob = Memory::default();
+        let mut bob = Media::new(
+            Box::new(crate::audio::WavSource::from_samples(&speech, SAMPLE_RATE)),
+            Box::new(heard_by_bob.clone()),
+            FrameSize::Ms20,
+            Processing::NONE,
+        )
+        .unwrap();
+        alice.add_peer("bob").unwrap();
+        bob.add_peer("alice").unwrap();
+        let open = TalkState::new(TalkMode::Open);
+        let mut now = Instant::now();
+        for i in 0..400u16 {
+            let ts = u32::from(i) * 960;
+            if let Some(p) = bob.capture(&open).unwrap().packet {
+                alice.on_packet("bob", i, ts, p, now);
+            }
+            alice.play(now, &open).unwrap();
+            if let Some(p) = alice.capture(&open).unwrap().packet {
+                bob.on_packet("alice", i, ts, p, now);
+            }
+            bob.play(now, &open).unwrap();
+            now += Duration::from_millis(20);
+        }
+        let heard = heard_by_bob.0.lock().unwrap();
+        crate::audio::rms_dbfs(&heard[heard.len() - 2 * 48_000..])
+    }
+
+    #[test]
+    fn what_we_play_is_the_echo_canceller_s_reference() {
+        let without = echo_bob_hears(Processing::NONE);
+        assert!(
+            without > -35.0,
+            "the room returns bob's voice: {without:.1} dBFS"
+        );
+        let with = echo_bob_hears(Processing::ALL);
+        assert!(
+            without - with >= 25.0,
+            "echo cancelled: {without:.1} → {with:.1} dBFS"
+        );
     }
 
     #[test]
@@ -574,12 +675,19 @@ mod tests {
         // a real sender does), each spurt at a different phase of bob's frames. Bob's
         // speaker is a device; the engine polls it every 5 ms. Written a whole frame at a
         // time, bob's silence would sit ahead of a spurt's first frame: up to 20 ms more.
-        let mut alice = Media::new(tone(), Box::new(Memory::default()), FrameSize::Ms20).unwrap();
+        let mut alice = Media::new(
+            tone(),
+            Box::new(Memory::default()),
+            FrameSize::Ms20,
+            Processing::NONE,
+        )
+        .unwrap();
         let speaker = Speaker::default();
         let mut bob = Media::new(
             Box::new(Silence),
             Box::new(speaker.clone()),
             FrameSize::Ms20,
+            Processing::NONE,
         )
         .unwrap();
         bob.add_peer("alice").unwrap();
@@ -647,6 +755,7 @@ mod tests {
             Box::new(Silence),
             Box::new(Memory::default()),
             FrameSize::Ms20,
+            Processing::NONE,
         )
         .unwrap();
         bob.add_peer("mallory").unwrap();

@@ -32,6 +32,7 @@ use cromulent_protocol::{
 };
 use tokio::sync::mpsc;
 
+use crate::audio::processing::{EchoStats, Processing, Stage};
 use crate::audio::{
     AudioSink, AudioSource, DeviceChange, FrameSize, JitterStats, SinkSpec, SourceSpec,
 };
@@ -78,6 +79,9 @@ pub struct EngineConfig {
     pub loopback_only: bool,
     /// Our frame (and packet) length. Peers may use either; each is decoded on its own.
     pub frame: FrameSize,
+    /// Capture processing stages to start with ([`SourceSpec::default_processing`]: all on a
+    /// microphone, none on a tone or a file); [`EngineCommand::SetStage`] changes them.
+    pub processing: Processing,
     /// Renew TURN credentials before they expire. Off only to show what happens without it
     /// (`cromulent headless` reads `CROMULENT_ICE_REFRESH=off` for that test).
     pub ice_refresh: bool,
@@ -107,6 +111,11 @@ pub enum EngineCommand {
     SetVolume {
         user: UserId,
         percent: u16,
+    },
+    /// Turn one capture processing stage on or off (answered by [`EngineEvent::Processing`]).
+    SetStage {
+        stage: Stage,
+        on: bool,
     },
     /// Report a [`EngineEvent::Stats`].
     Stats,
@@ -203,6 +212,12 @@ pub enum EngineEvent {
         live: bool,
     },
     Stats(Vec<PeerReport>),
+    /// The capture processing stages now on, and the echo canceller's figures: at start, after
+    /// [`EngineCommand::SetStage`] and with every [`EngineEvent::Stats`].
+    Processing {
+        stages: Processing,
+        echo: EchoStats,
+    },
     /// The microphone or speaker in use changed under the call (unplugged, the system's
     /// default changed): now on another device, or lost.
     Device {

@@ -51,9 +51,10 @@ pub fn start_with_audio(
     commands: mpsc::UnboundedReceiver<EngineCommand>,
     events: mpsc::UnboundedSender<EngineEvent>,
 ) -> Result<(), StartError> {
-    let media = Media::new(source, sink, config.frame)?;
+    let media = Media::new(source, sink, config.frame, config.processing)?;
     tokio::spawn(async move {
         let mut engine = Engine::new(config, media, events);
+        engine.report_processing();
         engine.run(commands).await;
     });
     Ok(())
@@ -256,10 +257,25 @@ impl Engine {
             } => self
                 .media
                 .set_voice_activity(VoiceActivity::new(threshold_dbfs, hangover_frames)),
-            EngineCommand::Stats => self.collect_stats(),
+            EngineCommand::Stats => {
+                self.collect_stats();
+                self.report_processing();
+            }
+            EngineCommand::SetStage { stage, on } => {
+                self.media
+                    .set_processing(self.media.processing().with(stage, on));
+                self.report_processing();
+            }
             EngineCommand::SetVolume { user, percent } => self.media.set_volume(&user, percent),
             cmd => self.input(Input::Command(cmd)),
         }
+    }
+
+    fn report_processing(&mut self) {
+        self.emit(EngineEvent::Processing {
+            stages: self.media.processing(),
+            echo: self.media.echo_stats(),
+        });
     }
 
     fn on_signaling(&mut self, ev: SignalingEvent) {

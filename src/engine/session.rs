@@ -328,6 +328,7 @@ impl Session {
             EngineCommand::Shutdown => self.out.push(Effect::Stop),
             // The media pipeline's, handled by the engine's I/O loop.
             EngineCommand::SetVoiceActivity { .. }
+            | EngineCommand::SetStage { .. }
             | EngineCommand::SetVolume { .. }
             | EngineCommand::Stats => {}
             EngineCommand::Say { channel, text } => self.say(channel, text),

@@ -98,6 +98,15 @@ pub fn to_json(
             "event": "stats",
             "peers": peers.iter().map(peer_stats).collect::<Vec<_>>(),
         }),
+        EngineEvent::Processing { stages, echo } => json!({
+            "event": "processing",
+            "echo": stages.echo,
+            "noise": stages.noise,
+            "gain": stages.gain,
+            "voice": stages.voice,
+            "erle_db": echo.erle_db,
+            "echo_delay_ms": echo.delay_ms,
+        }),
         EngineEvent::Device { role, change } => match change {
             DeviceChange::Now(device) => json!({
                 "event": "device",

@@ -18,6 +18,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
+use crate::audio::processing::Processing;
 use crate::audio::{FrameSize, SinkSpec, SourceSpec};
 use crate::ctl::{self, ControlSocket, Incoming, Request, Status};
 use crate::engine::{
@@ -62,6 +63,10 @@ pub struct HeadlessArgs {
     /// Audio frame length in ms: 20, or 10 for less delay at twice the packets.
     #[arg(long, value_name = "MS", default_value = "20")]
     pub frame_ms: FrameSize,
+    /// Capture processing: all, none, or stages from echo, noise, gain, voice (comma
+    /// separated). Default: all on a device microphone, none on tone/wav/silence.
+    #[arg(long, value_name = "STAGES")]
+    pub processing: Option<Processing>,
     /// Run this many seconds, then leave and exit 0.
     #[arg(long = "for", value_name = "SECONDS", value_parser = script::seconds)]
     pub for_secs: Option<Duration>,
@@ -142,6 +147,9 @@ pub async fn run(args: HeadlessArgs) -> i32 {
         audio_in: args.audio_in.clone(),
         audio_out: args.audio_out.clone(),
         frame: args.frame_ms,
+        processing: args
+            .processing
+            .unwrap_or_else(|| args.audio_in.default_processing()),
         // The one environment knob: tests/turn_refresh.rs shows a call dying without refresh.
         ice_refresh: std::env::var("CROMULENT_ICE_REFRESH").map_or(true, |v| v != "off"),
     };
@@ -315,6 +323,7 @@ impl Runner {
                 let user = self.world.user_id(&who).unwrap_or(&who).to_owned();
                 send(EngineCommand::SetVolume { user, percent })
             }
+            Command::Processing(stage, on) => send(EngineCommand::SetStage { stage, on }),
             Command::Say(text) => send(EngineCommand::Say {
                 channel: None,
                 text,

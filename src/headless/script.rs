@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::audio::processing::{Stage, UnknownStage};
 use crate::engine::MAX_VOLUME_PERCENT;
 
 /// Default time limit of a `wait` without one.
@@ -25,6 +26,8 @@ pub enum Command {
     Say(String),
     /// Play a user (by name or id) at this percent of their level, 0–200.
     Volume(String, u16),
+    /// Turn a capture processing stage on or off: `processing echo off`.
+    Processing(Stage, bool),
     Quit,
 }
 
@@ -88,6 +91,13 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         "sleep" => Command::Sleep(seconds(rest)?),
         "wait" => parse_wait(rest)?,
         "volume" => parse_volume(rest)?,
+        "processing" => {
+            let usage =
+                || format!("expected processing echo|noise|gain|voice on|off, got {rest:?}");
+            let (stage, on) = rest.split_once(char::is_whitespace).ok_or_else(usage)?;
+            let stage: Stage = stage.parse().map_err(|e: UnknownStage| e.to_string())?;
+            Command::Processing(stage, on_off(on.trim())?)
+        }
         _ => return Err(format!("unknown command {verb:?}")),
     };
     Ok(Some(cmd))
@@ -188,6 +198,7 @@ wait peer Bob Smith
 sleep 0.5
 stats
 volume bob 50
+processing echo off
 volume Bob Smith 0%
 leave
 quit
@@ -208,6 +219,7 @@ quit
                 Command::Sleep(Duration::from_millis(500)),
                 Command::Stats,
                 Command::Volume("bob".into(), 50),
+                Command::Processing(Stage::Echo, false),
                 Command::Volume("Bob Smith".into(), 0),
                 Command::Leave,
                 Command::Quit,
@@ -239,6 +251,9 @@ quit
             ("join", 1),
             ("leave now", 1),
             ("volume bob", 1),
+            ("processing loud on", 1),
+            ("processing echo", 1),
+            ("processing echo maybe", 1),
             ("volume bob 201", 1),
             ("volume bob loud", 1),
         ] {

@@ -13,6 +13,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::keys::{KeyError, KeyMap};
+use crate::audio::processing::Processing;
 use crate::audio::{FRAME_MS, FrameSize, SinkSpec, SourceSpec, VoiceActivity};
 use crate::engine::{EngineConfig, IcePolicy, TalkMode};
 use crate::hooks::{HookConfig, HooksFile};
@@ -86,6 +87,7 @@ pub struct FileConfig {
     pub ascii: Option<bool>,
     pub audio: AudioFile,
     pub voice_activity: VoiceActivityFile,
+    pub processing: ProcessingFile,
     /// Action name → keys, e.g. `talk = ["space", "f1"]`.
     pub keys: BTreeMap<String, Vec<String>>,
     /// Event → command, e.g. `mentioned = "notify-send …"` ([`crate::hooks`]).
@@ -105,6 +107,28 @@ pub struct AudioFile {
 pub struct VoiceActivityFile {
     pub threshold_dbfs: Option<f32>,
     pub hangover_ms: Option<u32>,
+}
+
+/// Capture processing stages at start (all on unless turned off here; keys toggle them).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingFile {
+    pub echo_cancellation: Option<bool>,
+    pub noise_suppression: Option<bool>,
+    pub gain_control: Option<bool>,
+    pub voice_detection: Option<bool>,
+}
+
+impl ProcessingFile {
+    fn resolve(&self) -> Processing {
+        let on = |v: Option<bool>| v.unwrap_or(true);
+        Processing {
+            echo: on(self.echo_cancellation),
+            noise: on(self.noise_suppression),
+            gain: on(self.gain_control),
+            voice: on(self.voice_detection),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +165,8 @@ pub struct Settings {
     pub output_device: Option<String>,
     pub frame: FrameSize,
     pub vad_threshold_dbfs: f32,
+    /// Capture processing stages at start.
+    pub processing: Processing,
     pub vad_hangover_frames: u32,
     pub log_file: PathBuf,
     pub keys: KeyMap,
@@ -297,6 +323,7 @@ impl Settings {
             frame,
             vad_threshold_dbfs: threshold,
             vad_hangover_frames: hangover_ms / frame.ms(),
+            processing: file.processing.resolve(),
             log_file: args
                 .log_file
                 .clone()
@@ -342,6 +369,7 @@ impl Settings {
             },
             loopback_only: is_loopback_url(&self.server_url),
             frame: self.frame,
+            processing: self.processing,
             ice_refresh: true,
         }
     }
@@ -564,6 +592,19 @@ mod tests {
         let env = env_of(ENV);
         let s = Settings::resolve(&TuiArgs::default(), file, None, None, &env).unwrap();
         assert_eq!(s.frame, FrameSize::default());
+        assert_eq!(
+            s.processing,
+            Processing::ALL,
+            "every stage on, as by default"
+        );
+        let off = parse_file(
+            "server = \"ws://h:1\"\n[processing]\necho_cancellation = false\nvoice_detection = false\n",
+            "t",
+        )
+        .unwrap();
+        let off = Settings::resolve(&TuiArgs::default(), off, None, None, &env).unwrap();
+        assert_eq!(off.processing.to_string(), "noise gain");
+        assert_eq!(off.engine_config().processing, off.processing);
         for action in Action::ALL {
             assert_eq!(
                 s.keys.keys(action),

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::app::{self, Intro};
 use super::config::{Settings, TuiArgs, is_loopback_url};
 use super::{EXIT_FAILED, EXIT_USAGE, process_env, run_with_logging};
+use crate::audio::processing::Processing;
 use crate::audio::{FrameSize, SinkSpec, SourceSpec, echo_pair};
 use crate::engine::{
     self, ChannelRef, EngineCommand, EngineConfig, EngineEvent, EngineHandle, IcePolicy,
@@ -125,6 +126,8 @@ pub fn spawn_echo_bot(server_url: &str, delay: Duration) -> Result<EngineHandle,
         audio_out: SinkSpec::Null,
         loopback_only: is_loopback_url(server_url),
         frame: FrameSize::default(),
+        // It sends back exactly what it heard.
+        processing: Processing::NONE,
         ice_refresh: true,
     };
     let (handle, events) = engine::spawn_with_audio(config, Box::new(source), Box::new(sink))?;

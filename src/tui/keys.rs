@@ -34,12 +34,17 @@ pub enum Action {
     VolumeUp,
     VolumeDown,
     PeerMute,
+    /// Capture processing stages on / off.
+    EchoCancellation,
+    NoiseSuppression,
+    GainControl,
+    VoiceDetection,
     Help,
     Quit,
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 21] = [
         Action::Up,
         Action::Down,
         Action::Join,
@@ -55,6 +60,10 @@ impl Action {
         Action::VolumeUp,
         Action::VolumeDown,
         Action::PeerMute,
+        Action::EchoCancellation,
+        Action::NoiseSuppression,
+        Action::GainControl,
+        Action::VoiceDetection,
         Action::Help,
         Action::Quit,
     ];
@@ -77,6 +86,10 @@ impl Action {
             Action::VolumeUp => "volume_up",
             Action::VolumeDown => "volume_down",
             Action::PeerMute => "peer_mute",
+            Action::EchoCancellation => "echo_cancellation",
+            Action::NoiseSuppression => "noise_suppression",
+            Action::GainControl => "gain_control",
+            Action::VoiceDetection => "voice_detection",
             Action::Help => "help",
             Action::Quit => "quit",
         }
@@ -100,6 +113,12 @@ impl Action {
             Action::VolumeUp => "the selected person louder (up to 200 %)",
             Action::VolumeDown => "the selected person quieter (down to 0 %)",
             Action::PeerMute => "mute / unmute the selected person, for you alone",
+            Action::EchoCancellation => "echo cancellation on / off (speakers, not a headset)",
+            Action::NoiseSuppression => "noise suppression on / off",
+            Action::GainControl => "automatic gain on / off (quiet voices up, loud ones down)",
+            Action::VoiceDetection => {
+                "voice activity from speech detection / from the level threshold"
+            }
             Action::Help => "show / hide this help",
             Action::Quit => "quit",
         }
@@ -126,6 +145,10 @@ impl Action {
             Action::VolumeUp => &["+", "="],
             Action::VolumeDown => &["-"],
             Action::PeerMute => &["M"],
+            Action::EchoCancellation => &["E"],
+            Action::NoiseSuppression => &["N"],
+            Action::GainControl => &["G"],
+            Action::VoiceDetection => &["V"],
             Action::Help => &["?"],
             Action::Quit => &["q"],
         }

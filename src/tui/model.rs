@@ -11,6 +11,7 @@ use cromulent_protocol::{ChannelId, ChannelInfo, ErrorReason, Member, UserId};
 use super::chat::Chat;
 use super::hold::RepeatHold;
 use super::keys::KeyMap;
+use crate::audio::processing::Processing;
 use crate::engine::{CallState, SignalingLoss, TalkMode, TalkState, VoiceStatus, presence};
 use crate::rtc::CandidateKind;
 
@@ -115,6 +116,8 @@ pub struct Model {
     pub volumes: BTreeMap<UserId, u16>,
     /// The person the volume keys act on (the first in the peers panel when unset or gone).
     pub selected_peer: Option<UserId>,
+    /// Capture processing stages on, as the engine last reported them.
+    pub processing: Processing,
     /// Draw without colours (`NO_COLOR`): every state is also in words, bold and reverse stay.
     pub no_color: bool,
     /// Draw the screen's own glyphs (frames, dots, arrows, meters) in ASCII.
@@ -132,6 +135,7 @@ impl Model {
         Self {
             server_url,
             me,
+            processing: Processing::NONE,
             hold: RepeatHold::new(),
             server: ServerLink::Connecting,
             channels: Vec::new(),

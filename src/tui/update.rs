@@ -25,6 +25,7 @@ use super::chat::ChatRequest;
 use super::keys::Action;
 use super::model::{Device, Model, Notice, NoticeLevel, PttStyle, ServerLink};
 use crate::audio::DeviceChange;
+use crate::audio::processing::Stage;
 use crate::engine::{
     CallState, ChannelRef, DeviceRole, EngineCommand, EngineError, EngineEvent, MAX_VOLUME_PERCENT,
     TalkMode, VoiceStatus, presence,
@@ -282,6 +283,10 @@ fn on_action(model: &mut Model, action: Action, at: Instant) -> Vec<Cmd> {
         Action::VolumeUp => change_volume(model, |v| v.saturating_add(VOLUME_STEP)),
         Action::VolumeDown => change_volume(model, |v| v.saturating_sub(VOLUME_STEP)),
         Action::PeerMute => change_volume(model, |v| if v == 0 { 100 } else { 0 }),
+        Action::EchoCancellation => toggle_stage(model, Stage::Echo),
+        Action::NoiseSuppression => toggle_stage(model, Stage::Noise),
+        Action::GainControl => toggle_stage(model, Stage::Gain),
+        Action::VoiceDetection => toggle_stage(model, Stage::Voice),
         Action::Help => {
             model.help = !model.help;
             Vec::new()
@@ -295,6 +300,26 @@ fn on_action(model: &mut Model, action: Action, at: Instant) -> Vec<Cmd> {
 
 /// What one press of the volume keys changes, in percent.
 pub const VOLUME_STEP: u16 = 10;
+
+/// Turn a capture processing stage the other way. The model follows when the engine
+/// reports the change ([`EngineEvent::Processing`]).
+fn toggle_stage(model: &mut Model, stage: Stage) -> Vec<Cmd> {
+    let on = !model.processing.get(stage);
+    let what = match stage {
+        Stage::Echo => "Echo cancellation",
+        Stage::Noise => "Noise suppression",
+        Stage::Gain => "Automatic gain",
+        Stage::Voice if on => "Voice activity from speech detection",
+        Stage::Voice => "Voice activity from the level threshold",
+    };
+    let text = match (stage, on) {
+        (Stage::Voice, _) => format!("{what}."),
+        (_, true) => format!("{what} on."),
+        (_, false) => format!("{what} off."),
+    };
+    notice(model, NoticeLevel::Info, text);
+    vec![Cmd::Engine(EngineCommand::SetStage { stage, on })]
+}
 
 /// Set the selected peer's volume to `f(current)` (kept within 0–200 %), tell the engine,
 /// remember it, and say so.
@@ -439,6 +464,7 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
             model.voice = status;
             model.voice_channel_name = channel_name;
         }
+        EngineEvent::Processing { stages, .. } => model.processing = stages,
         EngineEvent::Device { role, change } => {
             let (slot, what) = match role {
                 DeviceRole::Microphone => (&mut model.input, "Microphone"),
@@ -900,6 +926,40 @@ mod tests {
         update(&mut m, Msg::Engine(lost));
         assert!(matches!(m.input, Device::Missing(_)));
         assert_eq!(m.notice.as_ref().unwrap().level, NoticeLevel::Error);
+    }
+
+    #[test]
+    fn processing_keys_toggle_their_stage_from_what_the_engine_reported() {
+        use crate::audio::processing::{EchoStats, Processing, Stage};
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
+        let report = |stages| {
+            Msg::Engine(EngineEvent::Processing {
+                stages,
+                echo: EchoStats::default(),
+            })
+        };
+        update(&mut m, report(Processing::ALL));
+        assert_eq!(m.processing, Processing::ALL);
+        let asks = |cmds: Vec<Cmd>| match cmds.as_slice() {
+            [Cmd::Engine(EngineCommand::SetStage { stage, on })] => (*stage, *on),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(asks(update(&mut m, press('E'))), (Stage::Echo, false));
+        assert_eq!(m.notice.as_ref().unwrap().text, "Echo cancellation off.");
+        assert_eq!(m.processing, Processing::ALL, "the engine's word decides");
+        update(&mut m, report(Processing::ALL.with(Stage::Echo, false)));
+        assert_eq!(asks(update(&mut m, press('E'))), (Stage::Echo, true));
+        assert_eq!(asks(update(&mut m, press('N'))), (Stage::Noise, false));
+        assert_eq!(asks(update(&mut m, press('G'))), (Stage::Gain, false));
+        assert_eq!(asks(update(&mut m, press('V'))), (Stage::Voice, false));
+        assert_eq!(
+            m.notice.as_ref().unwrap().text,
+            "Voice activity from the level threshold."
+        );
+        update(&mut m, report(Processing::NONE));
+        m.input = Device::Ready("pulse:mic".into());
+        let footer = crate::tui::view::footer_line(&m).to_string();
+        assert!(footer.contains("processing: none"), "{footer}");
     }
 
     #[test]

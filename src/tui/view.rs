@@ -244,6 +244,10 @@ pub fn footer_line(model: &Model) -> Line<'static> {
                 Device::Ready(text) => Span::raw(format!("mic: {text}")),
                 Device::Missing(why) => Span::styled(format!("no microphone — {why}"), YELLOW),
             });
+            if let Device::Ready(_) = input {
+                spans.push(sep());
+                spans.push(Span::raw(format!("processing: {}", model.processing)));
+            }
             spans.push(sep());
             spans.push(match output {
                 Device::Ready(text) => Span::raw(format!("speaker: {text}")),

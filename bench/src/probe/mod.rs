@@ -420,6 +420,7 @@ pub(crate) fn engine_config(url: &str, name: &str, policy: IcePolicy) -> EngineC
         audio_out: SinkSpec::Null,
         loopback_only: true,
         frame: Default::default(),
+        processing: cromulent::audio::processing::Processing::NONE,
         ice_refresh: true,
     }
 }

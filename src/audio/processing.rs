@@ -1,0 +1,662 @@
+//! Capture processing between the microphone and the encoder: echo cancellation, noise
+//! suppression, automatic gain control and a voice-activity decision from a speech
+//! probability — what a browser does to its microphone before it sends.
+//!
+//! All of it is WebRTC's audio processing module in pure Rust (`sonora`: AEC3, the noise
+//! suppressor, AGC2 and AGC2's RNN voice-activity detector); why this one and not another is
+//! measured in BENCHMARKS.md (issue 19). Sans-IO like the rest of [`crate::audio`]: the engine
+//! calls [`CaptureProcessor::render`] with every sample it writes to the speaker (the echo
+//! canceller's reference) and [`CaptureProcessor::capture`] with every frame the microphone
+//! gave, on its own thread, never in a device callback.
+//!
+//! ```text
+//! mic ─▶ leveler (loud speech down) ─▶ AEC3 ─▶ noise suppression ─▶ AGC2 (quiet speech up) ─▶ encoder
+//!                                        ▲                              └─▶ speech probability
+//! speaker ◀─ mix ────────────────────────┘ (reference)
+//! ```
+//!
+//! The module works on 10 ms chunks; our frames are whole chunks (10 or 20 ms). Echo
+//! cancellation finds the delay between what was played and what the microphone hears by
+//! itself (AEC3's delay estimator) and follows it as it drifts, so the device path's buffers
+//! and two devices' clocks need no configuration.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sonora::config::{
+    AdaptiveDigital, EchoCanceller, GainController2, NoiseSuppression, NoiseSuppressionLevel,
+};
+use sonora::{AudioProcessing, Config, StreamConfig};
+use sonora_agc2::vad_wrapper::VoiceActivityDetectorWrapper;
+
+use super::SAMPLE_RATE;
+use super::level::rms_dbfs;
+
+/// The module's unit of work: 10 ms.
+pub const CHUNK_SAMPLES: usize = SAMPLE_RATE as usize / 100;
+
+/// A frame with at least this speech probability counts as speech for voice activity.
+pub const SPEECH_PROBABILITY: f32 = 0.5;
+
+/// Where the gain stages put speech, dBFS (RMS over speech): AGC2 lifts quiet speech to it,
+/// the leveler brings loud speech down to it.
+pub const TARGET_SPEECH_DBFS: f32 = -20.0;
+
+/// AGC2's headroom, dB: measured to put speech from −40 to −20 dBFS at −20 ± 0.5 dBFS.
+const AGC_HEADROOM_DB: f32 = 2.0;
+
+/// AGC2's gain before it has heard speech, dB. Its default (15) lifts a fan in an empty
+/// room by 15 dB, back over what the suppressor took off, to where the encoder's DTX no
+/// longer sets in; from 0 it reaches a quiet voice's gain at 6 dB/s once speech comes.
+const AGC_INITIAL_GAIN_DB: f32 = 0.0;
+
+/// One stage of the chain, for toggles (TUI keys, headless commands, `ctl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Echo cancellation (needs the speaker's signal).
+    Echo,
+    /// Noise suppression.
+    Noise,
+    /// Automatic gain control.
+    Gain,
+    /// Voice activity from the speech probability instead of a level threshold.
+    Voice,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Echo, Stage::Noise, Stage::Gain, Stage::Voice];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Echo => "echo",
+            Stage::Noise => "noise",
+            Stage::Gain => "gain",
+            Stage::Voice => "voice",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown processing stage {0:?} (echo, noise, gain or voice)")]
+pub struct UnknownStage(pub String);
+
+impl FromStr for Stage {
+    type Err = UnknownStage;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownStage(s.to_owned()))
+    }
+}
+
+/// Which stages run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Processing {
+    pub echo: bool,
+    pub noise: bool,
+    pub gain: bool,
+    pub voice: bool,
+}
+
+impl Processing {
+    /// Everything on: the default on a device microphone.
+    pub const ALL: Processing = Processing {
+        echo: true,
+        noise: true,
+        gain: true,
+        voice: true,
+    };
+    /// Nothing: the default for `tone:`/`wav:` sources, sent as they are.
+    pub const NONE: Processing = Processing {
+        echo: false,
+        noise: false,
+        gain: false,
+        voice: false,
+    };
+
+    pub fn get(&self, stage: Stage) -> bool {
+        match stage {
+            Stage::Echo => self.echo,
+            Stage::Noise => self.noise,
+            Stage::Gain => self.gain,
+            Stage::Voice => self.voice,
+        }
+    }
+
+    pub fn set(&mut self, stage: Stage, on: bool) {
+        match stage {
+            Stage::Echo => self.echo = on,
+            Stage::Noise => self.noise = on,
+            Stage::Gain => self.gain = on,
+            Stage::Voice => self.voice = on,
+        }
+    }
+
+    /// The same with `stage` on or off.
+    pub fn with(mut self, stage: Stage, on: bool) -> Self {
+        self.set(stage, on);
+        self
+    }
+
+    /// Whether any stage changes the audio (voice only listens).
+    fn changes_audio(&self) -> bool {
+        self.echo || self.noise || self.gain
+    }
+
+    fn apm_config(&self) -> Config {
+        Config {
+            echo_canceller: self.echo.then(EchoCanceller::default),
+            // VeryHigh: measured best of the four levels on speech in fan noise at 5 dB SNR
+            // (BENCHMARKS.md), 28 dB off noise alone.
+            noise_suppression: self.noise.then(|| NoiseSuppression {
+                level: NoiseSuppressionLevel::VeryHigh,
+                ..NoiseSuppression::default()
+            }),
+            gain_controller2: self.gain.then(|| GainController2 {
+                adaptive_digital: Some(AdaptiveDigital {
+                    headroom_db: AGC_HEADROOM_DB,
+                    initial_gain_db: AGC_INITIAL_GAIN_DB,
+                    ..AdaptiveDigital::default()
+                }),
+                ..GainController2::default()
+            }),
+            ..Config::default()
+        }
+    }
+}
+
+impl fmt::Display for Processing {
+    /// `echo noise gain voice` with the stages that are off left out (`none` for none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on: Vec<&str> = Stage::ALL
+            .into_iter()
+            .filter(|&s| self.get(s))
+            .map(Stage::name)
+            .collect();
+        if on.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&on.join(" "))
+        }
+    }
+}
+
+impl FromStr for Processing {
+    type Err = UnknownStage;
+
+    /// `all`, `none`, or stage names separated by commas or spaces (`echo,noise`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => return Ok(Processing::ALL),
+            "none" => return Ok(Processing::NONE),
+            _ => {}
+        }
+        s.split([',', ' '])
+            .filter(|w| !w.is_empty())
+            .try_fold(Processing::NONE, |p, w| Ok(p.with(w.parse()?, true)))
+    }
+}
+
+/// What the echo canceller reports about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EchoStats {
+    /// Echo return loss enhancement, dB (how much of the echo it removes).
+    pub erle_db: Option<f64>,
+    /// The delay it found between the speaker and the microphone, ms.
+    pub delay_ms: Option<i32>,
+}
+
+/// Brings loud speech down to [`TARGET_SPEECH_DBFS`] before anything else (AGC2 only lifts):
+/// tracks the level of speech frames and sets a gain of at most 0 dB, slewed so words are not
+/// pumped. A pure state machine, fed one chunk's level and whether it was speech.
+#[derive(Debug, Clone)]
+pub struct Leveler {
+    /// Mean power of speech chunks (`None` until the first speech): power, not dB, so the
+    /// estimate is the speech's RMS level like the target.
+    speech_power: Option<f32>,
+    /// Gain applied now, dB (≤ 0).
+    gain_db: f32,
+}
+
+impl Leveler {
+    /// How fast the speech level estimate follows, per 10 ms of speech (≈ 1 s).
+    const SMOOTHING: f32 = 0.01;
+    /// Most gain change per 10 ms, dB (6 dB/s, AGC2's own rate).
+    const SLEW_DB: f32 = 0.06;
+    /// Most attenuation, dB.
+    const MAX_CUT_DB: f32 = 40.0;
+    /// Speech within this of the target is left alone.
+    const DEADBAND_DB: f32 = 1.0;
+
+    pub fn new() -> Self {
+        Self {
+            speech_power: None,
+            gain_db: 0.0,
+        }
+    }
+
+    /// The gain to apply now, linear.
+    pub fn gain(&self) -> f32 {
+        10f32.powf(self.gain_db / 20.0)
+    }
+
+    /// Feeds one chunk: its input level (before this gain) and whether it was speech.
+    pub fn update(&mut self, input_dbfs: f32, speech: bool) {
+        if speech {
+            let power = 10f32.powf(input_dbfs / 10.0);
+            let mean = self.speech_power.get_or_insert(power);
+            *mean += Self::SMOOTHING * (power - *mean);
+        }
+        let Some(mean) = self.speech_power else {
+            return;
+        };
+        let excess = 10.0 * mean.max(1e-12).log10() - TARGET_SPEECH_DBFS;
+        let wanted = if excess > Self::DEADBAND_DB {
+            -excess.min(Self::MAX_CUT_DB)
+        } else {
+            0.0
+        };
+        let step = (wanted - self.gain_db).clamp(-Self::SLEW_DB, Self::SLEW_DB);
+        self.gain_db += step;
+    }
+}
+
+impl Default for Leveler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The chain, owned by the engine's media pipeline.
+pub struct CaptureProcessor {
+    stages: Processing,
+    apm: AudioProcessing,
+    vad: VoiceActivityDetectorWrapper,
+    leveler: Leveler,
+    /// Speaker samples not yet a whole chunk.
+    render: [f32; CHUNK_SAMPLES],
+    render_len: usize,
+    /// One chunk in, scaled for the detector.
+    scratch: [f32; CHUNK_SAMPLES],
+    /// Whether the last chunk was speech (the leveler's input for the next).
+    last_speech: bool,
+}
+
+impl fmt::Debug for CaptureProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaptureProcessor")
+            .field("stages", &self.stages)
+            .field("leveler", &self.leveler)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaptureProcessor {
+    pub fn new(stages: Processing) -> Self {
+        let stream = StreamConfig::new(SAMPLE_RATE, 1);
+        Self {
+            stages,
+            apm: AudioProcessing::builder()
+                .config(stages.apm_config())
+                .capture_config(stream)
+                .render_config(stream)
+                .build(),
+            vad: VoiceActivityDetectorWrapper::new(
+                sonora_simd::detect_backend(),
+                SAMPLE_RATE as i32,
+            ),
+            leveler: Leveler::new(),
+            render: [0.0; CHUNK_SAMPLES],
+            render_len: 0,
+            scratch: [0.0; CHUNK_SAMPLES],
+            last_speech: false,
+        }
+    }
+
+    pub fn stages(&self) -> Processing {
+        self.stages
+    }
+
+    /// Turn stages on or off; the ones that stay on keep what they learned.
+    pub fn set_stages(&mut self, stages: Processing) {
+        if stages == self.stages {
+            return;
+        }
+        if (stages.echo, stages.noise, stages.gain)
+            != (self.stages.echo, self.stages.noise, self.stages.gain)
+        {
+            self.apm.apply_config(stages.apm_config());
+        }
+        if !stages.gain {
+            self.leveler = Leveler::new();
+        }
+        self.stages = stages;
+    }
+
+    /// What the speaker played (in order, any length): the echo canceller's reference.
+    pub fn render(&mut self, played: &[f32]) {
+        if !self.stages.echo {
+            self.render_len = 0;
+            return;
+        }
+        let mut rest = played;
+        while !rest.is_empty() {
+            let take = (CHUNK_SAMPLES - self.render_len).min(rest.len());
+            self.render[self.render_len..self.render_len + take].copy_from_slice(&rest[..take]);
+            self.render_len += take;
+            rest = &rest[take..];
+            if self.render_len == CHUNK_SAMPLES {
+                self.render_len = 0;
+                // Analysis only: the render output is not used. Errors are format errors,
+                // impossible with the fixed mono 48 kHz chunk.
+                let mut unused = [0.0; CHUNK_SAMPLES];
+                let _ = self
+                    .apm
+                    .process_render_f32(&[&self.render], &mut [&mut unused]);
+            }
+        }
+    }
+
+    /// Process one captured frame in place (whole 10 ms chunks); returns the frame's speech
+    /// probability (the highest of its chunks) if the voice stage is on.
+    pub fn capture(&mut self, frame: &mut [f32]) -> Option<f32> {
+        debug_assert_eq!(frame.len() % CHUNK_SAMPLES, 0, "whole 10 ms chunks");
+        let mut probability: Option<f32> = None;
+        for chunk in frame.chunks_exact_mut(CHUNK_SAMPLES) {
+            if self.stages.changes_audio() {
+                self.process_chunk(chunk);
+            }
+            if self.stages.voice || self.stages.gain {
+                // The detector reads 16-bit-scaled floats, like the module's inside.
+                for (s, &x) in self.scratch.iter_mut().zip(chunk.iter()) {
+                    *s = x * 32768.0;
+                }
+                let p = self.vad.analyze(&self.scratch);
+                self.last_speech = p >= SPEECH_PROBABILITY;
+                probability = Some(probability.map_or(p, |q| q.max(p)));
+            }
+        }
+        if self.stages.voice { probability } else { None }
+    }
+
+    fn process_chunk(&mut self, chunk: &mut [f32]) {
+        if self.stages.gain {
+            let input_dbfs = rms_dbfs(chunk);
+            self.leveler.update(input_dbfs, self.last_speech);
+            let g = self.leveler.gain();
+            if g != 1.0 {
+                chunk.iter_mut().for_each(|s| *s *= g);
+            }
+        }
+        self.scratch.copy_from_slice(chunk);
+        if self.stages.echo {
+            // AEC3 estimates the delay itself; the hint is "unknown".
+            let _ = self.apm.set_stream_delay_ms(0);
+        }
+        // As in `render`: no error is possible with the fixed format.
+        let _ = self
+            .apm
+            .process_capture_f32(&[&self.scratch], &mut [&mut *chunk]);
+    }
+
+    /// The echo canceller's own figures (none while it is off).
+    pub fn echo_stats(&self) -> EchoStats {
+        if !self.stages.echo {
+            return EchoStats::default();
+        }
+        let s = self.apm.statistics();
+        EchoStats {
+            erle_db: s.echo_return_loss_enhancement,
+            delay_ms: s.delay_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::FRAME_SAMPLES;
+    use crate::audio::test_util::{Rng, speech, speech_level_dbfs};
+
+    fn power_db(x: &[f32]) -> f64 {
+        let p = x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64;
+        10.0 * p.max(1e-20).log10()
+    }
+
+    /// Runs `mic` through the chain in 20 ms frames, `far` (if any) played alongside; returns
+    /// the output and each frame's speech probability.
+    fn run(
+        chain: &mut CaptureProcessor,
+        mic: &[f32],
+        far: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<Option<f32>>) {
+        let mut out = mic.to_vec();
+        let mut probabilities = Vec::new();
+        for (i, frame) in out.chunks_exact_mut(FRAME_SAMPLES).enumerate() {
+            if let Some(far) = far {
+                chain.render(&far[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES]);
+            }
+            probabilities.push(chain.capture(frame));
+        }
+        (out, probabilities)
+    }
+
+    /// A room: the speaker's sound `delay_ms` later, at −6 dB, with a short reverb tail.
+    fn room(far: &[f32], delay_ms: usize) -> Vec<f32> {
+        let delay = delay_ms * 48;
+        let taps: Vec<(usize, f32)> = (0..12)
+            .map(|k| (delay + k * 157, 0.5 * 0.6f32.powi(k as i32)))
+            .collect();
+        (0..far.len())
+            .map(|i| {
+                taps.iter()
+                    .filter(|&&(t, _)| i >= t)
+                    .map(|&(t, g)| g * far[i - t])
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Fan-like noise: white noise through a one-pole low-pass, at `dbfs`.
+    fn fan(n: usize, dbfs: f32) -> Vec<f32> {
+        let mut rng = Rng::new(7);
+        let mut y = 0.0f32;
+        let mut x: Vec<f32> = (0..n)
+            .map(|_| {
+                y = 0.95 * y + 0.05 * (rng.unit() as f32 * 2.0 - 1.0);
+                y
+            })
+            .collect();
+        let gain = 10f32.powf((dbfs - power_db(&x) as f32) / 20.0);
+        x.iter_mut().for_each(|s| *s *= gain);
+        x
+    }
+
+    #[test]
+    fn stages_parse_and_print() {
+        assert_eq!("all".parse::<Processing>(), Ok(Processing::ALL));
+        assert_eq!("none".parse::<Processing>(), Ok(Processing::NONE));
+        let p: Processing = "echo, Noise".parse().unwrap();
+        assert_eq!(
+            p,
+            Processing::NONE
+                .with(Stage::Echo, true)
+                .with(Stage::Noise, true)
+        );
+        assert_eq!(p.to_string(), "echo noise");
+        assert_eq!(Processing::NONE.to_string(), "none");
+        assert_eq!(Processing::ALL.to_string(), "echo noise gain voice");
+        assert!("echo,loud".parse::<Processing>().is_err());
+        assert_eq!("VOICE".parse::<Stage>(), Ok(Stage::Voice));
+    }
+
+    #[test]
+    fn with_nothing_on_the_audio_passes_untouched() {
+        let mic = speech(2 * 48_000, -20.0);
+        let far = speech(2 * 48_000, -10.0);
+        let mut chain = CaptureProcessor::new(Processing::NONE);
+        let (out, probabilities) = run(&mut chain, &mic, Some(&far));
+        assert_eq!(out, mic, "bit for bit");
+        assert!(probabilities.iter().all(Option::is_none));
+        // The detector alone listens and changes nothing.
+        let mut chain = CaptureProcessor::new(Processing::NONE.with(Stage::Voice, true));
+        let (out, probabilities) = run(&mut chain, &mic, None);
+        assert_eq!(out, mic);
+        assert!(probabilities.iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn echo_is_cancelled_within_two_seconds_and_only_by_the_echo_stage() {
+        let far = speech(10 * 48_000, -20.0);
+        let mic = room(&far, 120);
+        let erle = |stages: Processing| {
+            let mut chain = CaptureProcessor::new(stages);
+            let (out, _) = run(&mut chain, &mic, Some(&far));
+            let after = 2 * 48_000..mic.len();
+            power_db(&mic[after.clone()]) - power_db(&out[after])
+        };
+        let on = erle(Processing::ALL);
+        assert!(on >= 30.0, "echo removed after 2 s: ERLE {on:.1} dB");
+        let off = erle(Processing::ALL.with(Stage::Echo, false));
+        assert!(off < 10.0, "without the echo stage it stays: {off:.1} dB");
+    }
+
+    #[test]
+    fn echo_cancellation_follows_a_drifting_delay() {
+        // The microphone's clock runs 100 ppm slow against the speaker's: the echo's delay
+        // grows by 0.1 ms a second, from 60 ms.
+        let far = speech(12 * 48_000, -20.0);
+        let direct = room(&far, 60);
+        let mic: Vec<f32> = (0..direct.len())
+            .map(|i| direct[i - (i as f64 * 1e-4) as usize])
+            .collect();
+        let mut chain = CaptureProcessor::new(Processing::NONE.with(Stage::Echo, true));
+        let (out, _) = run(&mut chain, &mic, Some(&far));
+        let late = 8 * 48_000..mic.len();
+        let erle = power_db(&mic[late.clone()]) - power_db(&out[late]);
+        assert!(erle >= 30.0, "still removed 10 s on: ERLE {erle:.1} dB");
+        let delay = chain.echo_stats().delay_ms.expect("a delay estimate");
+        assert!((55..=75).contains(&delay), "found the delay: {delay} ms");
+    }
+
+    #[test]
+    fn noise_alone_is_cut_by_twenty_db() {
+        let noise = fan(4 * 48_000, -40.0);
+        let mut chain = CaptureProcessor::new(Processing::NONE.with(Stage::Noise, true));
+        let (out, _) = run(&mut chain, &noise, None);
+        let settled = 48_000..noise.len();
+        let cut = power_db(&noise[settled.clone()]) - power_db(&out[settled]);
+        assert!(cut >= 20.0, "noise down {cut:.1} dB");
+        // The gain after it does not bring the noise back.
+        let mut chain = CaptureProcessor::new(Processing::ALL);
+        let (out, _) = run(&mut chain, &noise, None);
+        let cut = power_db(&noise[48_000..]) - power_db(&out[48_000..]);
+        assert!(cut >= 20.0, "whole chain: noise down {cut:.1} dB");
+    }
+
+    #[test]
+    fn gain_brings_quiet_and_loud_speech_to_the_target() {
+        for level in [-40.0, -6.0] {
+            let mic = speech(16 * 48_000, level);
+            let mut chain = CaptureProcessor::new(Processing::NONE.with(Stage::Gain, true));
+            let (out, _) = run(&mut chain, &mic, None);
+            let out_level = speech_level_dbfs(&out[10 * 48_000..]);
+            assert!(
+                (out_level - TARGET_SPEECH_DBFS).abs() <= 3.0,
+                "speech at {level} dBFS leaves at {out_level:.1} dBFS"
+            );
+        }
+        let mic = speech(4 * 48_000, -40.0);
+        let mut chain = CaptureProcessor::new(Processing::NONE);
+        let (out, _) = run(&mut chain, &mic, None);
+        assert!(
+            (speech_level_dbfs(&out) + 40.0).abs() < 0.5,
+            "off: untouched"
+        );
+    }
+
+    #[test]
+    fn speech_probability_tells_speech_from_noise() {
+        let voice = Processing::NONE.with(Stage::Voice, true);
+        let mic = speech(8 * 48_000, -25.0);
+        let (_, p) = run(&mut CaptureProcessor::new(voice), &mic, None);
+        let loud: Vec<f32> = mic
+            .chunks_exact(FRAME_SAMPLES)
+            .zip(&p)
+            .filter(|(f, _)| power_db(f) > -35.0)
+            .map(|(_, p)| p.unwrap())
+            .collect();
+        let speech_frames = loud.iter().filter(|&&p| p >= SPEECH_PROBABILITY).count();
+        assert!(
+            speech_frames * 10 >= loud.len() * 7,
+            "{speech_frames} of {} loud speech frames called speech",
+            loud.len()
+        );
+        // Fan noise louder than that speech is not speech.
+        let noise = fan(8 * 48_000, -20.0);
+        let (_, p) = run(&mut CaptureProcessor::new(voice), &noise, None);
+        let called = p
+            .iter()
+            .filter(|p| p.unwrap() >= SPEECH_PROBABILITY)
+            .count();
+        assert!(
+            called * 20 <= p.len(),
+            "{called} of {} noise frames called speech",
+            p.len()
+        );
+    }
+
+    #[test]
+    fn stages_turn_off_and_on_while_running() {
+        let far = speech(6 * 48_000, -20.0);
+        let mic = room(&far, 80);
+        let mut chain = CaptureProcessor::new(Processing::ALL);
+        let third = 2 * 48_000;
+        let (a, _) = run(&mut chain, &mic[..third], Some(&far[..third]));
+        chain.set_stages(Processing::NONE);
+        assert_eq!(chain.stages(), Processing::NONE);
+        let (b, p) = run(
+            &mut chain,
+            &mic[third..2 * third],
+            Some(&far[third..2 * third]),
+        );
+        assert_eq!(b, mic[third..2 * third], "off: untouched");
+        assert!(p.iter().all(Option::is_none));
+        chain.set_stages(Processing::ALL);
+        let (c, _) = run(&mut chain, &mic[2 * third..], Some(&far[2 * third..]));
+        assert!(power_db(&mic[..third]) - power_db(&a[third / 2..]) > 20.0);
+        let erle = power_db(&mic[2 * third + 48_000..]) - power_db(&c[48_000..]);
+        assert!(erle >= 30.0, "on again: ERLE {erle:.1} dB");
+    }
+
+    #[test]
+    fn the_leveler_brings_loud_speech_down_at_a_bounded_rate_and_leaves_the_rest() {
+        let mut l = Leveler::new();
+        for _ in 0..100 {
+            l.update(-6.0, false);
+        }
+        assert_eq!(l.gain(), 1.0, "no speech yet: no change");
+        let mut previous = 0.0f32;
+        for _ in 0..1000 {
+            l.update(-6.0, true);
+            let db = 20.0 * l.gain().log10();
+            assert!(previous - db <= Leveler::SLEW_DB + 1e-4, "slewed");
+            previous = db;
+        }
+        // The estimate follows the input (before the gain): −6 dBFS wants −14 dB.
+        assert!((previous + 14.0).abs() < 0.2, "settled at {previous} dB");
+        let mut quiet = Leveler::new();
+        for _ in 0..1000 {
+            quiet.update(-35.0, true);
+        }
+        assert_eq!(quiet.gain(), 1.0, "quiet speech is AGC2's to lift");
+    }
+}
