@@ -145,3 +145,75 @@ pub fn feed_tone(
         }
     })
 }
+
+/// A room around the daemon's devices: what the speaker `spk` plays comes back into the
+/// microphone's FIFO `delay` later, at `gain`, with a short reverb tail (a laptop's speakers
+/// and microphone). Read from `spk.monitor` with `parec`, in real time on the daemon's clock;
+/// the microphone gets silence until the recording starts. Runs until `stop` (or 40 s).
+pub fn acoustic_loop(
+    fifo: PathBuf,
+    delay: Duration,
+    gain: f32,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::io::Read;
+    std::thread::spawn(move || {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never blocks: when nobody records from the microphone the daemon stops reading the
+        // FIFO, and the room's sound is dropped (each write is one block, below PIPE_BUF,
+        // so it goes in whole or not at all).
+        let mut mic = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open the FIFO");
+        let mut parec = KillOnDrop::spawn(
+            Command::new("parec")
+                .args([
+                    "-d",
+                    "spk.monitor",
+                    "--format=float32le",
+                    "--rate=48000",
+                    "--channels=1",
+                    "--latency-msec=10",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+            "parec",
+        );
+        let mut played = parec.stdout.take().expect("parec's output");
+        // The room's impulse response: the direct path, then reflections every ~3.3 ms
+        // fading by 0.6 each.
+        let first = (delay.as_secs_f32() * RATE) as usize;
+        let taps: Vec<(usize, f32)> = (0..12)
+            .map(|k| (first + k * 157, gain * 0.6f32.powi(k as i32)))
+            .collect();
+        let span = taps.last().map_or(0, |t| t.0) + 1;
+        let mut history = vec![0.0f32; span];
+        let mut at = 0usize;
+        let start = Instant::now();
+        let mut block = [0u8; 480 * 4];
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < FEED_LIMIT {
+            if played.read_exact(&mut block).is_err() {
+                return;
+            }
+            let mut out = Vec::with_capacity(block.len());
+            for sample in block.chunks_exact(4) {
+                let x = f32::from_le_bytes(sample.try_into().unwrap());
+                history[at % span] = x;
+                let y: f32 = taps
+                    .iter()
+                    .filter(|&&(t, _)| t <= at)
+                    .map(|&(t, g)| g * history[(at - t) % span])
+                    .sum();
+                out.extend_from_slice(&y.to_le_bytes());
+                at += 1;
+            }
+            match mic.write(&out) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+}
