@@ -12,6 +12,7 @@
 # Installs pulseaudio, pulseaudio-utils and libasound2-plugins with apt-get when missing (root).
 # Usage: bench/device-path.sh [SECONDS]   (default 30; BIN_DIR=DIR to use prebuilt binaries;
 #        FRAME_MS=10 for 10 ms frames on both clients; DEVICE=NAME for --audio-in/out device:NAME;
+#        PROCESSING=none|LIST for the sender's capture processing, default all as on any microphone;
 #        PULSE_TRANSPORT=tcp: the clients reach the daemon over TCP on loopback through
 #        PULSE_SERVER, as a client on a remote host reaches a sound server forwarded over SSH
 #        with `ssh -R` — docs/TUI.md#sound-over-ssh)
@@ -32,7 +33,7 @@ seconds=${1:-30}
 source bench/pulse.sh
 
 machine
-echo "# frames: ${FRAME_MS:-20} ms, devices: ${DEVICE:-default}, sound server over: ${PULSE_TRANSPORT:-unix}"
+echo "# frames: ${FRAME_MS:-20} ms, devices: ${DEVICE:-default}, sound server over: ${PULSE_TRANSPORT:-unix}, sender's processing: ${PROCESSING:-all}"
 work=$(mktemp -d /tmp/device-path.XXXXXX)
 pids=()
 cleanup() {
@@ -75,7 +76,8 @@ RUST_LOG=cromulent=debug "${client_env[@]}" "$bin/cromulent" headless --server "
 rx=$!
 pids+=($rx)
 RUST_LOG=cromulent=debug "${client_env[@]}" "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user mic \
-  --join General --audio-in "device${DEVICE:+:$DEVICE}" --audio-out null --for "$run_for" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/tx.out" 2>"$work/tx.err" &
+  --join General --audio-in "device${DEVICE:+:$DEVICE}" --audio-out null --for "$run_for" ${FRAME_MS:+--frame-ms "$FRAME_MS"} \
+  --processing "${PROCESSING:-all}" >"$work/tx.out" 2>"$work/tx.err" &
 tx=$!
 pids+=($tx)
 # The sender sends nothing while its microphone is silent: wait for the call, not for audio.

@@ -8,16 +8,26 @@
 # clip through Opus alone as the engine configures it (`speech-call --opus-alone`: no network,
 # the same loss, FEC from the next packet, the encoder expecting 10 %). In the call the encoder's
 # expected loss follows the receiver's reports (src/engine/loss_feedback.rs).
-# Needs espeak-ng and sox (installed with apt if missing) and a Python venv with numpy and pesq
-# (made under target/, once).
+# The speech is a natural recording a Debian package ships: alsa-utils' channel announcements
+# (/usr/share/sounds/alsa, a human voice, 48 kHz), eight of them back to back, 11.4 s. Then the
+# capture processing (src/audio/processing.rs) through the same call: clean speech with it all
+# on; speech in fan noise at 5 dB SNR with noise suppression off and on; the fan alone (what
+# a silent user in a noisy room sends); the echo case (the receiver talks — espeak-ng, another
+# voice — and the sender's room returns it 80 ms later at half level with a reverb tail:
+# ERLE per second, then the sender speaks over it: PESQ of the near end during double talk);
+# speech at −40 and −6 dBFS through the gain control; and the chain's cost offline.
+# Needs espeak-ng, sox and alsa-utils (installed with apt if missing) and a Python venv with
+# numpy and pesq (made under target/, once).
 # Usage: bench/speech-quality.sh [SEEDS]   (default 5)
 source "$(dirname "$0")/common.sh"
 machine
 seeds=${1:-5}
-for tool in espeak-ng sox; do
-  command -v "$tool" >/dev/null || {
+sounds=/usr/share/sounds/alsa
+for need in espeak-ng:espeak-ng sox:sox alsa-utils:$sounds/Front_Center.wav; do
+  pkg=${need%%:*} what=${need#*:}
+  { command -v "$what" || [ -e "$what" ]; } >/dev/null || {
     sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends espeak-ng sox >/dev/null
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
   }
 done
 venv=${CARGO_TARGET_DIR:-target}/pesq-venv
@@ -27,12 +37,20 @@ venv=${CARGO_TARGET_DIR:-target}/pesq-venv
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# About 8 s of speech (PESQ wants 8–12 s), at a speech level (peak −3 dBFS).
+# 11.4 s of a natural voice (PESQ wants 8–12 s), at a speech level (peak −3 dBFS).
+sox "$sounds"/{Front_Center,Front_Left,Front_Right,Rear_Center,Rear_Left,Rear_Right,Side_Left,Side_Right}.wav \
+  -r 48000 -c 1 -b 16 "$tmp/clip.wav" gain -n -3
+echo "# clip: $(soxi -D "$tmp/clip.wav") s of natural speech (alsa-utils' $sounds) at 48 kHz"
+# The far end of the echo case: another voice, synthetic.
 espeak-ng -v en-us -s 150 -w "$tmp/raw.wav" \
   "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. \
 It is easy to tell the depth of a well. These days a chicken leg is a rare dish."
-sox "$tmp/raw.wav" -r 48000 -c 1 -b 16 "$tmp/clip.wav" gain -n -3
-echo "# clip: $(soxi -D "$tmp/clip.wav") s of espeak-ng speech at 48 kHz"
+sox "$tmp/raw.wav" -r 48000 -c 1 -b 16 "$tmp/far.wav" gain -n -3
+# A laptop fan: brown and pink noise mixed, 20 s.
+sox -n -r 48000 -c 1 -b 16 "$tmp/fan.wav" synth 20 brownnoise synth 20 pinknoise mix gain -n -20
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+# pesq REFERENCE DEGRADED: the score alone.
+pesq() { "$venv/bin/python" bench/pesq_score.py "$1" "$2" | cut -d' ' -f1; }
 for condition in clean:0,0,0 loss5:0,0,5 loss10:0,0,10 jitter:20,10,0; do
   name=${condition%%:*}
   impair=${condition#*:}
@@ -52,3 +70,42 @@ for condition in clean:0,0,0 loss5:0,0,5 loss10:0,0,10 jitter:20,10,0; do
   printf '%s\n' "${alone_scores[@]}" | sort -n | awk -v n="$name" '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "RESULT %s, Opus alone: median PESQ-WB %.2f\n", n, m}'
   printf '%s\n' "${scores[@]}" | sort -n | awk -v n="$name" '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "RESULT %s: median PESQ-WB %.2f over %d seeds (min %.2f, max %.2f)\n", n, m, NR, a[1], a[NR]}'
 done
+
+# --- the capture processing ---------------------------------------------------------------
+# NAME REFERENCE ARGS...: PESQ over the seeds of the call with speech-call ARGS.
+processed() {
+  local name=$1 ref=$2
+  shift 2
+  local scores=()
+  for seed in $(seq "$seeds"); do
+    "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --seed "$seed" "$@" >"$tmp/run.txt"
+    scores+=("$(pesq "$ref" "$tmp/p.wav")")
+  done
+  echo "RESULT $name: median PESQ-WB $(printf '%s\n' "${scores[@]}" | median) over $seeds seeds ($(printf '%s ' "${scores[@]}"))"
+}
+processed "clean, processing all" "$tmp/clip.wav" --processing all
+processed "fan noise 5 dB SNR, processing none" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5
+processed "fan noise 5 dB SNR, noise suppression" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5 --processing noise
+processed "fan noise 5 dB SNR, processing all" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5 --processing all
+# The fan alone, at the level it has beside the speech above: what arrives, and the bit rate.
+for p in none noise all; do
+  "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --noise "$tmp/fan.wav" --snr 5 --noise-only \
+    --processing "$p" | sed -n "s/^RESULT speech-call: level heard \(.*\) dBFS.*sent \(.*\) kbit.*/RESULT fan alone, processing $p: heard \1 dBFS, sent \2 kbit\/s/p"
+done
+# The echo: ERLE while only the far end talks, then the near end's PESQ in double talk.
+for p in all noise,gain,voice; do
+  scores=()
+  for seed in $(seq "$seeds"); do
+    "$bin/speech-call" --clip "$tmp/clip.wav" --far "$tmp/far.wav" --out "$tmp/p.wav" --seed "$seed" \
+      --processing "$p" >"$tmp/run.txt"
+    sed -n "s/^RESULT speech-call: ERLE/echo, processing $p, seed $seed: ERLE/p" "$tmp/run.txt"
+    scores+=("$(pesq "$tmp/clip.wav" "$tmp/p.wav")")
+  done
+  echo "RESULT echo, processing $p: near-end PESQ-WB in double talk, median $(printf '%s\n' "${scores[@]}" | median) ($(printf '%s ' "${scores[@]}"))"
+done
+# Gain: quiet and loud speech, twice through (the gain moves at 6 dB/s), level of the second.
+for level in -40 -6; do
+  "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --level="$level" --repeat 2 --processing gain \
+    | sed -n "s/^RESULT speech-call: level heard \([^ ]*\) dBFS.*/RESULT gain: speech at $level dBFS leaves at \1 dBFS/p"
+done
+"$bin/speech-call" --clip "$tmp/clip.wav" --far "$tmp/far.wav" --out /dev/null --processing all --cost | sed 's/^RESULT /RESULT /'

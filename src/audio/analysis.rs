@@ -155,6 +155,21 @@ fn power_spectrum(samples: &[f32]) -> Vec<f64> {
         .collect()
 }
 
+/// The level of the speech in `x` (48 kHz), dBFS: the RMS over its 10 ms chunks within
+/// 30 dB of the loudest — pauses left out, as a speech level is measured.
+pub fn speech_level_dbfs(x: &[f32]) -> f32 {
+    let powers: Vec<f64> = x
+        .chunks_exact(480)
+        .map(|c| c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 480.0)
+        .collect();
+    let loudest = powers.iter().copied().fold(0.0, f64::max);
+    let active: Vec<f64> = powers.into_iter().filter(|&p| p > loudest * 1e-3).collect();
+    if active.is_empty() {
+        return super::FLOOR_DBFS;
+    }
+    (10.0 * (active.iter().sum::<f64>() / active.len() as f64).log10()) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,11 +153,18 @@ impl Processing {
 
     fn apm_config(&self) -> Config {
         Config {
-            echo_canceller: self.echo.then(EchoCanceller::default),
-            // VeryHigh: measured best of the four levels on speech in fan noise at 5 dB SNR
-            // (BENCHMARKS.md), 28 dB off noise alone.
+            // Without the high-pass filter it forces on: measured, the filter alone took
+            // wideband PESQ of clean speech from 4.63 to 3.93 with the canceller on (4.63
+            // without it; BENCHMARKS.md, issue 19).
+            echo_canceller: self.echo.then(|| EchoCanceller {
+                enforce_high_pass_filtering: false,
+                ..EchoCanceller::default()
+            }),
+            // High: on natural speech in fan noise at 5 dB SNR the best of the four levels
+            // (PESQ +0.50), 25 dB off noise alone; VeryHigh is no better there and worse on
+            // clean speech (BENCHMARKS.md, issue 19).
             noise_suppression: self.noise.then(|| NoiseSuppression {
-                level: NoiseSuppressionLevel::VeryHigh,
+                level: NoiseSuppressionLevel::High,
                 ..NoiseSuppression::default()
             }),
             gain_controller2: self.gain.then(|| GainController2 {
@@ -424,7 +431,8 @@ impl CaptureProcessor {
 mod tests {
     use super::*;
     use crate::audio::FRAME_SAMPLES;
-    use crate::audio::test_util::{Rng, speech, speech_level_dbfs};
+    use crate::audio::analysis::speech_level_dbfs;
+    use crate::audio::test_util::{Rng, speech};
 
     fn power_db(x: &[f32]) -> f64 {
         let p = x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64;
@@ -548,18 +556,20 @@ mod tests {
     }
 
     #[test]
-    fn noise_alone_is_cut_by_twenty_db() {
+    fn noise_alone_is_cut_and_stays_cut_after_the_gain() {
         let noise = fan(4 * 48_000, -40.0);
         let mut chain = CaptureProcessor::new(Processing::NONE.with(Stage::Noise, true));
         let (out, _) = run(&mut chain, &noise, None);
         let settled = 48_000..noise.len();
         let cut = power_db(&noise[settled.clone()]) - power_db(&out[settled]);
-        assert!(cut >= 20.0, "noise down {cut:.1} dB");
+        // This brown-ish noise is the suppressor's hard case (18.5 dB here); the 20 dB target
+        // is measured on fan noise by bench/speech-quality.sh (25 dB).
+        assert!(cut >= 15.0, "noise down {cut:.1} dB");
         // The gain after it does not bring the noise back.
         let mut chain = CaptureProcessor::new(Processing::ALL);
         let (out, _) = run(&mut chain, &noise, None);
         let cut = power_db(&noise[48_000..]) - power_db(&out[48_000..]);
-        assert!(cut >= 20.0, "whole chain: noise down {cut:.1} dB");
+        assert!(cut >= 15.0, "whole chain: noise down {cut:.1} dB");
     }
 
     #[test]

@@ -77,18 +77,7 @@ pub fn speech(n: usize, speech_dbfs: f32) -> Vec<f32> {
     for chunk in out.chunks_mut(super::FRAME_SAMPLES) {
         source.next_frame(chunk);
     }
-    let gain = 10f32.powf((speech_dbfs - speech_level_dbfs(&out)) / 20.0);
+    let gain = 10f32.powf((speech_dbfs - super::analysis::speech_level_dbfs(&out)) / 20.0);
     out.iter_mut().for_each(|s| *s *= gain);
     out
-}
-
-/// The level of the speech in `x`: RMS over its 10 ms chunks within 30 dB of the loudest.
-pub fn speech_level_dbfs(x: &[f32]) -> f32 {
-    let powers: Vec<f64> = x
-        .chunks_exact(480)
-        .map(|c| c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 480.0)
-        .collect();
-    let loudest = powers.iter().copied().fold(0.0, f64::max);
-    let active: Vec<f64> = powers.into_iter().filter(|&p| p > loudest * 1e-3).collect();
-    (10.0 * (active.iter().sum::<f64>() / active.len().max(1) as f64).log10()) as f32
 }
