@@ -10,9 +10,9 @@
 //! gave, on its own thread, never in a device callback.
 //!
 //! ```text
-//! mic ─▶ leveler (loud speech down) ─▶ AEC3 ─▶ noise suppression ─▶ AGC2 (quiet speech up) ─▶ encoder
-//!                                        ▲                              └─▶ speech probability
-//! speaker ◀─ mix ────────────────────────┘ (reference)
+//! mic ─▶ leveler (loud down) ─▶ AEC3 ─▶ noise suppression ─▶ AGC2 (quiet up) ─▶ quiet gate ─▶ encoder
+//!                                 ▲                                     └─▶ speech probability ─┘
+//! speaker ◀─ mix ─────────────────┘ (reference)
 //! ```
 //!
 //! The module works on 10 ms chunks; our frames are whole chunks (10 or 20 ms). Echo
