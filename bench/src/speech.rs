@@ -130,9 +130,7 @@ struct RoomMic {
 }
 
 fn room(delay: Duration, gain: f32) -> Arc<Mutex<Room>> {
-    let taps: Vec<(usize, f32)> = (0..12)
-        .map(|k| (k * 157, gain * 0.6f32.powi(k as i32)))
-        .collect();
+    let taps = cromulent::audio::analysis::room_taps(0, gain);
     let span = taps.last().map_or(1, |t| t.0 + 1);
     let delay = (delay.as_secs_f64() * 48_000.0) as usize;
     Arc::new(Mutex::new(Room {

@@ -155,6 +155,16 @@ fn power_spectrum(samples: &[f32]) -> Vec<f64> {
         .collect()
 }
 
+/// A small room's impulse response for echo tests and benchmarks: the direct path `delay`
+/// samples late at `gain`, then eleven reflections every 157 samples (~3.3 ms) fading by 0.6
+/// each. `(delay, gain)` pairs. (`cromulent-test-support`'s PulseAudio room uses the same
+/// shape; that crate cannot depend on this one.)
+pub fn room_taps(delay: usize, gain: f32) -> Vec<(usize, f32)> {
+    (0..12)
+        .map(|k| (delay + k * 157, gain * 0.6f32.powi(k as i32)))
+        .collect()
+}
+
 /// The level of the speech in `x` (48 kHz), dBFS: the RMS over its 10 ms chunks within
 /// 30 dB of the loudest — pauses left out, as a speech level is measured.
 pub fn speech_level_dbfs(x: &[f32]) -> f32 {

@@ -534,10 +534,7 @@ mod tests {
 
     /// A room: the speaker's sound `delay_ms` later, at −6 dB, with a short reverb tail.
     fn room(far: &[f32], delay_ms: usize) -> Vec<f32> {
-        let delay = delay_ms * 48;
-        let taps: Vec<(usize, f32)> = (0..12)
-            .map(|k| (delay + k * 157, 0.5 * 0.6f32.powi(k as i32)))
-            .collect();
+        let taps = crate::audio::analysis::room_taps(delay_ms * 48, 0.5);
         (0..far.len())
             .map(|i| {
                 taps.iter()

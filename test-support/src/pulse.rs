@@ -183,7 +183,8 @@ pub fn acoustic_loop(
         );
         let mut played = parec.stdout.take().expect("parec's output");
         // The room's impulse response: the direct path, then reflections every ~3.3 ms
-        // fading by 0.6 each.
+        // fading by 0.6 each (as `cromulent::audio::analysis::room_taps`, which this crate
+        // cannot depend on).
         let first = (delay.as_secs_f32() * RATE) as usize;
         let taps: Vec<(usize, f32)> = (0..12)
             .map(|k| (first + k * 157, gain * 0.6f32.powi(k as i32)))
