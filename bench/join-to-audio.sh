@@ -2,11 +2,17 @@
 # Join-to-first-audio, two users on loopback: a tone bot sits in General; a listener joins N
 # times and reports the `audio` event's `ms` (from sending `join` to the first decoded audio
 # from the bot). With --relay, a coturn runs on free loopback ports, the server hands out its
-# credentials (TURN_PROVIDER=coturn) and both clients use relay candidates only.
-# Usage: bench/join-to-audio.sh [--relay] [RUNS] (default 30).
+# credentials (TURN_PROVIDER=coturn) and both clients use relay candidates only; the clients
+# reach it over UDP (`--relay`, `--relay=udp`), TCP (`--relay=tcp`) or TLS (`--relay=tls`: a
+# certificate for 127.0.0.1 made here, trusted through SSL_CERT_FILE).
+# Usage: bench/join-to-audio.sh [--relay[=udp|tcp|tls]] [RUNS] (default 30).
 source "$(dirname "$0")/common.sh"
 relay=
-if [ "${1:-}" = --relay ]; then relay=1; shift; fi
+case "${1:-}" in
+  --relay | --relay=udp) relay=udp; shift ;;
+  --relay=tcp) relay=tcp; shift ;;
+  --relay=tls) relay=tls; shift ;;
+esac
 runs=${1:-30}
 machine
 port=$(free_port)
@@ -22,7 +28,7 @@ policy=all
 if [ -n "$relay" ]; then
   policy=relay
   # A listening port free for UDP and TCP, and 32 free UDP relay ports, below the ephemeral range.
-  read -r turn_port relay_min < <(python3 - <<'PY'
+  read -r turn_port relay_min tls_port < <(python3 - <<'PY'
 import random, socket
 def free(p, kind):
     s = socket.socket(socket.AF_INET, kind)
@@ -37,20 +43,36 @@ while True:
     r = random.randrange(20000, 31000)
     if free(p, socket.SOCK_STREAM) and free(p, socket.SOCK_DGRAM) and not r <= p < r + 32 \
             and all(free(q, socket.SOCK_DGRAM) for q in range(r, r + 32)):
-        print(p, r); break
+        t = p + 1
+        while not free(t, socket.SOCK_STREAM) or r <= t < r + 32:
+            t += 1
+        print(p, r, t); break
 PY
   )
   secret=bench-$RANDOM$RANDOM
+  tls=(--no-tls)
+  if [ "$relay" = tls ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+      -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+    tls=(--tls-listening-port="$tls_port" --cert="$tmp/cert.pem" --pkey="$tmp/key.pem")
+    export SSL_CERT_FILE=$tmp/cert.pem
+  fi
   turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port="$turn_port" \
     --min-port="$relay_min" --max-port=$((relay_min + 31)) --use-auth-secret \
-    --static-auth-secret="$secret" --realm=bench.local --fingerprint --no-tls --no-dtls --no-cli \
+    --static-auth-secret="$secret" --realm=bench.local --fingerprint "${tls[@]}" --no-dtls --no-cli \
     --allow-loopback-peers --no-multicast-peers --pidfile="$tmp/turn.pid" \
     --userdb="$tmp/turndb" --log-file=stdout --simple-log >"$tmp/turn.log" 2>&1 &
   for _ in $(seq 50); do
     timeout 0.2 turnutils_stunclient -p "$turn_port" 127.0.0.1 2>/dev/null | grep -q 'UDP reflexive addr' && break
     sleep 0.1
   done
-  export TURN_PROVIDER=coturn TURN_SECRET=$secret TURN_URLS=turn:127.0.0.1:$turn_port
+  case "$relay" in
+    udp) url=turn:127.0.0.1:$turn_port ;;
+    tcp) url="turn:127.0.0.1:$turn_port?transport=tcp" ;;
+    tls) url="turns:127.0.0.1:$tls_port?transport=tcp" ;;
+  esac
+  export TURN_PROVIDER=coturn TURN_SECRET=$secret TURN_URLS=$url
 fi
 "$bin/cromulent" server --listen "127.0.0.1:$port" >/dev/null 2>&1 &
 wait_port "$port"
@@ -68,7 +90,7 @@ for i in $(seq "$runs"); do
 done
 [ -f "$tmp/ms" ] || { echo "no measurements"; exit 1; }
 echo "# paths: $(sort "$tmp/paths" | uniq -c | tr -s ' ' | tr '\n' ' ')"
-sort -n "$tmp/ms" | awk -v path="${relay:+relayed}" '{a[NR]=$1} END {
+sort -n "$tmp/ms" | awk -v path="${relay:+relayed over $relay}" '{a[NR]=$1} END {
   if (NR == 0) { print "no measurements"; exit 1 }
   printf "join → first audio %s: runs %d  min %d ms  p50 %d ms  p95 %d ms  max %d ms\n", (path == "" ? "direct" : path), NR, a[1], a[int((NR+1)/2)], a[int(NR*0.95+0.5)], a[NR]
 }'

@@ -36,7 +36,7 @@ use cromulent::audio::analysis::{dominant_frequency, rms, tone_power, tone_share
 use cromulent_test_support::netns;
 use cromulent_test_support::process::{KillOnDrop, find_binary};
 use cromulent_test_support::procfs::tcp_listening;
-use support::coturn::Coturn;
+use support::coturn::{self, Coturn};
 use support::{BIN, Client, LONG, TempDir, read_wav, tail};
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -65,11 +65,26 @@ impl Site {
     }
 }
 
+/// What the routers let out of their home networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Firewall {
+    /// New flows to the public host only, behind a symmetric NAT (a strict network).
+    PublicOnly,
+    /// TCP to one port of the public host (443 for TURN over TLS, or coturn's TCP port) and
+    /// to the signaling port only, behind a symmetric NAT: no UDP at all (a hotel or
+    /// corporate network).
+    TcpOnly(u16),
+    /// Everything, without NAT: each router routes to the other's home network, so the
+    /// clients reach each other directly (on their host candidates).
+    Open,
+}
+
 /// The namespaces of one test. Dropping it kills every process inside them and deletes them.
 struct Lab {
     public: String,
     alice: Site,
     bob: Site,
+    firewall: Firewall,
 }
 
 /// Why the lab could not be built.
@@ -81,7 +96,7 @@ enum LabError {
 }
 
 impl Lab {
-    fn build() -> Result<Lab, LabError> {
+    fn build(firewall: Firewall) -> Result<Lab, LabError> {
         if find_binary("ip").is_none() {
             return Err(LabError::Unavailable(
                 "`ip` (iproute2) is not installed".into(),
@@ -105,6 +120,7 @@ impl Lab {
                 lan: "192.168.2",
                 wan: Ipv4Addr::new(203, 0, 113, 12),
             },
+            firewall,
         };
         // The first namespace tells whether we may make them at all.
         if let Err(e) = run("ip", &["netns", "add", &lab.public]) {
@@ -152,13 +168,16 @@ impl Lab {
             &format!("neigh add {BLACK_HOLE} lladdr 02:00:00:00:00:fe dev br0 nud permanent"),
         )?;
         ip(t, &format!("route add default via {BLACK_HOLE} dev br0"))?;
-        for (i, site) in [&self.alice, &self.bob].into_iter().enumerate() {
-            self.wire_site(site, &format!("port{i}"))?;
+        for (i, (site, other)) in [(&self.alice, &self.bob), (&self.bob, &self.alice)]
+            .into_iter()
+            .enumerate()
+        {
+            self.wire_site(site, other, &format!("port{i}"))?;
         }
         Ok(())
     }
 
-    fn wire_site(&self, site: &Site, bridge_port: &str) -> Result<(), String> {
+    fn wire_site(&self, site: &Site, other: &Site, bridge_port: &str) -> Result<(), String> {
         let (t, r, c) = (
             self.public.as_str(),
             site.router.as_str(),
@@ -195,22 +214,64 @@ impl Lab {
             &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
             None,
         )?;
+        let nat = "oifname \"wan\" masquerade fully-random";
+        let (nat, allowed) = match self.firewall {
+            Firewall::PublicOnly => (nat, format!("ip daddr {PUBLIC} accept")),
+            Firewall::TcpOnly(port) => (
+                nat,
+                format!("ip daddr {PUBLIC} tcp dport {{ {port}, {SIGNALING_PORT} }} accept"),
+            ),
+            Firewall::Open => {
+                ip(
+                    r,
+                    &format!("route add {}.0/24 via {} dev wan", other.lan, other.wan),
+                )?;
+                // Without NAT the public host must know the way back, too.
+                ip(
+                    t,
+                    &format!("route add {}.0/24 via {} dev br0", site.lan, site.wan),
+                )?;
+                ("", "accept".to_owned())
+            }
+        };
         let rules = format!(
             "table ip cromulent {{
                chain postrouting {{
                  type nat hook postrouting priority srcnat; policy accept;
-                 oifname \"wan\" masquerade fully-random
+                 {nat}
                }}
                chain forward {{
                  type filter hook forward priority filter; policy drop;
+                 ip daddr {PUBLIC} meta l4proto udp counter comment \"public-udp\"
+                 ip daddr {PUBLIC} tcp dport 443 counter comment \"turn-tls\"
                  ct state established,related accept
-                 iifname \"lan\" oifname \"wan\" ip daddr {PUBLIC} accept
+                 iifname \"lan\" oifname \"wan\" {allowed}
                  counter drop
                }}
              }}"
         );
         in_ns(r, "nft", &["-f", "-"], Some(&rules))?;
         Ok(())
+    }
+
+    /// Packets `site`'s clients sent through its router to the public host: (any UDP — to
+    /// coturn's port or to a relayed address —, TCP to port 443), dropped ones included.
+    fn turn_packets(&self, site: &Site) -> (u64, u64) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &site.router, "nft", "list", "chain", "ip"])
+            .args(["cromulent", "forward"])
+            .output()
+            .expect("run nft");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let count = |comment: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("comment \"{comment}\"")))
+                .and_then(|l| l.split("counter packets ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {comment} counter in:\n{text}"))
+        };
+        (count("public-udp"), count("turn-tls"))
     }
 
     /// Packets the router of `site` dropped on their way somewhere other than the public host.
@@ -230,11 +291,34 @@ impl Lab {
             .output()
             .expect("run nft");
         let text = String::from_utf8_lossy(&out.stdout);
-        text.split("counter packets ")
-            .nth(1)
+        text.lines()
+            .find(|l| l.contains("counter") && l.trim_end().ends_with("drop"))
+            .and_then(|l| l.split("counter packets ").nth(1))
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no drop counter in:\n{text}"))
+    }
+
+    /// An outage at `site`'s router: every UDP packet through it is dropped until
+    /// [`Lab::restore`] (TCP, and so signaling, still passes).
+    fn black_out(&self, site: &Site) {
+        let rules = "table ip blackout {
+                       chain forward {
+                         type filter hook forward priority filter - 10; policy accept;
+                         meta l4proto udp drop
+                       }
+                     }";
+        in_ns(&site.router, "nft", &["-f", "-"], Some(rules)).expect("start the outage");
+    }
+
+    fn restore(&self, site: &Site) {
+        in_ns(
+            &site.router,
+            "nft",
+            &["delete", "table", "ip", "blackout"],
+            None,
+        )
+        .expect("end the outage");
     }
 
     fn server_url(&self) -> String {
@@ -302,8 +386,8 @@ fn in_ns(ns: &str, program: &str, args: &[&str], input: Option<&str>) -> Result<
 }
 
 /// Build the lab, or explain loudly why this machine cannot and return `None`.
-fn lab_or_skip(test: &str) -> Option<Lab> {
-    match Lab::build() {
+fn lab_or_skip(test: &str, firewall: Firewall) -> Option<Lab> {
+    match Lab::build(firewall) {
         Ok(lab) => Some(lab),
         Err(LabError::Broken(e)) => panic!("could not build the network: {e}"),
         Err(LabError::Unavailable(why)) => {
@@ -374,7 +458,10 @@ fn ns_client(ns: &str, url: &str, name: &str, args: &[&str]) -> Client {
 
 #[test]
 fn behind_symmetric_nats_clients_talk_through_turn() {
-    let Some(lab) = lab_or_skip("behind_symmetric_nats_clients_talk_through_turn") else {
+    let Some(lab) = lab_or_skip(
+        "behind_symmetric_nats_clients_talk_through_turn",
+        Firewall::PublicOnly,
+    ) else {
         return;
     };
     let coturn = Coturn::builder().netns(&lab.public, PUBLIC).start();
@@ -546,8 +633,10 @@ fn without_relay_clients_end_disconnected(lab: &Lab, server_env: &[(&str, &str)]
 
 #[test]
 fn behind_symmetric_nats_without_turn_clients_end_disconnected() {
-    let Some(lab) = lab_or_skip("behind_symmetric_nats_without_turn_clients_end_disconnected")
-    else {
+    let Some(lab) = lab_or_skip(
+        "behind_symmetric_nats_without_turn_clients_end_disconnected",
+        Firewall::PublicOnly,
+    ) else {
         return;
     };
     without_relay_clients_end_disconnected(&lab, &[("TURN_PROVIDER", "none")]);
@@ -555,7 +644,10 @@ fn behind_symmetric_nats_without_turn_clients_end_disconnected() {
 
 #[test]
 fn behind_symmetric_nats_stun_alone_does_not_connect() {
-    let Some(lab) = lab_or_skip("behind_symmetric_nats_stun_alone_does_not_connect") else {
+    let Some(lab) = lab_or_skip(
+        "behind_symmetric_nats_stun_alone_does_not_connect",
+        Firewall::PublicOnly,
+    ) else {
         return;
     };
     // coturn as a plain STUN server: the clients learn their NAT mappings, which are useless
@@ -566,4 +658,377 @@ fn behind_symmetric_nats_stun_alone_does_not_connect() {
         &lab,
         &[("TURN_PROVIDER", "none"), ("STUN_URLS", &stun)],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery after an outage (issue 20)
+
+/// How long the outage lasts: `CROMULENT_OUTAGE_S` (5–30, the range the issue asks about;
+/// `bench/recovery.sh` sweeps it), 12 s unless set (long enough for a restart's checks to run out).
+fn outage() -> Duration {
+    let secs: u64 = std::env::var("CROMULENT_OUTAGE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    assert!((5..=30).contains(&secs), "CROMULENT_OUTAGE_S is 5–30");
+    Duration::from_secs(secs)
+}
+
+/// Longer than this after the network returns counts as not healed. The target (1 s, in
+/// BENCHMARKS.md) is measured by `bench/recovery.sh`; this bound is what separates healing
+/// from waiting for a fresh ICE restart to time out and another to succeed (6–7 s measured
+/// on webrtc-ice as published).
+const HEAL_WITHIN: Duration = Duration::from_secs(3);
+
+/// Packets `client` has received from `peer` so far (it answers a `stats` request).
+fn received_from(client: &mut Client, peer: &str) -> u64 {
+    let mark = client.mark();
+    client.say("stats");
+    let stats = client.wait_after(mark, "stats", Duration::from_secs(5), |e| {
+        e.kind() == "stats"
+    });
+    stats.json["peers"]
+        .as_array()
+        .and_then(|peers| peers.iter().find(|p| p["user"] == peer))
+        .and_then(|p| p["packets_received"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn after_an_outage_audio_returns_both_ways() {
+    let Some(lab) = lab_or_skip("after_an_outage_audio_returns_both_ways", Firewall::Open) else {
+        return;
+    };
+    let _server = NsServer::start(&lab, &[("TURN_PROVIDER", "none")]);
+    let url = lab.server_url();
+    let client = |site: &Site, name: &str, tone: &str| {
+        let input = format!("tone:{tone}");
+        ns_client(
+            &site.client,
+            &url,
+            name,
+            &["--join", "General", "--audio-in", &input, "--script", "-"],
+        )
+    };
+    // alice's id sorts first: she offers, bob answers.
+    let mut alice = client(&lab.alice, "alice", "440");
+    let mut bob = client(&lab.bob, "bob", "660");
+    for (c, peer) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        let connected = c.wait_peer_connected(peer, LONG);
+        assert_eq!(
+            connected.str("candidate"),
+            "host",
+            "{}: a direct path",
+            c.name
+        );
+        c.wait_audio(peer, LONG);
+    }
+
+    let outage = outage();
+    lab.black_out(&lab.alice);
+    std::thread::sleep(outage);
+    lab.restore(&lab.alice);
+    let back = Instant::now();
+
+    // Poll both sides until each receives again: a count that grows between two polls.
+    let mut last = [
+        received_from(&mut alice, "bob"),
+        received_from(&mut bob, "alice"),
+    ];
+    let mut healed: [Option<Duration>; 2] = [None, None];
+    while healed.iter().any(Option::is_none) && back.elapsed() < HEAL_WITHIN * 3 {
+        std::thread::sleep(Duration::from_millis(50));
+        for (i, (c, peer)) in [(&mut alice, "bob"), (&mut bob, "alice")]
+            .into_iter()
+            .enumerate()
+        {
+            if healed[i].is_some() {
+                continue;
+            }
+            let now = received_from(c, peer);
+            if now > last[i] {
+                healed[i] = Some(back.elapsed());
+            }
+            last[i] = now;
+        }
+    }
+    let [to_offerer, to_answerer] = healed;
+    // One line for bench/recovery.sh.
+    eprintln!(
+        "RECOVERY outage_s={} offerer_hears_ms={} answerer_hears_ms={}",
+        outage.as_secs(),
+        to_offerer.map_or(-1, |d| d.as_millis() as i64),
+        to_answerer.map_or(-1, |d| d.as_millis() as i64),
+    );
+    for (who, took) in [
+        ("alice (offerer)", to_offerer),
+        ("bob (answerer)", to_answerer),
+    ] {
+        let took = took.unwrap_or_else(|| panic!("{who} never heard the other side again"));
+        assert!(
+            took <= HEAL_WITHIN,
+            "{who} heard the other side {took:?} after the network returned"
+        );
+    }
+    for c in [&mut alice, &mut bob] {
+        c.say("quit");
+        assert!(c.wait_exit(LONG).success(), "{} exits 0", c.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TURN over TCP and TLS (issue 20)
+
+/// coturn's TCP (and UDP) port inside the lab (the harness's standard port in a namespace).
+const TURN_PORT: u16 = 3478;
+
+/// A certificate for the public host's address (an IP SAN: no DNS in the lab), the CA the
+/// clients trust through `SSL_CERT_FILE`, as a private CA is named to them.
+fn tls_for_public(dir: &TempDir) -> coturn::Tls {
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(PUBLIC.into()));
+    let cert = params.self_signed(&key).expect("a certificate");
+    let (cert_path, key_path) = (dir.path("turn-cert.pem"), dir.path("turn-key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write the certificate");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write the key");
+    coturn::Tls {
+        cert: cert_path,
+        key: key_path,
+        port: 443,
+    }
+}
+
+/// coturn on the public host, listening for TLS on 443 too; and the CA file to trust.
+fn coturn_with_tls(lab: &Lab, dir: &TempDir) -> (Coturn, std::path::PathBuf) {
+    let tls = tls_for_public(dir);
+    let ca = tls.cert.clone();
+    let coturn = Coturn::builder()
+        .netns(&lab.public, PUBLIC)
+        .tls(tls)
+        .start();
+    (coturn, ca)
+}
+
+/// Who is in the call, the tone each sends, and where each one's ears are written.
+struct Caller {
+    name: &'static str,
+    ns: String,
+    tone: f32,
+}
+
+/// alice (440 Hz) and bob (660 Hz), each in their home network.
+fn home_callers(lab: &Lab) -> Vec<Caller> {
+    [("alice", &lab.alice, 440.0), ("bob", &lab.bob, 660.0)]
+        .into_iter()
+        .map(|(name, site, tone)| Caller {
+            name,
+            ns: site.client.clone(),
+            tone,
+        })
+        .collect()
+}
+
+/// Everyone in `callers` joins General through a server that hands out `turn_urls`, trusting
+/// the certificate at `ca`; each must connect to every other and hear each other's tone.
+/// `steady` runs twice, before and after two seconds of the established call. Returns, per
+/// caller, the local candidate type of each of its paths.
+fn call_through(
+    lab: &Lab,
+    coturn: &Coturn,
+    turn_urls: &[String],
+    ca: &std::path::Path,
+    callers: &[Caller],
+    dir: &TempDir,
+    steady: &mut dyn FnMut(),
+) -> Vec<Vec<(String, String)>> {
+    let urls = turn_urls.join(",");
+    let _server = NsServer::start(
+        lab,
+        &[
+            ("TURN_PROVIDER", "coturn"),
+            ("TURN_SECRET", coturn.secret()),
+            ("TURN_URLS", &urls),
+        ],
+    );
+    let url = lab.server_url();
+    let wav = |who: &str| dir.path(&format!("{who}.wav"));
+    let mut clients: Vec<Client> = callers
+        .iter()
+        .map(|c| {
+            let input = format!("tone:{}", c.tone);
+            let output = format!("wav:{}", wav(c.name).display());
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &c.ns, BIN, "headless", "--server", &url])
+                .args(["--user", c.name, "--join", "General", "--audio-in", &input])
+                .args(["--audio-out", &output])
+                .env("RUST_LOG", "warn")
+                .env("SSL_CERT_FILE", ca);
+            Client::spawn(c.name, cmd)
+        })
+        .collect();
+    let mut paths = Vec::new();
+    for client in &mut clients {
+        let mut mine = Vec::new();
+        let me = client.name.clone();
+        for other in callers.iter().filter(|o| o.name != me) {
+            let connected = client.wait_for(
+                &format!("peer {} connected with a path", other.name),
+                LONG,
+                |e| {
+                    e.kind() == "peer"
+                        && e.str("user") == other.name
+                        && e.str("state") == "connected"
+                        && e.json["candidate"].is_string()
+                },
+            );
+            client.wait_audio(other.name, LONG);
+            mine.push((other.name.to_owned(), connected.str("candidate").to_owned()));
+        }
+        eprintln!("{}: paths {mine:?}", client.name);
+        paths.push(mine);
+    }
+    steady();
+    std::thread::sleep(Duration::from_secs(2));
+    steady();
+    for client in &mut clients {
+        assert!(
+            client.terminate().success(),
+            "{} exits 0: {}",
+            client.name,
+            client.stderr()
+        );
+    }
+    for me in callers {
+        let heard = read_wav(&wav(me.name));
+        let last = tail(&heard, 1.0);
+        for other in callers.iter().filter(|o| o.name != me.name) {
+            let share = tone_share(last, 48_000, other.tone);
+            assert!(
+                share > 0.2,
+                "{} hears {} ({} Hz): share {share:.2}",
+                me.name,
+                other.name,
+                other.tone
+            );
+        }
+        assert!(
+            tone_power(last, 48_000, me.tone) < 0.01,
+            "{} does not hear itself",
+            me.name
+        );
+    }
+    paths
+}
+
+#[test]
+fn udp_blocked_clients_talk_through_turn_over_tls_and_a_udp_peer_keeps_udp() {
+    let Some(lab) = lab_or_skip(
+        "udp_blocked_clients_talk_through_turn_over_tls_and_a_udp_peer_keeps_udp",
+        Firewall::TcpOnly(443),
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("turns");
+    let (coturn, ca) = coturn_with_tls(&lab, &dir);
+    // Every transport on offer, as a real deployment hands them out; only TLS gets out.
+    let urls = [
+        coturn.turn_url(),
+        coturn.turn_tcp_url(),
+        coturn.turns_url().expect("coturn has TLS"),
+    ];
+    let mut callers = home_callers(&lab);
+    // On the public host itself: nothing in its way.
+    callers.push(Caller {
+        name: "carol",
+        ns: lab.public.clone(),
+        tone: 880.0,
+    });
+    let _guard = support::one_call_at_a_time();
+    let paths = call_through(&lab, &coturn, &urls, &ca, &callers, &dir, &mut || ());
+    // alice and bob can only have sent through their relays (TCP 443 is all that gets out).
+    for (who, mine) in ["alice", "bob"].iter().zip(&paths) {
+        assert!(
+            mine.iter().all(|(_, local)| local == "relay"),
+            "{who} relays everything: {mine:?}"
+        );
+    }
+    // carol sends from her own UDP socket, into the others' relays.
+    assert!(
+        paths[2].iter().all(|(_, local)| local == "host"),
+        "carol keeps UDP: {:?}",
+        paths[2]
+    );
+    for site in [&lab.alice, &lab.bob] {
+        let (udp, tls) = lab.turn_packets(site);
+        eprintln!("{}: UDP {udp} packets, TLS {tls}", site.router);
+        assert!(
+            udp > 0,
+            "{}: UDP to coturn was tried (and dropped)",
+            site.router
+        );
+        assert!(
+            tls > 100,
+            "{}: the call went over TLS ({tls} packets)",
+            site.router
+        );
+    }
+}
+
+#[test]
+fn udp_blocked_clients_talk_through_turn_over_tcp() {
+    let Some(lab) = lab_or_skip(
+        "udp_blocked_clients_talk_through_turn_over_tcp",
+        Firewall::TcpOnly(TURN_PORT),
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("turn-tcp");
+    let coturn = Coturn::builder().netns(&lab.public, PUBLIC).start();
+    assert_eq!(coturn.port(), TURN_PORT);
+    let urls = [coturn.turn_url(), coturn.turn_tcp_url()];
+    let callers = home_callers(&lab);
+    let _guard = support::one_call_at_a_time();
+    let no_ca = dir.path("no-ca.pem");
+    let paths = call_through(&lab, &coturn, &urls, &no_ca, &callers, &dir, &mut || ());
+    for (who, mine) in ["alice", "bob"].iter().zip(&paths) {
+        assert!(
+            mine.iter().all(|(_, local)| local == "relay"),
+            "{who} relays: {mine:?}"
+        );
+    }
+}
+
+#[test]
+fn where_udp_gets_out_the_udp_relay_carries_the_call() {
+    let Some(lab) = lab_or_skip(
+        "where_udp_gets_out_the_udp_relay_carries_the_call",
+        Firewall::PublicOnly,
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("turn-udp-first");
+    let (coturn, ca) = coturn_with_tls(&lab, &dir);
+    let urls = [
+        coturn.turns_url().expect("coturn has TLS"),
+        coturn.turn_tcp_url(),
+        coturn.turn_url(),
+    ];
+    let callers = home_callers(&lab);
+    let _guard = support::one_call_at_a_time();
+    let mut counts = Vec::new();
+    call_through(&lab, &coturn, &urls, &ca, &callers, &dir, &mut || {
+        counts.push([&lab.alice, &lab.bob].map(|s| lab.turn_packets(s)));
+    });
+    let [before, after] = [counts[0], counts[1]];
+    for (i, site) in [&lab.alice, &lab.bob].into_iter().enumerate() {
+        let (udp, tls) = (after[i].0 - before[i].0, after[i].1 - before[i].1);
+        eprintln!("{}: UDP {udp} packets, TLS {tls}", site.router);
+        // Two seconds of the call: audio at 50 packets/s over UDP (into a relay, or from
+        // one); the TLS allocation idle but for a refresh or a keepalive.
+        assert!(udp > 80, "{}: the call goes over UDP ({udp})", site.router);
+        assert!(tls < 10, "{}: not over TLS ({tls} vs {udp})", site.router);
+    }
 }

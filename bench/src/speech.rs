@@ -15,7 +15,7 @@ use cromulent::audio::{AudioSink, AudioSource, SinkError};
 use cromulent::engine::{self, ChannelRef, EngineCommand, PeerReport};
 
 use crate::impair::{self, Impairment};
-use crate::probe::{self, Rig};
+use crate::probe::{self, RelayOver, Rig};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -200,7 +200,7 @@ impl AudioSink for Recorder {
 }
 
 pub async fn run(opts: &Options) -> anyhow::Result<Run> {
-    let rig = Rig::start(true, opts.impair, opts.seed, None).await?;
+    let rig = Rig::start(true, RelayOver::Udp, opts.impair, opts.seed, None).await?;
     let armed = Arc::new(AtomicBool::new(false));
     let heard: Arc<Mutex<Vec<f32>>> = Arc::default();
     let room_state = opts.room.as_ref().map(|r| room(r.delay, r.gain));

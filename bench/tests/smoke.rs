@@ -158,6 +158,7 @@ fn idle_workers_open_connections_and_memory_is_read() {
 async fn the_probe_hears_clicks_through_two_engines() {
     let r = probe::run(&probe::Options {
         relay: false,
+        relay_over: probe::RelayOver::Udp,
         impair: None,
         impair_seed: 1,
         sample_every: None,
@@ -185,6 +186,7 @@ async fn the_probe_hears_clicks_through_two_engines() {
 async fn the_probe_hears_clicks_through_an_impaired_relay() {
     let opts = probe::Options {
         relay: true,
+        relay_over: probe::RelayOver::Udp,
         impair: Some(
             Impairment::new(Duration::from_millis(20), Duration::from_millis(10), 0.1).unwrap(),
         ),

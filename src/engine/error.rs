@@ -179,12 +179,9 @@ impl fmt::Display for NoRoute {
             }
             Self::NoTurn => "no route to peers (no TURN server configured)",
             Self::TurnRefused => {
-                "no route to peers: the TURN server refused our credentials or is unreachable \
-                 (note: TURN over UDP only)"
+                "no route to peers: the TURN server refused our credentials or is unreachable"
             }
-            Self::AllPathsFailed => {
-                "no route to peers (direct and relayed paths failed; note: TURN over UDP only)"
-            }
+            Self::AllPathsFailed => "no route to peers (direct and relayed paths failed)",
         })
     }
 }

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 /// One ICE server as the signaling server hands it out (same shape as the wire protocol's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServerSpec {
-    /// `stun:` / `turn:` URLs. Only UDP TURN works in webrtc 0.17.2: `turns:` and
-    /// `?transport=tcp` URLs are skipped by the ICE agent with a warning.
+    /// `stun:`, `turn:` (UDP, or TCP with `?transport=tcp`) and `turns:` (TLS) URLs. TCP and
+    /// TLS come from our patched webrtc-ice (`vendor/webrtc-ice/VENDORED.md`); their relay
+    /// candidates rank below UDP's.
     pub urls: Vec<String>,
     /// TURN username (`"<unix_expiry>:<user>"` with coturn's `use-auth-secret`).
     pub username: Option<String>,

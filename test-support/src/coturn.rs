@@ -78,6 +78,15 @@ pub struct CoturnBuilder {
     ip: Ipv4Addr,
     netns: Option<String>,
     config: Option<RenderConfig>,
+    tls: Option<Tls>,
+}
+
+/// coturn's own TLS listener: certificate and key (PEM files) and the port.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub port: u16,
 }
 
 /// A running coturn. Dropping it kills the process and removes its directory.
@@ -89,6 +98,7 @@ pub struct Coturn {
     secret: String,
     realm: String,
     netns: Option<String>,
+    tls_port: Option<u16>,
     /// Last field: removed after `Drop::drop` has killed the process that writes into it.
     dir: TempDir,
 }
@@ -103,11 +113,19 @@ impl Default for CoturnBuilder {
             ip: Ipv4Addr::LOCALHOST,
             netns: None,
             config: None,
+            tls: None,
         }
     }
 }
 
 impl CoturnBuilder {
+    /// Also listen for TURN over TLS (`turns:`), with this certificate, on `tls.port` (only
+    /// with the command-line config; inside a namespace any port, 443 too, is the test's own).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The `static-auth-secret`; random unless set. With [`CoturnBuilder::rendered_config`]
     /// the config file holds the secret: set the same one here so [`Coturn::secret`] is true.
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
@@ -220,6 +238,7 @@ impl CoturnBuilder {
             secret: self.secret.clone(),
             realm: self.realm.clone(),
             netns: self.netns.clone(),
+            tls_port: self.tls.as_ref().map(|t| t.port),
             dir,
         };
         // On failure `coturn` is dropped here, which kills the process and cleans up.
@@ -252,13 +271,20 @@ impl CoturnBuilder {
             format!("--static-auth-secret={}", self.secret),
             format!("--realm={}", self.realm),
             "--fingerprint".into(),
-            "--no-tls".into(),
             "--no-dtls".into(),
             "--no-cli".into(),
             "--no-multicast-peers".into(),
             "--log-file=stdout".into(),
             "--simple-log".into(),
         ];
+        match &self.tls {
+            None => args.push("--no-tls".into()),
+            Some(tls) => args.extend([
+                format!("--tls-listening-port={}", tls.port),
+                format!("--cert={}", tls.cert.display()),
+                format!("--pkey={}", tls.key.display()),
+            ]),
+        }
         if self.ip.is_loopback() {
             args.push("--allow-loopback-peers".into());
         }
@@ -320,6 +346,17 @@ impl Coturn {
     /// `turn:IP:PORT` (UDP).
     pub fn turn_url(&self) -> String {
         format!("turn:{}", self.addr())
+    }
+
+    /// `turn:IP:PORT?transport=tcp`: TURN over TCP on the listening port.
+    pub fn turn_tcp_url(&self) -> String {
+        format!("turn:{}?transport=tcp", self.addr())
+    }
+
+    /// `turns:IP:PORT?transport=tcp` on the TLS port ([`CoturnBuilder::tls`]).
+    pub fn turns_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("turns:{}:{port}?transport=tcp", self.ip))
     }
 
     /// `stun:IP:PORT`.

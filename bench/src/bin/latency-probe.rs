@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use cromulent_bench::impair::Impairment;
-use cromulent_bench::probe::{self, Options, adapt};
+use cromulent_bench::probe::{self, Options, RelayOver, adapt};
 use cromulent_bench::stats::Summary;
 
 /// Mouth-to-ear latency probe for Cromulent Voice (a benchmark; not a test).
@@ -21,6 +22,17 @@ struct Cli {
     /// Relay candidates only, through a coturn started on free loopback ports.
     #[arg(long)]
     relay: bool,
+    /// How the relayed engines reach the coturn: udp, tcp (`turn:…?transport=tcp`) or tls
+    /// (`turns:`, needs --tls-cert and --tls-key, and SSL_CERT_FILE naming the certificate).
+    /// Implies --relay when not udp.
+    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp", "tls"])]
+    relay_over: String,
+    /// Certificate (PEM) for coturn's TLS listener, for IP address 127.0.0.1.
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
     /// Impair each engine's upload to the coturn like `tc netem delay D J loss L` (which this
     /// machine's kernel lacks), through a user-space UDP relay: DELAY_MS,JITTER_MS,LOSS_PERCENT,
     /// e.g. `20,10,5`. Delays are uniform in DELAY ± JITTER (packets may reorder). Implies
@@ -55,8 +67,17 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     cromulent_bench::init_logging("error");
     let cli = Cli::parse();
+    let relay_over = match cli.relay_over.as_str() {
+        "tcp" => RelayOver::Tcp,
+        "tls" => RelayOver::Tls {
+            cert: cli.tls_cert.context("--relay-over tls needs --tls-cert")?,
+            key: cli.tls_key.context("--relay-over tls needs --tls-key")?,
+        },
+        _ => RelayOver::Udp,
+    };
     let opts = Options {
-        relay: cli.relay,
+        relay: cli.relay || !matches!(relay_over, RelayOver::Udp),
+        relay_over,
         impair: cli.impair,
         impair_seed: cli.seed,
         sample_every: cli.impair.map(|_| Duration::from_millis(250)),
@@ -81,7 +102,11 @@ fn main() -> anyhow::Result<()> {
 fn print_report(opts: &Options, report: &probe::Report) {
     let route = match (opts.relayed(), opts.impair) {
         (false, _) => "direct".to_owned(),
-        (true, None) => "relayed (coturn)".to_owned(),
+        (true, None) => match opts.relay_over {
+            RelayOver::Udp => "relayed (coturn)".to_owned(),
+            RelayOver::Tcp => "relayed (coturn, TURN over TCP)".to_owned(),
+            RelayOver::Tls { .. } => "relayed (coturn, TURN over TLS)".to_owned(),
+        },
         (true, Some(i)) => format!(
             "relayed (coturn), upload delay {:.0} ± {:.0} ms, loss {:.0} %",
             i.delay.as_secs_f64() * 1e3,

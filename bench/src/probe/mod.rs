@@ -43,6 +43,8 @@ use signal::{ClickSource, Emitted, Heard, OnsetSink};
 pub struct Options {
     /// Through a loopback coturn, relay candidates only.
     pub relay: bool,
+    /// How the engines reach that coturn.
+    pub relay_over: RelayOver,
     /// Delay, jitter and loss on each engine's upload to the coturn (implies `relay`).
     pub impair: Option<Impairment>,
     /// Seed of the impairment's random draws.
@@ -102,6 +104,21 @@ impl Options {
     }
 }
 
+/// How relayed engines reach the coturn: the URL the server hands out.
+#[derive(Debug, Clone, Default)]
+pub enum RelayOver {
+    #[default]
+    Udp,
+    /// `turn:…?transport=tcp`.
+    Tcp,
+    /// `turns:` to coturn's TLS listener with this certificate and key (PEM); the engines
+    /// trust it through `SSL_CERT_FILE`, which the caller sets to the certificate.
+    Tls {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+}
+
 /// What both probes run in: a signaling server on a free loopback port; with `relayed`, a
 /// loopback coturn the engines must go through (relay candidates only), behind the
 /// impairment relay when there is an impairment; and a runtime for each engine.
@@ -118,6 +135,7 @@ pub(crate) struct Rig {
 impl Rig {
     pub async fn start(
         relayed: bool,
+        over: RelayOver,
         impair: Option<Impairment>,
         seed: u64,
         engine_threads: Option<usize>,
@@ -125,12 +143,18 @@ impl Rig {
         let relayed = relayed || impair.is_some();
         let turn = if relayed {
             // The tests' coturn harness; 32 relay ports are plenty for two engines.
-            let start = || {
-                Coturn::builder()
-                    .realm("bench.local")
-                    .relay_ports(32)
-                    .try_start()
-            };
+            let mut builder = Coturn::builder().realm("bench.local").relay_ports(32);
+            if let RelayOver::Tls { cert, key } = &over {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                builder = builder.tls(cromulent_test_support::coturn::Tls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    port,
+                });
+            }
+            let start = move || builder.try_start();
             Some(tokio::task::spawn_blocking(start).await??)
         } else {
             None
@@ -144,9 +168,11 @@ impl Rig {
             config.turn.provider = TurnProvider::Coturn;
             config.turn.secret = t.secret().to_owned();
             // The engines learn the TURN address from the server: the relay's, when impaired.
-            config.turn.urls = vec![match &relay {
-                Some(r) => format!("turn:{}", r.local_addr()),
-                None => t.turn_url(),
+            config.turn.urls = vec![match (&relay, &over) {
+                (Some(r), _) => format!("turn:{}", r.local_addr()),
+                (None, RelayOver::Udp) => t.turn_url(),
+                (None, RelayOver::Tcp) => t.turn_tcp_url(),
+                (None, RelayOver::Tls { .. }) => t.turns_url().expect("coturn listens for TLS"),
             }];
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -201,6 +227,7 @@ impl Rig {
 pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let rig = Rig::start(
         opts.relay,
+        opts.relay_over.clone(),
         opts.impair,
         opts.impair_seed,
         opts.engine_threads,
