@@ -10,7 +10,8 @@ it arrives and places the onset inside it by counting samples back from the chun
 
 Usage: device_path.py FIFO SECONDS [GO]  (parec must find the daemon through the environment;
 with GO, silence is written until the file GO exists, then the SECONDS of bursts start)
-Prints one JSON object: the delays in ms, and how many bursts were sent and heard.
+Prints one JSON object: the delays in ms, how many bursts were sent and heard, and the p50 and
+p95 of the delays (nearest rank, null when nothing was heard).
 """
 
 import array
@@ -119,7 +120,10 @@ def main():
         match = [h for h in heard if s <= h < nxt]
         if match:
             delays.append(round((match[0] - s) * 1000, 1))
-    print(json.dumps({"sent": len(sent), "heard": len(delays), "onsets": len(heard), "delays_ms": delays}))
+    d = sorted(delays)
+    pct = lambda p: d[min(len(d) - 1, int(round(p / 100 * (len(d) - 1))))] if d else None
+    print(json.dumps({"sent": len(sent), "heard": len(delays), "onsets": len(heard), "delays_ms": delays,
+                      "p50_ms": pct(50), "p95_ms": pct(95)}))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ PY
   tls=(--no-tls)
   if [ "$relay" = tls ]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
       -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
     tls=(--tls-listening-port="$tls_port" --cert="$tmp/cert.pem" --pkey="$tmp/key.pem")
     export SSL_CERT_FILE=$tmp/cert.pem

@@ -12,7 +12,7 @@ if [[ " $* " == *" --relay-over tls "* ]]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
   export SSL_CERT_FILE=$tmp/cert.pem
   args+=(--tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem")
