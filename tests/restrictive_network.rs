@@ -782,28 +782,11 @@ fn after_an_outage_audio_returns_both_ways() {
 /// coturn's TCP (and UDP) port inside the lab (the harness's standard port in a namespace).
 const TURN_PORT: u16 = 3478;
 
-/// A certificate for the public host's address (an IP SAN: no DNS in the lab), the CA the
-/// clients trust through `SSL_CERT_FILE`, as a private CA is named to them.
-fn tls_for_public(dir: &TempDir) -> coturn::Tls {
-    let key = rcgen::KeyPair::generate().expect("a key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(PUBLIC.into()));
-    let cert = params.self_signed(&key).expect("a certificate");
-    let (cert_path, key_path) = (dir.path("turn-cert.pem"), dir.path("turn-key.pem"));
-    std::fs::write(&cert_path, cert.pem()).expect("write the certificate");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write the key");
-    coturn::Tls {
-        cert: cert_path,
-        key: key_path,
-        port: 443,
-    }
-}
-
-/// coturn on the public host, listening for TLS on 443 too; and the CA file to trust.
+/// coturn on the public host, listening for TLS on 443 too (a certificate for the public
+/// address, which the clients trust through `SSL_CERT_FILE`, as a private CA is named to
+/// them); and that certificate's file.
 fn coturn_with_tls(lab: &Lab, dir: &TempDir) -> (Coturn, std::path::PathBuf) {
-    let tls = tls_for_public(dir);
+    let tls = coturn::Tls::self_signed(dir.root(), PUBLIC.into(), 443);
     let ca = tls.cert.clone();
     let coturn = Coturn::builder()
         .netns(&lab.public, PUBLIC)

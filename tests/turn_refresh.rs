@@ -14,13 +14,16 @@
 //! relayed connections with the new credentials) alice and bob keep talking and carol's calls
 //! come up. Without it (`CROMULENT_ICE_REFRESH=off`) carol never hears alice: the same test
 //! fails, and that run is part of the test.
+//!
+//! The same with the clients reaching coturn over TLS (`turns:`, issue 20): allocation
+//! refreshes and the rebuild with fresh credentials run over the stream as over UDP.
 
 mod support;
 
 use std::time::Duration;
 
 use cromulent::audio::analysis::{rms, tone_power};
-use support::coturn::Coturn;
+use support::coturn::{self, Coturn};
 use support::{Client, Server, TempDir, free_port, read_wav, tail};
 
 const TTL_SECS: u64 = 30;
@@ -36,9 +39,27 @@ struct Outcome {
     rebuilt: bool,
 }
 
-fn run(refresh: bool) -> Outcome {
-    let coturn = Coturn::builder().max_allocate_lifetime(20).start();
-    let url = coturn.turn_url();
+/// How the clients reach coturn.
+#[derive(Clone, Copy, PartialEq)]
+enum Over {
+    Udp,
+    /// `turns:` to coturn's TLS listener, its certificate trusted through `SSL_CERT_FILE`.
+    Tls,
+}
+
+fn run(refresh: bool, over: Over) -> Outcome {
+    let dir = TempDir::new("turn-refresh");
+    let mut builder = Coturn::builder().max_allocate_lifetime(20);
+    let ca = dir.path("turn-cert.pem");
+    if over == Over::Tls {
+        let tls = coturn::Tls::self_signed(dir.root(), [127, 0, 0, 1].into(), free_port());
+        builder = builder.tls(tls);
+    }
+    let coturn = builder.start();
+    let url = match over {
+        Over::Udp => coturn.turn_url(),
+        Over::Tls => coturn.turns_url().expect("coturn listens for TLS"),
+    };
     let ttl = TTL_SECS.to_string();
     let server = Server::start_with(
         free_port(),
@@ -50,9 +71,12 @@ fn run(refresh: bool) -> Outcome {
             ("TURN_TTL", &ttl),
         ],
     );
-    let dir = TempDir::new("turn-refresh");
     let wav = dir.path("bob.wav");
-    let env = [("CROMULENT_ICE_REFRESH", if refresh { "on" } else { "off" })];
+    let ca = ca.display().to_string();
+    let env = [
+        ("CROMULENT_ICE_REFRESH", if refresh { "on" } else { "off" }),
+        ("SSL_CERT_FILE", ca.as_str()),
+    ];
     let relay = ["--join", "General", "--ice-policy", "relay"];
     let start = |name: &str, extra: &[&str]| {
         Client::start_env(&server.url(), name, &[&relay[..], extra].concat(), &env)
@@ -114,7 +138,7 @@ fn run(refresh: bool) -> Outcome {
 
 #[test]
 fn after_the_credentials_expire_relayed_calls_still_work_only_with_the_refresh() {
-    let with = run(true);
+    let with = run(true, Over::Udp);
     assert!(
         with.newcomer_heard,
         "with the refresh, a peer joining after expiry connects through the relay"
@@ -129,9 +153,29 @@ fn after_the_credentials_expire_relayed_calls_still_work_only_with_the_refresh()
         "the relayed connection was rebuilt with fresh credentials"
     );
 
-    let without = run(false);
+    let without = run(false, Over::Udp);
     assert!(
         !without.newcomer_heard,
         "without the refresh, stale credentials cannot allocate: this run must fail"
+    );
+}
+
+#[test]
+fn over_tls_relayed_calls_outlive_their_allocations_and_credentials() {
+    // Allocations of 20 s refreshed over the stream, credentials of 30 s renewed and the
+    // connections rebuilt with them: what the UDP test proves, over `turns:`.
+    let with = run(true, Over::Tls);
+    assert!(
+        with.newcomer_heard,
+        "a peer joining after expiry connects through the TLS relay"
+    );
+    assert!(
+        with.bob_tail_tone >= 0.8,
+        "the original call carries on over TLS: {:.2}",
+        with.bob_tail_tone
+    );
+    assert!(
+        with.rebuilt,
+        "the relayed connection was rebuilt with fresh credentials"
     );
 }

@@ -89,6 +89,26 @@ pub struct Tls {
     pub port: u16,
 }
 
+impl Tls {
+    /// A self-signed certificate for `ip` (an IP address SAN: tests have no DNS), written to
+    /// `dir` as `turn-cert.pem` and `turn-key.pem`, for a listener on `port`. Clients trust it
+    /// as a private CA: `SSL_CERT_FILE` set to [`Tls::cert`].
+    pub fn self_signed(dir: &Path, ip: std::net::IpAddr, port: u16) -> Self {
+        let key = rcgen::KeyPair::generate().expect("a key pair");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
+        let cert = params.self_signed(&key).expect("a self-signed certificate");
+        let (cert_path, key_path) = (dir.join("turn-cert.pem"), dir.join("turn-key.pem"));
+        fs::write(&cert_path, cert.pem()).expect("write the certificate");
+        fs::write(&key_path, key.serialize_pem()).expect("write the key");
+        Self {
+            cert: cert_path,
+            key: key_path,
+            port,
+        }
+    }
+}
+
 /// A running coturn. Dropping it kills the process and removes its directory.
 #[derive(Debug)]
 pub struct Coturn {
