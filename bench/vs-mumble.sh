@@ -29,7 +29,8 @@
 # Installs mumble, mumble-server, xvfb and openssl with apt-get when missing (root), and
 # pulseaudio, pulseaudio-utils, libasound2-plugins through bench/pulse.sh.
 # Usage: bench/vs-mumble.sh [ROUNDS] [SECONDS]   (defaults 5 rounds of 20 s per run;
-#        BIN_DIR=DIR to use prebuilt binaries; MUMBLE_TRANSMIT=continuous|vad)
+#        BIN_DIR=DIR to use prebuilt binaries; MUMBLE_TRANSMIT=continuous|vad;
+#        PROCESSING=none|LIST for our sender's capture processing, default all, as on any microphone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
@@ -61,7 +62,7 @@ fi
 murmurd=$(command -v murmurd || echo /usr/sbin/murmurd)
 
 machine
-echo "# $rounds rounds of $seconds s per run; Mumble $(dpkg-query -W -f '${Version}' mumble 2>/dev/null || echo '?'), murmurd $(dpkg-query -W -f '${Version}' mumble-server 2>/dev/null || echo '?'), Mumble transmits: $transmit"
+echo "# $rounds rounds of $seconds s per run; Mumble $(dpkg-query -W -f '${Version}' mumble 2>/dev/null || echo '?'), murmurd $(dpkg-query -W -f '${Version}' mumble-server 2>/dev/null || echo '?'), Mumble transmits: $transmit; our sender's capture processing: ${PROCESSING:-all}"
 work=$(mktemp -d /tmp/vs-mumble.XXXXXX)
 
 # The processes below PID, recursively (what this script started; not the asking subshell).
@@ -319,7 +320,9 @@ ours_run() { # DIR FRAME_MS
   mkdir -p "$dir"
   # FRAME_MS unset for the client's own default (20 ms). In the background, so that this
   # script's traps fire at once (TERM reaches device-path.sh through timeout: it cleans up).
-  env -u DEVICE -u PROCESSING -u PULSE_TRANSPORT -u FRAME_MS BIN_DIR="$bin" ${2:+FRAME_MS="$2"} \
+  # PROCESSING (our sender's capture processing) is passed on: unset, device-path.sh's
+  # default, all stages, as on any microphone.
+  env -u DEVICE -u PULSE_TRANSPORT -u FRAME_MS BIN_DIR="$bin" ${2:+FRAME_MS="$2"} \
     timeout $((seconds + 180)) bash bench/device-path.sh "$seconds" >"$dir/out" 2>"$dir/err" &
   if ! wait $!; then
     echo "device-path.sh failed: $(tail -1 "$dir/err")" >"$dir/failed"

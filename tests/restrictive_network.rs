@@ -853,6 +853,7 @@ fn call_through(
         })
         .collect();
     let mut paths = Vec::new();
+    let mut joins = Vec::new();
     for client in &mut clients {
         let mut mine = Vec::new();
         let me = client.name.clone();
@@ -867,12 +868,15 @@ fn call_through(
                         && e.json["candidate"].is_string()
                 },
             );
-            client.wait_audio(other.name, LONG);
+            let audio = client.wait_audio(other.name, LONG);
+            // Join → first audio from this peer, for BENCHMARKS.md (issue 20's TLS figure).
+            joins.push(audio.json["ms"].as_u64().unwrap_or(0));
             mine.push((other.name.to_owned(), connected.str("candidate").to_owned()));
         }
         eprintln!("{}: paths {mine:?}", client.name);
         paths.push(mine);
     }
+    eprintln!("JOIN_TO_AUDIO_MS {joins:?}");
     steady();
     std::thread::sleep(Duration::from_secs(2));
     steady();
