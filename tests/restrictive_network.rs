@@ -246,7 +246,7 @@ impl Lab {
                  ip daddr {PUBLIC} tcp dport 443 counter comment \"turn-tls\"
                  ct state established,related accept
                  iifname \"lan\" oifname \"wan\" {allowed}
-                 counter drop
+                 counter drop comment \"dropped\"
                }}
              }}"
         );
@@ -257,46 +257,31 @@ impl Lab {
     /// Packets `site`'s clients sent through its router to the public host: (any UDP — to
     /// coturn's port or to a relayed address —, TCP to port 443), dropped ones included.
     fn turn_packets(&self, site: &Site) -> (u64, u64) {
+        (
+            self.counted(site, "public-udp"),
+            self.counted(site, "turn-tls"),
+        )
+    }
+
+    /// Packets the router of `site` dropped on their way somewhere other than the public host.
+    fn dropped_by(&self, site: &Site) -> u64 {
+        self.counted(site, "dropped")
+    }
+
+    /// The packet count of the counter with `comment` in `site`'s router's forward chain.
+    fn counted(&self, site: &Site, comment: &str) -> u64 {
         let out = Command::new("ip")
             .args(["netns", "exec", &site.router, "nft", "list", "chain", "ip"])
             .args(["cromulent", "forward"])
             .output()
             .expect("run nft");
         let text = String::from_utf8_lossy(&out.stdout);
-        let count = |comment: &str| {
-            text.lines()
-                .find(|l| l.contains(&format!("comment \"{comment}\"")))
-                .and_then(|l| l.split("counter packets ").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no {comment} counter in:\n{text}"))
-        };
-        (count("public-udp"), count("turn-tls"))
-    }
-
-    /// Packets the router of `site` dropped on their way somewhere other than the public host.
-    fn dropped_by(&self, site: &Site) -> u64 {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &site.router,
-                "nft",
-                "list",
-                "chain",
-                "ip",
-                "cromulent",
-                "forward",
-            ])
-            .output()
-            .expect("run nft");
-        let text = String::from_utf8_lossy(&out.stdout);
         text.lines()
-            .find(|l| l.contains("counter") && l.trim_end().ends_with("drop"))
+            .find(|l| l.contains(&format!("comment \"{comment}\"")))
             .and_then(|l| l.split("counter packets ").nth(1))
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no drop counter in:\n{text}"))
+            .unwrap_or_else(|| panic!("no {comment} counter in:\n{text}"))
     }
 
     /// An outage at `site`'s router: every UDP packet through it is dropped until
