@@ -25,3 +25,11 @@ wait_port() {
   echo "nothing listening on port $1" >&2
   return 1
 }
+
+# Reads one number (milliseconds) per line; prints "LABEL: runs N  min … p50 … p95 … max …".
+ms_summary() {
+  sort -n | awk -v label="$1" '{a[NR]=$1} END {
+    if (NR == 0) { print label ": no measurements"; exit 1 }
+    printf "%s: runs %d  min %d ms  p50 %d ms  p95 %d ms  max %d ms\n", label, NR, a[1], a[int((NR+1)/2)], a[int(NR*0.95+0.5)], a[NR]
+  }'
+}

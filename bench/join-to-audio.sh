@@ -90,7 +90,6 @@ for i in $(seq "$runs"); do
 done
 [ -f "$tmp/ms" ] || { echo "no measurements"; exit 1; }
 echo "# paths: $(sort "$tmp/paths" | uniq -c | tr -s ' ' | tr '\n' ' ')"
-sort -n "$tmp/ms" | awk -v path="${relay:+relayed over $relay}" '{a[NR]=$1} END {
-  if (NR == 0) { print "no measurements"; exit 1 }
-  printf "join → first audio %s: runs %d  min %d ms  p50 %d ms  p95 %d ms  max %d ms\n", (path == "" ? "direct" : path), NR, a[1], a[int((NR+1)/2)], a[int(NR*0.95+0.5)], a[NR]
-}'
+path=direct
+[ -n "$relay" ] && path="relayed over $relay"
+ms_summary "join → first audio $path" < "$tmp/ms"

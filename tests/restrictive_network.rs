@@ -244,6 +244,7 @@ impl Lab {
                  type filter hook forward priority filter; policy drop;
                  ip daddr {PUBLIC} meta l4proto udp counter comment \"public-udp\"
                  ip daddr {PUBLIC} tcp dport 443 counter comment \"turn-tls\"
+                 ip daddr != {PUBLIC} meta l4proto udp counter comment \"direct-udp\"
                  ct state established,related accept
                  iifname \"lan\" oifname \"wan\" {allowed}
                  counter drop comment \"dropped\"
@@ -268,6 +269,32 @@ impl Lab {
         self.counted(site, "dropped")
     }
 
+    /// The counts of two counters (by comment) in alice's and in bob's router: `[site][i]`.
+    fn site_counts(&self, comments: [&str; 2]) -> [[u64; 2]; 2] {
+        [&self.alice, &self.bob].map(|site| comments.map(|c| self.counted(site, c)))
+    }
+
+    /// Between two [`Lab::site_counts`] of `[carrier, idle]`, a stretch of two seconds of a
+    /// call: each router passed more than 80 packets (audio, 50 a second) on `carrier` and
+    /// fewer than 10 (a refresh or a keepalive) on `idle`.
+    fn assert_carried_by(&self, comments: [&str; 2], before: [[u64; 2]; 2], after: [[u64; 2]; 2]) {
+        let [carrier, idle] = comments;
+        for (i, site) in [&self.alice, &self.bob].into_iter().enumerate() {
+            let [busy, quiet] = [0, 1].map(|k| after[i][k] - before[i][k]);
+            eprintln!("{}: {carrier} {busy} packets, {idle} {quiet}", site.router);
+            assert!(
+                busy > 80,
+                "{}: the call goes {carrier} ({busy})",
+                site.router
+            );
+            assert!(
+                quiet < 10,
+                "{}: not {idle} ({quiet} vs {busy})",
+                site.router
+            );
+        }
+    }
+
     /// The packet count of the counter with `comment` in `site`'s router's forward chain.
     fn counted(&self, site: &Site, comment: &str) -> u64 {
         let out = Command::new("ip")
@@ -287,13 +314,21 @@ impl Lab {
     /// An outage at `site`'s router: every UDP packet through it is dropped until
     /// [`Lab::restore`] (TCP, and so signaling, still passes).
     fn black_out(&self, site: &Site) {
-        let rules = "table ip blackout {
-                       chain forward {
-                         type filter hook forward priority filter - 10; policy accept;
-                         meta l4proto udp drop
-                       }
-                     }";
-        in_ns(&site.router, "nft", &["-f", "-"], Some(rules)).expect("start the outage");
+        self.block(site, "meta l4proto udp drop");
+    }
+
+    /// Until [`Lab::restore`], `site`'s router also applies `rules` (nft statements, one per
+    /// line) to everything it forwards, before its own firewall.
+    fn block(&self, site: &Site, rules: &str) {
+        let table = format!(
+            "table ip blackout {{
+               chain forward {{
+                 type filter hook forward priority filter - 10; policy accept;
+                 {rules}
+               }}
+             }}"
+        );
+        in_ns(&site.router, "nft", &["-f", "-"], Some(&table)).expect("start blocking");
     }
 
     fn restore(&self, site: &Site) {
@@ -802,7 +837,8 @@ fn home_callers(lab: &Lab) -> Vec<Caller> {
 /// Everyone in `callers` joins General through a server that hands out `turn_urls`, trusting
 /// the certificate at `ca`; each must connect to every other and hear each other's tone.
 /// `steady` runs twice, before and after two seconds of the established call. Returns, per
-/// caller, the local candidate type of each of its paths.
+/// caller, the local candidate type of each of its paths at the end of the call (the first
+/// pair that works carries the call at once; a better one found later takes over).
 fn call_through(
     lab: &Lab,
     coturn: &Coturn,
@@ -812,8 +848,78 @@ fn call_through(
     dir: &TempDir,
     steady: &mut dyn FnMut(),
 ) -> Vec<Vec<(String, String)>> {
+    let (_server, mut clients) = start_call(lab, coturn, turn_urls, ca, callers, dir);
+    let mut joins = Vec::new();
+    for client in &mut clients {
+        let me = client.name.clone();
+        for other in callers.iter().filter(|o| o.name != me) {
+            wait_path(client, other.name, None);
+            let audio = client.wait_audio(other.name, LONG);
+            // Join → first audio from this peer, for BENCHMARKS.md (issue 20's TLS figure).
+            joins.push(audio.json["ms"].as_u64().unwrap_or(0));
+        }
+    }
+    eprintln!("JOIN_TO_AUDIO_MS {joins:?}");
+    steady();
+    std::thread::sleep(Duration::from_secs(2));
+    steady();
+    let paths: Vec<Vec<(String, String)>> = clients
+        .iter_mut()
+        .map(|client| {
+            client.drain();
+            let mine: Vec<(String, String)> = callers
+                .iter()
+                .filter(|o| o.name != client.name)
+                .map(|other| (other.name.to_owned(), last_path(client, other.name)))
+                .collect();
+            eprintln!("{}: paths {mine:?}", client.name);
+            mine
+        })
+        .collect();
+    hang_up_having_heard_everyone(callers, clients, dir);
+    paths
+}
+
+/// The local candidate type of `client`'s latest path to `peer`.
+fn last_path(client: &Client, peer: &str) -> String {
+    client
+        .events("peer")
+        .iter()
+        .rev()
+        .find(|e| e.str("user") == peer && e.json["candidate"].is_string())
+        .map(|e| e.str("candidate").to_owned())
+        .unwrap_or_else(|| panic!("{}: no path to {peer}", client.name))
+}
+
+/// Waits until `client` is connected to `peer` on a path (from a local candidate of type
+/// `local` if given), and returns that local candidate type.
+fn wait_path(client: &mut Client, peer: &str, local: Option<&str>) -> String {
+    let connected = client.wait_for(
+        &format!("peer {peer} connected with a path from {local:?}"),
+        LONG,
+        |e| {
+            e.kind() == "peer"
+                && e.str("user") == peer
+                && e.str("state") == "connected"
+                && e.json["candidate"].is_string()
+                && local.is_none_or(|l| e.str("candidate") == l)
+        },
+    );
+    connected.str("candidate").to_owned()
+}
+
+/// The server (handing out `turn_urls`) and every one of `callers` joining General, each
+/// sending its tone and writing what it hears into `dir`.
+fn start_call(
+    lab: &Lab,
+    coturn: &Coturn,
+    turn_urls: &[String],
+    ca: &std::path::Path,
+    callers: &[Caller],
+    dir: &TempDir,
+) -> (NsServer, Vec<Client>) {
     let urls = turn_urls.join(",");
-    let _server = NsServer::start(
+    let server = NsServer::start(
         lab,
         &[
             ("TURN_PROVIDER", "coturn"),
@@ -823,7 +929,7 @@ fn call_through(
     );
     let url = lab.server_url();
     let wav = |who: &str| dir.path(&format!("{who}.wav"));
-    let mut clients: Vec<Client> = callers
+    let clients: Vec<Client> = callers
         .iter()
         .map(|c| {
             let input = format!("tone:{}", c.tone);
@@ -837,34 +943,13 @@ fn call_through(
             Client::spawn(c.name, cmd)
         })
         .collect();
-    let mut paths = Vec::new();
-    let mut joins = Vec::new();
-    for client in &mut clients {
-        let mut mine = Vec::new();
-        let me = client.name.clone();
-        for other in callers.iter().filter(|o| o.name != me) {
-            let connected = client.wait_for(
-                &format!("peer {} connected with a path", other.name),
-                LONG,
-                |e| {
-                    e.kind() == "peer"
-                        && e.str("user") == other.name
-                        && e.str("state") == "connected"
-                        && e.json["candidate"].is_string()
-                },
-            );
-            let audio = client.wait_audio(other.name, LONG);
-            // Join → first audio from this peer, for BENCHMARKS.md (issue 20's TLS figure).
-            joins.push(audio.json["ms"].as_u64().unwrap_or(0));
-            mine.push((other.name.to_owned(), connected.str("candidate").to_owned()));
-        }
-        eprintln!("{}: paths {mine:?}", client.name);
-        paths.push(mine);
-    }
-    eprintln!("JOIN_TO_AUDIO_MS {joins:?}");
-    steady();
-    std::thread::sleep(Duration::from_secs(2));
-    steady();
+    (server, clients)
+}
+
+/// Ends the call and checks that, in its last second, each of `callers` heard every other
+/// one's tone and not its own.
+fn hang_up_having_heard_everyone(callers: &[Caller], mut clients: Vec<Client>, dir: &TempDir) {
+    let wav = |who: &str| dir.path(&format!("{who}.wav"));
     for client in &mut clients {
         assert!(
             client.terminate().success(),
@@ -892,7 +977,6 @@ fn call_through(
             me.name
         );
     }
-    paths
 }
 
 #[test]
@@ -927,7 +1011,8 @@ fn udp_blocked_clients_talk_through_turn_over_tls_and_a_udp_peer_keeps_udp() {
             "{who} relays everything: {mine:?}"
         );
     }
-    // carol sends from her own UDP socket, into the others' relays.
+    // carol sends from her own UDP socket, into the others' relays (a pair from her own
+    // relay may work first; the host pair, ranked above it, takes over).
     assert!(
         paths[2].iter().all(|(_, local)| local == "host"),
         "carol keeps UDP: {:?}",
@@ -990,17 +1075,71 @@ fn where_udp_gets_out_the_udp_relay_carries_the_call() {
     ];
     let callers = home_callers(&lab);
     let _guard = support::one_call_at_a_time();
+    // Two seconds of the call: audio over UDP (into a relay, or from one); the TLS
+    // allocation idle.
+    let carried = ["public-udp", "turn-tls"];
     let mut counts = Vec::new();
     call_through(&lab, &coturn, &urls, &ca, &callers, &dir, &mut || {
-        counts.push([&lab.alice, &lab.bob].map(|s| lab.turn_packets(s)));
+        counts.push(lab.site_counts(carried));
     });
-    let [before, after] = [counts[0], counts[1]];
-    for (i, site) in [&lab.alice, &lab.bob].into_iter().enumerate() {
-        let (udp, tls) = (after[i].0 - before[i].0, after[i].1 - before[i].1);
-        eprintln!("{}: UDP {udp} packets, TLS {tls}", site.router);
-        // Two seconds of the call: audio at 50 packets/s over UDP (into a relay, or from
-        // one); the TLS allocation idle but for a refresh or a keepalive.
-        assert!(udp > 80, "{}: the call goes over UDP ({udp})", site.router);
-        assert!(tls < 10, "{}: not over TLS ({tls} vs {udp})", site.router);
+    lab.assert_carried_by(carried, counts[0], counts[1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renomination (issue 20): a relay pair is nominated at once, a direct one takes over
+
+/// A call that starts on TURN because the direct path is not there yet (its first checks
+/// lost) moves to the direct path once it works: the controlling agent renominates (our
+/// webrtc-ice, vendor/webrtc-ice/VENDORED.md) and both sides follow. Without that, the first
+/// nominated pair carried the call for good — why relay pairs used to wait 0.5 s.
+#[test]
+fn a_call_started_on_turn_moves_to_the_direct_path_when_it_opens() {
+    let Some(lab) = lab_or_skip(
+        "a_call_started_on_turn_moves_to_the_direct_path_when_it_opens",
+        Firewall::Open,
+    ) else {
+        return;
+    };
+    let dir = TempDir::new("renominate");
+    let coturn = Coturn::builder().netns(&lab.public, PUBLIC).start();
+    // Until released, UDP leaves each home network only for coturn's port: only pairs of
+    // relay candidates can work.
+    for site in [&lab.alice, &lab.bob] {
+        lab.block(
+            site,
+            &format!(
+                "iifname \"lan\" meta l4proto udp ip daddr != {PUBLIC} drop
+                 iifname \"lan\" ip daddr {PUBLIC} udp dport != {TURN_PORT} drop"
+            ),
+        );
     }
+    let callers = home_callers(&lab);
+    let _guard = support::one_call_at_a_time();
+    let no_ca = dir.path("no-ca.pem");
+    let (_server, mut clients) =
+        start_call(&lab, &coturn, &[coturn.turn_url()], &no_ca, &callers, &dir);
+    for (client, peer) in clients.iter_mut().zip(["bob", "alice"]) {
+        let first = wait_path(client, peer, None);
+        assert_eq!(first, "relay", "{}: the call starts on TURN", client.name);
+        client.wait_audio(peer, LONG);
+    }
+    for site in [&lab.alice, &lab.bob] {
+        lab.restore(site);
+    }
+    let opened = Instant::now();
+    for (client, peer) in clients.iter_mut().zip(["bob", "alice"]) {
+        wait_path(client, peer, Some("host"));
+        eprintln!(
+            "{}: on the direct path {:?} after it opened",
+            client.name,
+            opened.elapsed()
+        );
+    }
+    // Two seconds of the call: audio straight to the other home network, nothing through
+    // coturn.
+    let carried = ["direct-udp", "public-udp"];
+    let before = lab.site_counts(carried);
+    std::thread::sleep(Duration::from_secs(2));
+    lab.assert_carried_by(carried, before, lab.site_counts(carried));
+    hang_up_having_heard_everyone(&callers, clients, &dir);
 }

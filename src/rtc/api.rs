@@ -108,18 +108,15 @@ fn setting_engine(config: &PeerConfig) -> SettingEngine {
     s.set_ice_timeouts(Some(t.disconnected), Some(t.failed), Some(t.keepalive));
     // Acceptance waits: a pair is only nominated once the wait for the type of both its
     // candidates has passed since the agent started (webrtc-ice agent_selector.rs:69-107).
-    // Defaults are srflx 0.5 s, prflx 1 s, relay 2 s. prflx must be 0: with trickle ICE the
-    // controlling side usually learns the remote through its checks (prflx) before the
-    // remote's candidate arrives, and would then wait 1 s. srflx 0: the usual Internet path.
+    // Defaults are srflx 0.5 s, prflx 1 s, relay 2 s. All 0: the first pair that works
+    // carries the call at once, and our webrtc-ice renominates a better one that succeeds
+    // later (vendor/webrtc-ice/VENDORED.md), as libwebrtc switches. prflx especially: with
+    // trickle ICE the controlling side usually learns the remote through its checks (prflx)
+    // before the remote's candidate arrives. Relay: a UDP-blocked network's TLS relay was
+    // held 0.5 s (2 s by default) only so that a direct path could not be lost.
     s.set_srflx_acceptance_min_wait(Some(Duration::ZERO));
     s.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
-    // Relay-only has nothing better to wait for (2 s -> ~30 ms to connected on loopback).
-    let relay_wait = if config.relay_only {
-        Duration::ZERO
-    } else {
-        t.relay_acceptance_wait
-    };
-    s.set_relay_acceptance_min_wait(Some(relay_wait));
+    s.set_relay_acceptance_min_wait(Some(Duration::ZERO));
     // No mDNS: hosts are announced by IP (a terminal client has no browser privacy story to
     // keep, and mDNS would multicast on every interface).
     s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);

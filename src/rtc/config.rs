@@ -39,11 +39,6 @@ pub struct IceTimeouts {
     /// Interval of STUN consent checks on the selected pair; these keep a silent (muted,
     /// push-to-talk) call alive, so it must be well below `disconnected`.
     pub keepalive: Duration,
-    /// How long after ICE starts a relayed pair may be nominated when direct paths are
-    /// allowed too (ignored with `relay_only`, where it is 0). The controlling agent never
-    /// re-nominates, so a relay pair nominated early sticks even if a direct one succeeds a
-    /// moment later; webrtc's default is 2 s.
-    pub relay_acceptance_wait: Duration,
 }
 
 impl Default for IceTimeouts {
@@ -52,7 +47,6 @@ impl Default for IceTimeouts {
             disconnected: Duration::from_secs(6),
             failed: Duration::from_secs(7),
             keepalive: Duration::from_secs(4),
-            relay_acceptance_wait: Duration::from_millis(500),
         }
     }
 }

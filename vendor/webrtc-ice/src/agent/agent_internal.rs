@@ -89,6 +89,11 @@ pub struct AgentInternal {
     // Tracks the last time a STUN consent binding request was sent (nanos since UNIX_EPOCH).
     // Used to enforce RFC 7675 consent freshness independently of media traffic.
     pub(crate) last_consent_ping: AtomicU64,
+
+    /// Cromulent: the controlling agent is connected but still checking pairs that rank above
+    /// the selected one (or nominating one of them), so the check loop keeps its
+    /// `check_interval` instead of slowing to the keepalive interval.
+    pub(crate) seeking_better_pair: AtomicBool,
 }
 
 impl AgentInternal {
@@ -167,6 +172,7 @@ impl AgentInternal {
             agent_conn: Arc::new(AgentConn::new()),
 
             last_consent_ping: AtomicU64::new(0),
+            seeking_better_pair: AtomicBool::new(false),
         };
 
         let chan_receivers = ChanReceivers {
@@ -281,6 +287,13 @@ impl AgentInternal {
                             // While connecting, check candidates more frequently
                             update_interval(check_interval);
                         }
+                        // Cromulent: while a better pair than the selected one is still being
+                        // checked, at the checking pace (see `seek_better_pair`).
+                        ConnectionState::Connected
+                            if ai.seeking_better_pair.load(Ordering::SeqCst) =>
+                        {
+                            update_interval(check_interval);
+                        }
                         ConnectionState::Connected | ConnectionState::Disconnected => {
                             update_interval(keepalive_interval);
                         }
@@ -368,7 +381,15 @@ impl AgentInternal {
     }
 
     pub(crate) async fn ping_all_candidates(&self) {
-        log::trace!("[{}]: pinging all candidates", self.get_name(),);
+        self.ping_candidates(None).await;
+    }
+
+    /// Checks the pairs still waiting or in progress (failed ones every
+    /// FAILED_PAIR_RECHECK_TICKS calls) — Cromulent: only those ranking above `above` if
+    /// given. Whether any pair still waiting or in progress was checked.
+    pub(crate) async fn ping_candidates(&self, above: Option<u64>) -> bool {
+        log::trace!("[{}]: pinging candidates above {above:?}", self.get_name());
+        let mut pending = false;
 
         let mut pairs: Vec<(
             Arc<dyn Candidate + Send + Sync>,
@@ -384,6 +405,9 @@ impl AgentInternal {
                 );
             }
             for p in &mut *checklist {
+                if above.is_some_and(|floor| p.priority() <= floor) {
+                    continue;
+                }
                 let p_state = p.state.load(Ordering::SeqCst);
                 if p_state == CandidatePairState::Failed as u8 {
                     // Cromulent: a pair whose checks ran out is checked again every
@@ -421,6 +445,7 @@ impl AgentInternal {
                     let local = p.local.clone();
                     let remote = p.remote.clone();
                     pairs.push((local, remote));
+                    pending = true;
                 }
             }
         }
@@ -428,6 +453,7 @@ impl AgentInternal {
         for (local, remote) in pairs {
             self.ping_candidate(&local, &remote).await;
         }
+        pending
     }
 
     pub(crate) async fn add_pair(

@@ -130,6 +130,41 @@ impl AgentInternal {
         true
     }
 
+    /// Cromulent: renomination. The controlling agent selected `selected` but pairs ranking
+    /// above it may still succeed (a relay pair is often valid first: no acceptance wait is
+    /// needed for it any more). Nominates the best valid pair if it ranks higher, else checks
+    /// the higher pairs still pending (failed ones now and then: a path can come back).
+    /// Whether it is still seeking at the checking pace. The controlled side checks those
+    /// pairs too and follows a nomination of a higher-ranking pair (`follows_nomination`),
+    /// as RFC 8445 §8.1.1 lets an agent with aggressive nomination end on the highest
+    /// nominated pair.
+    async fn seek_better_pair(&self, selected: &Arc<CandidatePair>) -> bool {
+        if let Some(best) = self.agent_conn.get_best_valid_candidate_pair().await {
+            if best.priority() > selected.priority() && self.renominate(&best).await {
+                return true;
+            }
+        }
+        self.ping_candidates(Some(selected.priority())).await
+    }
+
+    /// Cromulent: sends a nomination on the valid pair `p` while the agent is connected on
+    /// another, counting it as a check: a pair that stops answering fails after
+    /// `max_binding_requests` of them. Whether it was sent.
+    async fn renominate(&self, p: &Arc<CandidatePair>) -> bool {
+        if !(self.is_nominatable(&p.local) && self.is_nominatable(&p.remote)) {
+            return false;
+        }
+        if p.binding_request_count.fetch_add(1, Ordering::SeqCst) >= self.max_binding_requests {
+            p.state
+                .store(CandidatePairState::Failed as u8, Ordering::SeqCst);
+            return false;
+        }
+        log::trace!("renominating ({}, {})", p.local, p.remote);
+        *self.nominated_pair.lock().await = Some(Arc::clone(p));
+        self.nominate_pair().await;
+        true
+    }
+
     async fn nominate_pair(&self) {
         let result = {
             let nominated_pair = self.nominated_pair.lock().await;
@@ -260,11 +295,14 @@ impl ControllingSelector for AgentInternal {
             nominated_pair.is_some()
         };
 
-        if self.agent_conn.get_selected_pair().is_some() {
+        if let Some(selected) = self.agent_conn.get_selected_pair() {
             if self.validate_selected_pair().await {
                 log::trace!("[{}]: checking keepalive", self.get_name());
                 self.check_keepalive().await;
             }
+            // Cromulent: renomination.
+            let seeking = self.seek_better_pair(&selected).await;
+            self.seeking_better_pair.store(seeking, Ordering::SeqCst);
         } else if nominated_pair_is_some {
             self.nominate_pair().await;
         } else if !self.nominate_best_valid_pair().await {
@@ -320,7 +358,8 @@ impl ControllingSelector for AgentInternal {
             }
 
             log::trace!("inbound STUN (SuccessResponse) from {remote} to {local}");
-            let selected_pair_is_none = self.agent_conn.get_selected_pair().is_none();
+            let selected = self.agent_conn.get_selected_pair();
+            let selected_pair_is_none = selected.is_none();
 
             if let Some(p) = self.find_pair(local, remote).await {
                 p.state
@@ -332,13 +371,21 @@ impl ControllingSelector for AgentInternal {
                     pending_request.is_use_candidate,
                     selected_pair_is_none
                 );
-                if pending_request.is_use_candidate && selected_pair_is_none {
+                if pending_request.is_use_candidate && follows_nomination(selected.as_ref(), &p) {
                     self.set_selected_pair(Some(Arc::clone(&p))).await;
                 } else if selected_pair_is_none && self.nominated_pair.lock().await.is_none() {
                     // Cromulent: nominate as soon as a pair is valid rather than on the next
                     // check tick (up to `check_interval`, 200 ms, later): the tick added
                     // that much to one call start in five.
                     self.nominate_best_valid_pair().await;
+                } else if !pending_request.is_use_candidate
+                    && selected.is_some_and(|s| p.priority() > s.priority())
+                {
+                    // Cromulent: renomination, at once — a fresh count of attempts.
+                    p.binding_request_count.store(0, Ordering::SeqCst);
+                    if self.renominate(&p).await {
+                        self.seeking_better_pair.store(true, Ordering::SeqCst);
+                    }
                 }
             } else {
                 // This shouldn't happen
@@ -428,11 +475,16 @@ impl ControlledSelector for AgentInternal {
         // A lite selector should not contact candidates
         if self.lite.load(Ordering::SeqCst) {
             self.validate_selected_pair().await;
-        } else if self.agent_conn.get_selected_pair().is_some() {
+        } else if let Some(selected) = self.agent_conn.get_selected_pair() {
             if self.validate_selected_pair().await {
                 log::trace!("[{}]: checking keepalive", self.get_name());
                 self.check_keepalive().await;
             }
+            // Cromulent: renomination needs both sides to keep checking the pairs above the
+            // selected one — behind a NAT or a stateful firewall, the controlling side's
+            // checks get in only after ours went out.
+            let seeking = self.ping_candidates(Some(selected.priority())).await;
+            self.seeking_better_pair.store(seeking, Ordering::SeqCst);
         } else {
             self.ping_all_candidates().await;
         }
@@ -499,7 +551,7 @@ impl ControlledSelector for AgentInternal {
                 log::trace!("Found valid candidate pair: {p}");
 
                 if p.nominate_on_binding_success.load(Ordering::SeqCst)
-                    && self.agent_conn.get_selected_pair().is_none()
+                    && follows_nomination(self.agent_conn.get_selected_pair().as_ref(), &p)
                 {
                     self.set_selected_pair(Some(Arc::clone(&p))).await;
                 }
@@ -536,7 +588,7 @@ impl ControlledSelector for AgentInternal {
                     // previously sent by this pair produced a successful response and
                     // generated a valid pair (Section 7.2.5.3.2).  The agent sets the
                     // nominated flag value of the valid pair to true.
-                    if self.agent_conn.get_selected_pair().is_none() {
+                    if follows_nomination(self.agent_conn.get_selected_pair().as_ref(), &p) {
                         self.set_selected_pair(Some(Arc::clone(&p))).await;
                     }
                 } else {
@@ -556,4 +608,12 @@ impl ControlledSelector for AgentInternal {
             self.ping_candidate(local, remote).await;
         }
     }
+}
+
+/// Cromulent: whether a nominated valid pair `p` becomes the selected pair — when none is
+/// selected yet, or when it ranks above the selected one (renomination, see
+/// `seek_better_pair`): the selection only ever moves up, so nominations of several pairs in
+/// any order end on the highest.
+fn follows_nomination(selected: Option<&Arc<CandidatePair>>, p: &Arc<CandidatePair>) -> bool {
+    selected.is_none_or(|s| p.priority() > s.priority())
 }
