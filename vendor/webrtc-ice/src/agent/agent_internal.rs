@@ -94,6 +94,12 @@ pub struct AgentInternal {
     /// the selected one (or nominating one of them), so the check loop keeps its
     /// `check_interval` instead of slowing to the keepalive interval.
     pub(crate) seeking_better_pair: AtomicBool,
+
+    /// Cromulent: set by `Agent::restart`; the check loop then times the checking state
+    /// afresh. Without it a restart of an agent that was already checking (a restart during
+    /// an outage, then another) kept the first one's start: the agent went `Failed` moments
+    /// after the new restart, and stopped checking for good.
+    pub(crate) restarted: AtomicBool,
 }
 
 impl AgentInternal {
@@ -173,6 +179,7 @@ impl AgentInternal {
 
             last_consent_ping: AtomicU64::new(0),
             seeking_better_pair: AtomicBool::new(false),
+            restarted: AtomicBool::new(false),
         };
 
         let chan_receivers = ChanReceivers {
@@ -230,7 +237,11 @@ impl AgentInternal {
         }
         if self.connection_state.load(Ordering::SeqCst) == ConnectionState::Checking as u8 {
             // We have just entered checking for the first time so update our checking timer
-            if *last_connection_state as u8 != self.connection_state.load(Ordering::SeqCst) {
+            // (Cromulent: or been restarted while checking).
+            let restarted = self.restarted.swap(false, Ordering::SeqCst);
+            if restarted
+                || *last_connection_state as u8 != self.connection_state.load(Ordering::SeqCst)
+            {
                 *checking_duration = Instant::now();
             }
 

@@ -1807,6 +1807,37 @@ async fn test_agent_restart_when_closed() -> Result<()> {
     Ok(())
 }
 
+/// Cromulent: a restart of an agent that is still checking times the checking state afresh
+/// (it used to keep the first start, and went `Failed` just after the restart).
+#[tokio::test]
+async fn test_agent_restart_while_checking_times_checking_afresh() -> Result<()> {
+    let half = Duration::from_millis(500);
+    let agent = Agent::new(AgentConfig {
+        disconnected_timeout: Some(half),
+        failed_timeout: Some(half),
+        check_interval: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await?;
+    let state = || ConnectionState::from(agent.internal.connection_state.load(Ordering::SeqCst));
+    // Checking towards nobody: it fails after disconnected + failed = 1 s.
+    agent
+        .internal
+        .start_connectivity_checks(true, "ufrag".to_owned(), "pwd".repeat(8))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(state(), ConnectionState::Checking);
+    agent.restart(String::new(), String::new()).await?;
+    // 1.2 s after the first start, 0.6 s after the restart: still checking.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(state(), ConnectionState::Checking, "failed on the first start's clock");
+    // And the restart's own clock still runs out.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(state(), ConnectionState::Failed);
+    agent.close().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn test_agent_restart_one_side() -> Result<()> {
     let one_second = Duration::from_secs(1);

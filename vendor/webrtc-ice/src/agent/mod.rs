@@ -431,6 +431,8 @@ impl Agent {
         // Restart is used by NewAgent. Accept/Connect should be used to move to checking
         // for new Agents
         if self.internal.connection_state.load(Ordering::SeqCst) != ConnectionState::New as u8 {
+            // Cromulent: the checking state is timed from now (see `restarted`).
+            self.internal.restarted.store(true, Ordering::SeqCst);
             self.internal
                 .update_connection_state(ConnectionState::Checking)
                 .await;
