@@ -16,6 +16,7 @@ use cromulent_protocol::{
 use crate::auth::Identity;
 use crate::config::ChannelConfig;
 
+mod cluster;
 mod lookalikes;
 
 use lookalikes::Lookalikes;
@@ -45,6 +46,9 @@ pub enum Effect {
         before: Option<MessageId>,
         limit: u32,
     },
+    /// Cluster mode: ask the cluster edge (Redis) for this; what it answers comes back as
+    /// [`Hub::cluster_input`].
+    Cluster(crate::cluster::wire::Op),
 }
 
 /// A user's talk flags as shown to others.
@@ -100,6 +104,9 @@ pub struct Hub {
     watchers: HashMap<ChannelId, BTreeSet<ConnId>>,
     next_message: MessageId,
     max_chat_chars: usize,
+    /// Cluster mode: the replica of every seat in the cluster. `None` (one instance): the
+    /// rules below run on this process's memory alone, as they always have.
+    cluster: Option<cluster::Replica>,
 }
 
 /// The parts of a `hello` the hub needs.
@@ -139,6 +146,7 @@ impl Hub {
             watchers: HashMap::new(),
             next_message: 1,
             max_chat_chars: 2_000,
+            cluster: None,
         }
     }
 
@@ -190,7 +198,13 @@ impl Hub {
         }
         self.by_conn.insert(a.conn, sid);
         fx.push(Effect::Send(a.conn, self.welcome(sid, true)));
-        if let Some(channel) = self.session(sid).channel {
+        if self.cluster.is_some() {
+            if let Some(channel) = self.session(sid).channel {
+                fx.extend(self.cluster_handover(a.conn, sid, channel, a.ice));
+            } else if let Some(channel) = self.session_mut(sid).last_channel.take() {
+                fx.extend(self.cluster_seat(sid, channel, a.ice));
+            }
+        } else if let Some(channel) = self.session(sid).channel {
             // The old connection still held the seat: hand it over, as a new instance.
             let instance = self.bump_instance();
             self.session_mut(sid).instance = instance;
@@ -223,7 +237,9 @@ impl Hub {
             return Vec::new();
         };
         let mut fx = Vec::new();
-        if let Some(channel) = self.session(sid).channel {
+        if self.cluster.is_some() {
+            fx.extend(self.cluster_detach(sid));
+        } else if let Some(channel) = self.session(sid).channel {
             fx.extend(self.unseat(sid));
             self.session_mut(sid).last_channel = Some(channel);
         }
@@ -263,6 +279,9 @@ impl Hub {
                 Some(channel),
             )];
         }
+        if self.cluster.is_some() {
+            return self.cluster_seat(sid, channel, ice);
+        }
         let user = &self.session(sid).identity.user;
         if let Some(&holder) = self.seats.get(user) {
             // Invariant: every seat's holder is a live session seated in a channel.
@@ -295,6 +314,9 @@ impl Hub {
         let Some(sid) = self.by_conn.get(&conn).copied() else {
             return Vec::new();
         };
+        if self.cluster.is_some() {
+            return self.cluster_leave(conn, sid);
+        }
         let Some(channel) = self.session(sid).channel else {
             return vec![not_in_voice(conn)];
         };
@@ -319,6 +341,10 @@ impl Hub {
             return Vec::new();
         }
         session.flags = flags;
+        if self.cluster.is_some() {
+            return self.cluster_flags(sid);
+        }
+        let session = self.session(sid);
         match session.channel {
             Some(channel) => vec![self.presence(vec![(PresenceOp::Update, channel, sid)])],
             None => Vec::new(),
@@ -330,6 +356,9 @@ impl Hub {
         let Some(sid) = self.by_conn.get(&conn).copied() else {
             return Vec::new();
         };
+        if self.cluster.is_some() {
+            return self.cluster_relay(conn, sid, to, signal);
+        }
         let from = self.session(sid);
         let Some(channel) = from.channel else {
             return vec![not_in_voice(conn)];
@@ -340,15 +369,7 @@ impl Hub {
             .copied()
             .filter(|&t| t != sid && self.session(t).channel == Some(channel));
         let Some(target_conn) = target.and_then(|t| self.session(t).conn) else {
-            return vec![error(
-                conn,
-                ErrorReason::PeerNotFound,
-                format!(
-                    "{:?} is not in your voice channel",
-                    to.chars().take(64).collect::<String>()
-                ),
-                Some(channel),
-            )];
+            return vec![peer_not_found(conn, to, channel)];
         };
         vec![Effect::Send(
             target_conn,
@@ -463,6 +484,9 @@ impl Hub {
     }
 
     pub fn snapshot(&self) -> Vec<ChannelInfo> {
+        if self.cluster.is_some() {
+            return self.cluster_snapshot();
+        }
         self.channels
             .iter()
             .map(|c| ChannelInfo {
@@ -688,6 +712,18 @@ fn not_found(conn: ConnId, channel: ChannelId) -> Effect {
         conn,
         ErrorReason::NotFound,
         format!("no channel with id {channel}"),
+        Some(channel),
+    )
+}
+
+fn peer_not_found(conn: ConnId, to: &str, channel: ChannelId) -> Effect {
+    error(
+        conn,
+        ErrorReason::PeerNotFound,
+        format!(
+            "{:?} is not in your voice channel",
+            to.chars().take(64).collect::<String>()
+        ),
         Some(channel),
     )
 }

@@ -8,6 +8,8 @@
 //! released and the `leave` broadcast at once, whether or not it ever reads again.
 //! Chat messages go out live first; the history's writes and reads go to the chat store's
 //! thread in the same order ([`crate::chat_store`]), so the hub never waits on the disk.
+//! In cluster mode the same holds for Redis: requests go to the cluster edge
+//! ([`crate::cluster::edge`]) in order, and its reports come back as one more input.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::chat_store::{Job, StoreHandle};
+use crate::cluster::edge::Link;
+use crate::cluster::wire::{Input, Op};
 use crate::hub::{Attach, ConnId, Effect, Hub, VoiceFlags};
 use crate::outbound::OutboundTx;
 
@@ -95,10 +99,31 @@ struct Registered {
     kick: oneshot::Sender<ErrorReason>,
 }
 
-/// Start the hub task. It ends when every [`HubHandle`] is dropped.
-pub fn spawn(hub: Hub, expire_every: Duration, store: StoreHandle) -> HubHandle {
+/// Where the hub's effects go besides the clients: the chat store, and in cluster mode the
+/// cluster edge.
+struct Outlets {
+    store: StoreHandle,
+    cluster: Option<mpsc::UnboundedSender<Op>>,
+}
+
+/// Start the hub task (in cluster mode with its `cluster` link). It ends when every
+/// [`HubHandle`] is dropped, and then lets go of the link.
+pub fn spawn(
+    hub: Hub,
+    expire_every: Duration,
+    store: StoreHandle,
+    cluster: Option<Link>,
+) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(hub, rx, expire_every, store));
+    let (ops, inputs) = match cluster {
+        Some(link) => (Some(link.ops), Some(link.inputs)),
+        None => (None, None),
+    };
+    let outlets = Outlets {
+        store,
+        cluster: ops,
+    };
+    tokio::spawn(run(hub, rx, expire_every, outlets, inputs));
     HubHandle { tx }
 }
 
@@ -106,7 +131,8 @@ async fn run(
     mut hub: Hub,
     mut rx: mpsc::UnboundedReceiver<Command>,
     expire_every: Duration,
-    store: StoreHandle,
+    outlets: Outlets,
+    mut inputs: Option<mpsc::UnboundedReceiver<Input>>,
 ) {
     let mut conns: HashMap<ConnId, Registered> = HashMap::new();
     let mut expire = tokio::time::interval(expire_every);
@@ -115,12 +141,24 @@ async fn run(
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let effects = apply(&mut hub, &mut conns, cmd);
-                carry_out(&mut hub, &mut conns, &store, effects);
+                carry_out(&mut hub, &mut conns, &outlets, effects);
+            }
+            Some(input) = next_input(&mut inputs) => {
+                let effects = hub.cluster_input(input);
+                carry_out(&mut hub, &mut conns, &outlets, effects);
             }
             _ = expire.tick() => hub.expire(Instant::now()),
         }
     }
     tracing::debug!("hub task finished");
+}
+
+/// The cluster edge's next report; never, without a cluster (or once the edge is gone).
+async fn next_input(inputs: &mut Option<mpsc::UnboundedReceiver<Input>>) -> Option<Input> {
+    match inputs {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, cmd: Command) -> Vec<Effect> {
@@ -168,12 +206,12 @@ pub fn unix_ms() -> u64 {
 fn carry_out(
     hub: &mut Hub,
     conns: &mut HashMap<ConnId, Registered>,
-    store: &StoreHandle,
+    outlets: &Outlets,
     effects: Vec<Effect>,
 ) {
     let mut effects = effects;
     loop {
-        let slow = deliver_all(conns, store, effects);
+        let slow = deliver_all(conns, outlets, effects);
         if slow.is_empty() {
             return;
         }
@@ -191,9 +229,10 @@ fn carry_out(
 /// Carry out one batch of effects; the connections whose queue was full.
 fn deliver_all(
     conns: &mut HashMap<ConnId, Registered>,
-    store: &StoreHandle,
+    outlets: &Outlets,
     effects: Vec<Effect>,
 ) -> Vec<ConnId> {
+    let store = &outlets.store;
     let mut slow = Vec::new();
     for effect in effects {
         match effect {
@@ -224,6 +263,12 @@ fn deliver_all(
                 }
             }
             Effect::Store(message) => store.send(Job::Insert(message)),
+            Effect::Cluster(op) => {
+                if let Some(ops) = &outlets.cluster {
+                    // The edge ends only after the hub; a failed send means shutdown.
+                    let _ = ops.send(op);
+                }
+            }
             Effect::Page {
                 conn,
                 channel,

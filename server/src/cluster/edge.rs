@@ -1,0 +1,228 @@
+//! The cluster's I/O: two tasks between the hub and Redis. `commands` carries out the hub's
+//! [`Op`]s in order on one reconnecting connection and renews this node's lease (reaping
+//! lapsed ones) every `renew_ms`; `subscription` listens to the presence events and this
+//! node's inbox, and after every (re)subscription hands the hub a fresh snapshot, so a lost
+//! connection costs a resync, never a wrong replica.
+//!
+//! Redis being down never ends either task or any client connection: requests fail (a join
+//! is answered `voice_unavailable`), failures are logged, and both tasks try again. It must
+//! never hold a seat rule: that is the hub's and the scripts'.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::board::{Board, Keys};
+use super::wire::{Input, NodeId, Op, SeatOutcome};
+use crate::config::ClusterConfig;
+
+/// Pause before subscribing again after the subscription failed or ended.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(250);
+
+/// The hub's two ends of its link to the cluster edge.
+pub struct Link {
+    pub ops: mpsc::UnboundedSender<Op>,
+    pub inputs: mpsc::UnboundedReceiver<Input>,
+}
+
+/// The running edge; [`Edge::stop`] ends it.
+pub struct Edge {
+    commands: JoinHandle<()>,
+    subscription: JoinHandle<()>,
+}
+
+/// Start the edge for a new node of `config`'s cluster. Fails only for a URL that is not a
+/// Redis URL (checked by config validation already); Redis itself is reached later.
+pub fn start(config: &ClusterConfig) -> redis::RedisResult<(NodeId, Link, Edge)> {
+    let node = format!("{}-{:08x}", config.instance_id, rand::random::<u32>());
+    let client = redis::Client::open(config.redis_url.as_str())?;
+    let board = Board::new(&client, config, &node)?;
+    let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+    let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
+    tracing::info!(
+        node,
+        "cluster mode: sharing seats and presence through Redis"
+    );
+    let commands = tokio::spawn(commands(
+        board.clone(),
+        ops_rx,
+        inputs_tx.clone(),
+        config.renew_every(),
+    ));
+    let subscription = tokio::spawn(subscription(client, board, inputs_tx));
+    let link = Link {
+        ops: ops_tx,
+        inputs: inputs_rx,
+    };
+    Ok((
+        node,
+        link,
+        Edge {
+            commands,
+            subscription,
+        },
+    ))
+}
+
+impl Edge {
+    /// Stop listening; wait (at most `deadline`) for the commands still queued and the
+    /// release of this node's seats, which follow once the hub has let go of its link.
+    pub async fn stop(self, deadline: Duration) {
+        self.subscription.abort();
+        if tokio::time::timeout(deadline, self.commands).await.is_err() {
+            tracing::warn!("cluster: queued Redis commands not finished in time");
+        }
+    }
+}
+
+async fn commands(
+    mut board: Board,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    inputs: mpsc::UnboundedSender<Input>,
+    renew_every: Duration,
+) {
+    let mut renew = tokio::time::interval(renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut snapshot_wanted = false;
+    loop {
+        tokio::select! {
+            // The lease first: at start, no seat is asked for before it exists.
+            biased;
+            _ = renew.tick() => {
+                match board.keep_alive().await {
+                    Ok(0) => {}
+                    Ok(released) => tracing::info!(released, "cluster: released the seats of lapsed instances"),
+                    Err(e) => tracing::warn!(error = %e, "cluster: cannot renew this instance's lease"),
+                }
+                if snapshot_wanted {
+                    snapshot_wanted = !send_snapshot(&mut board, &inputs).await;
+                }
+            }
+            op = ops.recv() => {
+                let Some(op) = op else { break };
+                if let Op::Snapshot = op {
+                    snapshot_wanted = !send_snapshot(&mut board, &inputs).await;
+                } else {
+                    perform(&mut board, op, &inputs).await;
+                }
+            }
+        }
+    }
+    match board.retire().await {
+        Ok(released) => tracing::info!(released, "cluster: left the cluster"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: could not release this instance's seats; they lapse with its lease")
+        }
+    }
+}
+
+async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input>) {
+    let done = match op {
+        Op::Seat {
+            session,
+            user,
+            channel,
+            member,
+        } => {
+            let mut outcome = board.seat(session, &user, channel, &member).await;
+            if let Ok(SeatOutcome::Unavailable) = outcome {
+                // This node's lease is gone (Redis restarted empty, or it lapsed and its seats
+                // were released): this node is alive, so take a new one and ask again.
+                if board.keep_alive().await.is_ok() {
+                    outcome = board.seat(session, &user, channel, &member).await;
+                }
+            }
+            let outcome = outcome.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, user, "cluster: join guard unreachable");
+                SeatOutcome::Unavailable
+            });
+            let _ = inputs.send(Input::Seat {
+                session,
+                channel,
+                outcome,
+            });
+            Ok(())
+        }
+        Op::Unseat { session, user, why } => board.unseat(session, &user, why).await,
+        Op::Update {
+            session,
+            user,
+            member,
+            fresh,
+        } => board.update(session, &user, &member, fresh).await,
+        Op::Forward { node, forward } => board.forward(&node, &forward).await,
+        Op::Snapshot => Ok(()),
+    };
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "cluster: a Redis request failed");
+    }
+}
+
+/// True when the snapshot reached the hub.
+async fn send_snapshot(board: &mut Board, inputs: &mpsc::UnboundedSender<Input>) -> bool {
+    match board.snapshot().await {
+        Ok(snapshot) => {
+            let _ = inputs.send(Input::Snapshot(snapshot));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: cannot read the seats; trying again");
+            false
+        }
+    }
+}
+
+async fn subscription(
+    client: redis::Client,
+    mut board: Board,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    while !inputs.is_closed() {
+        if let Err(e) = listen(&client, &mut board, &inputs).await {
+            tracing::warn!(error = %e, "cluster: presence subscription failed; subscribing again");
+        } else {
+            tracing::warn!("cluster: presence subscription ended; subscribing again");
+        }
+        tokio::time::sleep(RESUBSCRIBE_AFTER).await;
+    }
+}
+
+/// Subscribe, hand the hub a snapshot taken after the subscription began (so no event falls
+/// between them), then pass every message on until the connection ends.
+async fn listen(
+    client: &redis::Client,
+    board: &mut Board,
+    inputs: &mpsc::UnboundedSender<Input>,
+) -> redis::RedisResult<()> {
+    let keys: Keys = board.keys.clone();
+    let connect = client.get_async_pubsub();
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), connect)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    pubsub.subscribe(&keys.presence).await?;
+    pubsub.subscribe(&keys.inbox).await?;
+    let snapshot = board.snapshot().await?;
+    let _ = inputs.send(Input::Snapshot(snapshot));
+    let mut messages = pubsub.into_on_message();
+    while let Some(msg) = messages.next().await {
+        let payload = msg.get_payload_bytes();
+        let input = if msg.get_channel_name() == keys.presence {
+            serde_json::from_slice(payload).map(Input::Event)
+        } else {
+            serde_json::from_slice(payload).map(Input::Forwarded)
+        };
+        match input {
+            Ok(input) => {
+                if inputs.send(input).is_err() {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, channel = msg.get_channel_name(), "cluster: skipping a message that does not decode")
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,569 @@
+//! The hub's rules in cluster mode (`[cluster]`): the same promises as one instance, with the
+//! seats held in Redis. Still pure: requests become [`Op`]s for the cluster edge, and what
+//! the edge reports ([`Input`]) becomes messages for clients.
+//!
+//! The hub keeps a replica of every seat of the cluster, changed only by the events in their
+//! one global order (`seq`), and answers from it: the welcome's snapshot, `joined`'s peers,
+//! who may be signalled. A client is told it sits (`joined`) when the event that seated it
+//! arrives, so its peers are exactly the replica at that point and every later change
+//! follows; every instance broadcasts every event in the same order. A missed event (a gap
+//! in `seq`) asks for a snapshot; until it comes, later events wait.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cromulent_protocol::{
+    ChannelId, ChannelInfo, ErrorReason, IceConfig, LeftReason, Member, PresenceChange, PresenceOp,
+    ServerMsg, Signal, UserId,
+};
+
+use super::{ConnId, Effect, Hub, SessionId, error, not_in_voice, peer_not_found};
+use crate::cluster::wire::{
+    Event, Forward, Input, NodeId, Op, Seat, SeatChange, SeatOutcome, Snapshot, Why,
+};
+
+/// Every seat of the cluster, as of event `seq`.
+#[derive(Debug)]
+pub(super) struct Replica {
+    /// This instance's node: seats of its sessions are the ones it tells about.
+    node: NodeId,
+    /// `None` until the first snapshot.
+    seq: Option<u64>,
+    seats: HashMap<UserId, Seat>,
+    /// Each channel's members in the order they sat down.
+    order: BTreeMap<(ChannelId, u64), UserId>,
+    /// Events that arrived ahead of `seq + 1`, until the gap is filled or a snapshot comes.
+    early: BTreeMap<u64, Event>,
+    /// A snapshot has been asked for.
+    resyncing: bool,
+    /// The ICE servers each session asked to join with, for its `joined`.
+    ice: HashMap<SessionId, IceConfig>,
+}
+
+impl Replica {
+    pub(super) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            seq: None,
+            seats: HashMap::new(),
+            order: BTreeMap::new(),
+            early: BTreeMap::new(),
+            resyncing: false,
+            ice: HashMap::new(),
+        }
+    }
+
+    fn insert(&mut self, seat: Seat) {
+        self.remove(&seat.member.user.clone());
+        self.order
+            .insert((seat.channel, seat.seq), seat.member.user.clone());
+        self.seats.insert(seat.member.user.clone(), seat);
+    }
+
+    fn remove(&mut self, user: &str) -> Option<Seat> {
+        let seat = self.seats.remove(user)?;
+        self.order.remove(&(seat.channel, seat.seq));
+        Some(seat)
+    }
+
+    fn members(&self, channel: ChannelId) -> impl Iterator<Item = &Seat> {
+        self.order
+            .range((channel, 0)..=(channel, u64::MAX))
+            .filter_map(|(_, user)| self.seats.get(user))
+    }
+}
+
+impl Hub {
+    /// Run as node `node` of a cluster: seats live in Redis, through the cluster edge.
+    pub fn in_cluster(mut self, node: NodeId) -> Self {
+        self.cluster = Some(Replica::new(node));
+        self
+    }
+
+    /// Something the cluster edge reports.
+    pub fn cluster_input(&mut self, input: Input) -> Vec<Effect> {
+        if self.cluster.is_none() {
+            return Vec::new();
+        }
+        match input {
+            Input::Event(event) => self.on_event(event),
+            Input::Snapshot(snapshot) => self.on_snapshot(snapshot),
+            Input::Seat {
+                session,
+                channel,
+                outcome,
+            } => self.on_seat_outcome(session, channel, outcome),
+            Input::Forwarded(forward) => self.on_forwarded(forward),
+        }
+    }
+
+    fn replica(&self) -> &Replica {
+        // Invariant: only called in cluster mode (callers check `self.cluster`).
+        self.cluster.as_ref().expect("cluster mode")
+    }
+
+    fn replica_mut(&mut self) -> &mut Replica {
+        // Invariant: as for `replica`.
+        self.cluster.as_mut().expect("cluster mode")
+    }
+
+    /// Ask the join guard for a seat in `channel`; `joined` follows with the event.
+    pub(super) fn cluster_seat(
+        &mut self,
+        sid: SessionId,
+        channel: ChannelId,
+        ice: IceConfig,
+    ) -> Vec<Effect> {
+        self.replica_mut().ice.insert(sid, ice);
+        vec![Effect::Cluster(Op::Seat {
+            session: sid,
+            user: self.session(sid).identity.user.clone(),
+            channel,
+            member: self.member(sid),
+        })]
+    }
+
+    /// A resume on this instance while the old connection still held the seat: the seat
+    /// stays, the call instance changes (announced through the cluster).
+    pub(super) fn cluster_handover(
+        &mut self,
+        conn: ConnId,
+        sid: SessionId,
+        channel: ChannelId,
+        ice: IceConfig,
+    ) -> Vec<Effect> {
+        let user = self.session(sid).identity.user.clone();
+        self.replica_mut().ice.insert(sid, ice.clone());
+        vec![
+            Effect::Send(
+                conn,
+                ServerMsg::Joined {
+                    channel,
+                    ice,
+                    peers: self.peers(channel, &user),
+                },
+            ),
+            Effect::Cluster(Op::Update {
+                session: sid,
+                user,
+                member: self.member(sid),
+                fresh: true,
+            }),
+        ]
+    }
+
+    /// The connection ended: release the seat (the leave comes back as an event).
+    pub(super) fn cluster_detach(&mut self, sid: SessionId) -> Vec<Effect> {
+        self.replica_mut().ice.remove(&sid);
+        let Some(channel) = self.session(sid).channel else {
+            return Vec::new();
+        };
+        self.channel_mut(channel).members.retain(|&m| m != sid);
+        let session = self.session_mut(sid);
+        session.channel = None;
+        session.last_channel = Some(channel);
+        vec![Effect::Cluster(Op::Unseat {
+            session: sid,
+            user: session.identity.user.clone(),
+            why: Why::Disconnected,
+        })]
+    }
+
+    pub(super) fn cluster_leave(&mut self, conn: ConnId, sid: SessionId) -> Vec<Effect> {
+        if self.session(sid).channel.is_none() {
+            return vec![not_in_voice(conn)];
+        }
+        vec![Effect::Cluster(Op::Unseat {
+            session: sid,
+            user: self.session(sid).identity.user.clone(),
+            why: Why::Requested,
+        })]
+    }
+
+    /// New flags: announced through the cluster when seated.
+    pub(super) fn cluster_flags(&self, sid: SessionId) -> Vec<Effect> {
+        if self.session(sid).channel.is_none() {
+            return Vec::new();
+        }
+        vec![Effect::Cluster(Op::Update {
+            session: sid,
+            user: self.session(sid).identity.user.clone(),
+            member: self.member(sid),
+            fresh: false,
+        })]
+    }
+
+    /// `signal` in cluster mode: to exactly the addressee, seated in the sender's channel on
+    /// whichever instance.
+    pub(super) fn cluster_relay(
+        &self,
+        conn: ConnId,
+        sid: SessionId,
+        to: &str,
+        signal: Signal,
+    ) -> Vec<Effect> {
+        let from = self.session(sid);
+        let Some(channel) = from.channel else {
+            return vec![not_in_voice(conn)];
+        };
+        let r = self.replica();
+        let target = r
+            .seats
+            .get(to)
+            .filter(|t| t.channel == channel && !(t.node == r.node && t.session == sid));
+        let from_user = from.identity.user.clone();
+        match target {
+            Some(t) if t.node != r.node => vec![Effect::Cluster(Op::Forward {
+                node: t.node.clone(),
+                forward: Forward {
+                    to: to.to_owned(),
+                    session: t.session,
+                    from: from_user,
+                    channel,
+                    signal,
+                },
+            })],
+            Some(t) => match self.sessions.get(&t.session).and_then(|s| s.conn) {
+                Some(target_conn) => vec![Effect::Send(
+                    target_conn,
+                    ServerMsg::Signal {
+                        from: from_user,
+                        signal,
+                    },
+                )],
+                None => vec![peer_not_found(conn, to, channel)],
+            },
+            None => vec![peer_not_found(conn, to, channel)],
+        }
+    }
+
+    /// Every channel with its members, from the replica.
+    pub(super) fn cluster_snapshot(&self) -> Vec<ChannelInfo> {
+        let r = self.replica();
+        self.channels
+            .iter()
+            .map(|c| ChannelInfo {
+                id: c.id,
+                name: c.name.clone(),
+                members: r.members(c.id).map(|s| s.member.clone()).collect(),
+            })
+            .collect()
+    }
+
+    fn peers(&self, channel: ChannelId, user: &str) -> Vec<Member> {
+        self.replica()
+            .members(channel)
+            .filter(|s| s.member.user != user)
+            .map(|s| s.member.clone())
+            .collect()
+    }
+
+    fn on_event(&mut self, event: Event) -> Vec<Effect> {
+        let r = self.replica_mut();
+        if r.seq.is_some_and(|seq| event.seq <= seq) {
+            return Vec::new();
+        }
+        r.early.insert(event.seq, event);
+        self.apply_ready()
+    }
+
+    /// Apply the waiting events that follow `seq` without a gap; on a gap, ask for a snapshot.
+    fn apply_ready(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        loop {
+            let r = self.replica_mut();
+            let Some(seq) = r.seq else { break };
+            while let Some(entry) = r.early.first_entry() {
+                if *entry.key() > seq {
+                    break;
+                }
+                entry.remove();
+            }
+            let Some(event) = r.early.remove(&(seq + 1)) else {
+                if !r.early.is_empty() && !r.resyncing {
+                    r.resyncing = true;
+                    fx.push(Effect::Cluster(Op::Snapshot));
+                }
+                break;
+            };
+            r.seq = Some(event.seq);
+            fx.extend(self.apply_event(event));
+        }
+        fx
+    }
+
+    fn apply_event(&mut self, event: Event) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for change in &event.changes {
+            self.apply_to_replica(change, event.seq);
+            fx.extend(self.apply_locally(change));
+        }
+        let changes = event
+            .changes
+            .into_iter()
+            .map(|c| PresenceChange {
+                op: c.op,
+                channel: c.channel,
+                member: c.member,
+            })
+            .collect();
+        fx.push(Effect::Broadcast(ServerMsg::Presence { changes }));
+        fx
+    }
+
+    fn apply_to_replica(&mut self, change: &SeatChange, seq: u64) {
+        let r = self.replica_mut();
+        let user = &change.member.user;
+        match change.op {
+            PresenceOp::Join => r.insert(Seat {
+                node: change.node.clone(),
+                session: change.session,
+                channel: change.channel,
+                seq,
+                member: change.member.clone(),
+            }),
+            PresenceOp::Leave => {
+                if r.seats.get(user).is_some_and(|s| {
+                    s.node == change.node
+                        && s.session == change.session
+                        && s.channel == change.channel
+                }) {
+                    r.remove(user);
+                }
+            }
+            PresenceOp::Update => {
+                if let Some(seat) = r.seats.get_mut(user) {
+                    seat.member = change.member.clone();
+                }
+            }
+        }
+    }
+
+    /// What a change of one of this node's seats means for its session.
+    fn apply_locally(&mut self, change: &SeatChange) -> Vec<Effect> {
+        if change.node != self.replica().node {
+            return Vec::new();
+        }
+        let sid = change.session;
+        let attached = self
+            .sessions
+            .get(&sid)
+            .filter(|s| s.identity.user == change.member.user)
+            .map(|s| s.conn);
+        match (change.op, attached) {
+            // Seated for a connection that has ended meanwhile: give the seat back.
+            (PresenceOp::Join, None | Some(None)) => vec![Effect::Cluster(Op::Unseat {
+                session: sid,
+                user: change.member.user.clone(),
+                why: Why::Disconnected,
+            })],
+            (PresenceOp::Join, Some(Some(conn))) => self.seated_here(conn, sid, change),
+            (PresenceOp::Leave, Some(conn)) => self.unseated_here(conn, sid, change),
+            (PresenceOp::Update, Some(_)) => {
+                self.session_mut(sid).instance = change.member.instance;
+                Vec::new()
+            }
+            (PresenceOp::Leave | PresenceOp::Update, None) => Vec::new(),
+        }
+    }
+
+    fn seated_here(&mut self, conn: ConnId, sid: SessionId, change: &SeatChange) -> Vec<Effect> {
+        let channel = change.channel;
+        if let Some(old) = self.session(sid).channel {
+            self.channel_mut(old).members.retain(|&m| m != sid);
+        }
+        let session = self.session_mut(sid);
+        session.channel = Some(channel);
+        session.instance = change.member.instance;
+        self.channel_mut(channel).members.push(sid);
+        let ice = self.replica().ice.get(&sid).cloned().unwrap_or_default();
+        vec![Effect::Send(
+            conn,
+            ServerMsg::Joined {
+                channel,
+                ice,
+                peers: self.peers(channel, &change.member.user),
+            },
+        )]
+    }
+
+    fn unseated_here(
+        &mut self,
+        conn: Option<ConnId>,
+        sid: SessionId,
+        change: &SeatChange,
+    ) -> Vec<Effect> {
+        let channel = change.channel;
+        if self.session(sid).channel != Some(channel) {
+            return Vec::new();
+        }
+        self.session_mut(sid).channel = None;
+        self.channel_mut(channel).members.retain(|&m| m != sid);
+        let Some(conn) = conn else {
+            return Vec::new();
+        };
+        let left = |reason| vec![Effect::Send(conn, ServerMsg::Left { channel, reason })];
+        match change.why {
+            Some(Why::Requested) => left(LeftReason::Requested),
+            Some(Why::Switched) => left(LeftReason::Switched),
+            Some(Why::Expired) => vec![seat_lost(conn, channel)],
+            Some(Why::Disconnected) | None => Vec::new(),
+        }
+    }
+
+    /// A snapshot replaces the replica. Clients are told the difference as one presence
+    /// message; this node's sessions are brought in line: a seat the snapshot gives a session
+    /// that does not know it is confirmed (or given back when its connection has ended); a
+    /// seated session the snapshot has lost (Redis restarted, or this node's lease lapsed)
+    /// asks for its seat again, so the shared state is rebuilt from the live instances.
+    fn on_snapshot(&mut self, snapshot: Snapshot) -> Vec<Effect> {
+        let r = self.replica_mut();
+        let old = std::mem::take(&mut r.seats);
+        r.order.clear();
+        for seat in snapshot.seats {
+            r.insert(seat);
+        }
+        r.seq = Some(snapshot.seq);
+        r.resyncing = false;
+        let mut fx = self.reconcile_local();
+        let changes = self.differences(&old);
+        if !changes.is_empty() {
+            fx.push(Effect::Broadcast(ServerMsg::Presence { changes }));
+        }
+        fx.extend(self.apply_ready());
+        fx
+    }
+
+    fn differences(&self, old: &HashMap<UserId, Seat>) -> Vec<PresenceChange> {
+        let new = &self.replica().seats;
+        let same_seat = |a: &Seat, b: &Seat| {
+            (a.node.as_str(), a.session, a.channel, a.seq)
+                == (b.node.as_str(), b.session, b.channel, b.seq)
+        };
+        let change = |op, seat: &Seat| PresenceChange {
+            op,
+            channel: seat.channel,
+            member: seat.member.clone(),
+        };
+        let mut changes: Vec<PresenceChange> = old
+            .iter()
+            .filter(|(user, o)| !new.get(*user).is_some_and(|n| same_seat(o, n)))
+            .map(|(_, o)| change(PresenceOp::Leave, o))
+            .collect();
+        for (user, n) in new {
+            match old.get(user) {
+                Some(o) if same_seat(o, n) => {
+                    if o.member != n.member {
+                        changes.push(change(PresenceOp::Update, n));
+                    }
+                }
+                _ => changes.push(change(PresenceOp::Join, n)),
+            }
+        }
+        changes
+    }
+
+    fn reconcile_local(&mut self) -> Vec<Effect> {
+        let node = self.replica().node.clone();
+        let mut fx = Vec::new();
+        let own: Vec<SeatChange> = self
+            .replica()
+            .seats
+            .values()
+            .filter(|s| s.node == node)
+            .map(|s| SeatChange {
+                op: PresenceOp::Join,
+                channel: s.channel,
+                member: s.member.clone(),
+                node: s.node.clone(),
+                session: s.session,
+                why: None,
+            })
+            .collect();
+        for change in &own {
+            let current = self.sessions.get(&change.session).map(|s| s.channel);
+            if current != Some(Some(change.channel)) {
+                fx.extend(self.apply_locally(change));
+            }
+        }
+        let lost: Vec<(SessionId, ChannelId)> = self
+            .sessions
+            .iter()
+            .filter_map(|(&sid, s)| s.channel.map(|c| (sid, c)))
+            .filter(|&(sid, _)| !own.iter().any(|c| c.session == sid))
+            .collect();
+        for (sid, channel) in lost {
+            self.channel_mut(channel).members.retain(|&m| m != sid);
+            self.session_mut(sid).channel = None;
+            let ice = self.replica().ice.get(&sid).cloned().unwrap_or_default();
+            fx.extend(self.cluster_seat(sid, channel, ice));
+        }
+        fx
+    }
+
+    fn on_seat_outcome(
+        &mut self,
+        sid: SessionId,
+        channel: ChannelId,
+        outcome: SeatOutcome,
+    ) -> Vec<Effect> {
+        let Some(conn) = self.sessions.get(&sid).and_then(|s| s.conn) else {
+            return Vec::new();
+        };
+        match outcome {
+            SeatOutcome::Seated => Vec::new(),
+            SeatOutcome::Here(c) => vec![error(
+                conn,
+                ErrorReason::AlreadyInChannel,
+                "you are already in this voice channel".into(),
+                Some(c),
+            )],
+            SeatOutcome::Taken(c) => vec![error(
+                conn,
+                ErrorReason::AlreadyInVoice,
+                format!(
+                    "you are in voice channel {c} from another connection; leave it there first"
+                ),
+                Some(c),
+            )],
+            SeatOutcome::Unavailable => vec![error(
+                conn,
+                ErrorReason::VoiceUnavailable,
+                "voice is unavailable: this server cannot reach the cluster's shared state; try again".into(),
+                Some(channel),
+            )],
+        }
+    }
+
+    /// A signal from another instance: delivered only if its addressee is this session,
+    /// seated in that channel, and the sender sits there too.
+    fn on_forwarded(&mut self, f: Forward) -> Vec<Effect> {
+        let sender_seated = self
+            .replica()
+            .seats
+            .get(&f.from)
+            .is_some_and(|s| s.channel == f.channel);
+        let target = self
+            .sessions
+            .get(&f.session)
+            .filter(|s| sender_seated && s.identity.user == f.to && s.channel == Some(f.channel));
+        match target.and_then(|s| s.conn) {
+            Some(conn) => vec![Effect::Send(
+                conn,
+                ServerMsg::Signal {
+                    from: f.from,
+                    signal: f.signal,
+                },
+            )],
+            None => Vec::new(),
+        }
+    }
+}
+
+fn seat_lost(conn: ConnId, channel: ChannelId) -> Effect {
+    error(
+        conn,
+        ErrorReason::VoiceUnavailable,
+        "your seat was released: this server lost its hold on the cluster's shared state".into(),
+        Some(channel),
+    )
+}
