@@ -567,3 +567,6 @@ fn seat_lost(conn: ConnId, channel: ChannelId) -> Effect {
         Some(channel),
     )
 }
+
+#[cfg(test)]
+mod tests;

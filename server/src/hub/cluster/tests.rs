@@ -1,0 +1,269 @@
+//! The hub's cluster rules, driven directly with the inputs the cluster edge would report:
+//! no Redis, no tasks, no sleeps.
+
+use std::time::Instant;
+
+use cromulent_protocol::{IceConfig, Member, PresenceOp, ServerMsg, Signal};
+
+use super::super::tests::{attach, error_reason, hub};
+use crate::cluster::wire::{Event, Forward, Input, Op, Seat, SeatChange, SeatOutcome, Snapshot};
+use crate::hub::{Effect, Hub};
+
+const NODE: &str = "here-1";
+const OTHER: &str = "there-2";
+
+fn clustered() -> Hub {
+    let mut h = hub().in_cluster(NODE.into());
+    assert!(
+        h.cluster_input(Input::Snapshot(Snapshot {
+            seq: 0,
+            seats: Vec::new()
+        }))
+        .is_empty()
+    );
+    h
+}
+
+fn member(user: &str) -> Member {
+    Member {
+        user: user.into(),
+        name: user.into(),
+        muted: false,
+        deafened: false,
+        talking: false,
+        instance: 0,
+    }
+}
+
+fn change(op: PresenceOp, channel: u32, user: &str, node: &str, session: u64) -> SeatChange {
+    SeatChange {
+        op,
+        channel,
+        member: member(user),
+        node: node.into(),
+        session,
+        why: None,
+    }
+}
+
+fn event(seq: u64, changes: Vec<SeatChange>) -> Input {
+    Input::Event(Event { seq, changes })
+}
+
+/// The (op, user) of every presence broadcast among `fx`, in order.
+fn broadcasts(fx: &[Effect]) -> Vec<(PresenceOp, String)> {
+    fx.iter()
+        .flat_map(|e| match e {
+            Effect::Broadcast(ServerMsg::Presence { changes }) => changes
+                .iter()
+                .map(|c| (c.op, c.member.user.clone()))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_join_asks_the_guard_and_joined_comes_with_its_event_listing_the_replica() {
+    let mut h = clustered();
+    let fx = h.cluster_input(event(1, vec![change(PresenceOp::Join, 1, "bob", OTHER, 7)]));
+    assert_eq!(broadcasts(&fx), [(PresenceOp::Join, "bob".to_owned())]);
+    attach(&mut h, 1, "alice", Instant::now());
+    let fx = h.join(1, 1, IceConfig::default());
+    let [
+        Effect::Cluster(Op::Seat {
+            session,
+            user,
+            channel: 1,
+            ..
+        }),
+    ] = fx.as_slice()
+    else {
+        panic!("a join is only a question to the guard: {fx:?}")
+    };
+    assert_eq!(user, "alice");
+    let fx = h.cluster_input(event(
+        2,
+        vec![change(PresenceOp::Join, 1, "alice", NODE, *session)],
+    ));
+    match &fx[0] {
+        Effect::Send(
+            1,
+            ServerMsg::Joined {
+                channel: 1, peers, ..
+            },
+        ) => {
+            assert_eq!(peers, &[member("bob")]);
+        }
+        other => panic!("expected joined first, got {other:?}"),
+    }
+    assert_eq!(broadcasts(&fx), [(PresenceOp::Join, "alice".to_owned())]);
+    let users: Vec<_> = h.snapshot()[0]
+        .members
+        .iter()
+        .map(|m| m.user.clone())
+        .collect();
+    assert_eq!(users, ["bob", "alice"], "join order");
+}
+
+#[test]
+fn a_refusal_from_the_guard_is_the_error_the_client_gets() {
+    let mut h = clustered();
+    attach(&mut h, 1, "alice", Instant::now());
+    let fx = h.join(1, 2, IceConfig::default());
+    let [Effect::Cluster(Op::Seat { session, .. })] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    let session = *session;
+    for (outcome, reason) in [
+        (
+            SeatOutcome::Here(2),
+            cromulent_protocol::ErrorReason::AlreadyInChannel,
+        ),
+        (
+            SeatOutcome::Taken(3),
+            cromulent_protocol::ErrorReason::AlreadyInVoice,
+        ),
+        (
+            SeatOutcome::Unavailable,
+            cromulent_protocol::ErrorReason::VoiceUnavailable,
+        ),
+    ] {
+        let fx = h.cluster_input(Input::Seat {
+            session,
+            channel: 2,
+            outcome,
+        });
+        assert_eq!(error_reason(&fx), Some(reason), "{outcome:?}");
+    }
+    assert!(h.snapshot().iter().all(|c| c.members.is_empty()));
+}
+
+#[test]
+fn events_apply_in_seq_order_and_a_gap_asks_for_a_snapshot() {
+    let mut h = clustered();
+    let fx = h.cluster_input(event(2, vec![change(PresenceOp::Join, 1, "bob", OTHER, 2)]));
+    assert_eq!(
+        fx,
+        [Effect::Cluster(Op::Snapshot)],
+        "nothing shown out of order"
+    );
+    let fx = h.cluster_input(event(1, vec![change(PresenceOp::Join, 1, "ann", OTHER, 1)]));
+    assert_eq!(
+        broadcasts(&fx),
+        [
+            (PresenceOp::Join, "ann".to_owned()),
+            (PresenceOp::Join, "bob".to_owned())
+        ]
+    );
+    // A late duplicate changes nothing.
+    let fx = h.cluster_input(event(
+        1,
+        vec![change(PresenceOp::Leave, 1, "ann", OTHER, 1)],
+    ));
+    assert!(fx.is_empty(), "{fx:?}");
+    // The snapshot asked for agrees: nothing to tell.
+    let seat = |user: &str, session, seq| Seat {
+        node: OTHER.into(),
+        session,
+        channel: 1,
+        seq,
+        member: member(user),
+    };
+    let fx = h.cluster_input(Input::Snapshot(Snapshot {
+        seq: 2,
+        seats: vec![seat("ann", 1, 1), seat("bob", 2, 2)],
+    }));
+    assert!(fx.is_empty(), "{fx:?}");
+    // A snapshot that differs (events were lost) is told as one presence message.
+    let fx = h.cluster_input(Input::Snapshot(Snapshot {
+        seq: 9,
+        seats: vec![seat("bob", 2, 2), seat("cy", 3, 8)],
+    }));
+    let mut told = broadcasts(&fx);
+    told.sort_by_key(|(_, user)| user.clone());
+    assert_eq!(
+        told,
+        [
+            (PresenceOp::Leave, "ann".to_owned()),
+            (PresenceOp::Join, "cy".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn a_forwarded_signal_reaches_only_its_seated_addressee_from_a_seated_sender() {
+    let mut h = clustered();
+    attach(&mut h, 1, "alice", Instant::now());
+    attach(&mut h, 2, "eve", Instant::now());
+    let Some(Effect::Cluster(Op::Seat { session, .. })) = h.join(1, 1, IceConfig::default()).pop()
+    else {
+        panic!()
+    };
+    h.cluster_input(event(
+        1,
+        vec![
+            change(PresenceOp::Join, 1, "alice", NODE, session),
+            change(PresenceOp::Join, 1, "bob", OTHER, 4),
+        ],
+    ));
+    let forward = |to: &str, session, from: &str, channel| {
+        Input::Forwarded(Forward {
+            to: to.into(),
+            session,
+            from: from.into(),
+            channel,
+            signal: Signal::Renew,
+        })
+    };
+    let wrong = [
+        forward("alice", session, "bob", 2),     // not alice's channel
+        forward("eve", session, "bob", 1),       // alice's session, another user's name
+        forward("alice", session, "zoe", 1),     // the sender is not seated
+        forward("alice", session + 1, "bob", 1), // eve's session, not seated
+    ];
+    for f in wrong {
+        assert!(h.cluster_input(f.clone()).is_empty(), "{f:?}");
+    }
+    let fx = h.cluster_input(forward("alice", session, "bob", 1));
+    assert_eq!(
+        fx,
+        [Effect::Send(
+            1,
+            ServerMsg::Signal {
+                from: "bob".into(),
+                signal: Signal::Renew
+            }
+        )]
+    );
+    // Alice's own signal to bob goes to bob's node, never to a local connection.
+    let fx = h.relay(1, "bob", Signal::Renew);
+    assert!(
+        matches!(&fx[..], [Effect::Cluster(Op::Forward { node, forward })] if node == OTHER && forward.session == 4),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn a_seat_granted_after_its_connection_ended_is_given_back() {
+    let mut h = clustered();
+    let now = Instant::now();
+    attach(&mut h, 1, "alice", now);
+    let Some(Effect::Cluster(Op::Seat { session, .. })) = h.join(1, 1, IceConfig::default()).pop()
+    else {
+        panic!()
+    };
+    assert!(
+        h.detach(1, now).is_empty(),
+        "not seated yet: nothing to release"
+    );
+    let fx = h.cluster_input(event(
+        1,
+        vec![change(PresenceOp::Join, 1, "alice", NODE, session)],
+    ));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Cluster(Op::Unseat { session: s, .. }) if *s == session)),
+        "{fx:?}"
+    );
+}
