@@ -342,8 +342,9 @@ pub enum ErrorReason {
     /// log).
     HistoryUnavailable,
     /// Cluster mode: this server cannot reach the cluster's shared state (or lost its lease
-    /// on it), so a seat could not be taken or was released; try again later.
-    VoiceUnavailable,
+    /// on it), so a seat could not be taken (or was released), or a chat message was not
+    /// sent; try again later.
+    ClusterUnavailable,
 }
 
 impl ErrorReason {
@@ -375,7 +376,7 @@ impl ErrorReason {
         Self::TextTooLong,
         Self::InvalidText,
         Self::HistoryUnavailable,
-        Self::VoiceUnavailable,
+        Self::ClusterUnavailable,
     ];
 
     /// The snake_case name used on the wire.
@@ -407,7 +408,7 @@ impl ErrorReason {
             Self::TextTooLong => "text_too_long",
             Self::InvalidText => "invalid_text",
             Self::HistoryUnavailable => "history_unavailable",
-            Self::VoiceUnavailable => "voice_unavailable",
+            Self::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }

@@ -422,24 +422,15 @@ impl Hub {
         let Some(&sid) = self.by_conn.get(&conn) else {
             return Vec::new();
         };
-        let Some(ch) = self.channels.iter().find(|c| c.id == channel) else {
+        if self.channel(channel).is_none() {
             return vec![not_found(conn, channel)];
-        };
+        }
         let text = match crate::chat::check_text(text, self.max_chat_chars) {
             Ok(text) => text,
             Err(refused) => {
                 return vec![error(conn, refused.reason, refused.message, Some(channel))];
             }
         };
-        let mut to: Vec<ConnId> = ch
-            .members
-            .iter()
-            .filter_map(|m| self.sessions.get(m).and_then(|s| s.conn))
-            .chain(self.watchers.get(&channel).into_iter().flatten().copied())
-            .chain(std::iter::once(conn))
-            .collect();
-        to.sort_unstable();
-        to.dedup();
         let identity = &self.session(sid).identity;
         let message = ChatMessage {
             id: self.next_message,
@@ -449,7 +440,34 @@ impl Hub {
             time: now_ms,
             text,
         };
+        if self.cluster.is_some() {
+            return self.cluster_say(sid, message);
+        }
         self.next_message += 1;
+        self.post(message, Some(conn))
+    }
+
+    /// Send `message` to everyone seated in its channel or watching it here, and to
+    /// `sender`; then to the history.
+    fn post(&self, message: ChatMessage, sender: Option<ConnId>) -> Vec<Effect> {
+        let Some(ch) = self.channel(message.channel) else {
+            return Vec::new();
+        };
+        let mut to: Vec<ConnId> = ch
+            .members
+            .iter()
+            .filter_map(|m| self.sessions.get(m).and_then(|s| s.conn))
+            .chain(
+                self.watchers
+                    .get(&message.channel)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
+            .chain(sender)
+            .collect();
+        to.sort_unstable();
+        to.dedup();
         vec![
             Effect::SendMany(
                 to,

@@ -43,13 +43,18 @@ async fn instance(redis: &Redis, name: &str) -> TestServer {
     server
 }
 
-/// Instances a, b and c, each with a client watching presence on it.
-async fn three_instances_watched(redis: &Redis) -> ([TestServer; 3], Vec<Client>) {
-    let servers = [
+/// Instances a, b and c of one cluster, ready.
+async fn three_instances(redis: &Redis) -> [TestServer; 3] {
+    [
         instance(redis, "a").await,
         instance(redis, "b").await,
         instance(redis, "c").await,
-    ];
+    ]
+}
+
+/// Instances a, b and c, each with a client watching presence on it.
+async fn three_instances_watched(redis: &Redis) -> ([TestServer; 3], Vec<Client>) {
+    let servers = three_instances(redis).await;
     let mut watchers = Vec::new();
     for (i, s) in servers.iter().enumerate() {
         watchers.push(Client::connect(&s.url(), &format!("watcher{i}")).await);
@@ -67,7 +72,7 @@ async fn ready(url: &str, name: &str) {
         match probe.expect_joined().await {
             ServerMsg::Joined { .. } => break,
             ServerMsg::Error {
-                reason: ErrorReason::VoiceUnavailable,
+                reason: ErrorReason::ClusterUnavailable,
                 ..
             } if Instant::now() < deadline => tokio::time::sleep(RENEW).await,
             other => panic!("instance {name} not ready: {other:?}"),
@@ -255,11 +260,7 @@ async fn no_signal(c: &mut Client, who: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_reaches_its_addressee_on_another_instance_and_nobody_else() {
     let redis = Redis::start();
-    let (a, b, c) = (
-        instance(&redis, "a").await,
-        instance(&redis, "b").await,
-        instance(&redis, "c").await,
-    );
+    let [a, b, c] = three_instances(&redis).await;
     let mut alice = Client::connect(&a.url(), "alice").await;
     let mut bob = Client::connect(&b.url(), "bob").await;
     let mut carol = Client::connect(&c.url(), "carol").await;
@@ -403,7 +404,7 @@ async fn a_redis_outage_drops_no_client_and_the_seats_are_rebuilt_when_it_return
     // Still connected, still answered; a join is refused with a reason, not dropped.
     let mut carol = Client::connect(&a.url(), "carol").await;
     carol.send(&ClientMsg::Join { channel: 2 }).await;
-    carol.expect_error(ErrorReason::VoiceUnavailable).await;
+    carol.expect_error(ErrorReason::ClusterUnavailable).await;
     for (who, c) in [("alice", &mut alice), ("bob", &mut bob)] {
         c.send(&ClientMsg::Ping { id: 7 }).await;
         let m = c.recv_until(|m| matches!(m, ServerMsg::Pong { .. })).await;
@@ -429,4 +430,73 @@ async fn a_redis_outage_drops_no_client_and_the_seats_are_rebuilt_when_it_return
         join(&mut carol, 2).await,
         ServerMsg::Joined { .. }
     ));
+}
+
+/// The next chat message `c` receives: (id, user, text).
+async fn next_message(c: &mut Client) -> (u64, String, String) {
+    match c
+        .recv_until(|m| matches!(m, ServerMsg::Message { .. }))
+        .await
+    {
+        ServerMsg::Message { message } => (message.id, message.user, message.text),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_goes_live_to_the_channels_followers_on_every_instance_in_one_order() {
+    let redis = Redis::start();
+    let [a, b, c] = three_instances(&redis).await;
+    let mut alice = Client::connect(&a.url(), "alice").await;
+    let mut bob = Client::connect(&b.url(), "bob").await;
+    let mut carol = Client::connect(&c.url(), "carol").await;
+    assert!(matches!(
+        join(&mut alice, 1).await,
+        ServerMsg::Joined { .. }
+    ));
+    bob.send(&ClientMsg::Watch { channel: Some(1) }).await;
+    carol.send(&ClientMsg::Watch { channel: Some(2) }).await;
+    alice.drain_for(QUIET).await;
+
+    let say = |text: &str| ClientMsg::Say {
+        channel: 1,
+        text: text.into(),
+    };
+    alice.send(&say("hello from a")).await;
+    bob.send(&say("hello from b")).await;
+    let (mut at_alice, mut at_bob) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        at_alice.push(next_message(&mut alice).await);
+        at_bob.push(next_message(&mut bob).await);
+    }
+    assert_eq!(at_alice, at_bob, "one order, one numbering");
+    let texts: BTreeSet<_> = at_alice.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert_eq!(texts, BTreeSet::from(["hello from a", "hello from b"]));
+    assert!(at_alice[0].0 < at_alice[1].0, "ids increase: {at_alice:?}");
+    // Carol follows another channel: nothing reaches her.
+    let got = carol.drain_for(QUIET).await;
+    assert!(
+        !got.iter().any(|m| matches!(m, ServerMsg::Message { .. })),
+        "{got:?}"
+    );
+    // Every instance keeps what the cluster said in its own history, numbered alike.
+    carol
+        .send(&ClientMsg::History {
+            channel: 1,
+            before: None,
+            limit: None,
+        })
+        .await;
+    let history = match carol
+        .recv_until(|m| matches!(m, ServerMsg::History { .. }))
+        .await
+    {
+        ServerMsg::History { messages, .. } => messages,
+        _ => unreachable!(),
+    };
+    let stored: Vec<_> = history
+        .into_iter()
+        .map(|m| (m.id, m.user, m.text))
+        .collect();
+    assert_eq!(stored, at_alice);
 }

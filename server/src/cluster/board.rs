@@ -7,7 +7,9 @@
 //! - `P:seats`: hash, user → [`Seat`] (JSON); `P:seq`: the last event's number;
 //! - `P:nodes`: set of nodes that may hold seats; `P:alive:NODE`: a node's lease (a key with
 //!   a time to live, renewed); `P:held:NODE`: set of users whose seat NODE holds;
-//! - pub/sub `P:presence`: every [`Event`], in order; `P:node:NODE`: signals for NODE.
+//! - `P:chat:next`: the last chat message id;
+//! - pub/sub `P:presence`: every [`super::wire::Event`], in order; `P:node:NODE`: signals
+//!   for NODE; `P:chat`: every chat message, as `<id> <Chat JSON>`.
 //!
 //! It must never decide a seat rule of its own beyond the scripts: the hub decides what to
 //! ask, the scripts check and write in one step.
@@ -19,7 +21,7 @@ use cromulent_protocol::{ChannelId, Member};
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
-use super::wire::{Forward, NodeId, SeatOutcome, SessionId, Snapshot, Why};
+use super::wire::{Chat, Forward, NodeId, SeatOutcome, SessionId, Snapshot, Why};
 use crate::config::ClusterConfig;
 
 static SEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/seat.lua")));
@@ -35,6 +37,7 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/update.lua")
     ))
 });
+static SAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/say.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/snapshot.lua")));
 
@@ -56,6 +59,9 @@ pub struct Keys {
     pub presence: String,
     /// The pub/sub channel of signals for this node.
     pub inbox: String,
+    chat_next: String,
+    /// The pub/sub channel of chat messages.
+    pub chat: String,
 }
 
 impl Keys {
@@ -70,6 +76,8 @@ impl Keys {
             held: format!("{prefix}:held:{node}"),
             presence: format!("{prefix}:presence"),
             inbox: Self::inbox_of(prefix, node),
+            chat_next: format!("{prefix}:chat:next"),
+            chat: format!("{prefix}:chat"),
         }
     }
 
@@ -180,6 +188,17 @@ impl Board {
             .query_async(&mut self.con)
             .await?;
         Ok(())
+    }
+
+    /// Number `chat` (at least `floor`) and publish it to every instance.
+    pub async fn say(&mut self, chat: &Chat, floor: u64) -> RedisResult<u64> {
+        let k = &self.keys;
+        SAY.key(&k.chat_next)
+            .arg(&k.chat)
+            .arg(json(chat))
+            .arg(floor)
+            .invoke_async(&mut self.con)
+            .await
     }
 
     /// Every seat, in one step. A seat that does not decode (written by something else) is

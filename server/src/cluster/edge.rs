@@ -5,7 +5,7 @@
 //! connection costs a resync, never a wrong replica.
 //!
 //! Redis being down never ends either task or any client connection: requests fail (a join
-//! is answered `voice_unavailable`), failures are logged, and both tasks try again. It must
+//! is answered `cluster_unavailable`), failures are logged, and both tasks try again. It must
 //! never hold a seat rule: that is the hub's and the scripts'.
 
 use std::time::Duration;
@@ -153,6 +153,16 @@ async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input
             fresh,
         } => board.update(session, &user, &member, fresh).await,
         Op::Forward { node, forward } => board.forward(&node, &forward).await,
+        Op::Say { chat, floor } => match board.say(&chat, floor).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = inputs.send(Input::SayFailed {
+                    session: chat.session,
+                    channel: chat.message.channel,
+                });
+                Err(e)
+            }
+        },
         Op::Snapshot => Ok(()),
     };
     if let Err(e) = done {
@@ -203,26 +213,42 @@ async fn listen(
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     pubsub.subscribe(&keys.presence).await?;
     pubsub.subscribe(&keys.inbox).await?;
+    pubsub.subscribe(&keys.chat).await?;
     let snapshot = board.snapshot().await?;
     let _ = inputs.send(Input::Snapshot(snapshot));
     let mut messages = pubsub.into_on_message();
     while let Some(msg) = messages.next().await {
-        let payload = msg.get_payload_bytes();
-        let input = if msg.get_channel_name() == keys.presence {
-            serde_json::from_slice(payload).map(Input::Event)
-        } else {
-            serde_json::from_slice(payload).map(Input::Forwarded)
-        };
-        match input {
+        let channel = msg.get_channel_name();
+        match decode(&keys, channel, msg.get_payload_bytes()) {
             Ok(input) => {
                 if inputs.send(input).is_err() {
                     return Ok(());
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, channel = msg.get_channel_name(), "cluster: skipping a message that does not decode")
+                tracing::warn!(error = %e, channel, "cluster: skipping a message that does not decode")
             }
         }
     }
     Ok(())
+}
+
+/// What a message on one of our pub/sub channels says.
+fn decode(keys: &Keys, channel: &str, payload: &[u8]) -> Result<Input, String> {
+    if channel == keys.presence {
+        return serde_json::from_slice(payload)
+            .map(Input::Event)
+            .map_err(|e| e.to_string());
+    }
+    if channel == keys.chat {
+        // "<id> <Chat JSON>" (see lua/say.lua).
+        let text = std::str::from_utf8(payload).map_err(|e| e.to_string())?;
+        let (id, json) = text.split_once(' ').ok_or("no id before the message")?;
+        let mut chat: super::wire::Chat = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        chat.message.id = id.parse().map_err(|e| format!("bad id {id:?}: {e}"))?;
+        return Ok(Input::Chat(chat));
+    }
+    serde_json::from_slice(payload)
+        .map(Input::Forwarded)
+        .map_err(|e| e.to_string())
 }

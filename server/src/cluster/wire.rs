@@ -2,7 +2,7 @@
 //! global order, snapshots, forwarded signals. Plain data (serde), no I/O: the hub's cluster
 //! rules ([`crate::hub`]) read and write these, [`super::edge`] carries them.
 
-use cromulent_protocol::{ChannelId, Member, PresenceOp, Signal, UserId};
+use cromulent_protocol::{ChannelId, ChatMessage, Member, PresenceOp, Signal, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A server process in the cluster: the configured instance id plus a random suffix per
@@ -88,6 +88,15 @@ pub struct Forward {
     pub signal: Signal,
 }
 
+/// A chat message on its way through the cluster, posted on `node` by its `session`. Its
+/// `message.id` is given by Redis, so every instance numbers messages alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chat {
+    pub message: ChatMessage,
+    pub node: NodeId,
+    pub session: SessionId,
+}
+
 /// What the hub asks of the cluster edge (all carried out in order).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -116,6 +125,8 @@ pub enum Op {
     Forward { node: NodeId, forward: Forward },
     /// Read every seat: the hub missed an event.
     Snapshot,
+    /// Number a chat message and send it to every instance; ids start at `floor` at least.
+    Say { chat: Chat, floor: u64 },
 }
 
 /// What the join guard answered.
@@ -142,4 +153,11 @@ pub enum Input {
         outcome: SeatOutcome,
     },
     Forwarded(Forward),
+    /// A chat message of any instance, numbered, in the one order of all chat.
+    Chat(Chat),
+    /// A `say` could not reach Redis.
+    SayFailed {
+        session: SessionId,
+        channel: ChannelId,
+    },
 }

@@ -12,13 +12,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cromulent_protocol::{
-    ChannelId, ChannelInfo, ErrorReason, IceConfig, LeftReason, Member, PresenceChange, PresenceOp,
-    ServerMsg, Signal, UserId,
+    ChannelId, ChannelInfo, ChatMessage, ErrorReason, IceConfig, LeftReason, Member,
+    PresenceChange, PresenceOp, ServerMsg, Signal, UserId,
 };
 
 use super::{ConnId, Effect, Hub, SessionId, error, not_in_voice, peer_not_found};
 use crate::cluster::wire::{
-    Event, Forward, Input, NodeId, Op, Seat, SeatChange, SeatOutcome, Snapshot, Why,
+    Chat, Event, Forward, Input, NodeId, Op, Seat, SeatChange, SeatOutcome, Snapshot, Why,
 };
 
 /// Every seat of the cluster, as of event `seq`.
@@ -93,6 +93,8 @@ impl Hub {
                 outcome,
             } => self.on_seat_outcome(session, channel, outcome),
             Input::Forwarded(forward) => self.on_forwarded(forward),
+            Input::Chat(chat) => self.on_chat(chat),
+            Input::SayFailed { session, channel } => self.on_say_failed(session, channel),
         }
     }
 
@@ -233,6 +235,41 @@ impl Hub {
                 None => vec![peer_not_found(conn, to, channel)],
             },
             None => vec![peer_not_found(conn, to, channel)],
+        }
+    }
+
+    /// A chat message goes out through the cluster: Redis numbers it, every instance
+    /// (this one too) sends it to its own followers of the channel when it comes back.
+    pub(super) fn cluster_say(&self, sid: SessionId, message: ChatMessage) -> Vec<Effect> {
+        vec![Effect::Cluster(Op::Say {
+            chat: Chat {
+                message,
+                node: self.replica().node.clone(),
+                session: sid,
+            },
+            floor: self.next_message,
+        })]
+    }
+
+    /// A chat message of the cluster: to this instance's followers of its channel (and its
+    /// sender, when posted here), then to this instance's history.
+    fn on_chat(&mut self, chat: Chat) -> Vec<Effect> {
+        self.next_message = self.next_message.max(chat.message.id.saturating_add(1));
+        let sender = (chat.node == self.replica().node)
+            .then(|| self.sessions.get(&chat.session).and_then(|s| s.conn))
+            .flatten();
+        self.post(chat.message, sender)
+    }
+
+    fn on_say_failed(&self, sid: SessionId, channel: ChannelId) -> Vec<Effect> {
+        match self.sessions.get(&sid).and_then(|s| s.conn) {
+            Some(conn) => vec![error(
+                conn,
+                ErrorReason::ClusterUnavailable,
+                "not sent: this server cannot reach the cluster's shared state; try again".into(),
+                Some(channel),
+            )],
+            None => Vec::new(),
         }
     }
 
@@ -527,7 +564,7 @@ impl Hub {
             )],
             SeatOutcome::Unavailable => vec![error(
                 conn,
-                ErrorReason::VoiceUnavailable,
+                ErrorReason::ClusterUnavailable,
                 "voice is unavailable: this server cannot reach the cluster's shared state; try again".into(),
                 Some(channel),
             )],
@@ -562,7 +599,7 @@ impl Hub {
 fn seat_lost(conn: ConnId, channel: ChannelId) -> Effect {
     error(
         conn,
-        ErrorReason::VoiceUnavailable,
+        ErrorReason::ClusterUnavailable,
         "your seat was released: this server lost its hold on the cluster's shared state".into(),
         Some(channel),
     )

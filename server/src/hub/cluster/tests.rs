@@ -126,7 +126,7 @@ fn a_refusal_from_the_guard_is_the_error_the_client_gets() {
         ),
         (
             SeatOutcome::Unavailable,
-            cromulent_protocol::ErrorReason::VoiceUnavailable,
+            cromulent_protocol::ErrorReason::ClusterUnavailable,
         ),
     ] {
         let fx = h.cluster_input(Input::Seat {
