@@ -163,28 +163,46 @@ impl Hub {
     /// a resume is the same user and never clashes. A resume hands out a new resume token
     /// (the old one stops working).
     pub fn attach(&mut self, a: Attach, now: Instant) -> Vec<Effect> {
-        let mut fx = Vec::new();
         let resumed = a
             .resume
             .as_deref()
             .and_then(|token| self.resumable(token, &a.identity.user, now));
-        let Some(sid) = resumed else {
-            if self.lookalikes.clash(&a.identity).is_some() {
-                return vec![Effect::Close(a.conn, ErrorReason::NameTaken)];
-            }
-            let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
-            fx.push(Effect::Send(a.conn, self.welcome(sid, false)));
-            if a.resume.is_some() {
-                fx.push(Effect::Send(
-                    a.conn,
-                    ServerMsg::error(
-                        ErrorReason::ResumeExpired,
-                        "resume token unknown or past its grace window; this is a new session",
-                    ),
-                ));
-            }
-            return fx;
-        };
+        // In a cluster a detached session may be resumed on any instance: the token is
+        // claimed in Redis (one claimant wins) before anyone is welcomed.
+        if self.cluster.is_some()
+            && a.resume.is_some()
+            && resumed.is_none_or(|sid| self.session(sid).conn.is_none())
+        {
+            return self.cluster_claim(a);
+        }
+        match resumed {
+            Some(sid) => self.resume(a, sid),
+            None => self.start_session(a),
+        }
+    }
+
+    /// A new session (the resume token, if any, was not honoured).
+    fn start_session(&mut self, a: Attach) -> Vec<Effect> {
+        if self.lookalikes.clash(&a.identity).is_some() {
+            return vec![Effect::Close(a.conn, ErrorReason::NameTaken)];
+        }
+        let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
+        let mut fx = vec![Effect::Send(a.conn, self.welcome(sid, false))];
+        if a.resume.is_some() {
+            fx.push(Effect::Send(
+                a.conn,
+                ServerMsg::error(
+                    ErrorReason::ResumeExpired,
+                    "resume token unknown or past its grace window; this is a new session",
+                ),
+            ));
+        }
+        fx
+    }
+
+    /// Session `sid` of this hub continues on connection `a.conn`.
+    fn resume(&mut self, a: Attach, sid: SessionId) -> Vec<Effect> {
+        let mut fx = Vec::new();
         let session = self.session_mut(sid);
         let old_token = std::mem::replace(&mut session.resume_token, a.new_resume_token.clone());
         let old_conn = session.conn.replace(a.conn);
@@ -233,6 +251,9 @@ impl Hub {
     /// resumable for the grace window.
     pub fn detach(&mut self, conn: ConnId, now: Instant) -> Vec<Effect> {
         self.unwatch(conn);
+        if let Some(replica) = &mut self.cluster {
+            replica.forget_pending(conn);
+        }
         let Some(sid) = self.by_conn.remove(&conn) else {
             return Vec::new();
         };
@@ -259,10 +280,15 @@ impl Hub {
             .map(|(id, _)| *id)
             .collect();
         for sid in expired {
-            if let Some(s) = self.sessions.remove(&sid) {
-                self.by_resume.remove(&s.resume_token);
-                self.lookalikes.remove(&s.identity);
-            }
+            self.forget(sid);
+        }
+    }
+
+    /// Drop a session and its resume token.
+    fn forget(&mut self, sid: SessionId) {
+        if let Some(s) = self.sessions.remove(&sid) {
+            self.by_resume.remove(&s.resume_token);
+            self.lookalikes.remove(&s.identity);
         }
     }
 

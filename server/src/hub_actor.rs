@@ -144,7 +144,7 @@ async fn run(
                 carry_out(&mut hub, &mut conns, &outlets, effects);
             }
             Some(input) = next_input(&mut inputs) => {
-                let effects = hub.cluster_input(input);
+                let effects = hub.cluster_input(input, Instant::now());
                 carry_out(&mut hub, &mut conns, &outlets, effects);
             }
             _ = expire.tick() => hub.expire(Instant::now()),

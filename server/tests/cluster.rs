@@ -160,12 +160,7 @@ async fn presence_is_shared_and_seen_in_one_order_on_every_instance() {
                     join(&mut c, 2).await,
                     ServerMsg::Joined { channel: 2, .. }
                 ));
-                c.send(&ClientMsg::VoiceState {
-                    muted: true,
-                    deafened: false,
-                    talking: false,
-                })
-                .await;
+                c.voice_state(true, false, false).await;
                 c.recv_until(|m| match m {
                     ServerMsg::Presence { changes } => changes.iter().any(|ch| {
                         ch.op == PresenceOp::Update && ch.member.user == format!("user{i}")
@@ -201,12 +196,7 @@ async fn presence_is_shared_and_seen_in_one_order_on_every_instance() {
 
     // A seat with flags on one instance is in the welcome of a newcomer on another.
     let mut dora = Client::connect(&servers[0].url(), "dora").await;
-    dora.send(&ClientMsg::VoiceState {
-        muted: false,
-        deafened: true,
-        talking: false,
-    })
-    .await;
+    dora.voice_state(false, true, false).await;
     assert!(matches!(join(&mut dora, 2).await, ServerMsg::Joined { .. }));
     watchers[2]
         .recv_until(|m| matches!(m, ServerMsg::Presence { .. }))
@@ -499,4 +489,82 @@ async fn chat_goes_live_to_the_channels_followers_on_every_instance_in_one_order
         .map(|m| (m.id, m.user, m.text))
         .collect();
     assert_eq!(stored, at_alice);
+}
+
+/// The next presence change about `user`: (op, channel, muted).
+async fn change_of(c: &mut Client, user: &str) -> (PresenceOp, u32, bool) {
+    let m = c
+        .recv_until(|m| match m {
+            ServerMsg::Presence { changes } => changes.iter().any(|ch| ch.member.user == user),
+            _ => false,
+        })
+        .await;
+    let ServerMsg::Presence { changes } = m else {
+        unreachable!()
+    };
+    let ch = changes.iter().find(|ch| ch.member.user == user).unwrap();
+    (ch.op, ch.channel, ch.member.muted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_on_another_instance_within_the_grace_and_sits_again() {
+    let mut redis = Redis::start();
+    let (a, b) = (instance(&redis, "a").await, instance(&redis, "b").await);
+    let mut on_a = Client::connect(&a.url(), "watcher-a").await;
+    let mut on_b = Client::connect(&b.url(), "watcher-b").await;
+    let mut alice = Client::connect(&a.url(), "alice").await;
+    alice.voice_state(true, false, false).await;
+    assert!(matches!(
+        join(&mut alice, 1).await,
+        ServerMsg::Joined { .. }
+    ));
+    let token = alice.resume_token();
+    for w in [&mut on_a, &mut on_b] {
+        assert_eq!(change_of(w, "alice").await, (PresenceOp::Join, 1, true));
+    }
+    drop(alice);
+    for w in [&mut on_a, &mut on_b] {
+        assert_eq!(change_of(w, "alice").await, (PresenceOp::Leave, 1, true));
+    }
+
+    // Back through the other instance: the same session, seated again, flags kept.
+    let mut back = Client::hello_with(&b.url(), Some("alice"), None, Some(&token)).await;
+    assert!(
+        matches!(back.welcome, Some(ServerMsg::Welcome { resumed: true, .. })),
+        "{:?}",
+        back.welcome
+    );
+    assert!(matches!(
+        back.expect_joined().await,
+        ServerMsg::Joined { channel: 1, .. }
+    ));
+    // Everyone sees her sit again; instance a, in seeing it, has also been told (before) that
+    // its session was taken over.
+    for w in [&mut on_a, &mut on_b] {
+        assert_eq!(change_of(w, "alice").await, (PresenceOp::Join, 1, true));
+    }
+
+    // The token was claimed once: presented again, anywhere, it starts a new session.
+    let mut again = Client::hello_with(&a.url(), Some("alice"), None, Some(&token)).await;
+    assert!(
+        matches!(
+            again.welcome,
+            Some(ServerMsg::Welcome { resumed: false, .. })
+        ),
+        "{:?}",
+        again.welcome
+    );
+    again.expect_error(ErrorReason::ResumeExpired).await;
+    // Instance a forgot the session taken over: even with Redis gone, where a session of its
+    // own would still resume, the old token resumes nothing.
+    redis.kill();
+    let stale = Client::hello_with(&a.url(), Some("alice"), None, Some(&token)).await;
+    assert!(
+        matches!(
+            stale.welcome,
+            Some(ServerMsg::Welcome { resumed: false, .. })
+        ),
+        "{:?}",
+        stale.welcome
+    );
 }

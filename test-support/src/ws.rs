@@ -125,6 +125,16 @@ impl Client {
         self.send_text(&msg.to_json()).await;
     }
 
+    /// Send `voice_state` with these flags.
+    pub async fn voice_state(&mut self, muted: bool, deafened: bool, talking: bool) {
+        self.send(&ClientMsg::VoiceState {
+            muted,
+            deafened,
+            talking,
+        })
+        .await;
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text.to_owned())).await.unwrap();
     }

@@ -7,7 +7,8 @@
 //! - `P:seats`: hash, user → [`Seat`] (JSON); `P:seq`: the last event's number;
 //! - `P:nodes`: set of nodes that may hold seats; `P:alive:NODE`: a node's lease (a key with
 //!   a time to live, renewed); `P:held:NODE`: set of users whose seat NODE holds;
-//! - `P:chat:next`: the last chat message id;
+//! - `P:chat:next`: the last chat message id; `P:resume:TOKEN`: a detached session
+//!   ([`Parked`]), until its grace window ends or someone claims it;
 //! - pub/sub `P:presence`: every [`super::wire::Event`], in order; `P:node:NODE`: signals
 //!   for NODE; `P:chat`: every chat message, as `<id> <Chat JSON>`.
 //!
@@ -21,7 +22,7 @@ use cromulent_protocol::{ChannelId, Member};
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
-use super::wire::{Chat, Forward, NodeId, SeatOutcome, SessionId, Snapshot, Why};
+use super::wire::{Chat, Inbox, NodeId, Parked, SeatOutcome, SessionId, Snapshot, Why};
 use crate::config::ClusterConfig;
 
 static SEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/seat.lua")));
@@ -179,15 +180,40 @@ impl Board {
         Ok(())
     }
 
-    /// Publish a signal to `node`'s inbox.
-    pub async fn forward(&mut self, node: &str, forward: &Forward) -> RedisResult<()> {
+    /// Publish `message` to `node`'s inbox.
+    pub async fn send_to(&mut self, node: &str, message: &Inbox) -> RedisResult<()> {
         let inbox = Keys::inbox_of(&self.keys.prefix, node);
         let _receivers: u64 = redis::cmd("PUBLISH")
             .arg(inbox)
-            .arg(json(forward))
+            .arg(json(message))
             .query_async(&mut self.con)
             .await?;
         Ok(())
+    }
+
+    /// Keep a detached session claimable under its resume token for `ttl_ms`.
+    pub async fn park(&mut self, token: &str, parked: &Parked, ttl_ms: u64) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(self.resume_key(token))
+            .arg(json(parked))
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .exec_async(&mut self.con)
+            .await
+    }
+
+    /// Take the session parked under `token`, if any: read and deleted in one step, so one
+    /// claimant at most gets it. A value that does not decode counts as none.
+    pub async fn claim(&mut self, token: &str) -> RedisResult<Option<Parked>> {
+        let raw: Option<String> = redis::cmd("GETDEL")
+            .arg(self.resume_key(token))
+            .query_async(&mut self.con)
+            .await?;
+        Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    fn resume_key(&self, token: &str) -> String {
+        format!("{}:resume:{token}", self.keys.prefix)
     }
 
     /// Number `chat` (at least `floor`) and publish it to every instance.

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::board::{Board, Keys};
-use super::wire::{Input, NodeId, Op, SeatOutcome};
+use super::wire::{Claim, Inbox, Input, NodeId, Op, SeatOutcome};
 use crate::config::ClusterConfig;
 
 /// Pause before subscribing again after the subscription failed or ended.
@@ -152,7 +152,25 @@ async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input
             member,
             fresh,
         } => board.update(session, &user, &member, fresh).await,
-        Op::Forward { node, forward } => board.forward(&node, &forward).await,
+        Op::Forward { node, forward } => board.send_to(&node, &Inbox::Signal(forward)).await,
+        Op::Forget { node, session } => board.send_to(&node, &Inbox::Forget { session }).await,
+        Op::Park {
+            token,
+            parked,
+            ttl_ms,
+        } => board.park(&token, &parked, ttl_ms).await,
+        Op::Claim { conn, token } => {
+            let claim = match board.claim(&token).await {
+                Ok(Some(parked)) => Claim::Won(parked),
+                Ok(None) => Claim::Lost,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: cannot claim a resume token");
+                    Claim::Unreachable
+                }
+            };
+            let _ = inputs.send(Input::Claimed { conn, claim });
+            Ok(())
+        }
         Op::Say { chat, floor } => match board.say(&chat, floor).await {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -248,7 +266,8 @@ fn decode(keys: &Keys, channel: &str, payload: &[u8]) -> Result<Input, String> {
         chat.message.id = id.parse().map_err(|e| format!("bad id {id:?}: {e}"))?;
         return Ok(Input::Chat(chat));
     }
-    serde_json::from_slice(payload)
-        .map(Input::Forwarded)
-        .map_err(|e| e.to_string())
+    match serde_json::from_slice(payload).map_err(|e| e.to_string())? {
+        Inbox::Signal(forward) => Ok(Input::Forwarded(forward)),
+        Inbox::Forget { session } => Ok(Input::Forget { session }),
+    }
 }

@@ -97,6 +97,38 @@ pub struct Chat {
     pub session: SessionId,
 }
 
+/// A detached session, resumable on any instance while its key lives (the grace window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parked {
+    pub node: NodeId,
+    pub session: SessionId,
+    /// The channel it sat in when its connection ended, to sit there again.
+    pub channel: Option<ChannelId>,
+    /// Its name and flags.
+    pub member: Member,
+}
+
+/// What the claim of a resume token found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This claimant, and no other, may resume the session.
+    Won(Parked),
+    /// No such token (never parked, expired, or claimed by someone else).
+    Lost,
+    /// Redis could not be asked.
+    Unreachable,
+}
+
+/// What goes to one node's inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Inbox {
+    /// A signal for one of its sessions.
+    Signal(Forward),
+    /// One of its detached sessions was resumed elsewhere: forget it.
+    Forget { session: SessionId },
+}
+
 /// What the hub asks of the cluster edge (all carried out in order).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -127,6 +159,16 @@ pub enum Op {
     Snapshot,
     /// Number a chat message and send it to every instance; ids start at `floor` at least.
     Say { chat: Chat, floor: u64 },
+    /// A session's connection ended: keep its resume token claimable for `ttl_ms`.
+    Park {
+        token: String,
+        parked: Parked,
+        ttl_ms: u64,
+    },
+    /// A connection presented a resume token: claim it (at most one claimant wins).
+    Claim { conn: u64, token: String },
+    /// Tell `node` that its detached session was resumed elsewhere.
+    Forget { node: NodeId, session: SessionId },
 }
 
 /// What the join guard answered.
@@ -155,6 +197,15 @@ pub enum Input {
     Forwarded(Forward),
     /// A chat message of any instance, numbered, in the one order of all chat.
     Chat(Chat),
+    /// What the claim of connection `conn`'s resume token found.
+    Claimed {
+        conn: u64,
+        claim: Claim,
+    },
+    /// A detached session of this node was resumed elsewhere.
+    Forget {
+        session: SessionId,
+    },
     /// A `say` could not reach Redis.
     SayFailed {
         session: SessionId,

@@ -16,9 +16,12 @@ use cromulent_protocol::{
     PresenceChange, PresenceOp, ServerMsg, Signal, UserId,
 };
 
-use super::{ConnId, Effect, Hub, SessionId, error, not_in_voice, peer_not_found};
+use super::{
+    Attach, ConnId, Effect, Hub, SessionId, VoiceFlags, error, not_in_voice, peer_not_found,
+};
 use crate::cluster::wire::{
-    Chat, Event, Forward, Input, NodeId, Op, Seat, SeatChange, SeatOutcome, Snapshot, Why,
+    Chat, Claim, Event, Forward, Input, NodeId, Op, Parked, Seat, SeatChange, SeatOutcome,
+    Snapshot, Why,
 };
 
 /// Every seat of the cluster, as of event `seq`.
@@ -37,6 +40,8 @@ pub(super) struct Replica {
     resyncing: bool,
     /// The ICE servers each session asked to join with, for its `joined`.
     ice: HashMap<SessionId, IceConfig>,
+    /// Connections whose resume token is being claimed, not welcomed yet.
+    pending: HashMap<ConnId, Attach>,
 }
 
 impl Replica {
@@ -49,7 +54,13 @@ impl Replica {
             early: BTreeMap::new(),
             resyncing: false,
             ice: HashMap::new(),
+            pending: HashMap::new(),
         }
+    }
+
+    /// A connection ended before its claim was answered.
+    pub(super) fn forget_pending(&mut self, conn: ConnId) {
+        self.pending.remove(&conn);
     }
 
     fn insert(&mut self, seat: Seat) {
@@ -79,8 +90,8 @@ impl Hub {
         self
     }
 
-    /// Something the cluster edge reports.
-    pub fn cluster_input(&mut self, input: Input) -> Vec<Effect> {
+    /// Something the cluster edge reports, at `now`.
+    pub fn cluster_input(&mut self, input: Input, now: std::time::Instant) -> Vec<Effect> {
         if self.cluster.is_none() {
             return Vec::new();
         }
@@ -95,6 +106,18 @@ impl Hub {
             Input::Forwarded(forward) => self.on_forwarded(forward),
             Input::Chat(chat) => self.on_chat(chat),
             Input::SayFailed { session, channel } => self.on_say_failed(session, channel),
+            Input::Claimed { conn, claim } => self.on_claimed(conn, claim, now),
+            Input::Forget { session } => {
+                if self
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|s| s.conn.is_none())
+                {
+                    self.replica_mut().ice.remove(&session);
+                    self.forget(session);
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -153,21 +176,88 @@ impl Hub {
         ]
     }
 
-    /// The connection ended: release the seat (the leave comes back as an event).
+    /// The connection ended: release the seat (the leave comes back as an event), and park
+    /// the session in Redis so that any instance can resume it within the grace window.
     pub(super) fn cluster_detach(&mut self, sid: SessionId) -> Vec<Effect> {
         self.replica_mut().ice.remove(&sid);
-        let Some(channel) = self.session(sid).channel else {
+        let mut fx = Vec::new();
+        if let Some(channel) = self.session(sid).channel {
+            self.channel_mut(channel).members.retain(|&m| m != sid);
+            let session = self.session_mut(sid);
+            session.channel = None;
+            session.last_channel = Some(channel);
+            fx.push(Effect::Cluster(Op::Unseat {
+                session: sid,
+                user: session.identity.user.clone(),
+                why: Why::Disconnected,
+            }));
+        }
+        let session = self.session(sid);
+        fx.push(Effect::Cluster(Op::Park {
+            token: session.resume_token.clone(),
+            parked: Parked {
+                node: self.replica().node.clone(),
+                session: sid,
+                channel: session.last_channel,
+                member: self.member(sid),
+            },
+            ttl_ms: self.resume_grace.as_millis() as u64,
+        }));
+        fx
+    }
+
+    /// A resume token to claim before the connection is welcomed.
+    pub(super) fn cluster_claim(&mut self, a: Attach) -> Vec<Effect> {
+        let conn = a.conn;
+        let token = a.resume.clone().unwrap_or_default();
+        self.replica_mut().pending.insert(conn, a);
+        vec![Effect::Cluster(Op::Claim { conn, token })]
+    }
+
+    /// The claim's answer: resume here (the session was this instance's), take the session
+    /// over from another instance, or start a new one. With Redis unreachable a session of
+    /// this instance still resumes.
+    fn on_claimed(&mut self, conn: ConnId, claim: Claim, now: std::time::Instant) -> Vec<Effect> {
+        let Some(a) = self.replica_mut().pending.remove(&conn) else {
             return Vec::new();
         };
-        self.channel_mut(channel).members.retain(|&m| m != sid);
-        let session = self.session_mut(sid);
-        session.channel = None;
-        session.last_channel = Some(channel);
-        vec![Effect::Cluster(Op::Unseat {
-            session: sid,
-            user: session.identity.user.clone(),
-            why: Why::Disconnected,
-        })]
+        let local = a
+            .resume
+            .as_deref()
+            .and_then(|token| self.resumable(token, &a.identity.user, now));
+        let node = self.replica().node.clone();
+        match (claim, local) {
+            (Claim::Won(p), Some(sid)) if p.node == node && p.session == sid => self.resume(a, sid),
+            (Claim::Won(p), _) if p.member.user == a.identity.user => self.take_over(a, p),
+            (Claim::Unreachable, Some(sid)) => self.resume(a, sid),
+            _ => self.start_session(a),
+        }
+    }
+
+    /// Resume a session parked by another instance (or one this instance no longer has):
+    /// a new session here with its name and flags, its seat taken again; its old instance
+    /// forgets it.
+    fn take_over(&mut self, a: Attach, p: Parked) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if p.node == self.replica().node {
+            self.forget(p.session);
+        } else {
+            fx.push(Effect::Cluster(Op::Forget {
+                node: p.node.clone(),
+                session: p.session,
+            }));
+        }
+        let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
+        self.session_mut(sid).flags = VoiceFlags {
+            muted: p.member.muted,
+            deafened: p.member.deafened,
+            talking: p.member.talking,
+        };
+        fx.push(Effect::Send(a.conn, self.welcome(sid, true)));
+        if let Some(channel) = p.channel {
+            fx.extend(self.cluster_seat(sid, channel, a.ice));
+        }
+        fx
     }
 
     pub(super) fn cluster_leave(&mut self, conn: ConnId, sid: SessionId) -> Vec<Effect> {
