@@ -254,7 +254,7 @@ impl Hub {
             talking: p.member.talking,
         };
         fx.push(Effect::Send(a.conn, self.welcome(sid, true)));
-        if let Some(channel) = p.channel {
+        if let Some(channel) = p.channel.filter(|&c| self.channel(c).is_some()) {
             fx.extend(self.cluster_seat(sid, channel, a.ice));
         }
         fx
@@ -495,6 +495,14 @@ impl Hub {
 
     fn seated_here(&mut self, conn: ConnId, sid: SessionId, change: &SeatChange) -> Vec<Effect> {
         let channel = change.channel;
+        if self.channel(channel).is_none() {
+            // Only a cluster whose instances disagree on the channels gets here: give it back.
+            return vec![Effect::Cluster(Op::Unseat {
+                session: sid,
+                user: change.member.user.clone(),
+                why: Why::Disconnected,
+            })];
+        }
         if let Some(old) = self.session(sid).channel {
             self.channel_mut(old).members.retain(|&m| m != sid);
         }

@@ -298,3 +298,26 @@ fn a_seat_granted_after_its_connection_ended_is_given_back() {
         "{fx:?}"
     );
 }
+
+#[test]
+fn a_seat_in_a_channel_this_instance_does_not_have_is_given_back_not_a_crash() {
+    let mut h = clustered();
+    attach(&mut h, 1, "alice", Instant::now());
+    let Some(Effect::Cluster(Op::Seat { session, .. })) = h.join(1, 1, IceConfig::default()).pop()
+    else {
+        panic!()
+    };
+    let fx = h.cluster_input(
+        event(
+            1,
+            vec![change(PresenceOp::Join, 99, "alice", NODE, session)],
+        ),
+        Instant::now(),
+    );
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Cluster(Op::Unseat { session: s, .. }) if *s == session)),
+        "{fx:?}"
+    );
+    assert!(h.snapshot().iter().all(|c| c.members.is_empty()));
+}
