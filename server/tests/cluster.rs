@@ -62,6 +62,26 @@ async fn three_instances_watched(redis: &Redis) -> ([TestServer; 3], Vec<Client>
     (servers, watchers)
 }
 
+/// The `cromulent-server` binary as instance `name` of the cluster with leases of `lease`
+/// (and its config's directory, removed on drop); not waited for.
+fn instance_process(redis: &Redis, name: &str, lease: Duration) -> (TempDir, ServerProcess) {
+    let dir = TempDir::new("cluster");
+    let config = dir.path("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nredis_url = \"{}\"\ninstance_id = \"{name}\"\nlease_ms = {}\nrenew_ms = {}\n",
+            redis.url(),
+            lease.as_millis(),
+            RENEW.as_millis()
+        ),
+    )
+    .unwrap();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_cromulent-server"));
+    let process = ServerProcess::start(binary, &config);
+    (dir, process)
+}
+
 /// Wait until the instance at `url` seats users through Redis: a probe joins (again while
 /// the instance is still taking its lease) and leaves.
 async fn ready(url: &str, name: &str) {
@@ -322,21 +342,7 @@ async fn a_signal_reaches_its_addressee_on_another_instance_and_nobody_else() {
 async fn a_killed_instance_has_its_seats_released_by_a_survivor_within_the_lease() {
     let redis = Redis::start();
     let survivor = instance(&redis, "survivor").await;
-    let dir = TempDir::new("cluster");
-    let config = dir.path("server.toml");
-    let c = cluster(&redis, "doomed");
-    std::fs::write(
-        &config,
-        format!(
-            "[cluster]\nredis_url = \"{}\"\ninstance_id = \"{}\"\nlease_ms = {}\nrenew_ms = {}\n",
-            c.redis_url, c.instance_id, c.lease_ms, c.renew_ms
-        ),
-    )
-    .unwrap();
-    let mut doomed = ServerProcess::start(
-        std::path::Path::new(env!("CARGO_BIN_EXE_cromulent-server")),
-        &config,
-    );
+    let (_dir, mut doomed) = instance_process(&redis, "doomed", LEASE);
     ready(&doomed.url(), "doomed").await;
     let mut watcher = Client::connect(&survivor.url(), "watcher").await;
     let mut victim = Client::connect(&doomed.url(), "victim").await;
@@ -567,4 +573,34 @@ async fn a_session_resumes_on_another_instance_within_the_grace_and_sits_again()
         "{:?}",
         stale.welcome
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stopped_by_sigterm_releases_its_seats_at_once_not_at_lease_end() {
+    let redis = Redis::start();
+    let survivor = instance(&redis, "survivor").await;
+    let long_lease = Duration::from_secs(30);
+    let (_dir, mut leaving) = instance_process(&redis, "leaving", long_lease);
+    ready(&leaving.url(), "leaving").await;
+    let mut watcher = Client::connect(&survivor.url(), "watcher").await;
+    let mut bob = Client::connect(&leaving.url(), "bob").await;
+    assert!(matches!(join(&mut bob, 2).await, ServerMsg::Joined { .. }));
+    assert_eq!(
+        change_of(&mut watcher, "bob").await,
+        (PresenceOp::Join, 2, false)
+    );
+
+    let stopped = Instant::now();
+    let status = tokio::task::block_in_place(|| leaving.terminate());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit: {status:?}"
+    );
+    bob.expect_error(ErrorReason::ServerShutdown).await;
+    assert_eq!(
+        change_of(&mut watcher, "bob").await,
+        (PresenceOp::Leave, 2, false)
+    );
+    let took = stopped.elapsed();
+    assert!(took < long_lease / 4, "released after {took:?}");
 }

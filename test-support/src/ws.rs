@@ -422,4 +422,11 @@ impl ServerProcess {
     pub fn kill(&mut self) {
         self.child.kill();
     }
+
+    /// SIGTERM, then wait (at most ten seconds) for the exit; its status, or `None` if it is
+    /// still running.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        crate::process::signal(self.child.id(), "-TERM");
+        crate::process::wait_exit(&mut self.child, Duration::from_secs(10))
+    }
 }
