@@ -46,9 +46,6 @@ pub enum Effect {
         before: Option<MessageId>,
         limit: u32,
     },
-    /// Cluster mode: ask the cluster edge (Redis) for this; what it answers comes back as
-    /// [`Hub::cluster_input`].
-    Cluster(crate::cluster::wire::Op),
 }
 
 /// A user's talk flags as shown to others.
@@ -259,7 +256,7 @@ impl Hub {
         };
         let mut fx = Vec::new();
         if self.cluster.is_some() {
-            fx.extend(self.cluster_detach(sid));
+            self.cluster_detach(sid);
         } else if let Some(channel) = self.session(sid).channel {
             fx.extend(self.unseat(sid));
             self.session_mut(sid).last_channel = Some(channel);

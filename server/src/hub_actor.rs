@@ -142,15 +142,26 @@ async fn run(
                 let Some(cmd) = cmd else { break };
                 let effects = apply(&mut hub, &mut conns, cmd);
                 carry_out(&mut hub, &mut conns, &outlets, effects);
+                ask_cluster(&mut hub, &outlets);
             }
             Some(input) = next_input(&mut inputs) => {
                 let effects = hub.cluster_input(input, Instant::now());
                 carry_out(&mut hub, &mut conns, &outlets, effects);
+                ask_cluster(&mut hub, &outlets);
             }
             _ = expire.tick() => hub.expire(Instant::now()),
         }
     }
     tracing::debug!("hub task finished");
+}
+
+/// Hand what the hub's last step asks of Redis to the cluster edge, in order.
+fn ask_cluster(hub: &mut Hub, outlets: &Outlets) {
+    let Some(edge) = &outlets.cluster else { return };
+    for op in hub.take_cluster_ops() {
+        // The edge ends only after the hub; a failed send means shutdown.
+        let _ = edge.send(op);
+    }
 }
 
 /// The cluster edge's next report; never, without a cluster (or once the edge is gone).
@@ -263,12 +274,7 @@ fn deliver_all(
                 }
             }
             Effect::Store(message) => store.send(Job::Insert(message)),
-            Effect::Cluster(op) => {
-                if let Some(ops) = &outlets.cluster {
-                    // The edge ends only after the hub; a failed send means shutdown.
-                    let _ = ops.send(op);
-                }
-            }
+
             Effect::Page {
                 conn,
                 channel,

@@ -42,6 +42,9 @@ pub(super) struct Replica {
     ice: HashMap<SessionId, IceConfig>,
     /// Connections whose resume token is being claimed, not welcomed yet.
     pending: HashMap<ConnId, Attach>,
+    /// What to ask of the cluster edge, in order, until the caller takes it
+    /// ([`Hub::take_cluster_ops`]).
+    outbox: Vec<Op>,
 }
 
 impl Replica {
@@ -55,6 +58,7 @@ impl Replica {
             resyncing: false,
             ice: HashMap::new(),
             pending: HashMap::new(),
+            outbox: Vec::new(),
         }
     }
 
@@ -121,6 +125,20 @@ impl Hub {
         }
     }
 
+    /// What the steps since the last call ask of the cluster edge (Redis), in order; to be
+    /// carried out after the step's effects. Always empty for a hub without `[cluster]`.
+    pub fn take_cluster_ops(&mut self) -> Vec<Op> {
+        match &mut self.cluster {
+            Some(r) => std::mem::take(&mut r.outbox),
+            None => Vec::new(),
+        }
+    }
+
+    /// Queue `op` for the cluster edge.
+    fn ask(&mut self, op: Op) {
+        self.replica_mut().outbox.push(op);
+    }
+
     fn replica(&self) -> &Replica {
         // Invariant: only called in cluster mode (callers check `self.cluster`).
         self.cluster.as_ref().expect("cluster mode")
@@ -139,12 +157,13 @@ impl Hub {
         ice: IceConfig,
     ) -> Vec<Effect> {
         self.replica_mut().ice.insert(sid, ice);
-        vec![Effect::Cluster(Op::Seat {
+        self.ask(Op::Seat {
             session: sid,
             user: self.session(sid).identity.user.clone(),
             channel,
             member: self.member(sid),
-        })]
+        });
+        Vec::new()
     }
 
     /// A resume on this instance while the old connection still held the seat: the seat
@@ -158,42 +177,41 @@ impl Hub {
     ) -> Vec<Effect> {
         let user = self.session(sid).identity.user.clone();
         self.replica_mut().ice.insert(sid, ice.clone());
-        vec![
-            Effect::Send(
-                conn,
-                ServerMsg::Joined {
-                    channel,
-                    ice,
-                    peers: self.peers(channel, &user),
-                },
-            ),
-            Effect::Cluster(Op::Update {
-                session: sid,
-                user,
-                member: self.member(sid),
-                fresh: true,
-            }),
-        ]
+        let joined = Effect::Send(
+            conn,
+            ServerMsg::Joined {
+                channel,
+                ice,
+                peers: self.peers(channel, &user),
+            },
+        );
+        self.ask(Op::Update {
+            session: sid,
+            user,
+            member: self.member(sid),
+            fresh: true,
+        });
+        vec![joined]
     }
 
     /// The connection ended: release the seat (the leave comes back as an event), and park
     /// the session in Redis so that any instance can resume it within the grace window.
-    pub(super) fn cluster_detach(&mut self, sid: SessionId) -> Vec<Effect> {
+    pub(super) fn cluster_detach(&mut self, sid: SessionId) {
         self.replica_mut().ice.remove(&sid);
-        let mut fx = Vec::new();
         if let Some(channel) = self.session(sid).channel {
             self.channel_mut(channel).members.retain(|&m| m != sid);
             let session = self.session_mut(sid);
             session.channel = None;
             session.last_channel = Some(channel);
-            fx.push(Effect::Cluster(Op::Unseat {
+            let user = session.identity.user.clone();
+            self.ask(Op::Unseat {
                 session: sid,
-                user: session.identity.user.clone(),
+                user,
                 why: Why::Disconnected,
-            }));
+            });
         }
         let session = self.session(sid);
-        fx.push(Effect::Cluster(Op::Park {
+        self.ask(Op::Park {
             token: session.resume_token.clone(),
             parked: Parked {
                 node: self.replica().node.clone(),
@@ -202,8 +220,7 @@ impl Hub {
                 member: self.member(sid),
             },
             ttl_ms: self.resume_grace.as_millis() as u64,
-        }));
-        fx
+        });
     }
 
     /// A resume token to claim before the connection is welcomed.
@@ -211,7 +228,8 @@ impl Hub {
         let conn = a.conn;
         let token = a.resume.clone().unwrap_or_default();
         self.replica_mut().pending.insert(conn, a);
-        vec![Effect::Cluster(Op::Claim { conn, token })]
+        self.ask(Op::Claim { conn, token });
+        Vec::new()
     }
 
     /// The claim's answer: resume here (the session was this instance's), take the session
@@ -242,10 +260,10 @@ impl Hub {
         if p.node == self.replica().node {
             self.forget(p.session);
         } else {
-            fx.push(Effect::Cluster(Op::Forget {
+            self.ask(Op::Forget {
                 node: p.node.clone(),
                 session: p.session,
-            }));
+            });
         }
         let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
         self.session_mut(sid).flags = VoiceFlags {
@@ -264,30 +282,32 @@ impl Hub {
         if self.session(sid).channel.is_none() {
             return vec![not_in_voice(conn)];
         }
-        vec![Effect::Cluster(Op::Unseat {
+        self.ask(Op::Unseat {
             session: sid,
             user: self.session(sid).identity.user.clone(),
             why: Why::Requested,
-        })]
+        });
+        Vec::new()
     }
 
     /// New flags: announced through the cluster when seated.
-    pub(super) fn cluster_flags(&self, sid: SessionId) -> Vec<Effect> {
+    pub(super) fn cluster_flags(&mut self, sid: SessionId) -> Vec<Effect> {
         if self.session(sid).channel.is_none() {
             return Vec::new();
         }
-        vec![Effect::Cluster(Op::Update {
+        self.ask(Op::Update {
             session: sid,
             user: self.session(sid).identity.user.clone(),
             member: self.member(sid),
             fresh: false,
-        })]
+        });
+        Vec::new()
     }
 
     /// `signal` in cluster mode: to exactly the addressee, seated in the sender's channel on
     /// whichever instance.
     pub(super) fn cluster_relay(
-        &self,
+        &mut self,
         conn: ConnId,
         sid: SessionId,
         to: &str,
@@ -304,16 +324,19 @@ impl Hub {
             .filter(|t| t.channel == channel && !(t.node == r.node && t.session == sid));
         let from_user = from.identity.user.clone();
         match target {
-            Some(t) if t.node != r.node => vec![Effect::Cluster(Op::Forward {
-                node: t.node.clone(),
-                forward: Forward {
-                    to: to.to_owned(),
-                    session: t.session,
-                    from: from_user,
-                    channel,
-                    signal,
-                },
-            })],
+            Some(t) if t.node != r.node => {
+                self.ask(Op::Forward {
+                    node: t.node.clone(),
+                    forward: Forward {
+                        to: to.to_owned(),
+                        session: t.session,
+                        from: from_user,
+                        channel,
+                        signal,
+                    },
+                });
+                Vec::new()
+            }
             Some(t) => match self.sessions.get(&t.session).and_then(|s| s.conn) {
                 Some(target_conn) => vec![Effect::Send(
                     target_conn,
@@ -330,15 +353,16 @@ impl Hub {
 
     /// A chat message goes out through the cluster: Redis numbers it, every instance
     /// (this one too) sends it to its own followers of the channel when it comes back.
-    pub(super) fn cluster_say(&self, sid: SessionId, message: ChatMessage) -> Vec<Effect> {
-        vec![Effect::Cluster(Op::Say {
+    pub(super) fn cluster_say(&mut self, sid: SessionId, message: ChatMessage) -> Vec<Effect> {
+        self.ask(Op::Say {
             chat: Chat {
                 message,
                 node: self.replica().node.clone(),
                 session: sid,
             },
             floor: self.next_message,
-        })]
+        });
+        Vec::new()
     }
 
     /// A chat message of the cluster: to this instance's followers of its channel (and its
@@ -408,7 +432,7 @@ impl Hub {
             let Some(event) = r.early.remove(&(seq + 1)) else {
                 if !r.early.is_empty() && !r.resyncing {
                     r.resyncing = true;
-                    fx.push(Effect::Cluster(Op::Snapshot));
+                    r.outbox.push(Op::Snapshot);
                 }
                 break;
             };
@@ -478,11 +502,7 @@ impl Hub {
             .map(|s| s.conn);
         match (change.op, attached) {
             // Seated for a connection that has ended meanwhile: give the seat back.
-            (PresenceOp::Join, None | Some(None)) => vec![Effect::Cluster(Op::Unseat {
-                session: sid,
-                user: change.member.user.clone(),
-                why: Why::Disconnected,
-            })],
+            (PresenceOp::Join, None | Some(None)) => self.give_back(sid, &change.member.user),
             (PresenceOp::Join, Some(Some(conn))) => self.seated_here(conn, sid, change),
             (PresenceOp::Leave, Some(conn)) => self.unseated_here(conn, sid, change),
             (PresenceOp::Update, Some(_)) => {
@@ -493,15 +513,21 @@ impl Hub {
         }
     }
 
+    /// A seat this node's session must not keep: release it.
+    fn give_back(&mut self, sid: SessionId, user: &str) -> Vec<Effect> {
+        self.ask(Op::Unseat {
+            session: sid,
+            user: user.to_owned(),
+            why: Why::Disconnected,
+        });
+        Vec::new()
+    }
+
     fn seated_here(&mut self, conn: ConnId, sid: SessionId, change: &SeatChange) -> Vec<Effect> {
         let channel = change.channel;
         if self.channel(channel).is_none() {
             // Only a cluster whose instances disagree on the channels gets here: give it back.
-            return vec![Effect::Cluster(Op::Unseat {
-                session: sid,
-                user: change.member.user.clone(),
-                why: Why::Disconnected,
-            })];
+            return self.give_back(sid, &change.member.user);
         }
         if let Some(old) = self.session(sid).channel {
             self.channel_mut(old).members.retain(|&m| m != sid);

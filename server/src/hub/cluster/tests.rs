@@ -53,6 +53,20 @@ fn event(seq: u64, changes: Vec<SeatChange>) -> Input {
     Input::Event(Event { seq, changes })
 }
 
+/// `join` on `conn`: it shows nothing yet and asks the guard for exactly one seat; that
+/// request's session.
+fn ask_seat(h: &mut Hub, conn: u64, channel: u32) -> u64 {
+    let fx = h.join(conn, channel, IceConfig::default());
+    assert!(
+        fx.is_empty(),
+        "a join is only a question to the guard: {fx:?}"
+    );
+    match h.take_cluster_ops().as_slice() {
+        [Op::Seat { session, .. }] => *session,
+        other => panic!("expected one seat request, got {other:?}"),
+    }
+}
+
 /// The (op, user) of every presence broadcast among `fx`, in order.
 fn broadcasts(fx: &[Effect]) -> Vec<(PresenceOp, String)> {
     fx.iter()
@@ -76,16 +90,21 @@ fn a_join_asks_the_guard_and_joined_comes_with_its_event_listing_the_replica() {
     assert_eq!(broadcasts(&fx), [(PresenceOp::Join, "bob".to_owned())]);
     attach(&mut h, 1, "alice", Instant::now());
     let fx = h.join(1, 1, IceConfig::default());
+    assert!(
+        fx.is_empty(),
+        "a join is only a question to the guard: {fx:?}"
+    );
+    let ops = h.take_cluster_ops();
     let [
-        Effect::Cluster(Op::Seat {
+        Op::Seat {
             session,
             user,
             channel: 1,
             ..
-        }),
-    ] = fx.as_slice()
+        },
+    ] = ops.as_slice()
     else {
-        panic!("a join is only a question to the guard: {fx:?}")
+        panic!("{ops:?}")
     };
     assert_eq!(user, "alice");
     let fx = h.cluster_input(
@@ -119,11 +138,7 @@ fn a_join_asks_the_guard_and_joined_comes_with_its_event_listing_the_replica() {
 fn a_refusal_from_the_guard_is_the_error_the_client_gets() {
     let mut h = clustered();
     attach(&mut h, 1, "alice", Instant::now());
-    let fx = h.join(1, 2, IceConfig::default());
-    let [Effect::Cluster(Op::Seat { session, .. })] = fx.as_slice() else {
-        panic!("{fx:?}")
-    };
-    let session = *session;
+    let session = ask_seat(&mut h, 1, 2);
     for (outcome, reason) in [
         (
             SeatOutcome::Here(2),
@@ -158,11 +173,8 @@ fn events_apply_in_seq_order_and_a_gap_asks_for_a_snapshot() {
         event(2, vec![change(PresenceOp::Join, 1, "bob", OTHER, 2)]),
         Instant::now(),
     );
-    assert_eq!(
-        fx,
-        [Effect::Cluster(Op::Snapshot)],
-        "nothing shown out of order"
-    );
+    assert!(fx.is_empty(), "nothing shown out of order: {fx:?}");
+    assert_eq!(h.take_cluster_ops(), [Op::Snapshot]);
     let fx = h.cluster_input(
         event(1, vec![change(PresenceOp::Join, 1, "ann", OTHER, 1)]),
         Instant::now(),
@@ -220,10 +232,7 @@ fn a_forwarded_signal_reaches_only_its_seated_addressee_from_a_seated_sender() {
     let mut h = clustered();
     attach(&mut h, 1, "alice", Instant::now());
     attach(&mut h, 2, "eve", Instant::now());
-    let Some(Effect::Cluster(Op::Seat { session, .. })) = h.join(1, 1, IceConfig::default()).pop()
-    else {
-        panic!()
-    };
+    let session = ask_seat(&mut h, 1, 1);
     h.cluster_input(
         event(
             1,
@@ -267,10 +276,11 @@ fn a_forwarded_signal_reaches_only_its_seated_addressee_from_a_seated_sender() {
         )]
     );
     // Alice's own signal to bob goes to bob's node, never to a local connection.
-    let fx = h.relay(1, "bob", Signal::Renew);
+    assert!(h.relay(1, "bob", Signal::Renew).is_empty());
+    let ops = h.take_cluster_ops();
     assert!(
-        matches!(&fx[..], [Effect::Cluster(Op::Forward { node, forward })] if node == OTHER && forward.session == 4),
-        "{fx:?}"
+        matches!(&ops[..], [Op::Forward { node, forward }] if node == OTHER && forward.session == 4),
+        "{ops:?}"
     );
 }
 
@@ -279,23 +289,21 @@ fn a_seat_granted_after_its_connection_ended_is_given_back() {
     let mut h = clustered();
     let now = Instant::now();
     attach(&mut h, 1, "alice", now);
-    let Some(Effect::Cluster(Op::Seat { session, .. })) = h.join(1, 1, IceConfig::default()).pop()
-    else {
-        panic!()
-    };
-    let fx = h.detach(1, now);
+    let session = ask_seat(&mut h, 1, 1);
+    assert!(h.detach(1, now).is_empty());
+    let ops = h.take_cluster_ops();
     assert!(
-        matches!(&fx[..], [Effect::Cluster(Op::Park { .. })]),
-        "not seated yet: nothing to release, only the session to park: {fx:?}"
+        matches!(&ops[..], [Op::Park { .. }]),
+        "not seated yet: nothing to release, only the session to park: {ops:?}"
     );
-    let fx = h.cluster_input(
+    h.cluster_input(
         event(1, vec![change(PresenceOp::Join, 1, "alice", NODE, session)]),
         Instant::now(),
     );
+    let ops = h.take_cluster_ops();
     assert!(
-        fx.iter()
-            .any(|e| matches!(e, Effect::Cluster(Op::Unseat { session: s, .. }) if *s == session)),
-        "{fx:?}"
+        matches!(&ops[..], [Op::Unseat { session: s, .. }] if *s == session),
+        "{ops:?}"
     );
 }
 
@@ -303,21 +311,18 @@ fn a_seat_granted_after_its_connection_ended_is_given_back() {
 fn a_seat_in_a_channel_this_instance_does_not_have_is_given_back_not_a_crash() {
     let mut h = clustered();
     attach(&mut h, 1, "alice", Instant::now());
-    let Some(Effect::Cluster(Op::Seat { session, .. })) = h.join(1, 1, IceConfig::default()).pop()
-    else {
-        panic!()
-    };
-    let fx = h.cluster_input(
+    let session = ask_seat(&mut h, 1, 1);
+    h.cluster_input(
         event(
             1,
             vec![change(PresenceOp::Join, 99, "alice", NODE, session)],
         ),
         Instant::now(),
     );
+    let ops = h.take_cluster_ops();
     assert!(
-        fx.iter()
-            .any(|e| matches!(e, Effect::Cluster(Op::Unseat { session: s, .. }) if *s == session)),
-        "{fx:?}"
+        matches!(&ops[..], [Op::Unseat { session: s, .. }] if *s == session),
+        "{ops:?}"
     );
     assert!(h.snapshot().iter().all(|c| c.members.is_empty()));
 }
