@@ -21,6 +21,12 @@ use crate::config::ClusterConfig;
 /// Pause before subscribing again after the subscription failed or ended.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(250);
 
+/// How often the subscription's connection is checked with a PING.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// How long Redis may take to accept the subscription's connection or answer its PING.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
 /// The hub's two ends of its link to the cluster edge.
 pub struct Link {
     pub ops: mpsc::UnboundedSender<Op>,
@@ -226,29 +232,45 @@ async fn listen(
 ) -> redis::RedisResult<()> {
     let keys: Keys = board.keys.clone();
     let connect = client.get_async_pubsub();
-    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), connect)
+    let mut pubsub = tokio::time::timeout(ANSWER_WITHIN, connect)
         .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        .map_err(|_| timed_out())??;
     pubsub.subscribe(&keys.presence).await?;
     pubsub.subscribe(&keys.inbox).await?;
     pubsub.subscribe(&keys.chat).await?;
     let snapshot = board.snapshot().await?;
     let _ = inputs.send(Input::Snapshot(snapshot));
-    let mut messages = pubsub.into_on_message();
-    while let Some(msg) = messages.next().await {
-        let channel = msg.get_channel_name();
-        match decode(&keys, channel, msg.get_payload_bytes()) {
-            Ok(input) => {
-                if inputs.send(input).is_err() {
-                    return Ok(());
+    let (mut sink, mut messages) = pubsub.split();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else { return Ok(()) };
+                let channel = msg.get_channel_name();
+                match decode(&keys, channel, msg.get_payload_bytes()) {
+                    Ok(input) => {
+                        if inputs.send(input).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, channel, "cluster: skipping a message that does not decode")
+                    }
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, channel, "cluster: skipping a message that does not decode")
+            // A connection that went silent without closing (a hung Redis, a cut network)
+            // is given up, so that the next one brings a fresh snapshot.
+            _ = ping.tick() => {
+                tokio::time::timeout(ANSWER_WITHIN, sink.ping::<redis::Value>())
+                    .await
+                    .map_err(|_| timed_out())??;
             }
         }
     }
-    Ok(())
+}
+
+fn timed_out() -> redis::RedisError {
+    std::io::Error::from(std::io::ErrorKind::TimedOut).into()
 }
 
 /// What a message on one of our pub/sub channels says.
