@@ -9,7 +9,7 @@
 //! follows; every instance broadcasts every event in the same order. A missed event (a gap
 //! in `seq`) asks for a snapshot; until it comes, later events wait.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cromulent_protocol::{
     ChannelId, ChannelInfo, ChatMessage, ErrorReason, IceConfig, LeftReason, Member,
@@ -42,6 +42,8 @@ pub(super) struct Replica {
     ice: HashMap<SessionId, IceConfig>,
     /// Connections whose resume token is being claimed, not welcomed yet.
     pending: HashMap<ConnId, Attach>,
+    /// Sessions that asked to leave, until their leave arrives (or a snapshot shows it).
+    leaving: HashSet<SessionId>,
     /// What to ask of the cluster edge, in order, until the caller takes it
     /// ([`Hub::take_cluster_ops`]).
     outbox: Vec<Op>,
@@ -58,6 +60,7 @@ impl Replica {
             resyncing: false,
             ice: HashMap::new(),
             pending: HashMap::new(),
+            leaving: HashSet::new(),
             outbox: Vec::new(),
         }
     }
@@ -198,6 +201,7 @@ impl Hub {
     /// the session in Redis so that any instance can resume it within the grace window.
     pub(super) fn cluster_detach(&mut self, sid: SessionId) {
         self.replica_mut().ice.remove(&sid);
+        self.replica_mut().leaving.remove(&sid);
         if let Some(channel) = self.session(sid).channel {
             self.channel_mut(channel).members.retain(|&m| m != sid);
             let session = self.session_mut(sid);
@@ -282,6 +286,7 @@ impl Hub {
         if self.session(sid).channel.is_none() {
             return vec![not_in_voice(conn)];
         }
+        self.replica_mut().leaving.insert(sid);
         self.ask(Op::Unseat {
             session: sid,
             user: self.session(sid).identity.user.clone(),
@@ -557,6 +562,7 @@ impl Hub {
         if self.session(sid).channel != Some(channel) {
             return Vec::new();
         }
+        self.replica_mut().leaving.remove(&sid);
         self.session_mut(sid).channel = None;
         self.channel_mut(channel).members.retain(|&m| m != sid);
         let Some(conn) = conn else {
@@ -655,6 +661,19 @@ impl Hub {
         for (sid, channel) in lost {
             self.channel_mut(channel).members.retain(|&m| m != sid);
             self.session_mut(sid).channel = None;
+            if self.replica_mut().leaving.remove(&sid) {
+                // It asked to leave, and its leave was among the events missed.
+                if let Some(conn) = self.session(sid).conn {
+                    fx.push(Effect::Send(
+                        conn,
+                        ServerMsg::Left {
+                            channel,
+                            reason: LeftReason::Requested,
+                        },
+                    ));
+                }
+                continue;
+            }
             let ice = self.replica().ice.get(&sid).cloned().unwrap_or_default();
             fx.extend(self.cluster_seat(sid, channel, ice));
         }

@@ -326,3 +326,47 @@ fn a_seat_in_a_channel_this_instance_does_not_have_is_given_back_not_a_crash() {
     );
     assert!(h.snapshot().iter().all(|c| c.members.is_empty()));
 }
+
+#[test]
+fn after_missed_events_a_snapshot_keeps_a_requested_leave_and_retakes_a_lost_seat() {
+    let mut h = clustered();
+    attach(&mut h, 1, "alice", Instant::now());
+    attach(&mut h, 2, "bob", Instant::now());
+    let alice = ask_seat(&mut h, 1, 1);
+    let bob = ask_seat(&mut h, 2, 2);
+    h.cluster_input(
+        event(
+            1,
+            vec![
+                change(PresenceOp::Join, 1, "alice", NODE, alice),
+                change(PresenceOp::Join, 2, "bob", NODE, bob),
+            ],
+        ),
+        Instant::now(),
+    );
+    assert!(h.leave(1).is_empty(), "the left comes with its event");
+    h.take_cluster_ops();
+    // Alice's leave and everything else was missed; Redis (restarted) holds no seat at all.
+    let fx = h.cluster_input(
+        Input::Snapshot(Snapshot {
+            seq: 0,
+            seats: Vec::new(),
+        }),
+        Instant::now(),
+    );
+    assert!(
+        fx.contains(&Effect::Send(
+            1,
+            ServerMsg::Left {
+                channel: 1,
+                reason: cromulent_protocol::LeftReason::Requested
+            }
+        )),
+        "{fx:?}"
+    );
+    let ops = h.take_cluster_ops();
+    assert!(
+        matches!(&ops[..], [Op::Seat { session, channel: 2, .. }] if *session == bob),
+        "only bob's seat is taken again: {ops:?}"
+    );
+}
