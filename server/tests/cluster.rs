@@ -411,6 +411,9 @@ async fn a_redis_outage_drops_no_client_and_the_seats_are_rebuilt_when_it_return
     let mut carol = Client::connect(&a.url(), "carol").await;
     carol.send(&ClientMsg::Join { channel: 2 }).await;
     carol.expect_error(ErrorReason::ClusterUnavailable).await;
+    // A leave that cannot reach Redis is refused too: alice still sits.
+    alice.send(&ClientMsg::Leave).await;
+    alice.expect_error(ErrorReason::ClusterUnavailable).await;
     for (who, c) in [("alice", &mut alice), ("bob", &mut bob)] {
         c.send(&ClientMsg::Ping { id: 7 }).await;
         let m = c.recv_until(|m| matches!(m, ServerMsg::Pong { .. })).await;

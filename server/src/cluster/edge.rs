@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::board::{Board, Keys};
-use super::wire::{Claim, Inbox, Input, NodeId, Op, SeatOutcome};
+use super::wire::{Claim, Inbox, Input, NodeId, Op, SeatOutcome, Why};
 use crate::config::ClusterConfig;
 
 /// Pause before subscribing again after the subscription failed or ended.
@@ -110,8 +110,11 @@ async fn commands(
                 let Some(op) = op else { break };
                 if let Op::Snapshot = op {
                     snapshot_wanted = !send_snapshot(&mut board, &inputs).await;
-                } else {
-                    perform(&mut board, op, &inputs).await;
+                } else if !perform(&mut board, op, &inputs).await {
+                    // A change that did not reach Redis (a leave, flags, a park) leaves the
+                    // hub's replica and Redis apart: the next renewal brings a snapshot, and
+                    // the hub brings its sessions and Redis back in line from it.
+                    snapshot_wanted = true;
                 }
             }
         }
@@ -124,7 +127,8 @@ async fn commands(
     }
 }
 
-async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input>) {
+/// Carry out `op`; false when Redis could not be reached for it.
+async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input>) -> bool {
     let done = match op {
         Op::Seat {
             session,
@@ -140,18 +144,24 @@ async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input
                     outcome = board.seat(session, &user, channel, &member).await;
                 }
             }
-            let outcome = outcome.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, user, "cluster: join guard unreachable");
-                SeatOutcome::Unavailable
-            });
+            let (outcome, done) = match outcome {
+                Ok(outcome) => (outcome, Ok(())),
+                Err(e) => (SeatOutcome::Unavailable, Err(e)),
+            };
             let _ = inputs.send(Input::Seat {
                 session,
                 channel,
                 outcome,
             });
-            Ok(())
+            done
         }
-        Op::Unseat { session, user, why } => board.unseat(session, &user, why).await,
+        Op::Unseat { session, user, why } => {
+            let done = board.unseat(session, &user, why).await;
+            if done.is_err() && why == Why::Requested {
+                let _ = inputs.send(Input::LeaveFailed { session });
+            }
+            done
+        }
         Op::Update {
             session,
             user,
@@ -166,16 +176,14 @@ async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input
             ttl_ms,
         } => board.park(&token, &parked, ttl_ms).await,
         Op::Claim { conn, token } => {
-            let claim = match board.claim(&token).await {
-                Ok(Some(parked)) => Claim::Won(parked),
+            let claimed = board.claim(&token).await;
+            let claim = match &claimed {
+                Ok(Some(parked)) => Claim::Won(parked.clone()),
                 Ok(None) => Claim::Lost,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster: cannot claim a resume token");
-                    Claim::Unreachable
-                }
+                Err(_) => Claim::Unreachable,
             };
             let _ = inputs.send(Input::Claimed { conn, claim });
-            Ok(())
+            claimed.map(|_| ())
         }
         Op::Say { chat, floor } => match board.say(&chat, floor).await {
             Ok(_) => Ok(()),
@@ -189,9 +197,10 @@ async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input
         },
         Op::Snapshot => Ok(()),
     };
-    if let Err(e) = done {
+    if let Err(e) = &done {
         tracing::warn!(error = %e, "cluster: a Redis request failed");
     }
+    done.is_ok()
 }
 
 /// True when the snapshot reached the hub.

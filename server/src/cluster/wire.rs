@@ -206,6 +206,10 @@ pub enum Input {
     Forget {
         session: SessionId,
     },
+    /// A requested `leave` could not reach Redis: the seat is still held.
+    LeaveFailed {
+        session: SessionId,
+    },
     /// A `say` could not reach Redis.
     SayFailed {
         session: SessionId,

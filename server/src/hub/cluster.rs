@@ -113,6 +113,7 @@ impl Hub {
             Input::Forwarded(forward) => self.on_forwarded(forward),
             Input::Chat(chat) => self.on_chat(chat),
             Input::SayFailed { session, channel } => self.on_say_failed(session, channel),
+            Input::LeaveFailed { session } => self.on_leave_failed(session),
             Input::Claimed { conn, claim } => self.on_claimed(conn, claim, now),
             Input::Forget { session } => {
                 if self
@@ -378,6 +379,23 @@ impl Hub {
             .then(|| self.sessions.get(&chat.session).and_then(|s| s.conn))
             .flatten();
         self.post(chat.message, sender)
+    }
+
+    /// The leave did not happen: the session still sits, and its client is told why.
+    fn on_leave_failed(&mut self, sid: SessionId) -> Vec<Effect> {
+        self.replica_mut().leaving.remove(&sid);
+        let Some(session) = self.sessions.get(&sid) else {
+            return Vec::new();
+        };
+        match (session.conn, session.channel) {
+            (Some(conn), Some(channel)) => vec![error(
+                conn,
+                ErrorReason::ClusterUnavailable,
+                "not left: this server cannot reach the cluster's shared state; try again".into(),
+                Some(channel),
+            )],
+            _ => Vec::new(),
+        }
     }
 
     fn on_say_failed(&self, sid: SessionId, channel: ChannelId) -> Vec<Effect> {
