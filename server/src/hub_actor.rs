@@ -97,6 +97,10 @@ pub fn new_resume_token() -> String {
 struct Registered {
     outbound: OutboundTx,
     kick: oneshot::Sender<ErrorReason>,
+    /// Its `welcome` has gone out. Broadcasts skip a connection until then: in cluster mode
+    /// its resume token is claimed in Redis first, and presence must not come before the
+    /// welcome (one instance welcomes in the attach step itself, so this never skips there).
+    welcomed: bool,
 }
 
 /// Where the hub's effects go besides the clients: the chat store, and in cluster mode the
@@ -179,7 +183,14 @@ fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, cmd: Command) -
             outbound,
             kick,
         } => {
-            conns.insert(attach.conn, Registered { outbound, kick });
+            conns.insert(
+                attach.conn,
+                Registered {
+                    outbound,
+                    kick,
+                    welcomed: false,
+                },
+            );
             hub.attach(*attach, Instant::now())
         }
         Command::Detach { conn } => {
@@ -248,15 +259,16 @@ fn deliver_all(
     for effect in effects {
         match effect {
             Effect::Send(conn, msg) => {
-                if let Some(r) = conns.get(&conn)
-                    && !deliver(r, encode(&msg))
-                {
-                    slow.push(conn);
+                if let Some(r) = conns.get_mut(&conn) {
+                    r.welcomed |= matches!(msg, ServerMsg::Welcome { .. });
+                    if !deliver(r, encode(&msg)) {
+                        slow.push(conn);
+                    }
                 }
             }
             Effect::Broadcast(msg) => {
                 let text = encode(&msg);
-                for (conn, r) in conns.iter() {
+                for (conn, r) in conns.iter().filter(|(_, r)| r.welcomed) {
                     if !deliver(r, text.clone()) {
                         slow.push(*conn);
                     }
