@@ -341,11 +341,15 @@ pub enum ErrorReason {
     /// The chat history could not be read or written (the server's database failed; see its
     /// log).
     HistoryUnavailable,
+    /// Cluster mode: this server cannot reach the cluster's shared state (or lost its lease
+    /// on it), so a seat could not be taken (or was released), or a chat message was not
+    /// sent; try again later.
+    ClusterUnavailable,
 }
 
 impl ErrorReason {
     /// Every reason, for documentation checks.
-    pub const ALL: [ErrorReason; 26] = [
+    pub const ALL: [ErrorReason; 27] = [
         Self::BadJson,
         Self::UnknownType,
         Self::InvalidMessage,
@@ -372,6 +376,7 @@ impl ErrorReason {
         Self::TextTooLong,
         Self::InvalidText,
         Self::HistoryUnavailable,
+        Self::ClusterUnavailable,
     ];
 
     /// The snake_case name used on the wire.
@@ -403,6 +408,7 @@ impl ErrorReason {
             Self::TextTooLong => "text_too_long",
             Self::InvalidText => "invalid_text",
             Self::HistoryUnavailable => "history_unavailable",
+            Self::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }

@@ -29,6 +29,26 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("invalid [cluster] settings: {0}")]
+    Cluster(#[from] ClusterConfigError),
+}
+
+/// What can be wrong with `[cluster]`, each with a reason an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterConfigError {
+    #[error("redis_url {url:?} is not a Redis URL (redis://[:password@]host[:port][/db])")]
+    RedisUrl { url: String },
+    #[error("instance_id {id:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'")]
+    InstanceId { id: String },
+    #[error("key_prefix {prefix:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'")]
+    KeyPrefix { prefix: String },
+    #[error("lease_ms = {lease_ms} is outside 1000..=600000")]
+    Lease { lease_ms: u64 },
+    #[error(
+        "renew_ms = {renew_ms} must be positive and at most a third of lease_ms = {lease_ms} \
+         (a lease must survive a missed renewal)"
+    )]
+    Renew { renew_ms: u64, lease_ms: u64 },
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -41,7 +61,106 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub turn: TurnConfig,
     pub chat: ChatConfig,
+    /// Absent (the default): one instance with its state in memory, and no Redis at all.
+    pub cluster: Option<ClusterConfig>,
     pub channels: Vec<ChannelConfig>,
+}
+
+/// `[cluster]`: many instances behind one address share seats, presence and signal routing
+/// through one Redis ([`crate::cluster`]). Its presence alone turns cluster mode on.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Where the shared state lives; may hold a password, so env `CROMULENT_REDIS_URL`
+    /// overrides it (and turns cluster mode on).
+    pub redis_url: String,
+    /// This instance's name in logs and in Redis, unique in the cluster. Each start adds a
+    /// random suffix, so a restarted instance never inherits the seats of its past life (those
+    /// expire with its old lease). Env `CROMULENT_INSTANCE_ID`.
+    pub instance_id: String,
+    /// Every key and pub/sub channel starts with this, so clusters can share one Redis.
+    pub key_prefix: String,
+    /// An instance's seats are leases of this length, renewed every [`Self::renew_ms`]; when an
+    /// instance stops renewing (killed, cut off), a survivor releases its seats and broadcasts
+    /// the `leave`s at most `lease_ms + renew_ms` later.
+    pub lease_ms: u64,
+    /// How often an instance renews its lease and looks for expired ones.
+    pub renew_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            instance_id: "cromulent".into(),
+            key_prefix: "cromulent".into(),
+            lease_ms: 15_000,
+            renew_ms: 5_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: show where it points, not the credentials.
+        let url = match self.redis_url.rsplit_once('@') {
+            Some((_, host)) => format!("<credentials>@{host}"),
+            None => self.redis_url.clone(),
+        };
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &url)
+            .field("instance_id", &self.instance_id)
+            .field("key_prefix", &self.key_prefix)
+            .field("lease_ms", &self.lease_ms)
+            .field("renew_ms", &self.renew_ms)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// The checks serde cannot make.
+    pub fn validate(&self) -> Result<(), ClusterConfigError> {
+        let well_named = |s: &str| {
+            (1..=64).contains(&s.len())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if redis::Client::open(self.redis_url.as_str()).is_err() {
+            return Err(ClusterConfigError::RedisUrl {
+                url: self.redis_url.clone(),
+            });
+        }
+        if !well_named(&self.instance_id) {
+            return Err(ClusterConfigError::InstanceId {
+                id: self.instance_id.clone(),
+            });
+        }
+        if !well_named(&self.key_prefix) {
+            return Err(ClusterConfigError::KeyPrefix {
+                prefix: self.key_prefix.clone(),
+            });
+        }
+        if !(1_000..=600_000).contains(&self.lease_ms) {
+            return Err(ClusterConfigError::Lease {
+                lease_ms: self.lease_ms,
+            });
+        }
+        if self.renew_ms == 0 || self.renew_ms * 3 > self.lease_ms {
+            return Err(ClusterConfigError::Renew {
+                renew_ms: self.renew_ms,
+                lease_ms: self.lease_ms,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    pub fn renew_every(&self) -> Duration {
+        Duration::from_millis(self.renew_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -313,6 +432,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             turn: TurnConfig::default(),
             chat: ChatConfig::default(),
+            cluster: None,
             channels: vec![
                 ChannelConfig {
                     id: 1,
@@ -364,6 +484,16 @@ impl Config {
                 });
             }
             self.chat.database = Some(v);
+        }
+        if let Some(v) = get("CROMULENT_REDIS_URL") {
+            self.cluster
+                .get_or_insert_with(ClusterConfig::default)
+                .redis_url = v;
+        }
+        if let Some(v) = get("CROMULENT_INSTANCE_ID") {
+            self.cluster
+                .get_or_insert_with(ClusterConfig::default)
+                .instance_id = v;
         }
         if let Some(v) = get("TURN_PROVIDER") {
             self.turn.provider = match v.trim().to_ascii_lowercase().as_str() {
@@ -456,6 +586,9 @@ impl Config {
                 "server.allowed_origins: {o:?} is not an origin: write scheme://host[:port], \
                  e.g. \"https://chat.example.org\", with no path"
             )));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
         }
         if self.channels.is_empty() {
             return bad("at least one [[channels]] entry is needed");
@@ -623,6 +756,76 @@ mod tests {
         let mut c = Config::default();
         c.turn.provider = TurnProvider::Coturn;
         assert!(c.validate().is_err(), "coturn without secret");
+    }
+
+    #[test]
+    fn cluster_mode_is_off_unless_asked_for_and_its_defaults_hold_a_lease_under_30_s() {
+        assert_eq!(Config::default().cluster, None);
+        let c = Config::from_toml("[cluster]\ninstance_id = \"a\"\n", "t").unwrap();
+        let cluster = c.cluster.clone().unwrap();
+        assert_eq!(cluster.instance_id, "a");
+        assert_eq!(cluster.redis_url, ClusterConfig::default().redis_url);
+        assert!(cluster.lease() + cluster.renew_every() <= Duration::from_secs(30));
+        c.validate().unwrap();
+        let err = Config::from_toml("[cluster]\nredis = \"x\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("redis"), "{err}");
+    }
+
+    #[test]
+    fn bad_cluster_settings_are_typed_errors() {
+        let check = |edit: fn(&mut ClusterConfig)| {
+            let mut c = Config::default();
+            let mut cluster = ClusterConfig::default();
+            edit(&mut cluster);
+            c.cluster = Some(cluster);
+            match c.validate() {
+                Err(ConfigError::Cluster(e)) => e,
+                other => panic!("expected a cluster error, got {other:?}"),
+            }
+        };
+        assert!(matches!(
+            check(|c| c.redis_url = "http://x".into()),
+            ClusterConfigError::RedisUrl { .. }
+        ));
+        assert!(matches!(
+            check(|c| c.instance_id = "a b".into()),
+            ClusterConfigError::InstanceId { .. }
+        ));
+        assert!(matches!(
+            check(|c| c.key_prefix = String::new()),
+            ClusterConfigError::KeyPrefix { .. }
+        ));
+        assert!(matches!(
+            check(|c| c.lease_ms = 10),
+            ClusterConfigError::Lease { .. }
+        ));
+        assert!(matches!(
+            check(|c| c.renew_ms = c.lease_ms),
+            ClusterConfigError::Renew { .. }
+        ));
+        assert!(matches!(
+            check(|c| c.renew_ms = 0),
+            ClusterConfigError::Renew { .. }
+        ));
+    }
+
+    #[test]
+    fn the_environment_turns_cluster_mode_on_and_the_password_is_not_printed() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "CROMULENT_REDIS_URL" => Some("redis://:pw1234secret@10.0.0.5:6379/".into()),
+            "CROMULENT_INSTANCE_ID" => Some("b".into()),
+            _ => None,
+        })
+        .unwrap();
+        let cluster = c.cluster.clone().unwrap();
+        assert_eq!(cluster.instance_id, "b");
+        c.validate().unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("pw1234secret") && dbg.contains("10.0.0.5"),
+            "{dbg}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use cromulent_protocol::{
 use crate::auth::Identity;
 use crate::config::ChannelConfig;
 
+mod cluster;
 mod lookalikes;
 
 use lookalikes::Lookalikes;
@@ -100,6 +101,9 @@ pub struct Hub {
     watchers: HashMap<ChannelId, BTreeSet<ConnId>>,
     next_message: MessageId,
     max_chat_chars: usize,
+    /// Cluster mode: the replica of every seat in the cluster. `None` (one instance): the
+    /// rules below run on this process's memory alone, as they always have.
+    cluster: Option<cluster::Replica>,
 }
 
 /// The parts of a `hello` the hub needs.
@@ -139,6 +143,7 @@ impl Hub {
             watchers: HashMap::new(),
             next_message: 1,
             max_chat_chars: 2_000,
+            cluster: None,
         }
     }
 
@@ -155,28 +160,46 @@ impl Hub {
     /// a resume is the same user and never clashes. A resume hands out a new resume token
     /// (the old one stops working).
     pub fn attach(&mut self, a: Attach, now: Instant) -> Vec<Effect> {
-        let mut fx = Vec::new();
         let resumed = a
             .resume
             .as_deref()
             .and_then(|token| self.resumable(token, &a.identity.user, now));
-        let Some(sid) = resumed else {
-            if self.lookalikes.clash(&a.identity).is_some() {
-                return vec![Effect::Close(a.conn, ErrorReason::NameTaken)];
-            }
-            let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
-            fx.push(Effect::Send(a.conn, self.welcome(sid, false)));
-            if a.resume.is_some() {
-                fx.push(Effect::Send(
-                    a.conn,
-                    ServerMsg::error(
-                        ErrorReason::ResumeExpired,
-                        "resume token unknown or past its grace window; this is a new session",
-                    ),
-                ));
-            }
-            return fx;
-        };
+        // In a cluster a detached session may be resumed on any instance: the token is
+        // claimed in Redis (one claimant wins) before anyone is welcomed.
+        if self.cluster.is_some()
+            && a.resume.is_some()
+            && resumed.is_none_or(|sid| self.session(sid).conn.is_none())
+        {
+            return self.cluster_claim(a);
+        }
+        match resumed {
+            Some(sid) => self.resume(a, sid),
+            None => self.start_session(a),
+        }
+    }
+
+    /// A new session (the resume token, if any, was not honoured).
+    fn start_session(&mut self, a: Attach) -> Vec<Effect> {
+        if self.lookalikes.clash(&a.identity).is_some() {
+            return vec![Effect::Close(a.conn, ErrorReason::NameTaken)];
+        }
+        let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
+        let mut fx = vec![Effect::Send(a.conn, self.welcome(sid, false))];
+        if a.resume.is_some() {
+            fx.push(Effect::Send(
+                a.conn,
+                ServerMsg::error(
+                    ErrorReason::ResumeExpired,
+                    "resume token unknown or past its grace window; this is a new session",
+                ),
+            ));
+        }
+        fx
+    }
+
+    /// Session `sid` of this hub continues on connection `a.conn`.
+    fn resume(&mut self, a: Attach, sid: SessionId) -> Vec<Effect> {
+        let mut fx = Vec::new();
         let session = self.session_mut(sid);
         let old_token = std::mem::replace(&mut session.resume_token, a.new_resume_token.clone());
         let old_conn = session.conn.replace(a.conn);
@@ -190,7 +213,13 @@ impl Hub {
         }
         self.by_conn.insert(a.conn, sid);
         fx.push(Effect::Send(a.conn, self.welcome(sid, true)));
-        if let Some(channel) = self.session(sid).channel {
+        if self.cluster.is_some() {
+            if let Some(channel) = self.session(sid).channel {
+                fx.extend(self.cluster_handover(a.conn, sid, channel, a.ice));
+            } else if let Some(channel) = self.session_mut(sid).last_channel.take() {
+                fx.extend(self.cluster_seat(sid, channel, a.ice));
+            }
+        } else if let Some(channel) = self.session(sid).channel {
             // The old connection still held the seat: hand it over, as a new instance.
             let instance = self.bump_instance();
             self.session_mut(sid).instance = instance;
@@ -219,11 +248,16 @@ impl Hub {
     /// resumable for the grace window.
     pub fn detach(&mut self, conn: ConnId, now: Instant) -> Vec<Effect> {
         self.unwatch(conn);
+        if let Some(replica) = &mut self.cluster {
+            replica.forget_pending(conn);
+        }
         let Some(sid) = self.by_conn.remove(&conn) else {
             return Vec::new();
         };
         let mut fx = Vec::new();
-        if let Some(channel) = self.session(sid).channel {
+        if self.cluster.is_some() {
+            self.cluster_detach(sid);
+        } else if let Some(channel) = self.session(sid).channel {
             fx.extend(self.unseat(sid));
             self.session_mut(sid).last_channel = Some(channel);
         }
@@ -243,10 +277,15 @@ impl Hub {
             .map(|(id, _)| *id)
             .collect();
         for sid in expired {
-            if let Some(s) = self.sessions.remove(&sid) {
-                self.by_resume.remove(&s.resume_token);
-                self.lookalikes.remove(&s.identity);
-            }
+            self.forget(sid);
+        }
+    }
+
+    /// Drop a session and its resume token.
+    fn forget(&mut self, sid: SessionId) {
+        if let Some(s) = self.sessions.remove(&sid) {
+            self.by_resume.remove(&s.resume_token);
+            self.lookalikes.remove(&s.identity);
         }
     }
 
@@ -262,6 +301,9 @@ impl Hub {
                 format!("no voice channel with id {channel}"),
                 Some(channel),
             )];
+        }
+        if self.cluster.is_some() {
+            return self.cluster_seat(sid, channel, ice);
         }
         let user = &self.session(sid).identity.user;
         if let Some(&holder) = self.seats.get(user) {
@@ -295,6 +337,9 @@ impl Hub {
         let Some(sid) = self.by_conn.get(&conn).copied() else {
             return Vec::new();
         };
+        if self.cluster.is_some() {
+            return self.cluster_leave(conn, sid);
+        }
         let Some(channel) = self.session(sid).channel else {
             return vec![not_in_voice(conn)];
         };
@@ -319,6 +364,10 @@ impl Hub {
             return Vec::new();
         }
         session.flags = flags;
+        if self.cluster.is_some() {
+            return self.cluster_flags(sid);
+        }
+        let session = self.session(sid);
         match session.channel {
             Some(channel) => vec![self.presence(vec![(PresenceOp::Update, channel, sid)])],
             None => Vec::new(),
@@ -330,6 +379,9 @@ impl Hub {
         let Some(sid) = self.by_conn.get(&conn).copied() else {
             return Vec::new();
         };
+        if self.cluster.is_some() {
+            return self.cluster_relay(conn, sid, to, signal);
+        }
         let from = self.session(sid);
         let Some(channel) = from.channel else {
             return vec![not_in_voice(conn)];
@@ -340,15 +392,7 @@ impl Hub {
             .copied()
             .filter(|&t| t != sid && self.session(t).channel == Some(channel));
         let Some(target_conn) = target.and_then(|t| self.session(t).conn) else {
-            return vec![error(
-                conn,
-                ErrorReason::PeerNotFound,
-                format!(
-                    "{:?} is not in your voice channel",
-                    to.chars().take(64).collect::<String>()
-                ),
-                Some(channel),
-            )];
+            return vec![peer_not_found(conn, to, channel)];
         };
         vec![Effect::Send(
             target_conn,
@@ -401,24 +445,15 @@ impl Hub {
         let Some(&sid) = self.by_conn.get(&conn) else {
             return Vec::new();
         };
-        let Some(ch) = self.channels.iter().find(|c| c.id == channel) else {
+        if self.channel(channel).is_none() {
             return vec![not_found(conn, channel)];
-        };
+        }
         let text = match crate::chat::check_text(text, self.max_chat_chars) {
             Ok(text) => text,
             Err(refused) => {
                 return vec![error(conn, refused.reason, refused.message, Some(channel))];
             }
         };
-        let mut to: Vec<ConnId> = ch
-            .members
-            .iter()
-            .filter_map(|m| self.sessions.get(m).and_then(|s| s.conn))
-            .chain(self.watchers.get(&channel).into_iter().flatten().copied())
-            .chain(std::iter::once(conn))
-            .collect();
-        to.sort_unstable();
-        to.dedup();
         let identity = &self.session(sid).identity;
         let message = ChatMessage {
             id: self.next_message,
@@ -428,7 +463,34 @@ impl Hub {
             time: now_ms,
             text,
         };
+        if self.cluster.is_some() {
+            return self.cluster_say(sid, message);
+        }
         self.next_message += 1;
+        self.post(message, Some(conn))
+    }
+
+    /// Send `message` to everyone seated in its channel or watching it here, and to
+    /// `sender`; then to the history.
+    fn post(&self, message: ChatMessage, sender: Option<ConnId>) -> Vec<Effect> {
+        let Some(ch) = self.channel(message.channel) else {
+            return Vec::new();
+        };
+        let mut to: Vec<ConnId> = ch
+            .members
+            .iter()
+            .filter_map(|m| self.sessions.get(m).and_then(|s| s.conn))
+            .chain(
+                self.watchers
+                    .get(&message.channel)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
+            .chain(sender)
+            .collect();
+        to.sort_unstable();
+        to.dedup();
         vec![
             Effect::SendMany(
                 to,
@@ -463,6 +525,9 @@ impl Hub {
     }
 
     pub fn snapshot(&self) -> Vec<ChannelInfo> {
+        if self.cluster.is_some() {
+            return self.cluster_snapshot();
+        }
         self.channels
             .iter()
             .map(|c| ChannelInfo {
@@ -688,6 +753,18 @@ fn not_found(conn: ConnId, channel: ChannelId) -> Effect {
         conn,
         ErrorReason::NotFound,
         format!("no channel with id {channel}"),
+        Some(channel),
+    )
+}
+
+fn peer_not_found(conn: ConnId, to: &str, channel: ChannelId) -> Effect {
+    error(
+        conn,
+        ErrorReason::PeerNotFound,
+        format!(
+            "{:?} is not in your voice channel",
+            to.chars().take(64).collect::<String>()
+        ),
         Some(channel),
     )
 }

@@ -8,6 +8,8 @@
 //! released and the `leave` broadcast at once, whether or not it ever reads again.
 //! Chat messages go out live first; the history's writes and reads go to the chat store's
 //! thread in the same order ([`crate::chat_store`]), so the hub never waits on the disk.
+//! In cluster mode the same holds for Redis: requests go to the cluster edge
+//! ([`crate::cluster::edge`]) in order, and its reports come back as one more input.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::chat_store::{Job, StoreHandle};
+use crate::cluster::edge::Link;
+use crate::cluster::wire::{Input, Op};
 use crate::hub::{Attach, ConnId, Effect, Hub, VoiceFlags};
 use crate::outbound::OutboundTx;
 
@@ -93,12 +97,37 @@ pub fn new_resume_token() -> String {
 struct Registered {
     outbound: OutboundTx,
     kick: oneshot::Sender<ErrorReason>,
+    /// Its `welcome` has gone out. Broadcasts skip a connection until then: in cluster mode
+    /// its resume token is claimed in Redis first, and presence must not come before the
+    /// welcome (one instance welcomes in the attach step itself, so this never skips there).
+    welcomed: bool,
 }
 
-/// Start the hub task. It ends when every [`HubHandle`] is dropped.
-pub fn spawn(hub: Hub, expire_every: Duration, store: StoreHandle) -> HubHandle {
+/// Where the hub's effects go besides the clients: the chat store, and in cluster mode the
+/// cluster edge.
+struct Outlets {
+    store: StoreHandle,
+    cluster: Option<mpsc::UnboundedSender<Op>>,
+}
+
+/// Start the hub task (in cluster mode with its `cluster` link). It ends when every
+/// [`HubHandle`] is dropped, and then lets go of the link.
+pub fn spawn(
+    hub: Hub,
+    expire_every: Duration,
+    store: StoreHandle,
+    cluster: Option<Link>,
+) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(hub, rx, expire_every, store));
+    let (ops, inputs) = match cluster {
+        Some(link) => (Some(link.ops), Some(link.inputs)),
+        None => (None, None),
+    };
+    let outlets = Outlets {
+        store,
+        cluster: ops,
+    };
+    tokio::spawn(run(hub, rx, expire_every, outlets, inputs));
     HubHandle { tx }
 }
 
@@ -106,7 +135,8 @@ async fn run(
     mut hub: Hub,
     mut rx: mpsc::UnboundedReceiver<Command>,
     expire_every: Duration,
-    store: StoreHandle,
+    outlets: Outlets,
+    mut inputs: Option<mpsc::UnboundedReceiver<Input>>,
 ) {
     let mut conns: HashMap<ConnId, Registered> = HashMap::new();
     let mut expire = tokio::time::interval(expire_every);
@@ -115,12 +145,35 @@ async fn run(
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let effects = apply(&mut hub, &mut conns, cmd);
-                carry_out(&mut hub, &mut conns, &store, effects);
+                carry_out(&mut hub, &mut conns, &outlets, effects);
+                ask_cluster(&mut hub, &outlets);
+            }
+            Some(input) = next_input(&mut inputs) => {
+                let effects = hub.cluster_input(input, Instant::now());
+                carry_out(&mut hub, &mut conns, &outlets, effects);
+                ask_cluster(&mut hub, &outlets);
             }
             _ = expire.tick() => hub.expire(Instant::now()),
         }
     }
     tracing::debug!("hub task finished");
+}
+
+/// Hand what the hub's last step asks of Redis to the cluster edge, in order.
+fn ask_cluster(hub: &mut Hub, outlets: &Outlets) {
+    let Some(edge) = &outlets.cluster else { return };
+    for op in hub.take_cluster_ops() {
+        // The edge ends only after the hub; a failed send means shutdown.
+        let _ = edge.send(op);
+    }
+}
+
+/// The cluster edge's next report; never, without a cluster (or once the edge is gone).
+async fn next_input(inputs: &mut Option<mpsc::UnboundedReceiver<Input>>) -> Option<Input> {
+    match inputs {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, cmd: Command) -> Vec<Effect> {
@@ -130,7 +183,14 @@ fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, Registered>, cmd: Command) -
             outbound,
             kick,
         } => {
-            conns.insert(attach.conn, Registered { outbound, kick });
+            conns.insert(
+                attach.conn,
+                Registered {
+                    outbound,
+                    kick,
+                    welcomed: false,
+                },
+            );
             hub.attach(*attach, Instant::now())
         }
         Command::Detach { conn } => {
@@ -168,12 +228,12 @@ pub fn unix_ms() -> u64 {
 fn carry_out(
     hub: &mut Hub,
     conns: &mut HashMap<ConnId, Registered>,
-    store: &StoreHandle,
+    outlets: &Outlets,
     effects: Vec<Effect>,
 ) {
     let mut effects = effects;
     loop {
-        let slow = deliver_all(conns, store, effects);
+        let slow = deliver_all(conns, outlets, effects);
         if slow.is_empty() {
             return;
         }
@@ -191,22 +251,24 @@ fn carry_out(
 /// Carry out one batch of effects; the connections whose queue was full.
 fn deliver_all(
     conns: &mut HashMap<ConnId, Registered>,
-    store: &StoreHandle,
+    outlets: &Outlets,
     effects: Vec<Effect>,
 ) -> Vec<ConnId> {
+    let store = &outlets.store;
     let mut slow = Vec::new();
     for effect in effects {
         match effect {
             Effect::Send(conn, msg) => {
-                if let Some(r) = conns.get(&conn)
-                    && !deliver(r, encode(&msg))
-                {
-                    slow.push(conn);
+                if let Some(r) = conns.get_mut(&conn) {
+                    r.welcomed |= matches!(msg, ServerMsg::Welcome { .. });
+                    if !deliver(r, encode(&msg)) {
+                        slow.push(conn);
+                    }
                 }
             }
             Effect::Broadcast(msg) => {
                 let text = encode(&msg);
-                for (conn, r) in conns.iter() {
+                for (conn, r) in conns.iter().filter(|(_, r)| r.welcomed) {
                     if !deliver(r, text.clone()) {
                         slow.push(*conn);
                     }
@@ -224,6 +286,7 @@ fn deliver_all(
                 }
             }
             Effect::Store(message) => store.send(Job::Insert(message)),
+
             Effect::Page {
                 conn,
                 channel,

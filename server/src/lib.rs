@@ -13,6 +13,8 @@
 //!   [`hub_actor`] is the task that owns it.
 //! - [`auth`]: who is connecting (open names or signed tokens); [`name`]: what a name may be
 //!   and when two look alike.
+//! - [`cluster`]: cluster mode — many instances sharing seats, presence and signal routing
+//!   through Redis (off without `[cluster]`).
 //! - [`turn`]: ICE servers and TURN credentials.
 //! - [`rate_limit`]: the per-connection token bucket.
 //!
@@ -25,6 +27,7 @@ pub mod budget;
 pub mod chat;
 pub mod chat_store;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod front_door;

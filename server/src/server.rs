@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::budget::Budgets;
 use crate::chat_store::{self, Store};
+use crate::cluster;
 use crate::config::Config;
 use crate::connection::{self, Shared};
 use crate::hub::Hub;
@@ -39,11 +40,21 @@ pub async fn run(
         .map_err(std::io::Error::other)?;
     let (next_message, store) = store;
     let (store, store_thread) = chat_store::spawn(store, hub_actor::unix_ms)?;
-    let hub = Hub::new(&config.channels, config.resume_grace(), heartbeat)
+    let mut hub = Hub::new(&config.channels, config.resume_grace(), heartbeat)
         .with_chat(next_message, config.chat.max_chars);
+    // Cluster mode only with `[cluster]`: otherwise no Redis client exists at all.
+    let (link, edge) = match &config.cluster {
+        Some(cluster) => {
+            let (node, link, edge) =
+                cluster::edge::start(cluster).map_err(std::io::Error::other)?;
+            hub = hub.in_cluster(node);
+            (Some(link), Some(edge))
+        }
+        None => (None, None),
+    };
     let expire_every = (config.resume_grace() / 4).max(Duration::from_millis(50));
     let shared = Arc::new(Shared {
-        hub: hub_actor::spawn(hub, expire_every, store),
+        hub: hub_actor::spawn(hub, expire_every, store, link),
         ice: IceProvider::new(config.turn.clone()),
         config,
     });
@@ -99,6 +110,11 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some connections did not close in time");
+    }
+    // The hub lets go of the cluster link once every connection has ended; the edge then
+    // carries out what is queued (the leaves) and releases this instance's seats.
+    if let Some(edge) = edge {
+        edge.stop(DRAIN_DEADLINE).await;
     }
     // The hub lets go of the chat store once every connection has ended; the store then
     // writes what is queued and ends. Wait for it (bounded), so a restart finds every message.

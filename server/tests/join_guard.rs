@@ -1,7 +1,7 @@
 //! VOIC-01: one user, one voice seat — checked and taken in one atomic step.
 
 use cromulent_protocol::{ClientMsg, ErrorReason, PresenceOp, ServerMsg};
-use cromulent_test_support::ws::{Client, TestServer};
+use cromulent_test_support::ws::{Client, TestServer, join_all_at_once, race_outcome};
 
 #[tokio::test]
 async fn second_connection_of_the_same_user_is_refused() {
@@ -54,35 +54,8 @@ async fn fifty_simultaneous_joins_by_one_user_exactly_one_succeeds() {
         clients.push(Client::connect(&server.url(), "zed").await);
     }
     // Fire all joins at once, each from its own task and connection.
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|mut c| {
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                c.send(&ClientMsg::Join { channel: 1 }).await;
-                let reply = c.expect_joined().await;
-                (reply, c)
-            })
-        })
-        .collect();
-    let mut joined = 0;
-    let mut refused = 0;
-    let mut keep_open = Vec::new();
-    for t in tasks {
-        let (reply, client) = t.await.unwrap();
-        keep_open.push(client);
-        match reply {
-            ServerMsg::Joined { .. } => joined += 1,
-            ServerMsg::Error {
-                reason: ErrorReason::AlreadyInChannel,
-                ..
-            } => refused += 1,
-            other => panic!("unexpected reply {other:?}"),
-        }
-    }
-    assert_eq!((joined, refused), (1, 49));
+    let replies = join_all_at_once(clients, 1).await;
+    assert_eq!(race_outcome(&replies), (1, 49));
 
     // Everyone else saw exactly one zed join.
     let m = watcher.recv().await;

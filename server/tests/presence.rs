@@ -51,13 +51,7 @@ impl View {
 async fn snapshot_on_connect_lists_channels_and_occupants_with_flags() {
     let server = TestServer::default().await;
     let mut alice = Client::connect(&server.url(), "alice").await;
-    alice
-        .send(&ClientMsg::VoiceState {
-            muted: true,
-            deafened: false,
-            talking: false,
-        })
-        .await;
+    alice.voice_state(true, false, false).await;
     alice.send(&ClientMsg::Join { channel: 2 }).await;
     alice.expect_joined().await;
 
@@ -101,13 +95,7 @@ async fn diffs_reach_every_client_join_update_leave() {
         (PresenceOp::Join, 1, "alice")
     );
 
-    alice
-        .send(&ClientMsg::VoiceState {
-            muted: false,
-            deafened: true,
-            talking: true,
-        })
-        .await;
+    alice.voice_state(false, true, true).await;
     let ServerMsg::Presence { changes } = watcher.recv().await else {
         panic!()
     };

@@ -7,6 +7,7 @@
 //!   ([`coturn::Allocation`]) to allocate on it;
 //! - [`pulse`]: a private PulseAudio daemon with a null-sink speaker and a FIFO microphone;
 //! - [`ws`]: the signaling server run in-process on `127.0.0.1:0` and real WebSocket clients;
+//! - [`redis`]: a real `redis-server` on a free loopback port, for the server's cluster mode;
 //! - [`netns`]: naming and deleting the network namespaces tests make, and running a test
 //!   alone in a namespace with only loopback ([`netns::isolated`]);
 //! - [`browser`]: a real Chromium driven over WebDriver;
@@ -29,5 +30,6 @@ pub mod netns;
 pub mod process;
 pub mod procfs;
 pub mod pulse;
+pub mod redis;
 pub mod tmux;
 pub mod ws;

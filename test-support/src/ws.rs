@@ -125,6 +125,16 @@ impl Client {
         self.send_text(&msg.to_json()).await;
     }
 
+    /// Send `voice_state` with these flags.
+    pub async fn voice_state(&mut self, muted: bool, deafened: bool, talking: bool) {
+        self.send(&ClientMsg::VoiceState {
+            muted,
+            deafened,
+            talking,
+        })
+        .await;
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text.to_owned())).await.unwrap();
     }
@@ -242,6 +252,49 @@ impl Client {
     }
 }
 
+/// Send `join(channel)` on every client at once (each from its own task, released together)
+/// and collect each one's reply (`joined` or an error) with the client, in the given order:
+/// the duplicate-join race.
+pub async fn join_all_at_once(
+    clients: Vec<Client>,
+    channel: cromulent_protocol::ChannelId,
+) -> Vec<(ServerMsg, Client)> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                c.send(&ClientMsg::Join { channel }).await;
+                (c.expect_joined().await, c)
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for t in tasks {
+        replies.push(t.await.expect("a joining task panicked"));
+    }
+    replies
+}
+
+/// How a join race ended: (seated, refused with `already_in_channel`); panics on any other
+/// reply.
+pub fn race_outcome(replies: &[(ServerMsg, Client)]) -> (usize, usize) {
+    let (mut joined, mut refused) = (0, 0);
+    for (reply, _) in replies {
+        match reply {
+            ServerMsg::Joined { .. } => joined += 1,
+            ServerMsg::Error {
+                reason: ErrorReason::AlreadyInChannel,
+                ..
+            } => refused += 1,
+            other => panic!("unexpected reply to a racing join: {other:?}"),
+        }
+    }
+    (joined, refused)
+}
+
 /// A TCP connection to `addr` from `local_ip` (any 127.0.0.0/8 address is loopback), with the
 /// receive buffer capped at `recv_buffer` bytes when given (a client that will stop reading).
 pub async fn tcp_from(
@@ -312,5 +365,68 @@ impl Client {
                 Ok(Some(Ok(_))) => {}
             }
         }
+    }
+}
+
+/// The `cromulent-server` binary run as a child process (for what an in-process server
+/// cannot play, such as `kill -9`): started with `--config` and `--listen 127.0.0.1:0`, its
+/// address read from its "listening on" log line; killed on drop.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    child: crate::process::KillOnDrop,
+}
+
+impl ServerProcess {
+    /// Start `binary` (a test's `env!("CARGO_BIN_EXE_cromulent-server")`) with the TOML
+    /// file `config`; panics when it does not say where it listens within ten seconds.
+    pub fn start(binary: &std::path::Path, config: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(binary);
+        cmd.arg("--config")
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .env("CROMULENT_CHAT_DB", ":memory:")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = crate::process::KillOnDrop::spawn(&mut cmd, "cromulent-server");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Reads to the end, so the child never blocks on a full pipe.
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line
+                    .split("listening on ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("cromulent-server logs the address it listens on");
+        Self { addr, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// SIGKILL: no goodbye to clients, Redis or anyone.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// SIGTERM, then wait (at most ten seconds) for the exit; its status, or `None` if it is
+    /// still running.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        crate::process::signal(self.child.id(), "-TERM");
+        crate::process::wait_exit(&mut self.child, Duration::from_secs(10))
     }
 }

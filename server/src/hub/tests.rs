@@ -5,7 +5,7 @@ use super::*;
 
 const GRACE: Duration = Duration::from_secs(30);
 
-fn hub() -> Hub {
+pub(super) fn hub() -> Hub {
     Hub::new(
         &crate::config::Config::default().channels,
         GRACE,
@@ -16,7 +16,7 @@ fn hub() -> Hub {
     )
 }
 
-fn attach(hub: &mut Hub, conn: ConnId, user: &str, now: Instant) -> Vec<Effect> {
+pub(super) fn attach(hub: &mut Hub, conn: ConnId, user: &str, now: Instant) -> Vec<Effect> {
     attach_resume(hub, conn, user, None, now)
 }
 
@@ -42,7 +42,7 @@ fn attach_resume(
     )
 }
 
-fn error_reason(fx: &[Effect]) -> Option<ErrorReason> {
+pub(super) fn error_reason(fx: &[Effect]) -> Option<ErrorReason> {
     fx.iter().find_map(|e| match e {
         Effect::Send(_, ServerMsg::Error { reason, .. }) => Some(*reason),
         _ => None,

@@ -22,6 +22,7 @@ const REASONS = {
   text_too_long: 'that message is too long',
   invalid_text: 'that message cannot be sent',
   history_unavailable: 'the chat history cannot be read now',
+  cluster_unavailable: 'the server cannot do that right now; try again',
 };
 
 export function reasonWords(reason, message) {

@@ -1,0 +1,296 @@
+//! The cluster's shared board in Redis: its keys, and the Lua scripts that change it, each
+//! one atomic step that also publishes the event it causes (so the events' order is the
+//! order of the changes). The only module that speaks to Redis besides the subscription in
+//! [`super::edge`].
+//!
+//! Layout, under the configured prefix `P`:
+//! - `P:seats`: hash, user → [`Seat`] (JSON); `P:seq`: the last event's number;
+//! - `P:nodes`: set of nodes that may hold seats; `P:alive:NODE`: a node's lease (a key with
+//!   a time to live, renewed); `P:held:NODE`: set of users whose seat NODE holds;
+//! - `P:chat:next`: the last chat message id; `P:resume:TOKEN`: a detached session
+//!   ([`Parked`]), until its grace window ends or someone claims it;
+//! - pub/sub `P:presence`: every [`super::wire::Event`], in order; `P:node:NODE`: signals
+//!   for NODE; `P:chat`: every chat message, as `<id> <Chat JSON>`.
+//!
+//! It must never decide a seat rule of its own beyond the scripts: the hub decides what to
+//! ask, the scripts check and write in one step.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use cromulent_protocol::{ChannelId, Member};
+use redis::aio::ConnectionManager;
+use redis::{RedisResult, Script};
+
+use super::wire::{Chat, Inbox, NodeId, Parked, SeatOutcome, SessionId, Snapshot, Why};
+use crate::config::ClusterConfig;
+
+static SEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/seat.lua")));
+static UNSEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/held.lua"),
+        include_str!("lua/unseat.lua")
+    ))
+});
+static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/held.lua"),
+        include_str!("lua/update.lua")
+    ))
+});
+static SAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/say.lua")));
+static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
+static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/snapshot.lua")));
+
+/// How long one Redis request may take before it counts as failed: a hung Redis must not
+/// hold the cluster edge (and so every join) for long.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The names of this cluster's keys and channels, as seen from one node.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    pub node: NodeId,
+    seats: String,
+    seq: String,
+    nodes: String,
+    alive: String,
+    held: String,
+    /// The pub/sub channel of presence events.
+    pub presence: String,
+    /// The pub/sub channel of signals for this node.
+    pub inbox: String,
+    chat_next: String,
+    /// The pub/sub channel of chat messages.
+    pub chat: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, node: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            node: node.to_owned(),
+            seats: format!("{prefix}:seats"),
+            seq: format!("{prefix}:seq"),
+            nodes: format!("{prefix}:nodes"),
+            alive: format!("{prefix}:alive:{node}"),
+            held: format!("{prefix}:held:{node}"),
+            presence: format!("{prefix}:presence"),
+            inbox: Self::inbox_of(prefix, node),
+            chat_next: format!("{prefix}:chat:next"),
+            chat: format!("{prefix}:chat"),
+        }
+    }
+
+    fn inbox_of(prefix: &str, node: &str) -> String {
+        format!("{prefix}:node:{node}")
+    }
+}
+
+/// One node's handle on the board (cheap to clone: one multiplexed, reconnecting connection).
+#[derive(Clone)]
+pub struct Board {
+    con: ConnectionManager,
+    pub keys: Keys,
+    lease_ms: u64,
+}
+
+impl Board {
+    /// A board whose connection is made on first use and remade after a failure; it never
+    /// fails for Redis being down, its requests do.
+    pub fn new(client: &redis::Client, config: &ClusterConfig, node: &str) -> RedisResult<Self> {
+        let settings = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Self {
+            con: client.get_connection_manager_lazy(settings)?,
+            keys: Keys::new(&config.key_prefix, node),
+            lease_ms: config.lease_ms,
+        })
+    }
+
+    /// The join guard's step (see `lua/seat.lua`).
+    pub async fn seat(
+        &mut self,
+        session: SessionId,
+        user: &str,
+        channel: ChannelId,
+        member: &Member,
+    ) -> RedisResult<SeatOutcome> {
+        let k = &self.keys;
+        let (status, n): (String, u64) = SEAT
+            .key(&k.seats)
+            .key(&k.seq)
+            .key(&k.alive)
+            .key(&k.held)
+            .arg(&k.presence)
+            .arg(user)
+            .arg(&k.node)
+            .arg(session)
+            .arg(channel)
+            .arg(json(member))
+            .invoke_async(&mut self.con)
+            .await?;
+        let channel_of = || ChannelId::try_from(n).unwrap_or(channel);
+        Ok(match status.as_str() {
+            "seated" => SeatOutcome::Seated,
+            "here" => SeatOutcome::Here(channel_of()),
+            "taken" => SeatOutcome::Taken(channel_of()),
+            _ => SeatOutcome::Unavailable,
+        })
+    }
+
+    pub async fn unseat(&mut self, session: SessionId, user: &str, why: Why) -> RedisResult<()> {
+        let k = &self.keys;
+        let _seq: u64 = UNSEAT
+            .key(&k.seats)
+            .key(&k.seq)
+            .key(&k.held)
+            .arg(&k.presence)
+            .arg(user)
+            .arg(&k.node)
+            .arg(session)
+            .arg(why.as_str())
+            .invoke_async(&mut self.con)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update(
+        &mut self,
+        session: SessionId,
+        user: &str,
+        member: &Member,
+        fresh: bool,
+    ) -> RedisResult<()> {
+        let k = &self.keys;
+        let _seq: u64 = UPDATE
+            .key(&k.seats)
+            .key(&k.seq)
+            .arg(&k.presence)
+            .arg(user)
+            .arg(&k.node)
+            .arg(session)
+            .arg(json(member))
+            .arg(if fresh { "1" } else { "0" })
+            .invoke_async(&mut self.con)
+            .await?;
+        Ok(())
+    }
+
+    /// Publish `message` to `node`'s inbox.
+    pub async fn send_to(&mut self, node: &str, message: &Inbox) -> RedisResult<()> {
+        let inbox = Keys::inbox_of(&self.keys.prefix, node);
+        let _receivers: u64 = redis::cmd("PUBLISH")
+            .arg(inbox)
+            .arg(json(message))
+            .query_async(&mut self.con)
+            .await?;
+        Ok(())
+    }
+
+    /// Keep a detached session claimable under its resume token for `ttl_ms`.
+    pub async fn park(&mut self, token: &str, parked: &Parked, ttl_ms: u64) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(self.resume_key(token))
+            .arg(json(parked))
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .exec_async(&mut self.con)
+            .await
+    }
+
+    /// Take the session parked under `token`, if any: read and deleted in one step, so one
+    /// claimant at most gets it. A value that does not decode counts as none.
+    pub async fn claim(&mut self, token: &str) -> RedisResult<Option<Parked>> {
+        let raw: Option<String> = redis::cmd("GETDEL")
+            .arg(self.resume_key(token))
+            .query_async(&mut self.con)
+            .await?;
+        Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    fn resume_key(&self, token: &str) -> String {
+        format!("{}:resume:{token}", self.keys.prefix)
+    }
+
+    /// Number `chat` (at least `floor`) and publish it to every instance.
+    pub async fn say(&mut self, chat: &Chat, floor: u64) -> RedisResult<u64> {
+        let k = &self.keys;
+        SAY.key(&k.chat_next)
+            .arg(&k.chat)
+            .arg(json(chat))
+            .arg(floor)
+            .invoke_async(&mut self.con)
+            .await
+    }
+
+    /// Every seat, in one step. A seat that does not decode (written by something else) is
+    /// skipped with a warning.
+    pub async fn snapshot(&mut self) -> RedisResult<Snapshot> {
+        let k = &self.keys;
+        let (seq, raw): (u64, Vec<String>) = SNAPSHOT
+            .key(&k.seats)
+            .key(&k.seq)
+            .invoke_async(&mut self.con)
+            .await?;
+        let seats = raw
+            .iter()
+            .filter_map(|s| match serde_json::from_str(s) {
+                Ok(seat) => Some(seat),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a seat in Redis that does not decode");
+                    None
+                }
+            })
+            .collect();
+        Ok(Snapshot { seq, seats })
+    }
+
+    /// Renew this node's lease, then release the seats of nodes whose lease has lapsed.
+    pub async fn keep_alive(&mut self) -> RedisResult<u64> {
+        let k = &self.keys;
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&k.alive)
+            .arg(1)
+            .arg("PX")
+            .arg(self.lease_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(&k.nodes)
+            .arg(&k.node)
+            .ignore()
+            .exec_async(&mut self.con)
+            .await?;
+        self.reap().await
+    }
+
+    /// Give up this node's lease and release its seats now (a clean shutdown).
+    pub async fn retire(&mut self) -> RedisResult<u64> {
+        let _: u64 = redis::cmd("DEL")
+            .arg(&self.keys.alive)
+            .query_async(&mut self.con)
+            .await?;
+        self.reap().await
+    }
+
+    async fn reap(&mut self) -> RedisResult<u64> {
+        let k = &self.keys;
+        REAP.key(&k.nodes)
+            .key(&k.seats)
+            .key(&k.seq)
+            .arg(&k.presence)
+            .arg(&k.prefix)
+            .invoke_async(&mut self.con)
+            .await
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    // Invariant: these types (protocol structs of strings, numbers and bools) always encode.
+    serde_json::to_string(value).expect("plain data encodes as JSON")
+}
