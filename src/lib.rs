@@ -10,7 +10,9 @@
 //! - [`tui`]: the terminal client (`cromulent`, `cromulent demo`);
 //! - [`ctl`]: the control socket a running client listens on, and `cromulent ctl`;
 //! - [`hooks`]: commands run on events (someone joined, a mention, a disconnect);
-//! - [`text`]: text from the wire made safe to show.
+//! - [`text`]: text from the wire made safe to show;
+//! - [`tls`]: whom the client trusts over TLS (`wss://` and `turns:`): the system's roots and
+//!   a private CA.
 //!
 //! `unsafe` must never appear in this crate (forbidden crate-wide).
 #![forbid(unsafe_code)]
@@ -24,4 +26,5 @@ pub mod rtc;
 pub mod rtp;
 pub mod signaling;
 pub mod text;
+pub mod tls;
 pub mod tui;

@@ -1,5 +1,6 @@
 //! `wss://`: the client reaches the server through a TLS-terminating proxy (how operators
-//! deploy it), trusting the proxy's certificate through the standard `SSL_CERT_FILE`.
+//! deploy it), trusting the proxy's certificate through the standard `SSL_CERT_FILE`, or
+//! `--ca-file`.
 
 mod support;
 
@@ -88,4 +89,26 @@ fn the_client_connects_over_wss() {
     });
     assert!(!err.str("message").is_empty());
     let _ = untrusting.wait_exit(Duration::from_secs(10));
+
+    // A private CA named on the command line instead.
+    let ca = cert.to_str().unwrap();
+    let mut named = Client::start(
+        &url,
+        "carol",
+        &["--join", "General", "--for", "2", "--ca-file", ca],
+    );
+    named.wait_state("connected", LONG);
+    assert!(named.wait_exit(LONG).success(), "{}", named.stderr());
+
+    // A CA file that is not one: refused at once, saying which file and why.
+    let bad = dir.path("bad.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let mut refused = Client::start(&url, "dave", &["--ca-file", bad.to_str().unwrap()]);
+    let status = refused.wait_exit(LONG);
+    assert_eq!(status.code(), Some(2), "usage error: {}", refused.stderr());
+    assert!(
+        refused.stderr().contains("bad.pem") && refused.stderr().contains("no certificate"),
+        "{}",
+        refused.stderr()
+    );
 }

@@ -803,8 +803,8 @@ fn after_an_outage_audio_returns_both_ways() {
 const TURN_PORT: u16 = 3478;
 
 /// coturn on the public host, listening for TLS on 443 too (a certificate for the public
-/// address, which the clients trust through `SSL_CERT_FILE`, as a private CA is named to
-/// them); and that certificate's file.
+/// address, which the clients trust through `--ca-file`, as a private CA is named to them);
+/// and that certificate's file.
 fn coturn_with_tls(lab: &Lab, dir: &TempDir) -> (Coturn, std::path::PathBuf) {
     let tls = coturn::Tls::self_signed(dir.root(), PUBLIC.into(), 443);
     let ca = tls.cert.clone();
@@ -843,7 +843,7 @@ fn call_through(
     lab: &Lab,
     coturn: &Coturn,
     turn_urls: &[String],
-    ca: &std::path::Path,
+    ca: Option<&std::path::Path>,
     callers: &[Caller],
     dir: &TempDir,
     steady: &mut dyn FnMut(),
@@ -914,7 +914,7 @@ fn start_call(
     lab: &Lab,
     coturn: &Coturn,
     turn_urls: &[String],
-    ca: &std::path::Path,
+    ca: Option<&std::path::Path>,
     callers: &[Caller],
     dir: &TempDir,
 ) -> (NsServer, Vec<Client>) {
@@ -938,8 +938,10 @@ fn start_call(
             cmd.args(["netns", "exec", &c.ns, BIN, "headless", "--server", &url])
                 .args(["--user", c.name, "--join", "General", "--audio-in", &input])
                 .args(["--audio-out", &output])
-                .env("RUST_LOG", "warn")
-                .env("SSL_CERT_FILE", ca);
+                .env("RUST_LOG", "warn");
+            if let Some(ca) = ca {
+                cmd.arg("--ca-file").arg(ca);
+            }
             Client::spawn(c.name, cmd)
         })
         .collect();
@@ -1003,7 +1005,7 @@ fn udp_blocked_clients_talk_through_turn_over_tls_and_a_udp_peer_keeps_udp() {
         tone: 880.0,
     });
     let _guard = support::one_call_at_a_time();
-    let paths = call_through(&lab, &coturn, &urls, &ca, &callers, &dir, &mut || ());
+    let paths = call_through(&lab, &coturn, &urls, Some(&ca), &callers, &dir, &mut || ());
     // alice and bob can only have sent through their relays (TCP 443 is all that gets out).
     for (who, mine) in ["alice", "bob"].iter().zip(&paths) {
         assert!(
@@ -1048,8 +1050,7 @@ fn udp_blocked_clients_talk_through_turn_over_tcp() {
     let urls = [coturn.turn_url(), coturn.turn_tcp_url()];
     let callers = home_callers(&lab);
     let _guard = support::one_call_at_a_time();
-    let no_ca = dir.path("no-ca.pem");
-    let paths = call_through(&lab, &coturn, &urls, &no_ca, &callers, &dir, &mut || ());
+    let paths = call_through(&lab, &coturn, &urls, None, &callers, &dir, &mut || ());
     for (who, mine) in ["alice", "bob"].iter().zip(&paths) {
         assert!(
             mine.iter().all(|(_, local)| local == "relay"),
@@ -1079,7 +1080,7 @@ fn where_udp_gets_out_the_udp_relay_carries_the_call() {
     // allocation idle.
     let carried = ["public-udp", "turn-tls"];
     let mut counts = Vec::new();
-    call_through(&lab, &coturn, &urls, &ca, &callers, &dir, &mut || {
+    call_through(&lab, &coturn, &urls, Some(&ca), &callers, &dir, &mut || {
         counts.push(lab.site_counts(carried));
     });
     lab.assert_carried_by(carried, counts[0], counts[1]);
@@ -1115,9 +1116,8 @@ fn a_call_started_on_turn_moves_to_the_direct_path_when_it_opens() {
     }
     let callers = home_callers(&lab);
     let _guard = support::one_call_at_a_time();
-    let no_ca = dir.path("no-ca.pem");
     let (_server, mut clients) =
-        start_call(&lab, &coturn, &[coturn.turn_url()], &no_ca, &callers, &dir);
+        start_call(&lab, &coturn, &[coturn.turn_url()], None, &callers, &dir);
     for (client, peer) in clients.iter_mut().zip(["bob", "alice"]) {
         let first = wait_path(client, peer, None);
         assert_eq!(first, "relay", "{}: the call starts on TURN", client.name);

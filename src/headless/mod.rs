@@ -60,6 +60,10 @@ pub struct HeadlessArgs {
     /// ICE candidates to use: all, or relay (through TURN only).
     #[arg(long, default_value = "all")]
     pub ice_policy: IcePolicy,
+    /// Also trust the CA certificates in this PEM file for wss:// and turns: (a private CA;
+    /// the system's roots are trusted anyway).
+    #[arg(long, env = "CROMULENT_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Audio frame length in ms: 20, or 10 for less delay at twice the packets.
     #[arg(long, value_name = "MS", default_value = "20")]
     pub frame_ms: FrameSize,
@@ -114,6 +118,10 @@ enum Script {
 
 /// Run headless; returns the exit status.
 pub async fn run(args: HeadlessArgs) -> i32 {
+    if let Err(e) = crate::tls::trust(args.ca_file.as_deref()) {
+        eprintln!("cromulent headless: {e}");
+        return EXIT_USAGE;
+    }
     let mut hooks = HookConfig::default();
     for arg in &args.hook {
         if let Err(e) = hooks.add_arg(arg) {

@@ -136,9 +136,11 @@ async fn connect(
     events: &mpsc::UnboundedSender<SignalingEvent>,
 ) -> Result<(Ws, ServerMsg), Ended> {
     let attempt = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .map_err(|e| Ended::Retry(format!("server unreachable: {e}")))?;
+        let tls = tokio_tungstenite::Connector::Rustls(crate::tls::client_config());
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(tls))
+                .await
+                .map_err(|e| Ended::Retry(format!("server unreachable: {e}")))?;
         let hello = ClientMsg::Hello {
             protocol: PROTOCOL_VERSION,
             name: Some(credentials.name.clone()),

@@ -44,6 +44,10 @@ pub struct TuiArgs {
     /// ICE candidates to use: all, or relay (through TURN only). [config: ice_policy]
     #[arg(long, value_name = "POLICY")]
     pub ice_policy: Option<IcePolicy>,
+    /// Also trust the CA certificates in this PEM file for wss:// and turns: (a private CA;
+    /// the system's roots are trusted anyway). [config: ca_file]
+    #[arg(long, env = "CROMULENT_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Microphone: a name from --list-devices (pulse:NAME, alsa:NAME or bare). [config:
     /// audio.input_device]
     #[arg(long, value_name = "NAME")]
@@ -83,6 +87,7 @@ pub struct FileConfig {
     pub join: Option<String>,
     pub talk_mode: Option<String>,
     pub ice_policy: Option<String>,
+    pub ca_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub ascii: Option<bool>,
     pub audio: AudioFile,
@@ -161,6 +166,8 @@ pub struct Settings {
     pub join: Option<String>,
     pub talk_mode: TalkMode,
     pub ice_policy: IcePolicy,
+    /// A private CA's certificates to trust besides the system's roots ([`crate::tls`]).
+    pub ca_file: Option<PathBuf>,
     pub input_device: Option<String>,
     pub output_device: Option<String>,
     pub frame: FrameSize,
@@ -318,6 +325,7 @@ impl Settings {
             join: args.join.clone().or(file.join),
             talk_mode,
             ice_policy,
+            ca_file: args.ca_file.clone().or(file.ca_file),
             input_device: args.input_device.clone().or(file.audio.input_device),
             output_device: args.output_device.clone().or(file.audio.output_device),
             frame,

@@ -92,6 +92,10 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    if let Err(e) = crate::tls::trust(settings.ca_file.as_deref()) {
+        eprintln!("cromulent: {e}");
+        return EXIT_USAGE;
+    }
     let log = match logging::open(&settings.log_file) {
         Ok(f) => f,
         Err(e) => {

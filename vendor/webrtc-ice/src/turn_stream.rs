@@ -8,8 +8,9 @@
 //! UDP to the peer, as browsers do; RFC 6062 TCP allocations are not needed.
 //!
 //! TLS verifies the server's certificate against the system's roots (`rustls-native-certs`,
-//! which honours `SSL_CERT_FILE` and `SSL_CERT_DIR` for a private CA), with the URL's host as
-//! the server name (SNI).
+//! which honours `SSL_CERT_FILE` and `SSL_CERT_DIR` for a private CA) or, if the application
+//! gave one with [`set_tls_config`], against its own trust; the URL's host is the server name
+//! (SNI).
 //!
 //! Added to webrtc-ice 0.17.2 by Cromulent Voice (see VENDORED.md).
 
@@ -185,10 +186,18 @@ impl StreamConn {
     }
 }
 
-/// The TLS client configuration every `turns:` connection shares: the system's roots.
+static TLS_CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Sets the TLS client configuration of every `turns:` connection (an application's private
+/// CA, say), before the first one. Whether it was set: `false` if one was already in use.
+pub fn set_tls_config(config: Arc<rustls::ClientConfig>) -> bool {
+    TLS_CONFIG.set(config).is_ok()
+}
+
+/// The TLS client configuration every `turns:` connection shares: the one given to
+/// [`set_tls_config`], else the system's roots.
 fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    Arc::clone(CONFIG.get_or_init(|| {
+    Arc::clone(TLS_CONFIG.get_or_init(|| {
         let mut roots = rustls::RootCertStore::empty();
         let found = rustls_native_certs::load_native_certs();
         for error in &found.errors {
