@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Presence fan-out delay: a release server, WATCHERS idle connections (default 1000) and one
-# user in General flipping its talking flag 200 times, 50 ms apart; for each flip, the delay
-# until the first, the median and the last watcher read the presence update.
-# Usage: bench/server-fanout.sh [WATCHERS]
+# Presence fan-out delay: INSTANCES release servers (more than one: instances of one cluster
+# sharing a private Redis, the watchers spread round-robin over them, the actor on the first),
+# WATCHERS idle connections (default 1000) and one user in General flipping its talking flag
+# 200 times, 50 ms apart; for each flip, the delay until the first, the median and the last
+# watcher read the presence update.
+# Usage: bench/server-fanout.sh [WATCHERS] [INSTANCES]   (default 1000 1)
 source "$(dirname "$0")/common.sh"
 machine
-port=$(free_port)
-RUST_LOG=warn "$bin/cromulent-server" --config bench/server-load.toml --listen "127.0.0.1:$port" >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait 2>/dev/null' EXIT
-wait_port "$port"
-"$bin/loadgen" fanout --server "127.0.0.1:$port" --watchers "${1:-1000}"
+start_servers "${2:-1}"
+redis_mark
+"$bin/loadgen" fanout --server "$servers" --watchers "${1:-1000}"
+redis_report

@@ -183,8 +183,10 @@ fn caddy_globals(http_port: u16, https_port: u16, storage: &Path) -> String {
     )
 }
 
-/// Caddy with the shipped Caddyfile behind [`caddy_globals`], proxying to `server`.
-fn start_caddy(dir: &Path, https_port: u16, server: SocketAddr) -> KillOnDrop {
+/// Caddy with the shipped Caddyfile behind [`caddy_globals`], proxying to `servers` (one, or
+/// the instances of a cluster, named as the cluster compose file names them: separated by
+/// spaces in `CROMULENT_SERVER`).
+fn start_caddy(dir: &Path, https_port: u16, servers: &[SocketAddr]) -> KillOnDrop {
     let storage = dir.join("caddy-data");
     let config = dir.join("Caddyfile");
     let text = format!(
@@ -198,7 +200,7 @@ fn start_caddy(dir: &Path, https_port: u16, server: SocketAddr) -> KillOnDrop {
         .arg(&config)
         .env("WEB_HOST", WEB_HOST)
         .env("TURN_HOST", TURN_HOST)
-        .env("CROMULENT_SERVER", server.to_string())
+        .env("CROMULENT_SERVER", upstreams(servers))
         .env("HOME", dir)
         .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
         .env("XDG_DATA_HOME", dir.join("xdg-data"))
@@ -206,6 +208,12 @@ fn start_caddy(dir: &Path, https_port: u16, server: SocketAddr) -> KillOnDrop {
         .stdout(log.try_clone().expect("log"))
         .stderr(log);
     KillOnDrop::spawn(&mut cmd, "caddy")
+}
+
+/// `CROMULENT_SERVER` for `servers`: their addresses separated by spaces.
+fn upstreams(servers: &[SocketAddr]) -> String {
+    let each: Vec<String> = servers.iter().map(SocketAddr::to_string).collect();
+    each.join(" ")
 }
 
 /// `attempt` until it succeeds, or its last failure after `limit` (plus one attempt's steps).
@@ -305,9 +313,11 @@ async fn websocket(
         .map(|(ws, _)| ws)
 }
 
-/// hello, join General: the `joined` reply.
-async fn join(ws: &mut tokio_tungstenite::WebSocketStream<Tls>) -> Value {
-    let hello = json!({"type": "hello", "protocol": 1, "name": "alice"});
+type Wss = tokio_tungstenite::WebSocketStream<Tls>;
+
+/// hello as `name`, join General: the `joined` reply.
+async fn join(ws: &mut Wss, name: &str) -> Value {
+    let hello = json!({"type": "hello", "protocol": 1, "name": name});
     let join = json!({"type": "join", "channel": 1});
     for msg in [hello, join] {
         ws.send(tungstenite::Message::text(msg.to_string()))
@@ -520,7 +530,7 @@ fn the_web_client_and_turn_over_tls_share_port_443_through_the_shipped_proxies()
         router.log()
     );
 
-    let _caddy = start_caddy(dir.root(), caddy_port, server.addr);
+    let _caddy = start_caddy(dir.root(), caddy_port, &[server.addr]);
     let root = storage.join("pki/authorities/local/root.crt");
     assert!(
         poll_until(READY, || CertificateDer::from_pem_file(&root).is_ok()),
@@ -554,7 +564,7 @@ fn the_web_client_and_turn_over_tls_share_port_443_through_the_shipped_proxies()
         let mut ws = websocket(&connector, router_port, &origin)
             .await
             .expect("the page's own WebSocket is accepted");
-        let joined = join(&mut ws).await;
+        let joined = join(&mut ws, "alice").await;
         let (urls, username, password) = turn_entry(&joined);
         let expected: Vec<&str> = turn_urls.split(',').collect();
         assert_eq!(urls, expected, "the TURN URLs are handed out in order");
@@ -626,4 +636,111 @@ fn the_router_refuses_one_name_for_the_web_and_turn() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("give TURN a name of its own"), "{stderr}");
+}
+
+/// Many instances (issue 21): two instances of one cluster behind the shipped Caddyfile, named
+/// in `CROMULENT_SERVER` as deploy/docker-compose.cluster.yml names them. Two clients through
+/// the one address land on different instances (fewest connections first), yet each sees the
+/// other: one community. When one instance is killed exactly one of them loses its
+/// connection — they were on different instances — and a newcomer through the same address is
+/// served by the survivor and finds the survivor's user there.
+#[test]
+fn two_cluster_instances_behind_one_caddy_address_serve_one_community() {
+    let dir = TempDir::new("deploy-cluster");
+    let redis = support::Redis::start();
+    let one = Server::cluster_instance(&redis, "one");
+    let two = Server::cluster_instance(&redis, "two");
+    let caddy_port = free_port();
+    let _caddy = start_caddy(dir.root(), caddy_port, &[one.addr, two.addr]);
+    let root = dir.path("caddy-data/pki/authorities/local/root.crt");
+    assert!(
+        poll_until(READY, || CertificateDer::from_pem_file(&root).is_ok()),
+        "Caddy made no CA:\n{}",
+        std::fs::read_to_string(dir.path("caddy.log")).unwrap_or_default()
+    );
+    let connector = tls_connector(&root);
+    let origin = format!("https://{WEB_HOST}:{caddy_port}");
+    let connect = || async {
+        websocket(&connector, caddy_port, &origin)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        // Caddy may still be getting its certificate: a bounded wait for it.
+        if let Err(e) = retry(READY, || tls(&connector, caddy_port, WEB_HOST)).await {
+            panic!(
+                "no TLS from Caddy: {e}\n{}",
+                std::fs::read_to_string(dir.path("caddy.log")).unwrap_or_default()
+            )
+        }
+        let mut alice = connect().await.expect("a WebSocket through Caddy");
+        join(&mut alice, "alice").await;
+        let mut bob = connect().await.expect("a second WebSocket through Caddy");
+        let joined = join(&mut bob, "bob").await;
+        assert_eq!(peers(&joined), ["alice"], "bob sees alice seated: {joined}");
+        let change = next_where(&mut alice, |m| {
+            m["type"] == "presence" && m["changes"][0]["member"]["user"] == "bob"
+        })
+        .await
+        .expect("alice hears of bob");
+        assert_eq!(change["changes"][0]["op"], "join", "{change}");
+
+        one.kill();
+        let mut alive = Vec::new();
+        for (name, ws) in [("alice", &mut alice), ("bob", &mut bob)] {
+            if answers_ping(ws).await {
+                alive.push(name);
+            }
+        }
+        let [survivor] = alive[..] else {
+            panic!("exactly one client was on the killed instance; still connected: {alive:?}");
+        };
+        // The killed instance refuses; Caddy tries the survivor.
+        let mut carol = connect().await.expect("a WebSocket after the kill");
+        let joined = join(&mut carol, "carol").await;
+        assert!(
+            peers(&joined).contains(&survivor.to_owned()),
+            "carol, on the survivor, sees {survivor}: {joined}"
+        );
+    });
+}
+
+/// The users among `joined`'s peers.
+fn peers(joined: &Value) -> Vec<String> {
+    joined["peers"]
+        .as_array()
+        .map(|peers| {
+            peers
+                .iter()
+                .filter_map(|p| p["user"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The next message matching `pred` within [`STEP`]; `None` when the connection ends first.
+async fn next_where(ws: &mut Wss, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    tokio::time::timeout(STEP, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if let tungstenite::Message::Text(text) = frame {
+                let v: Value = serde_json::from_str(&text).expect("JSON from the server");
+                if pred(&v) {
+                    return Some(v);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("an answer or the end of the connection within the step")
+}
+
+/// Whether the connection still answers a `ping` (false: it ended).
+async fn answers_ping(ws: &mut Wss) -> bool {
+    let ping = json!({"type": "ping", "id": 7}).to_string();
+    if ws.send(tungstenite::Message::text(ping)).await.is_err() {
+        return false;
+    }
+    next_where(ws, |m| m["type"] == "pong").await.is_some()
 }

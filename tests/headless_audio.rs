@@ -6,7 +6,9 @@ mod support;
 use std::time::Duration;
 
 use cromulent::audio::analysis::{dominant_frequency, rms, tone_power, tone_share};
-use support::{Client, LONG, Server, TempDir, read_wav, tail};
+use support::{
+    Client, LONG, Server, TempDir, ToneCaller, assert_hears_the_others, read_wav, tail, tone_call,
+};
 
 /// A recorder `bob` and a sender `alice` in General until `bob` heard enough.
 fn two_party(alice_in: &str) -> Vec<f32> {
@@ -106,50 +108,18 @@ fn the_check_fails_when_the_tone_is_absent() {
 fn three_users_each_hear_the_other_two_and_not_themselves() {
     let _alone = support::one_call_at_a_time();
     let server = Server::start();
-    let dir = TempDir::new("three");
-    let people = [("alice", 440.0_f32), ("bob", 660.0), ("carol", 880.0)];
-    let mut clients: Vec<Client> = people
-        .iter()
-        .map(|(name, hz)| {
-            let out = format!("wav:{}", dir.path(&format!("{name}.wav")).display());
-            Client::start(
-                &server.url(),
-                name,
-                &[
-                    "--join",
-                    "General",
-                    "--audio-in",
-                    &format!("tone:{hz}"),
-                    "--audio-out",
-                    &out,
-                ],
-            )
-        })
-        .collect();
-    for (i, c) in clients.iter_mut().enumerate() {
-        for (j, (other, _)) in people.iter().enumerate() {
-            if i != j {
-                c.wait_audio(other, LONG);
-            }
-        }
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    for c in &mut clients {
-        assert!(c.terminate().success());
-    }
-    for (name, own) in people {
-        let heard = read_wav(&dir.path(&format!("{name}.wav")));
-        let last = tail(&heard, 1.0);
-        assert!(rms(last) > 0.05, "{name} heard something");
-        for (other, hz) in people {
-            if other == name {
-                let share = tone_power(last, 48_000, hz);
-                assert!(share < 0.01, "{name} hears itself at {own} Hz: {share}");
-            } else {
-                let share = tone_share(last, 48_000, hz);
-                assert!(share > 0.2, "{name} misses {other} at {hz} Hz: {share}");
-            }
-        }
+    let caller = |name, hz| ToneCaller {
+        name,
+        url: server.url(),
+        hz,
+    };
+    let callers = [
+        caller("alice", 440.0),
+        caller("bob", 660.0),
+        caller("carol", 880.0),
+    ];
+    for (me, heard) in tone_call(&callers).iter().enumerate() {
+        assert_hears_the_others(&callers, me, heard, 0.2);
     }
 }
 

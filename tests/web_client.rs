@@ -409,6 +409,25 @@ fn the_voicebar_shows_connecting_connected_and_disconnected_with_the_reason() {
     assert!(words.contains("General"), "{words}");
 }
 
+/// Cluster mode (issue 21) with its Redis gone: the join is refused `cluster_unavailable`, and
+/// the bar says so in words instead of "Connecting…" for ever.
+#[test]
+fn a_join_the_cluster_cannot_carry_out_is_said_in_the_voicebar() {
+    if !isolated("a_join_the_cluster_cannot_carry_out_is_said_in_the_voicebar") {
+        return;
+    }
+    let dir = TempDir::new("web-cluster");
+    let mut redis = support::Redis::start();
+    let server = Server::cluster_instance(&redis, "one");
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in(&browser, &server, "alice");
+    redis.kill();
+    join(&browser, 1);
+    let (_, reason, words) = wait_voicebar(&browser, "disconnected", SHORT);
+    assert_eq!(reason, "cluster_unavailable", "{words}");
+    assert!(words.contains("right now"), "said in words: {words}");
+}
+
 #[test]
 fn push_to_talk_follows_the_space_key() {
     if !isolated("push_to_talk_follows_the_space_key") {

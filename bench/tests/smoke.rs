@@ -7,7 +7,9 @@ use std::time::Duration;
 use cromulent_bench::impair::Impairment;
 use cromulent_bench::loadgen::{chat, fanout, idle, joins, slow};
 use cromulent_bench::probe;
-use cromulent_server::config::Config;
+use cromulent_server::config::{ClusterConfig, Config};
+use cromulent_test_support::redis::Redis;
+use cromulent_test_support::ws::cluster_ready;
 
 struct Server {
     addr: std::net::SocketAddr,
@@ -61,12 +63,11 @@ async fn slow_readers_are_dropped_and_measured() {
     assert!(r.peak_kib >= r.baseline_kib && r.budget_kib > 0, "{r:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn joins_are_measured_and_every_cycle_completes() {
-    let s = server().await;
+/// Toy-size join cycles over `servers`: every cycle completes, and presence flows.
+async fn joins_complete(servers: Vec<std::net::SocketAddr>, server_pids: Vec<u32>) {
     let r = joins::run(&joins::Options {
-        server: s.addr,
-        server_pid: Some(std::process::id()),
+        servers,
+        server_pids,
         watchers: 3,
         joiners: 4,
         rate: 20.0,
@@ -84,12 +85,18 @@ async fn joins_are_measured_and_every_cycle_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_are_measured_and_every_cycle_completes() {
+    let s = server().await;
+    joins_complete(vec![s.addr], vec![std::process::id()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_reaches_every_watcher_for_every_event() {
     let s = server().await;
     for event in [fanout::Event::Presence, fanout::Event::Chat] {
         let r = fanout::run(&fanout::Options {
             event,
-            server: s.addr,
+            servers: vec![s.addr],
             watchers: 5,
             events: 4,
             interval: Duration::from_millis(20),
@@ -101,6 +108,44 @@ async fn fanout_reaches_every_watcher_for_every_event() {
         assert_eq!(r.all.count(), 20, "{event:?}");
         assert_eq!(r.last.count(), 4, "{event:?}");
     }
+}
+
+/// Instance `name` of the cluster sharing `redis`, in this process, ready to seat users.
+async fn cluster_instance(redis: &Redis, name: &str) -> Server {
+    let config = Config {
+        cluster: Some(ClusterConfig {
+            redis_url: redis.url(),
+            instance_id: name.into(),
+            ..ClusterConfig::default()
+        }),
+        ..Config::default()
+    };
+    let s = server_with(config).await;
+    cluster_ready(&format!("ws://{}", s.addr), name).await;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_fanout_spread_over_two_cluster_instances() {
+    let redis = Redis::start();
+    let (a, b) = (
+        cluster_instance(&redis, "a").await,
+        cluster_instance(&redis, "b").await,
+    );
+    joins_complete(vec![a.addr, b.addr], vec![]).await;
+    // Watchers on both instances: every update reaches each, half of them through Redis.
+    let r = fanout::run(&fanout::Options {
+        event: fanout::Event::Presence,
+        servers: vec![a.addr, b.addr],
+        watchers: 4,
+        events: 4,
+        interval: Duration::from_millis(20),
+        sources: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.missing, 0);
+    assert_eq!(r.all.count(), 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

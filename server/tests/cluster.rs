@@ -12,7 +12,7 @@ use cromulent_server::config::{ClusterConfig, Config};
 use cromulent_test_support::process::TempDir;
 use cromulent_test_support::redis::Redis;
 use cromulent_test_support::ws::{
-    Client, ServerProcess, TestServer, WAIT, join_all_at_once, race_outcome,
+    Client, ServerProcess, TestServer, WAIT, cluster_ready, join_all_at_once, race_outcome,
 };
 
 /// Leases short enough for a test: a killed instance's seats go within `LEASE + RENEW`.
@@ -39,7 +39,7 @@ async fn instance(redis: &Redis, name: &str) -> TestServer {
     };
     config.validate().unwrap();
     let server = TestServer::start(config).await;
-    ready(&server.url(), name).await;
+    cluster_ready(&server.url(), name).await;
     server
 }
 
@@ -82,35 +82,13 @@ fn instance_process(redis: &Redis, name: &str, lease: Duration) -> (TempDir, Ser
     (dir, process)
 }
 
-/// Wait until the instance at `url` seats users through Redis: a probe joins (again while
-/// the instance is still taking its lease) and leaves.
-async fn ready(url: &str, name: &str) {
-    let mut probe = Client::connect(url, &format!("probe-{name}")).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        probe.send(&ClientMsg::Join { channel: 3 }).await;
-        match probe.expect_joined().await {
-            ServerMsg::Joined { .. } => break,
-            ServerMsg::Error {
-                reason: ErrorReason::ClusterUnavailable,
-                ..
-            } if Instant::now() < deadline => tokio::time::sleep(RENEW).await,
-            other => panic!("instance {name} not ready: {other:?}"),
-        }
-    }
-    probe.send(&ClientMsg::Leave).await;
-    probe
-        .recv_until(|m| matches!(m, ServerMsg::Left { .. }))
-        .await;
-}
-
 async fn join(c: &mut Client, channel: u32) -> ServerMsg {
     c.send(&ClientMsg::Join { channel }).await;
     c.expect_joined().await
 }
 
 /// The presence messages among `messages`, each as (op, channel, user) lists.
-/// The probes of [`ready`] are left out: an instance may tell of a probe's leave a moment
+/// The probes of [`cluster_ready`] are left out: an instance may tell of a probe's leave a moment
 /// after another instance has.
 fn presence(messages: &[ServerMsg]) -> Vec<Vec<(PresenceOp, u32, String)>> {
     messages
@@ -352,7 +330,7 @@ async fn a_killed_instance_has_its_seats_released_by_a_survivor_within_the_lease
     let redis = Redis::start();
     let survivor = instance(&redis, "survivor").await;
     let (_dir, mut doomed) = instance_process(&redis, "doomed", LEASE);
-    ready(&doomed.url(), "doomed").await;
+    cluster_ready(&doomed.url(), "doomed").await;
     let mut watcher = Client::connect(&survivor.url(), "watcher").await;
     let mut victim = Client::connect(&doomed.url(), "victim").await;
     assert!(matches!(
@@ -601,7 +579,7 @@ async fn an_instance_stopped_by_sigterm_releases_its_seats_at_once_not_at_lease_
     let survivor = instance(&redis, "survivor").await;
     let long_lease = Duration::from_secs(30);
     let (_dir, mut leaving) = instance_process(&redis, "leaving", long_lease);
-    ready(&leaving.url(), "leaving").await;
+    cluster_ready(&leaving.url(), "leaving").await;
     let mut watcher = Client::connect(&survivor.url(), "watcher").await;
     let mut bob = Client::connect(&leaving.url(), "bob").await;
     assert!(matches!(join(&mut bob, 2).await, ServerMsg::Joined { .. }));

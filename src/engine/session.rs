@@ -575,6 +575,16 @@ impl Session {
                     reason: DisconnectReason::JoinRefused { reason, message },
                 });
             }
+            ErrorReason::ClusterUnavailable
+                if channel.is_some() && channel == self.wanted && self.current != channel =>
+            {
+                // Cluster mode without its shared state could not seat us now: say so in the
+                // status instead of "connecting" for ever. The channel stays wanted, so the
+                // join is asked again once the connection is remade.
+                self.set_status(StatusEvent::JoinRefused {
+                    reason: DisconnectReason::JoinRefused { reason, message },
+                });
+            }
             ErrorReason::ResumeExpired if self.resumed => {
                 // The seat was not kept after all: ask for it anew. (After a new session's
                 // welcome — the server's order — the join is on its way already.)

@@ -69,6 +69,33 @@ impl Drop for TestServer {
     }
 }
 
+/// How often [`cluster_ready`] asks again while an instance still takes its lease.
+const READY_POLL: Duration = Duration::from_millis(100);
+
+/// Wait (at most [`WAIT`]) until the cluster instance at `url` seats users through Redis: a
+/// probe `probe-NAME` joins channel 3 (again while the instance still takes its lease, which
+/// it answers `cluster_unavailable`) and leaves. Tests that look at presence leave the
+/// `probe-` users out: an instance may tell of a probe's leave a moment after another has.
+pub async fn cluster_ready(url: &str, name: &str) {
+    let mut probe = Client::connect(url, &format!("probe-{name}")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        probe.send(&ClientMsg::Join { channel: 3 }).await;
+        match probe.expect_joined().await {
+            ServerMsg::Joined { .. } => break,
+            ServerMsg::Error {
+                reason: ErrorReason::ClusterUnavailable,
+                ..
+            } if tokio::time::Instant::now() < deadline => tokio::time::sleep(READY_POLL).await,
+            other => panic!("instance {name} not ready: {other:?}"),
+        }
+    }
+    probe.send(&ClientMsg::Leave).await;
+    probe
+        .recv_until(|m| matches!(m, ServerMsg::Left { .. }))
+        .await;
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub struct Client {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use cromulent_test_support::process::{KillOnDrop, poll_until, signal, wait_exit};
 pub use cromulent_test_support::process::{TempDir, free_port};
+pub use cromulent_test_support::redis::Redis;
+use cromulent_test_support::ws::cluster_ready;
 pub use cromulent_test_support::{coturn, pulse};
 use serde_json::Value;
 
@@ -75,6 +77,24 @@ impl Server {
             "server did not come up on {addr}"
         );
         Self { child, addr }
+    }
+
+    /// Start instance `name` of the cluster sharing `redis` (cluster mode by environment:
+    /// `CROMULENT_REDIS_URL`, `CROMULENT_INSTANCE_ID`) on a free port, and wait until it
+    /// seats users through Redis.
+    pub fn cluster_instance(redis: &Redis, name: &str) -> Self {
+        let url = redis.url();
+        let env = [
+            ("CROMULENT_REDIS_URL", url.as_str()),
+            ("CROMULENT_INSTANCE_ID", name),
+        ];
+        let server = Self::start_with(free_port(), &[], &env);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the readiness probe")
+            .block_on(cluster_ready(&server.url(), name));
+        server
     }
 
     pub fn url(&self) -> String {
@@ -332,6 +352,80 @@ impl Client {
             .filter(|e| e.kind() == kind)
             .cloned()
             .collect()
+    }
+}
+
+/// One caller of [`tone_call`]: a name, the URL of its server, the tone it sends (Hz).
+pub struct ToneCaller<'a> {
+    pub name: &'a str,
+    pub url: String,
+    pub hz: f32,
+}
+
+/// A call in General among `callers`, each sending its tone and recording what it hears;
+/// once each hears every other, two seconds of call, then a clean stop (complete WAVs). The
+/// last second each recorded, in the order of `callers`.
+pub fn tone_call(callers: &[ToneCaller]) -> Vec<Vec<f32>> {
+    let dir = TempDir::new("tone-call");
+    let mut clients: Vec<Client> = callers
+        .iter()
+        .map(|c| {
+            let out = format!("wav:{}", dir.path(&format!("{}.wav", c.name)).display());
+            let tone = format!("tone:{}", c.hz);
+            let args = [
+                "--join",
+                "General",
+                "--audio-in",
+                &tone,
+                "--audio-out",
+                &out,
+            ];
+            Client::start(&c.url, c.name, &args)
+        })
+        .collect();
+    for (me, client) in clients.iter_mut().enumerate() {
+        for (_, other) in callers.iter().enumerate().filter(|(i, _)| *i != me) {
+            client.wait_audio(other.name, LONG);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for c in &mut clients {
+        assert!(
+            c.terminate().success(),
+            "{} exits 0: {}",
+            c.name,
+            c.stderr()
+        );
+    }
+    callers
+        .iter()
+        .map(|c| tail(&read_wav(&dir.path(&format!("{}.wav", c.name))), 1.0).to_vec())
+        .collect()
+}
+
+/// What `callers[me]` heard (`heard`, from [`tone_call`]) holds real energy, every other
+/// caller's tone at more than `min_share` of its power, and nothing of its own tone.
+pub fn assert_hears_the_others(callers: &[ToneCaller], me: usize, heard: &[f32], min_share: f32) {
+    use cromulent::audio::analysis::{rms, tone_power, tone_share};
+    let name = callers[me].name;
+    assert!(
+        rms(heard) > 0.05,
+        "{name} heard something: rms {}",
+        rms(heard)
+    );
+    for (i, c) in callers.iter().enumerate() {
+        if i == me {
+            let own = tone_power(heard, 48_000, c.hz);
+            assert!(own < 0.01, "{name} hears itself at {} Hz: {own}", c.hz);
+        } else {
+            let share = tone_share(heard, 48_000, c.hz);
+            assert!(
+                share > min_share,
+                "{name} misses {} at {} Hz: {share}",
+                c.name,
+                c.hz
+            );
+        }
     }
 }
 

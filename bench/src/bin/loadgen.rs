@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cromulent_bench::loadgen::{chat, fanout, idle, joins, slow};
+use cromulent_bench::loadgen::{chat, fanout, idle, joins, release, slow};
 
 /// Server load generator for Cromulent Voice (benchmarks; not a test).
 #[derive(Parser, Debug)]
@@ -42,11 +42,13 @@ enum Cmd {
     },
     /// Join/leave cycles at a fixed offered rate; join-reply latency percentiles.
     Joins {
-        #[arg(long)]
-        server: SocketAddr,
-        /// The server's process id, to report its CPU use.
-        #[arg(long)]
-        server_pid: Option<u32>,
+        /// The server, or the instances of one cluster (comma-separated): connections go
+        /// round-robin over them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        server: Vec<SocketAddr>,
+        /// The servers' process ids (comma-separated), to report their CPU use, summed.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
         /// Connections that only receive presence.
         #[arg(long, default_value_t = 100)]
         watchers: usize,
@@ -72,8 +74,10 @@ enum Cmd {
     Fanout {
         #[arg(long, value_enum, default_value_t = fanout::Event::Presence)]
         event: fanout::Event,
-        #[arg(long)]
-        server: SocketAddr,
+        /// The server, or the instances of one cluster (comma-separated): watchers go
+        /// round-robin over them, the actor connects to the first.
+        #[arg(long, value_delimiter = ',', required = true)]
+        server: Vec<SocketAddr>,
         #[arg(long, default_value_t = 1000)]
         watchers: usize,
         #[arg(long, default_value_t = 200)]
@@ -83,6 +87,20 @@ enum Cmd {
         interval_ms: u64,
         #[arg(long, default_value_t = 4)]
         sources: usize,
+    },
+    /// Cluster mode: a user seated through instance DOOMED, a watcher on SURVIVOR; SIGKILL
+    /// to DOOMED_PID; the delay until the watcher reads the user's leave.
+    Release {
+        #[arg(long)]
+        survivor: SocketAddr,
+        #[arg(long)]
+        doomed: SocketAddr,
+        /// The doomed instance's process id: this command kills it.
+        #[arg(long)]
+        doomed_pid: u32,
+        /// Seconds to wait for the leave.
+        #[arg(long, default_value_t = 120)]
+        limit: u64,
     },
     /// Clients that stop reading under a signal flood: server RSS against the queue budget,
     /// time until each is dropped, RSS after.
@@ -206,9 +224,10 @@ fn main() -> anyhow::Result<()> {
             sources,
             channels,
         } => {
+            let instances = server.len();
             let report = runtime()?.block_on(joins::run(&joins::Options {
-                server,
-                server_pid,
+                servers: server,
+                server_pids: server_pid,
                 watchers,
                 joiners,
                 rate,
@@ -218,9 +237,10 @@ fn main() -> anyhow::Result<()> {
                 channels,
             }))?;
             println!(
-                "RESULT joins: {} connections ({watchers} watchers + {joiners} joiners), offered \
-                 {:.0}/s, achieved {:.0} joins/s, join→joined {}, late starts {}, errors {}, \
-                 presence {:.0} frames/s carrying {:.0} changes/s, server CPU {:.0} % of one core",
+                "RESULT joins: {} connections ({watchers} watchers + {joiners} joiners) over \
+                 {instances} server(s), offered {:.0}/s, achieved {:.0} joins/s, join→joined {}, \
+                 late starts {}, errors {}, presence {:.0} frames/s carrying {:.0} changes/s, \
+                 server CPU {:.0} % of one core (all servers)",
                 report.connections,
                 report.offered_rate,
                 report.achieved_rate,
@@ -282,16 +302,17 @@ fn main() -> anyhow::Result<()> {
             interval_ms,
             sources,
         } => {
+            let instances = server.len();
             let report = runtime()?.block_on(fanout::run(&fanout::Options {
                 event,
-                server,
+                servers: server,
                 watchers,
                 events,
                 interval: Duration::from_millis(interval_ms),
                 sources,
             }))?;
             println!(
-                "RESULT fanout ({event:?}): {} watchers, {} events, missing {}\n  first watcher: {}\n  \
+                "RESULT fanout ({event:?}): {} watchers over {instances} server(s), {} events, missing {}\n  first watcher: {}\n  \
                  median watcher: {}\n  last watcher: {}\n  every delivery: {}",
                 report.watchers,
                 report.events,
@@ -300,6 +321,23 @@ fn main() -> anyhow::Result<()> {
                 report.median,
                 report.last,
                 report.all,
+            );
+        }
+        Cmd::Release {
+            survivor,
+            doomed,
+            doomed_pid,
+            limit,
+        } => {
+            let took = runtime()?.block_on(release::run(&release::Options {
+                survivor,
+                doomed,
+                doomed_pid,
+                limit: Duration::from_secs(limit),
+            }))?;
+            println!(
+                "RESULT release: seat of the killed instance released after {:.1} s",
+                took.as_secs_f64()
             );
         }
         Cmd::Slow {

@@ -4,6 +4,9 @@
 //! every watcher follows (`watch`). For each event we take the delay from the actor writing it
 //! to each watcher reading it (one clock: all clients live in this process), and report how
 //! long the first, the median and the last watcher waited.
+//!
+//! With several servers (instances of one cluster) the watchers go round-robin over them and
+//! the actor sits on the first: most deliveries then cross Redis.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,7 +32,8 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub event: Event,
-    pub server: SocketAddr,
+    /// Watchers go round-robin over these; the actor connects to the first.
+    pub servers: Vec<SocketAddr>,
     pub watchers: usize,
     pub events: usize,
     /// Time between two flips.
@@ -54,10 +58,14 @@ pub struct Report {
 }
 
 pub async fn run(opts: &Options) -> anyhow::Result<Report> {
+    let Some(&first_server) = opts.servers.first() else {
+        bail!("need at least one server");
+    };
     let sources = client::source_addresses(opts.sources);
     let mut watchers = Vec::new();
     for i in 0..opts.watchers {
-        let mut ws = client::connect(opts.server, sources[i % sources.len()], &format!("fw{i}"))
+        let server = opts.servers[i % opts.servers.len()];
+        let mut ws = client::connect(server, sources[i % sources.len()], &format!("fw{i}"))
             .await
             .with_context(|| format!("watcher {i}"))?;
         if opts.event == Event::Chat {
@@ -85,7 +93,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             seen
         }));
     }
-    let mut actor = client::connect(opts.server, sources[0], ACTOR).await?;
+    let mut actor = client::connect(first_server, sources[0], ACTOR).await?;
     client::send(&mut actor, &ClientMsg::Join { channel: 1 }).await?;
     loop {
         let text = client::next_text(&mut actor).await?;

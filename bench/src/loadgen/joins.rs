@@ -8,6 +8,9 @@
 //! second on top of the replies — the figure is only meaningful with the number of
 //! connections beside it.
 //!
+//! With several servers (instances of one cluster) the connections go round-robin over them,
+//! and the presence of every join still reaches every connection, through Redis.
+//!
 //! Latency is from writing `join` to reading `joined`. A cycle that cannot start on time
 //! (the previous one is still running) starts late and is counted: a non-zero count means the
 //! offered rate was not met.
@@ -33,8 +36,10 @@ use crate::stats::Summary;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub server: SocketAddr,
-    pub server_pid: Option<u32>,
+    /// Connections go round-robin over these: one server, or the instances of one cluster.
+    pub servers: Vec<SocketAddr>,
+    /// The servers' process ids, to report their CPU use (summed).
+    pub server_pids: Vec<u32>,
     /// Connections that only listen.
     pub watchers: usize,
     /// Connections that join and leave.
@@ -59,6 +64,7 @@ pub struct Report {
     pub errors: u64,
     pub presence_frames_per_sec: f64,
     pub presence_changes_per_sec: f64,
+    /// All the servers together, percent of one core.
     pub server_cpu_percent: Option<f64>,
 }
 
@@ -96,12 +102,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
              (50 messages/s = 25 join+leave cycles); add joiners"
         );
     }
+    if opts.servers.is_empty() {
+        bail!("need at least one server");
+    }
+    let server_of = |i: usize| opts.servers[i % opts.servers.len()];
     let sources = client::source_addresses(opts.sources);
     let counters = Arc::new(Counters::default());
     let mut watcher_tasks = Vec::new();
     for i in 0..opts.watchers {
         let mut ws =
-            client::connect(opts.server, sources[i % sources.len()], &format!("w{i}")).await?;
+            client::connect(server_of(i), sources[i % sources.len()], &format!("w{i}")).await?;
         let counters = counters.clone();
         watcher_tasks.push(tokio::spawn(async move {
             // Lean on purpose (no copy of the text): the load generator reads as many frames
@@ -116,18 +126,23 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut joiners = Vec::new();
     for i in 0..opts.joiners {
         let source = sources[(opts.watchers + i) % sources.len()];
-        joiners.push(client::connect(opts.server, source, &format!("j{i}")).await?);
+        let server = server_of(opts.watchers + i);
+        joiners.push(client::connect(server, source, &format!("j{i}")).await?);
     }
     let interval = Duration::from_secs_f64(1.0 / per_joiner);
     let start = Instant::now() + Duration::from_millis(500);
     let measure_from = start + opts.warmup;
     let end = measure_from + opts.duration;
-    let cpu_task = opts.server_pid.map(|pid| {
+    let pids = opts.server_pids.clone();
+    let cpu_task = (!pids.is_empty()).then(|| {
         tokio::spawn(async move {
             sleep_until(measure_from).await;
-            let mark = CpuMark::now(pid);
+            let marks: Vec<_> = pids.iter().map(|&pid| (pid, CpuMark::now(pid))).collect();
             sleep_until(end).await;
-            mark.and_then(|m| m.percent_since(pid))
+            marks
+                .into_iter()
+                .map(|(pid, mark)| mark.and_then(|m| m.percent_since(pid)))
+                .sum::<Option<f64>>()
         })
     });
     let frames0 = Arc::new(AtomicU64::new(0));

@@ -5,6 +5,7 @@
 //! - [`idle`]: max idle connections and server RSS per connection;
 //! - [`joins`]: joins per second and join-reply latency, with the number of watchers beside it;
 //! - [`fanout`]: how long a presence change takes to reach every one of many watchers;
+//! - [`release`]: how long a `kill -9`ed cluster instance's seat stays taken;
 //! - [`slow`]: clients that stop reading under a signal flood (memory pinned, time to drop);
 //! - [`chat`]: a big history seeded, history pages timed, many clients chatting.
 //!
@@ -16,4 +17,5 @@ pub mod client;
 pub mod fanout;
 pub mod idle;
 pub mod joins;
+pub mod release;
 pub mod slow;

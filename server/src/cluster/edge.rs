@@ -1,5 +1,6 @@
 //! The cluster's I/O: two tasks between the hub and Redis. `commands` carries out the hub's
-//! [`Op`]s in order on one reconnecting connection and renews this node's lease (reaping
+//! [`Op`]s in order on one reconnecting connection, those queued together pipelined in one
+//! round trip and renews this node's lease (reaping
 //! lapsed ones) every `renew_ms`; `subscription` listens to the presence events and this
 //! node's inbox, and after every (re)subscription hands the hub a fresh snapshot, so a lost
 //! connection costs a resync, never a wrong replica.
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::board::{Board, Keys};
-use super::wire::{Claim, Inbox, Input, NodeId, Op, SeatOutcome, Why};
+use super::wire::{Claim, Inbox, Input, NodeId, Op, SeatOutcome, SessionId, Why};
 use crate::config::ClusterConfig;
 
 /// Pause before subscribing again after the subscription failed or ended.
@@ -26,6 +27,9 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 
 /// How long Redis may take to accept the subscription's connection or answer its PING.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// Most requests sent to Redis together (see [`batch_from`]).
+const MAX_BATCH: usize = 64;
 
 /// The hub's two ends of its link to the cluster edge.
 pub struct Link {
@@ -92,6 +96,8 @@ async fn commands(
     let mut renew = tokio::time::interval(renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut snapshot_wanted = false;
+    // An op taken from the queue that belongs to the next batch.
+    let mut carried: Option<Op> = None;
     loop {
         tokio::select! {
             // The lease first: at start, no seat is asked for before it exists.
@@ -106,11 +112,18 @@ async fn commands(
                     snapshot_wanted = !send_snapshot(&mut board, &inputs).await;
                 }
             }
-            op = ops.recv() => {
+            op = next_op(&mut carried, &mut ops) => {
                 let Some(op) = op else { break };
                 if let Op::Snapshot = op {
                     snapshot_wanted = !send_snapshot(&mut board, &inputs).await;
-                } else if !perform(&mut board, op, &inputs).await {
+                    continue;
+                }
+                let batch = batch_from(op, &mut ops, &mut carried);
+                let done = futures_util::future::join_all(
+                    batch.into_iter().map(|op| perform(board.clone(), op, &inputs)),
+                )
+                .await;
+                if done.contains(&false) {
                     // A change that did not reach Redis (a leave, flags, a park) leaves the
                     // hub's replica and Redis apart: the next renewal brings a snapshot, and
                     // the hub brings its sessions and Redis back in line from it.
@@ -127,8 +140,67 @@ async fn commands(
     }
 }
 
+/// The op carried over from the last batch, else the next in the queue.
+async fn next_op(carried: &mut Option<Op>, ops: &mut mpsc::UnboundedReceiver<Op>) -> Option<Op> {
+    match carried.take() {
+        Some(op) => Some(op),
+        None => ops.recv().await,
+    }
+}
+
+/// `first` and the ops queued behind it, to be sent to Redis together (pipelined on the one
+/// connection, so one round trip serves them all instead of one each). Redis runs them in the
+/// order they are sent; a batch still never holds two ops of one user, token, sender or
+/// destination (the second waits for the next batch), so that a seat asked again after a
+/// lapsed lease, or a reconnection in the middle of a batch, cannot reorder what one client
+/// asked. It ends before a snapshot (which runs alone) and at [`MAX_BATCH`] ops.
+fn batch_from(
+    first: Op,
+    ops: &mut mpsc::UnboundedReceiver<Op>,
+    carried: &mut Option<Op>,
+) -> Vec<Op> {
+    if order_key(&first) == OrderKey::Alone {
+        return vec![first];
+    }
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        let Ok(op) = ops.try_recv() else { break };
+        let key = order_key(&op);
+        if key == OrderKey::Alone || batch.iter().any(|b| order_key(b) == key) {
+            *carried = Some(op);
+            break;
+        }
+        batch.push(op);
+    }
+    batch
+}
+
+/// What must stay in order among a batch's ops: a user's seat, a sender's chat, a resume
+/// token, the signals to one instance.
+#[derive(PartialEq)]
+enum OrderKey<'a> {
+    User(&'a str),
+    Sender(SessionId),
+    Token(&'a str),
+    Node(&'a str),
+    Alone,
+}
+
+fn order_key(op: &Op) -> OrderKey<'_> {
+    match op {
+        Op::Seat { user, .. } | Op::Unseat { user, .. } | Op::Update { user, .. } => {
+            OrderKey::User(user)
+        }
+        Op::Say { chat, .. } => OrderKey::Sender(chat.session),
+        Op::Park { token, .. } | Op::Claim { token, .. } => OrderKey::Token(token),
+        Op::Forward { node, .. } | Op::Forget { node, .. } => OrderKey::Node(node),
+        Op::Snapshot => OrderKey::Alone,
+    }
+}
+
 /// Carry out `op`; false when Redis could not be reached for it.
-async fn perform(board: &mut Board, op: Op, inputs: &mpsc::UnboundedSender<Input>) -> bool {
+async fn perform(mut board: Board, op: Op, inputs: &mpsc::UnboundedSender<Input>) -> bool {
+    let board = &mut board;
     let done = match op {
         Op::Seat {
             session,
@@ -300,5 +372,76 @@ fn decode(keys: &Keys, channel: &str, payload: &[u8]) -> Result<Input, String> {
     match serde_json::from_slice(payload).map_err(|e| e.to_string())? {
         Inbox::Signal(forward) => Ok(Input::Forwarded(forward)),
         Inbox::Forget { session } => Ok(Input::Forget { session }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unseat(session: SessionId, user: &str) -> Op {
+        Op::Unseat {
+            session,
+            user: user.into(),
+            why: Why::Requested,
+        }
+    }
+
+    fn claim(conn: u64, token: &str) -> Op {
+        Op::Claim {
+            conn,
+            token: token.into(),
+        }
+    }
+
+    /// The batches `batch_from` makes of `queued`, in order.
+    fn batches(queued: Vec<Op>) -> Vec<Vec<Op>> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for op in queued {
+            tx.send(op).unwrap();
+        }
+        drop(tx);
+        let mut carried = None;
+        let mut out = Vec::new();
+        while let Some(first) = carried.take().or_else(|| rx.try_recv().ok()) {
+            out.push(batch_from(first, &mut rx, &mut carried));
+        }
+        out
+    }
+
+    #[test]
+    fn queued_ops_go_together_until_one_would_reorder_a_users_requests() {
+        let got = batches(vec![
+            unseat(1, "ann"),
+            unseat(2, "bob"),
+            claim(7, "t1"),
+            unseat(3, "ann"),
+            unseat(4, "cy"),
+        ]);
+        assert_eq!(
+            got,
+            [
+                vec![unseat(1, "ann"), unseat(2, "bob"), claim(7, "t1")],
+                vec![unseat(3, "ann"), unseat(4, "cy")],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_ends_a_batch_and_a_batch_has_a_bound() {
+        let got = batches(vec![unseat(1, "ann"), Op::Snapshot, claim(7, "t1")]);
+        assert_eq!(
+            got,
+            [
+                vec![unseat(1, "ann")],
+                vec![Op::Snapshot],
+                vec![claim(7, "t1")]
+            ]
+        );
+        let many: Vec<Op> = (0..MAX_BATCH as u64 + 1)
+            .map(|i| unseat(i, &format!("u{i}")))
+            .collect();
+        let sizes: Vec<usize> = batches(many).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [MAX_BATCH, 1]);
     }
 }

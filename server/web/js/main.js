@@ -263,6 +263,21 @@ function serverError(msg) {
       });
       draw();
       break;
+    case 'cluster_unavailable':
+      // Cluster mode without its shared state. A join not carried out says so in the bar,
+      // instead of "Connecting…" for ever; the channel stays wanted, so it is asked again
+      // after a reconnect, or the user asks again. Anything else (a chat line, a leave) is
+      // said in the chat pane.
+      if (msg.channel != null && msg.channel === app.wanted && app.seat !== msg.channel) {
+        setVoice({
+          phase: 'disconnected', channelName: app.voice.channelName, reason: msg.reason,
+          message: '',
+        });
+        draw();
+      } else {
+        chat.refused(bar.reasonWords(msg.reason, msg.message));
+      }
+      break;
     case 'resume_expired':
       break; // the welcome (resumed: false) already started over
     case 'text_too_long':

@@ -436,6 +436,47 @@ fn a_refused_join_is_not_retried_after_a_reconnect() {
 }
 
 #[test]
+fn a_join_the_cluster_cannot_carry_out_says_why_and_is_asked_again_after_a_reconnect() {
+    let mut c = Client::new("ann");
+    c.welcome(false, &[]);
+    c.command(EngineCommand::Join(ChannelRef("General".into())));
+    let refused = c.server(ServerMsg::Error {
+        reason: ErrorReason::ClusterUnavailable,
+        message: "voice is unavailable: this server cannot reach the cluster's shared state".into(),
+        channel: Some(GENERAL),
+    });
+    let Some(VoiceStatus::Disconnected { reason, .. }) = statuses(&refused).last() else {
+        panic!("no disconnected status: {:?}", statuses(&refused));
+    };
+    assert!(
+        reason.to_string().contains("cannot reach the cluster"),
+        "in words: {reason}"
+    );
+    c.lost();
+    let back = c.welcome(false, &[]);
+    assert!(
+        sent(&back)
+            .iter()
+            .any(|m| matches!(m, ClientMsg::Join { channel } if *channel == GENERAL)),
+        "asked again: {:?}",
+        sent(&back)
+    );
+}
+
+#[test]
+fn a_chat_line_the_cluster_cannot_carry_leaves_the_voice_status_alone() {
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[member("bob", 1)]);
+    let refused = c.server(ServerMsg::Error {
+        reason: ErrorReason::ClusterUnavailable,
+        message: "not sent: this server cannot reach the cluster's shared state".into(),
+        channel: Some(GENERAL),
+    });
+    assert!(statuses(&refused).is_empty(), "{:?}", statuses(&refused));
+    assert_eq!(c.session.current(), Some(GENERAL));
+}
+
+#[test]
 fn switching_channels_ends_the_old_channel_s_calls() {
     let mut c = Client::new("ann");
     c.in_general(IceConfig::default(), &[member("bob", 1)]);
