@@ -186,6 +186,16 @@ fn caddy_globals(http_port: u16, https_port: u16, storage: &Path) -> String {
 /// Caddy with the shipped Caddyfile behind [`caddy_globals`], proxying to `servers` (one, or
 /// the instances of a cluster, named as the cluster compose file names them: separated by
 /// spaces in `CROMULENT_SERVER`).
+/// Held by a test that starts the shipped proxies. Their ports are picked free
+/// ([`free_port`]) but bound only when Caddy and nginx start, so two such tests at once can
+/// pick one port between them (seen in CI: Caddy's "address already in use").
+fn one_proxy_set_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static PROXIES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PROXIES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn start_caddy(dir: &Path, https_port: u16, servers: &[SocketAddr]) -> KillOnDrop {
     let storage = dir.join("caddy-data");
     let config = dir.join("Caddyfile");
@@ -462,6 +472,7 @@ fn url_port(url: &str) -> u16 {
 
 #[test]
 fn the_web_client_and_turn_over_tls_share_port_443_through_the_shipped_proxies() {
+    let _proxies = one_proxy_set_at_a_time();
     let dir = TempDir::new("deploy-web");
     let secret = format!("{:032x}", rand::random::<u128>());
     let coturn = Coturn::builder().secret(&secret).realm(TURN_HOST).start();
@@ -646,6 +657,7 @@ fn the_router_refuses_one_name_for_the_web_and_turn() {
 /// served by the survivor and finds the survivor's user there.
 #[test]
 fn two_cluster_instances_behind_one_caddy_address_serve_one_community() {
+    let _proxies = one_proxy_set_at_a_time();
     let dir = TempDir::new("deploy-cluster");
     let redis = support::Redis::start();
     let one = Server::cluster_instance(&redis, "one");
