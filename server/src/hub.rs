@@ -491,18 +491,21 @@ impl Hub {
             .collect();
         to.sort_unstable();
         to.dedup();
-        vec![
-            Effect::SendMany(
-                to,
-                ServerMsg::Message {
-                    message: message.clone(),
-                },
-            ),
-            Effect::Store(message),
-        ]
+        let live = Effect::SendMany(
+            to,
+            ServerMsg::Message {
+                message: message.clone(),
+            },
+        );
+        if self.cluster.is_some() {
+            // Already in the cluster's history (Redis added it before it went out).
+            return vec![live];
+        }
+        vec![live, Effect::Store(message)]
     }
 
-    /// A page of `channel`'s history for `conn` (anyone may read any channel).
+    /// A page of `channel`'s history for `conn` (anyone may read any channel), from the chat
+    /// store (in cluster mode, from Redis).
     pub fn history(
         &mut self,
         conn: ConnId,
@@ -510,17 +513,21 @@ impl Hub {
         before: Option<MessageId>,
         limit: Option<u32>,
     ) -> Vec<Effect> {
-        if !self.by_conn.contains_key(&conn) {
+        let Some(&session) = self.by_conn.get(&conn) else {
             return Vec::new();
-        }
+        };
         if !self.channels.iter().any(|c| c.id == channel) {
             return vec![not_found(conn, channel)];
+        }
+        let limit = crate::chat::page_size(limit);
+        if self.cluster.is_some() {
+            return self.cluster_history(conn, session, channel, before, limit);
         }
         vec![Effect::Page {
             conn,
             channel,
             before,
-            limit: crate::chat::page_size(limit),
+            limit,
         }]
     }
 

@@ -103,10 +103,10 @@ struct Registered {
     welcomed: bool,
 }
 
-/// Where the hub's effects go besides the clients: the chat store, and in cluster mode the
-/// cluster edge.
+/// Where the hub's effects go besides the clients: the chat store (one instance), or the
+/// cluster edge (cluster mode, whose history is in Redis).
 struct Outlets {
-    store: StoreHandle,
+    store: Option<StoreHandle>,
     cluster: Option<mpsc::UnboundedSender<Op>>,
 }
 
@@ -115,7 +115,7 @@ struct Outlets {
 pub fn spawn(
     hub: Hub,
     expire_every: Duration,
-    store: StoreHandle,
+    store: Option<StoreHandle>,
     cluster: Option<Link>,
 ) -> HubHandle {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -254,7 +254,7 @@ fn deliver_all(
     outlets: &Outlets,
     effects: Vec<Effect>,
 ) -> Vec<ConnId> {
-    let store = &outlets.store;
+    let store = outlets.store.as_ref();
     let mut slow = Vec::new();
     for effect in effects {
         match effect {
@@ -285,15 +285,21 @@ fn deliver_all(
                     }
                 }
             }
-            Effect::Store(message) => store.send(Job::Insert(message)),
-
+            // The hub asks for neither in cluster mode (no store there).
+            Effect::Store(message) => {
+                if let Some(store) = store {
+                    store.send(Job::Insert(message));
+                }
+            }
             Effect::Page {
                 conn,
                 channel,
                 before,
                 limit,
             } => {
-                let Some(r) = conns.get(&conn) else { continue };
+                let (Some(r), Some(store)) = (conns.get(&conn), store) else {
+                    continue;
+                };
                 let outbound = r.outbound.clone();
                 store.send(Job::Page {
                     channel,

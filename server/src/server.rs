@@ -35,23 +35,36 @@ pub async fn run(
         ping_interval_ms: config.heartbeat.ping_interval_ms,
         timeout_ms: config.heartbeat.timeout_ms,
     };
-    let store = Store::open(&config.chat.location(), config.chat.retention())
-        .and_then(|store| Ok((store.next_id()?, store)))
-        .map_err(std::io::Error::other)?;
-    let (next_message, store) = store;
-    let (store, store_thread) = chat_store::spawn(store, hub_actor::unix_ms)?;
-    let mut hub = Hub::new(&config.channels, config.resume_grace(), heartbeat)
-        .with_chat(next_message, config.chat.max_chars);
-    // Cluster mode only with `[cluster]`: otherwise no Redis client exists at all.
-    let (link, edge) = match &config.cluster {
+    let mut hub = Hub::new(&config.channels, config.resume_grace(), heartbeat);
+    // Cluster mode only with `[cluster]`: otherwise no Redis client exists at all. The chat
+    // history is then Redis's too (every instance reads the same), and no file is opened.
+    let (link, edge, store) = match &config.cluster {
         Some(cluster) => {
-            let (node, link, edge) =
-                cluster::edge::start(cluster).map_err(std::io::Error::other)?;
-            hub = hub.in_cluster(node);
-            (Some(link), Some(edge))
+            let (node, link, edge) = cluster::edge::start(cluster, config.chat.retention())
+                .map_err(std::io::Error::other)?;
+            if let crate::chat_store::Location::File(path) = config.chat.location() {
+                tracing::info!(
+                    unused = %path.display(),
+                    "cluster mode: the chat history is kept in Redis, not in chat.database"
+                );
+            }
+            hub = hub.in_cluster(node).with_chat(1, config.chat.max_chars);
+            (Some(link), Some(edge), None)
         }
-        None => (None, None),
+        None => {
+            let (next_message, store) =
+                Store::open(&config.chat.location(), config.chat.retention())
+                    .and_then(|store| Ok((store.next_id()?, store)))
+                    .map_err(std::io::Error::other)?;
+            hub = hub.with_chat(next_message, config.chat.max_chars);
+            (
+                None,
+                None,
+                Some(chat_store::spawn(store, hub_actor::unix_ms)?),
+            )
+        }
     };
+    let (store, store_thread) = store.unzip();
     let expire_every = (config.resume_grace() / 4).max(Duration::from_millis(50));
     let shared = Arc::new(Shared {
         hub: hub_actor::spawn(hub, expire_every, store, link),
@@ -118,13 +131,15 @@ pub async fn run(
     }
     // The hub lets go of the chat store once every connection has ended; the store then
     // writes what is queued and ends. Wait for it (bounded), so a restart finds every message.
-    let flushed = tokio::time::timeout(
-        DRAIN_DEADLINE,
-        tokio::task::spawn_blocking(move || store_thread.join()),
-    )
-    .await;
-    if flushed.is_err() {
-        tracing::warn!("the chat store did not finish in time; the last messages may be lost");
+    if let Some(store_thread) = store_thread {
+        let flushed = tokio::time::timeout(
+            DRAIN_DEADLINE,
+            tokio::task::spawn_blocking(move || store_thread.join()),
+        )
+        .await;
+        if flushed.is_err() {
+            tracing::warn!("the chat store did not finish in time; the last messages may be lost");
+        }
     }
     tracing::info!("shut down");
     Ok(())

@@ -473,7 +473,7 @@ async fn chat_goes_live_to_the_channels_followers_on_every_instance_in_one_order
         !got.iter().any(|m| matches!(m, ServerMsg::Message { .. })),
         "{got:?}"
     );
-    // Every instance keeps what the cluster said in its own history, numbered alike.
+    // The history is the cluster's, numbered as it went out live.
     carol
         .send(&ClientMsg::History {
             channel: 1,
@@ -493,6 +493,143 @@ async fn chat_goes_live_to_the_channels_followers_on_every_instance_in_one_order
         .map(|m| (m.id, m.user, m.text))
         .collect();
     assert_eq!(stored, at_alice);
+}
+
+/// `c`'s page of `channel`'s history: (id, text) oldest first, and whether older remain.
+async fn history_page(
+    c: &mut Client,
+    channel: u32,
+    before: Option<u64>,
+    limit: u32,
+) -> (Vec<(u64, String)>, bool) {
+    c.send(&ClientMsg::History {
+        channel,
+        before,
+        limit: Some(limit),
+    })
+    .await;
+    match c
+        .recv_until(|m| matches!(m, ServerMsg::History { .. } | ServerMsg::Error { .. }))
+        .await
+    {
+        ServerMsg::History { messages, more, .. } => {
+            (messages.into_iter().map(|m| (m.id, m.text)).collect(), more)
+        }
+        other => panic!("no history page: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_history_is_one_store_that_an_instance_started_later_reads_too() {
+    let mut redis = Redis::start();
+    let config = |name: &str| {
+        let mut config = Config {
+            cluster: Some(cluster(&redis, name)),
+            ..Config::default()
+        };
+        config.chat.retention_messages = 5;
+        config
+    };
+    let a = TestServer::start(config("a")).await;
+    cluster_ready(&a.url(), "a").await;
+    let mut alice = Client::connect(&a.url(), "alice").await;
+    let mut said = Vec::new();
+    for i in 0..7 {
+        alice
+            .send(&ClientMsg::Say {
+                channel: 1,
+                text: format!("line {i}"),
+            })
+            .await;
+        let (id, _, text) = next_message(&mut alice).await;
+        said.push((id, text));
+    }
+    // Said in another channel: not in channel 1's history.
+    alice
+        .send(&ClientMsg::Say {
+            channel: 2,
+            text: "elsewhere".into(),
+        })
+        .await;
+    next_message(&mut alice).await;
+
+    // An instance that was not running when it was said reads it, kept to the newest 5,
+    // page by page.
+    let b = TestServer::start(config("b")).await;
+    cluster_ready(&b.url(), "b").await;
+    let mut bob = Client::connect(&b.url(), "bob").await;
+    let (newest, more) = history_page(&mut bob, 1, None, 3).await;
+    assert_eq!(newest, said[4..7], "the newest three");
+    assert!(more);
+    let (older, more) = history_page(&mut bob, 1, Some(newest[0].0), 3).await;
+    assert_eq!(
+        older,
+        said[2..4],
+        "the two before them; the oldest two were trimmed"
+    );
+    assert!(!more);
+
+    // A page asked for right after a say holds it.
+    bob.send(&ClientMsg::Say {
+        channel: 1,
+        text: "and one from b".into(),
+    })
+    .await;
+    let (page, _) = history_page(&mut bob, 1, None, 1).await;
+    assert_eq!(page[0].1, "and one from b");
+    let (at_alice, _) = history_page(&mut alice, 1, None, 1).await;
+    assert_eq!(at_alice, page, "every instance reads the same history");
+
+    // Without Redis the history cannot be read: said so, and nothing else is lost.
+    redis.kill();
+    bob.send(&ClientMsg::History {
+        channel: 1,
+        before: None,
+        limit: None,
+    })
+    .await;
+    bob.expect_error(ErrorReason::HistoryUnavailable).await;
+    bob.send(&ClientMsg::Ping { id: 9 }).await;
+    let m = bob
+        .recv_until(|m| matches!(m, ServerMsg::Pong { .. }))
+        .await;
+    assert_eq!(m, ServerMsg::Pong { id: 9 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_past_the_age_limit_is_not_served() {
+    use cromulent_protocol::ChatMessage;
+    use cromulent_server::chat_store::Retention;
+    use cromulent_server::cluster::board::Board;
+    use cromulent_server::cluster::wire::Chat;
+
+    let redis = Redis::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let day = Duration::from_secs(86_400);
+    let retention = Retention {
+        per_channel: None,
+        max_age: Some(day),
+    };
+    let mut board = Board::new(&client, &cluster(&redis, "a"), retention, "a-1").unwrap();
+    let chat = Chat {
+        message: ChatMessage {
+            id: 0,
+            channel: 1,
+            user: "u".into(),
+            name: "U".into(),
+            time: 0,
+            text: "hi".into(),
+        },
+        node: "a-1".into(),
+        session: 1,
+    };
+    let id = board.say(&chat, 1).await.unwrap();
+    let now_ms = cromulent_server::hub_actor::unix_ms();
+    let (page, _) = board.history(1, None, 10, now_ms).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+    let a_day_later = now_ms + day.as_millis() as u64 + 1_000;
+    let (page, more) = board.history(1, None, 10, a_day_later).await.unwrap();
+    assert!(page.is_empty() && !more, "{page:?}");
 }
 
 /// The next presence change about `user`: (op, channel, muted).

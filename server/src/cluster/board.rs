@@ -7,8 +7,10 @@
 //! - `P:seats`: hash, user → [`Seat`] (JSON); `P:seq`: the last event's number;
 //! - `P:nodes`: set of nodes that may hold seats; `P:alive:NODE`: a node's lease (a key with
 //!   a time to live, renewed); `P:held:NODE`: set of users whose seat NODE holds;
-//! - `P:chat:next`: the last chat message id; `P:resume:TOKEN`: a detached session
-//!   ([`Parked`]), until its grace window ends or someone claims it;
+//! - `P:chat:next`: the last chat message id; `P:chat:log:CHANNEL`: the channel's history, a
+//!   stream whose entry ids are `<message id>-0` (trimmed to the chat retention settings on
+//!   every post); `P:resume:TOKEN`: a detached session ([`Parked`]), until its grace window
+//!   ends or someone claims it;
 //! - pub/sub `P:presence`: every [`super::wire::Event`], in order; `P:node:NODE`: signals
 //!   for NODE; `P:chat`: every chat message, as `<id> <Chat JSON>`.
 //!
@@ -18,11 +20,12 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use cromulent_protocol::{ChannelId, Member};
+use cromulent_protocol::{ChannelId, ChatMessage, Member, MessageId};
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
 use super::wire::{Chat, Inbox, NodeId, Parked, SeatOutcome, SessionId, Snapshot, Why};
+use crate::chat_store::Retention;
 use crate::config::ClusterConfig;
 
 static SEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/seat.lua")));
@@ -39,6 +42,7 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 static SAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/say.lua")));
+static HISTORY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/history.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/snapshot.lua")));
 
@@ -85,6 +89,11 @@ impl Keys {
     fn inbox_of(prefix: &str, node: &str) -> String {
         format!("{prefix}:node:{node}")
     }
+
+    /// The history of `channel`.
+    fn chat_log(&self, channel: ChannelId) -> String {
+        format!("{}:chat:log:{channel}", self.prefix)
+    }
 }
 
 /// One node's handle on the board (cheap to clone: one multiplexed, reconnecting connection).
@@ -93,12 +102,18 @@ pub struct Board {
     con: ConnectionManager,
     pub keys: Keys,
     lease_ms: u64,
+    retention: Retention,
 }
 
 impl Board {
     /// A board whose connection is made on first use and remade after a failure; it never
     /// fails for Redis being down, its requests do.
-    pub fn new(client: &redis::Client, config: &ClusterConfig, node: &str) -> RedisResult<Self> {
+    pub fn new(
+        client: &redis::Client,
+        config: &ClusterConfig,
+        retention: Retention,
+        node: &str,
+    ) -> RedisResult<Self> {
         let settings = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
@@ -108,6 +123,7 @@ impl Board {
             con: client.get_connection_manager_lazy(settings)?,
             keys: Keys::new(&config.key_prefix, node),
             lease_ms: config.lease_ms,
+            retention,
         })
     }
 
@@ -216,15 +232,64 @@ impl Board {
         format!("{}:resume:{token}", self.keys.prefix)
     }
 
-    /// Number `chat` (at least `floor`) and publish it to every instance.
+    /// Number `chat` (at least `floor`), add it to its channel's history and publish it to
+    /// every instance.
     pub async fn say(&mut self, chat: &Chat, floor: u64) -> RedisResult<u64> {
         let k = &self.keys;
+        let max_age_ms = self
+            .retention
+            .max_age
+            .map_or(0, |age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
         SAY.key(&k.chat_next)
+            .key(k.chat_log(chat.message.channel))
             .arg(&k.chat)
             .arg(json(chat))
             .arg(floor)
+            .arg(json(&chat.message))
+            .arg(self.retention.per_channel.unwrap_or(0))
+            .arg(max_age_ms)
             .invoke_async(&mut self.con)
             .await
+    }
+
+    /// Up to `limit` messages of `channel` older than `before` (or the newest), oldest first,
+    /// and whether older ones remain. Messages past the age limit are left out even before
+    /// the next post trims them. An entry that does not decode is skipped with a warning.
+    pub async fn history(
+        &mut self,
+        channel: ChannelId,
+        before: Option<MessageId>,
+        limit: u32,
+        now_ms: u64,
+    ) -> RedisResult<(Vec<ChatMessage>, bool)> {
+        let oldest = self.retention.max_age.map_or(0, |age| {
+            let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            now_ms.saturating_sub(age_ms).saturating_mul(1000)
+        });
+        let raw: Vec<String> = HISTORY
+            .key(self.keys.chat_log(channel))
+            .arg(before.unwrap_or(0))
+            .arg(u64::from(limit) + 1)
+            .arg(oldest)
+            .invoke_async(&mut self.con)
+            .await?;
+        let mut messages: Vec<ChatMessage> = raw
+            .chunks_exact(2)
+            .filter_map(|entry| {
+                let decoded = entry[0].parse::<MessageId>().map_err(|e| e.to_string()).and_then(|id| {
+                    serde_json::from_str::<ChatMessage>(&entry[1])
+                        .map(|m| ChatMessage { id, channel, ..m })
+                        .map_err(|e| e.to_string())
+                });
+                decoded
+                    .inspect_err(|e| tracing::warn!(error = %e, "skipping a chat message in Redis that does not decode"))
+                    .ok()
+            })
+            .collect();
+        let more = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
+        messages.reverse();
+        Ok((messages, more))
     }
 
     /// Every seat, in one step. A seat that does not decode (written by something else) is

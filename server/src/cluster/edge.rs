@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::board::{Board, Keys};
 use super::wire::{Claim, Inbox, Input, NodeId, Op, SeatOutcome, SessionId, Why};
+use crate::chat_store::Retention;
 use crate::config::ClusterConfig;
 
 /// Pause before subscribing again after the subscription failed or ended.
@@ -45,10 +46,14 @@ pub struct Edge {
 
 /// Start the edge for a new node of `config`'s cluster. Fails only for a URL that is not a
 /// Redis URL (checked by config validation already); Redis itself is reached later.
-pub fn start(config: &ClusterConfig) -> redis::RedisResult<(NodeId, Link, Edge)> {
+/// The chat history lives in Redis too, kept to `retention`.
+pub fn start(
+    config: &ClusterConfig,
+    retention: Retention,
+) -> redis::RedisResult<(NodeId, Link, Edge)> {
     let node = format!("{}-{:08x}", config.instance_id, rand::random::<u32>());
     let client = redis::Client::open(config.redis_url.as_str())?;
-    let board = Board::new(&client, config, &node)?;
+    let board = Board::new(&client, config, retention, &node)?;
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
     let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
     tracing::info!(
@@ -191,7 +196,9 @@ fn order_key(op: &Op) -> OrderKey<'_> {
         Op::Seat { user, .. } | Op::Unseat { user, .. } | Op::Update { user, .. } => {
             OrderKey::User(user)
         }
+        // A page asked for after a say holds the message.
         Op::Say { chat, .. } => OrderKey::Sender(chat.session),
+        Op::History { session, .. } => OrderKey::Sender(*session),
         Op::Park { token, .. } | Op::Claim { token, .. } => OrderKey::Token(token),
         Op::Forward { node, .. } | Op::Forget { node, .. } => OrderKey::Node(node),
         Op::Snapshot => OrderKey::Alone,
@@ -267,6 +274,27 @@ async fn perform(mut board: Board, op: Op, inputs: &mpsc::UnboundedSender<Input>
                 Err(e)
             }
         },
+        Op::History {
+            conn,
+            channel,
+            before,
+            limit,
+            ..
+        } => {
+            let (page, done) = match board
+                .history(channel, before, limit, crate::hub_actor::unix_ms())
+                .await
+            {
+                Ok(page) => (Some(page), Ok(())),
+                Err(e) => (None, Err(e)),
+            };
+            let _ = inputs.send(Input::History {
+                conn,
+                channel,
+                page,
+            });
+            done
+        }
         Op::Snapshot => Ok(()),
     };
     if let Err(e) = &done {

@@ -2,7 +2,7 @@
 //! global order, snapshots, forwarded signals. Plain data (serde), no I/O: the hub's cluster
 //! rules ([`crate::hub`]) read and write these, [`super::edge`] carries them.
 
-use cromulent_protocol::{ChannelId, ChatMessage, Member, PresenceOp, Signal, UserId};
+use cromulent_protocol::{ChannelId, ChatMessage, Member, MessageId, PresenceOp, Signal, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A server process in the cluster: the configured instance id plus a random suffix per
@@ -169,6 +169,15 @@ pub enum Op {
     Claim { conn: u64, token: String },
     /// Tell `node` that its detached session was resumed elsewhere.
     Forget { node: NodeId, session: SessionId },
+    /// Read a page of `channel`'s history for connection `conn` (of `session`): up to `limit`
+    /// messages older than `before` (or the newest).
+    History {
+        conn: u64,
+        session: SessionId,
+        channel: ChannelId,
+        before: Option<MessageId>,
+        limit: u32,
+    },
 }
 
 /// What the join guard answered.
@@ -214,5 +223,12 @@ pub enum Input {
     SayFailed {
         session: SessionId,
         channel: ChannelId,
+    },
+    /// A page of `channel`'s history for connection `conn`: oldest first, and whether older
+    /// messages remain; `None` when Redis could not be asked.
+    History {
+        conn: u64,
+        channel: ChannelId,
+        page: Option<(Vec<ChatMessage>, bool)>,
     },
 }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cromulent_protocol::{
-    ChannelId, ChannelInfo, ChatMessage, ErrorReason, IceConfig, LeftReason, Member,
+    ChannelId, ChannelInfo, ChatMessage, ErrorReason, IceConfig, LeftReason, Member, MessageId,
     PresenceChange, PresenceOp, ServerMsg, Signal, UserId,
 };
 
@@ -113,6 +113,11 @@ impl Hub {
             Input::Forwarded(forward) => self.on_forwarded(forward),
             Input::Chat(chat) => self.on_chat(chat),
             Input::SayFailed { session, channel } => self.on_say_failed(session, channel),
+            Input::History {
+                conn,
+                channel,
+                page,
+            } => self.on_history(conn, channel, page),
             Input::LeaveFailed { session } => self.on_leave_failed(session),
             Input::Claimed { conn, claim } => self.on_claimed(conn, claim, now),
             Input::Forget { session } => {
@@ -369,6 +374,50 @@ impl Hub {
             floor: self.next_message,
         });
         Vec::new()
+    }
+
+    /// A page of the cluster's history, read from Redis, for `conn`.
+    pub(super) fn cluster_history(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        channel: ChannelId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Vec<Effect> {
+        self.ask(Op::History {
+            conn,
+            session,
+            channel,
+            before,
+            limit,
+        });
+        Vec::new()
+    }
+
+    /// The page read for `conn`, or why there is none.
+    fn on_history(
+        &self,
+        conn: ConnId,
+        channel: ChannelId,
+        page: Option<(Vec<ChatMessage>, bool)>,
+    ) -> Vec<Effect> {
+        if !self.by_conn.contains_key(&conn) {
+            return Vec::new();
+        }
+        let msg = match page {
+            Some((messages, more)) => ServerMsg::History {
+                channel,
+                messages,
+                more,
+            },
+            None => ServerMsg::error_in(
+                ErrorReason::HistoryUnavailable,
+                "the chat history cannot be read now: this server cannot reach the cluster's shared state",
+                Some(channel),
+            ),
+        };
+        vec![Effect::Send(conn, msg)]
     }
 
     /// A chat message of the cluster: to this instance's followers of its channel (and its

@@ -370,3 +370,92 @@ fn after_missed_events_a_snapshot_keeps_a_requested_leave_and_retakes_a_lost_sea
         "only bob's seat is taken again: {ops:?}"
     );
 }
+
+#[test]
+fn chat_history_is_read_from_the_cluster_and_a_message_is_not_stored_here() {
+    use cromulent_protocol::{ChatMessage, ErrorReason};
+
+    use crate::cluster::wire::Chat;
+
+    let mut h = clustered();
+    attach(&mut h, 1, "ann", Instant::now());
+    h.take_cluster_ops();
+    // A page is a question to the cluster, not to a local store.
+    assert!(h.history(1, 1, Some(90), Some(500)).is_empty());
+    let session = match h.take_cluster_ops().as_slice() {
+        [
+            Op::History {
+                conn: 1,
+                session,
+                channel: 1,
+                before: Some(90),
+                limit: 100,
+            },
+        ] => *session,
+        other => panic!("expected one history read, got {other:?}"),
+    };
+    let message = ChatMessage {
+        id: 42,
+        channel: 1,
+        user: "ann".into(),
+        name: "ann".into(),
+        time: 7,
+        text: "hi".into(),
+    };
+    let fx = h.cluster_input(
+        Input::History {
+            conn: 1,
+            channel: 1,
+            page: Some((vec![message.clone()], true)),
+        },
+        Instant::now(),
+    );
+    assert_eq!(
+        fx,
+        [Effect::Send(
+            1,
+            ServerMsg::History {
+                channel: 1,
+                messages: vec![message.clone()],
+                more: true
+            }
+        )]
+    );
+    let fx = h.cluster_input(
+        Input::History {
+            conn: 1,
+            channel: 1,
+            page: None,
+        },
+        Instant::now(),
+    );
+    assert_eq!(error_reason(&fx), Some(ErrorReason::HistoryUnavailable));
+    // A page for a connection gone meanwhile goes nowhere.
+    h.detach(1, Instant::now());
+    let gone = h.cluster_input(
+        Input::History {
+            conn: 1,
+            channel: 1,
+            page: Some((Vec::new(), false)),
+        },
+        Instant::now(),
+    );
+    assert!(gone.is_empty(), "{gone:?}");
+
+    // A message of the cluster goes out live and is already in the cluster's history.
+    let mut h = clustered();
+    attach(&mut h, 1, "ann", Instant::now());
+    h.watch(1, Some(1));
+    let fx = h.cluster_input(
+        Input::Chat(Chat {
+            message,
+            node: NODE.into(),
+            session,
+        }),
+        Instant::now(),
+    );
+    assert!(
+        matches!(fx.as_slice(), [Effect::SendMany(to, ServerMsg::Message { .. })] if to == &[1]),
+        "{fx:?}"
+    );
+}
