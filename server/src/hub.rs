@@ -178,11 +178,20 @@ impl Hub {
         }
     }
 
-    /// A new session (the resume token, if any, was not honoured).
+    /// A new session (the resume token, if any, was not honoured). In a cluster its names
+    /// are checked against every instance's first.
     fn start_session(&mut self, a: Attach) -> Vec<Effect> {
         if self.lookalikes.clash(&a.identity).is_some() {
             return vec![Effect::Close(a.conn, ErrorReason::NameTaken)];
         }
+        if self.cluster.is_some() {
+            return self.cluster_check_name(a);
+        }
+        self.open_session(a)
+    }
+
+    /// A new session whose names are free.
+    fn open_session(&mut self, a: Attach) -> Vec<Effect> {
         let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
         let mut fx = vec![Effect::Send(a.conn, self.welcome(sid, false))];
         if a.resume.is_some() {
@@ -285,7 +294,10 @@ impl Hub {
     fn forget(&mut self, sid: SessionId) {
         if let Some(s) = self.sessions.remove(&sid) {
             self.by_resume.remove(&s.resume_token);
-            self.lookalikes.remove(&s.identity);
+            let freed = self.lookalikes.remove(&s.identity);
+            if self.cluster.is_some() && !freed.is_empty() {
+                self.cluster_unname(s.identity.user, freed);
+            }
         }
     }
 

@@ -153,7 +153,11 @@ async fn run(
                 carry_out(&mut hub, &mut conns, &outlets, effects);
                 ask_cluster(&mut hub, &outlets);
             }
-            _ = expire.tick() => hub.expire(Instant::now()),
+            _ = expire.tick() => {
+                hub.expire(Instant::now());
+                // Names no session holds any more are given back at once.
+                ask_cluster(&mut hub, &outlets);
+            }
         }
     }
     tracing::debug!("hub task finished");

@@ -345,6 +345,12 @@ async fn a_killed_instance_has_its_seats_released_by_a_survivor_within_the_lease
     let mut again = Client::connect(&survivor.url(), "victim").await;
     again.send(&ClientMsg::Join { channel: 2 }).await;
     again.expect_error(ErrorReason::AlreadyInVoice).await;
+    // A name held on the doomed instance cannot be taken by a look-alike (Cyrillic а).
+    let _nadia = Client::connect(&doomed.url(), "nadia").await;
+    assert_eq!(
+        hello(&survivor.url(), "n\u{0430}dia").await.err(),
+        Some(ErrorReason::NameTaken)
+    );
 
     let killed = Instant::now();
     tokio::task::block_in_place(|| doomed.kill());
@@ -365,11 +371,90 @@ async fn a_killed_instance_has_its_seats_released_by_a_survivor_within_the_lease
         took <= bound + Duration::from_secs(1),
         "released after {took:?}"
     );
-    // The seat is free again.
+    // The seat is free again, and so are the killed instance's names.
     assert!(matches!(
         join(&mut again, 2).await,
         ServerMsg::Joined { channel: 2, .. }
     ));
+    assert!(hello(&survivor.url(), "n\u{0430}dia").await.is_ok());
+}
+
+/// Say `hello` as `name`: the welcomed client, or the error it was refused with (and closed).
+async fn hello(url: &str, name: &str) -> Result<Client, ErrorReason> {
+    let mut c = Client::raw(url).await;
+    c.send_hello(name).await;
+    match c.recv().await {
+        ServerMsg::Welcome { .. } => Ok(c),
+        ServerMsg::Error { reason, .. } => {
+            assert!(c.closed().await, "{name:?}: closed after the error");
+            Err(reason)
+        }
+        other => panic!("{name:?}: {other:?}"),
+    }
+}
+
+/// Whether `name` is welcomed within `within`, asking every 100 ms.
+async fn eventually_welcomed(url: &str, name: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if hello(url, name).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_alike_name_is_refused_on_every_instance_and_free_once_its_holder_is_gone() {
+    let redis = Redis::start();
+    let grace = Duration::from_millis(400);
+    let config = |name: &str| {
+        let mut config = Config {
+            cluster: Some(cluster(&redis, name)),
+            ..Config::default()
+        };
+        config.session.resume_grace_ms = grace.as_millis() as u64;
+        config
+    };
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let s = TestServer::start(config(name)).await;
+        cluster_ready(&s.url(), name).await;
+        servers.push(s);
+    }
+    let urls: Vec<String> = servers.iter().map(TestServer::url).collect();
+    let url = |i: usize| urls[i].as_str();
+    let alice = hello(url(0), "alice").await.unwrap();
+    // Cyrillic а, digit-for-letter and full-width look-alikes, on the other instances.
+    for (i, fake) in [(1, "\u{0430}lice"), (2, "aIice"), (1, "ａｌｉｃｅ")] {
+        assert_eq!(
+            hello(url(i), fake).await.err(),
+            Some(ErrorReason::NameTaken),
+            "{fake:?}"
+        );
+    }
+    // The real alice may connect anywhere (the join guard rules her seats).
+    let alice_on_b = hello(url(1), "alice").await.unwrap();
+
+    // Two look-alike newcomers at once on two instances: one name, one holder.
+    for round in 0..5 {
+        let (real, fake) = (format!("carol{round}"), format!("\u{0441}arol{round}"));
+        let (x, y) = tokio::join!(hello(url(0), &real), hello(url(2), &fake));
+        assert!(
+            x.is_ok() != y.is_ok(),
+            "round {round}: {:?} / {:?}",
+            x.as_ref().err(),
+            y.as_ref().err()
+        );
+        for refused in [x.err(), y.err()].into_iter().flatten() {
+            assert_eq!(refused, ErrorReason::NameTaken);
+        }
+    }
+
+    // Once every session of alice is gone (past the resume grace) the name is free anywhere.
+    drop((alice, alice_on_b));
+    assert!(eventually_welcomed(url(2), "\u{0430}lice", Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 //! - `P:seats`: hash, user → [`Seat`] (JSON); `P:seq`: the last event's number;
 //! - `P:nodes`: set of nodes that may hold seats; `P:alive:NODE`: a node's lease (a key with
 //!   a time to live, renewed); `P:held:NODE`: set of users whose seat NODE holds;
+//!   `P:names:NODE`: hash, confusable skeleton → user, of the names NODE's sessions hold;
 //! - `P:chat:next`: the last chat message id; `P:chat:log:CHANNEL`: the channel's history, a
 //!   stream whose entry ids are `<message id>-0` (trimmed to the chat retention settings on
 //!   every post); `P:resume:TOKEN`: a detached session ([`Parked`]), until its grace window
@@ -24,7 +25,9 @@ use cromulent_protocol::{ChannelId, ChatMessage, Member, MessageId};
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
-use super::wire::{Chat, Inbox, NodeId, Parked, SeatOutcome, SessionId, Snapshot, Why};
+use super::wire::{
+    Chat, Inbox, NameOutcome, NodeId, Parked, SeatOutcome, SessionId, Snapshot, Why,
+};
 use crate::chat_store::Retention;
 use crate::config::ClusterConfig;
 
@@ -42,6 +45,8 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 static SAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/say.lua")));
+static NAME: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/name.lua")));
+static UNNAME: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unname.lua")));
 static HISTORY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/history.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/snapshot.lua")));
@@ -60,6 +65,7 @@ pub struct Keys {
     nodes: String,
     alive: String,
     held: String,
+    names: String,
     /// The pub/sub channel of presence events.
     pub presence: String,
     /// The pub/sub channel of signals for this node.
@@ -79,6 +85,7 @@ impl Keys {
             nodes: format!("{prefix}:nodes"),
             alive: format!("{prefix}:alive:{node}"),
             held: format!("{prefix}:held:{node}"),
+            names: format!("{prefix}:names:{node}"),
             presence: format!("{prefix}:presence"),
             inbox: Self::inbox_of(prefix, node),
             chat_next: format!("{prefix}:chat:next"),
@@ -194,6 +201,44 @@ impl Board {
             .invoke_async(&mut self.con)
             .await?;
         Ok(())
+    }
+
+    /// The name check and registration (see `lua/name.lua`).
+    pub async fn name(&mut self, user: &str, skeletons: &[String]) -> RedisResult<NameOutcome> {
+        let k = &self.keys;
+        let (status, holder): (String, String) = NAME
+            .key(&k.nodes)
+            .key(&k.names)
+            .arg(&k.prefix)
+            .arg(user)
+            .arg(skeletons)
+            .invoke_async(&mut self.con)
+            .await?;
+        Ok(match status.as_str() {
+            "free" => NameOutcome::Free,
+            _ => NameOutcome::Taken(holder),
+        })
+    }
+
+    /// Forget skeletons this node's sessions no longer hold (see `lua/unname.lua`).
+    pub async fn unname(&mut self, user: &str, skeletons: &[String]) -> RedisResult<()> {
+        let _deleted: u64 = UNNAME
+            .key(&self.keys.names)
+            .arg(user)
+            .arg(skeletons)
+            .invoke_async(&mut self.con)
+            .await?;
+        Ok(())
+    }
+
+    /// Replace this node's names with `names` (skeleton, user), in one step.
+    pub async fn set_names(&mut self, names: &[(String, String)]) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(&self.keys.names).ignore();
+        if !names.is_empty() {
+            pipe.cmd("HSET").arg(&self.keys.names).arg(names).ignore();
+        }
+        pipe.exec_async(&mut self.con).await
     }
 
     /// Publish `message` to `node`'s inbox.

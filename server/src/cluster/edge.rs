@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::board::{Board, Keys};
-use super::wire::{Claim, Inbox, Input, NodeId, Op, SeatOutcome, SessionId, Why};
+use super::wire::{Claim, Inbox, Input, NameOutcome, NodeId, Op, SeatOutcome, SessionId, Why};
 use crate::chat_store::Retention;
 use crate::config::ClusterConfig;
 
@@ -199,6 +199,9 @@ fn order_key(op: &Op) -> OrderKey<'_> {
         // A page asked for after a say holds the message.
         Op::Say { chat, .. } => OrderKey::Sender(chat.session),
         Op::History { session, .. } => OrderKey::Sender(*session),
+        Op::Name { user, .. } | Op::Unname { user, .. } => OrderKey::User(user),
+        // Replaces every name of this node: never beside another change of them.
+        Op::Names { .. } => OrderKey::Alone,
         Op::Park { token, .. } | Op::Claim { token, .. } => OrderKey::Token(token),
         Op::Forward { node, .. } | Op::Forget { node, .. } => OrderKey::Node(node),
         Op::Snapshot => OrderKey::Alone,
@@ -274,6 +277,27 @@ async fn perform(mut board: Board, op: Op, inputs: &mpsc::UnboundedSender<Input>
                 Err(e)
             }
         },
+        Op::Name {
+            conn,
+            user,
+            skeletons,
+        } => {
+            let (outcome, done) = match board.name(&user, &skeletons).await {
+                Ok(outcome) => (outcome, Ok(())),
+                Err(e) => (NameOutcome::Unavailable, Err(e)),
+            };
+            if let Some(conn) = conn {
+                let _ = inputs.send(Input::Named {
+                    conn,
+                    user,
+                    skeletons,
+                    outcome,
+                });
+            }
+            done
+        }
+        Op::Unname { user, skeletons } => board.unname(&user, &skeletons).await,
+        Op::Names { names } => board.set_names(&names).await,
         Op::History {
             conn,
             channel,

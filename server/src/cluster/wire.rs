@@ -169,6 +169,23 @@ pub enum Op {
     Claim { conn: u64, token: String },
     /// Tell `node` that its detached session was resumed elsewhere.
     Forget { node: NodeId, session: SessionId },
+    /// The name check across instances: refuse `user` when another user's session on a live
+    /// instance holds one of `skeletons` (look-alike names), else register them as this
+    /// node's, in one atomic step. The answer goes to connection `conn` when there is one (a
+    /// resumed session registers its names without waiting for the answer).
+    Name {
+        conn: Option<u64>,
+        user: UserId,
+        skeletons: Vec<String>,
+    },
+    /// No session of this node holds these skeletons of `user` any more.
+    Unname {
+        user: UserId,
+        skeletons: Vec<String>,
+    },
+    /// Every (skeleton, user) this node holds, replacing what Redis has for it (after a
+    /// resync: Redis may have restarted empty, or missed an `Unname`).
+    Names { names: Vec<(String, UserId)> },
     /// Read a page of `channel`'s history for connection `conn` (of `session`): up to `limit`
     /// messages older than `before` (or the newest).
     History {
@@ -178,6 +195,17 @@ pub enum Op {
         before: Option<MessageId>,
         limit: u32,
     },
+}
+
+/// What the name check across instances answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameOutcome {
+    /// No one else's session on a live instance has a name that looks like it: registered.
+    Free,
+    /// This user's session holds a look-alike name.
+    Taken(UserId),
+    /// Redis could not be asked.
+    Unavailable,
 }
 
 /// What the join guard answered.
@@ -223,6 +251,13 @@ pub enum Input {
     SayFailed {
         session: SessionId,
         channel: ChannelId,
+    },
+    /// What the name check of connection `conn` found.
+    Named {
+        conn: u64,
+        user: UserId,
+        skeletons: Vec<String>,
+        outcome: NameOutcome,
     },
     /// A page of `channel`'s history for connection `conn`: oldest first, and whether older
     /// messages remain; `None` when Redis could not be asked.

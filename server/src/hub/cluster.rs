@@ -20,8 +20,8 @@ use super::{
     Attach, ConnId, Effect, Hub, SessionId, VoiceFlags, error, not_in_voice, peer_not_found,
 };
 use crate::cluster::wire::{
-    Chat, Claim, Event, Forward, Input, NodeId, Op, Parked, Seat, SeatChange, SeatOutcome,
-    Snapshot, Why,
+    Chat, Claim, Event, Forward, Input, NameOutcome, NodeId, Op, Parked, Seat, SeatChange,
+    SeatOutcome, Snapshot, Why,
 };
 
 /// Every seat of the cluster, as of event `seq`.
@@ -118,6 +118,12 @@ impl Hub {
                 channel,
                 page,
             } => self.on_history(conn, channel, page),
+            Input::Named {
+                conn,
+                user,
+                skeletons,
+                outcome,
+            } => self.on_named(conn, user, skeletons, outcome),
             Input::LeaveFailed { session } => self.on_leave_failed(session),
             Input::Claimed { conn, claim } => self.on_claimed(conn, claim, now),
             Input::Forget { session } => {
@@ -262,6 +268,58 @@ impl Hub {
         }
     }
 
+    /// A new session waits for the name check across instances (its names are registered
+    /// in the same step when free).
+    pub(super) fn cluster_check_name(&mut self, a: Attach) -> Vec<Effect> {
+        let conn = a.conn;
+        let user = a.identity.user.clone();
+        let skeletons = super::lookalikes::skeletons(&a.identity);
+        self.replica_mut().pending.insert(conn, a);
+        self.ask(Op::Name {
+            conn: Some(conn),
+            user,
+            skeletons,
+        });
+        Vec::new()
+    }
+
+    /// The name check's answer. With Redis unreachable the session starts on this instance's
+    /// own check alone (its names are registered at the next resync).
+    fn on_named(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        skeletons: Vec<String>,
+        outcome: NameOutcome,
+    ) -> Vec<Effect> {
+        let Some(a) = self.replica_mut().pending.remove(&conn) else {
+            // The connection ended while it was checked: the names registered for it are
+            // not held here (unless by another session of the same user).
+            let unheld: Vec<String> = skeletons
+                .into_iter()
+                .filter(|s| !self.lookalikes.holds(s))
+                .collect();
+            if outcome == NameOutcome::Free && !unheld.is_empty() {
+                self.cluster_unname(user, unheld);
+            }
+            return Vec::new();
+        };
+        match outcome {
+            NameOutcome::Taken(_) => vec![Effect::Close(a.conn, ErrorReason::NameTaken)],
+            NameOutcome::Free | NameOutcome::Unavailable => {
+                if self.lookalikes.clash(&a.identity).is_some() {
+                    return vec![Effect::Close(a.conn, ErrorReason::NameTaken)];
+                }
+                self.open_session(a)
+            }
+        }
+    }
+
+    /// No session here holds these skeletons of `user` any more.
+    pub(super) fn cluster_unname(&mut self, user: UserId, skeletons: Vec<String>) {
+        self.ask(Op::Unname { user, skeletons });
+    }
+
     /// Resume a session parked by another instance (or one this instance no longer has):
     /// a new session here with its name and flags, its seat taken again; its old instance
     /// forgets it.
@@ -275,6 +333,12 @@ impl Hub {
                 session: p.session,
             });
         }
+        // The same user's names: registered here without waiting (a resume never clashes).
+        self.ask(Op::Name {
+            conn: None,
+            user: a.identity.user.clone(),
+            skeletons: super::lookalikes::skeletons(&a.identity),
+        });
         let sid = self.new_session(a.conn, a.identity, a.new_resume_token);
         self.session_mut(sid).flags = VoiceFlags {
             muted: p.member.muted,
@@ -658,6 +722,10 @@ impl Hub {
         }
         r.seq = Some(snapshot.seq);
         r.resyncing = false;
+        // Redis may have restarted empty or missed an `Unname`: say again which names this
+        // instance's sessions hold.
+        let names = self.lookalikes.all();
+        self.ask(Op::Names { names });
         let mut fx = self.reconcile_local();
         let changes = self.differences(&old);
         if !changes.is_empty() {

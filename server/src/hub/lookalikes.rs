@@ -38,21 +38,40 @@ impl Lookalikes {
         }
     }
 
-    /// A session with `identity` is forgotten.
-    pub(super) fn remove(&mut self, identity: &Identity) {
+    /// A session with `identity` is forgotten. The skeletons no session holds any more.
+    pub(super) fn remove(&mut self, identity: &Identity) -> Vec<String> {
+        let mut freed = Vec::new();
         for s in skeletons(identity) {
             if let Some((_, count)) = self.by_skeleton.get_mut(&s) {
                 *count -= 1;
                 if *count == 0 {
                     self.by_skeleton.remove(&s);
+                    freed.push(s);
                 }
             }
         }
+        freed
+    }
+
+    /// Whether a session holds skeleton `s`.
+    pub(super) fn holds(&self, s: &str) -> bool {
+        self.by_skeleton.contains_key(s)
+    }
+
+    /// Every skeleton in use with its user.
+    pub(super) fn all(&self) -> Vec<(String, UserId)> {
+        let mut all: Vec<_> = self
+            .by_skeleton
+            .iter()
+            .map(|(s, (user, _))| (s.clone(), user.clone()))
+            .collect();
+        all.sort_unstable();
+        all
     }
 }
 
 /// The skeletons of a user id and its display name (one if they look alike).
-fn skeletons(identity: &Identity) -> Vec<String> {
+pub(super) fn skeletons(identity: &Identity) -> Vec<String> {
     let mut all = vec![skeleton(&identity.user)];
     let name = skeleton(&identity.name);
     if name != all[0] {

@@ -1,4 +1,5 @@
--- Release every seat of every node whose lease has lapsed, announcing each leave.
+-- Release every seat of every node whose lease has lapsed, announcing each leave, and
+-- forget the names its sessions held.
 -- KEYS: 1 nodes (set), 2 seats, 3 seq
 -- ARGV: 1 presence channel, 2 key prefix
 -- Returns how many seats were released. (Keys built here: one Redis, not Redis Cluster.)
@@ -21,6 +22,7 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       end
     end
     redis.call('DEL', held)
+    redis.call('DEL', ARGV[2] .. ':names:' .. node)
     redis.call('SREM', KEYS[1], node)
   end
 end

@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use cromulent_protocol::{IceConfig, Member, PresenceOp, ServerMsg, Signal};
 
-use super::super::tests::{attach, error_reason, hub};
-use crate::cluster::wire::{Event, Forward, Input, Op, Seat, SeatChange, SeatOutcome, Snapshot};
+use super::super::tests::{error_reason, hub};
+use crate::cluster::wire::{
+    Event, Forward, Input, NameOutcome, Op, Seat, SeatChange, SeatOutcome, Snapshot,
+};
 use crate::hub::{Effect, Hub};
 
 const NODE: &str = "here-1";
@@ -24,7 +26,51 @@ fn clustered() -> Hub {
         )
         .is_empty()
     );
+    // After a snapshot the instance says which names it holds: none yet.
+    assert_eq!(h.take_cluster_ops(), [Op::Names { names: Vec::new() }]);
     h
+}
+
+/// `hello` as `user` on `conn`: nobody is welcomed before the name check across instances,
+/// which is asked for; the skeletons it checks.
+fn ask_name(h: &mut Hub, conn: u64, user: &str, now: Instant) -> Vec<String> {
+    assert!(
+        super::super::tests::attach(h, conn, user, now).is_empty(),
+        "nobody is welcomed before the name check"
+    );
+    match h.take_cluster_ops().as_slice() {
+        [
+            Op::Name {
+                conn: Some(c),
+                user: u,
+                skeletons,
+            },
+        ] if *c == conn && u == user => skeletons.clone(),
+        other => panic!("expected one name check, got {other:?}"),
+    }
+}
+
+/// The name check's answer for `conn`.
+fn named(
+    h: &mut Hub,
+    conn: u64,
+    user: &str,
+    skeletons: Vec<String>,
+    outcome: NameOutcome,
+) -> Vec<Effect> {
+    let input = Input::Named {
+        conn,
+        user: user.into(),
+        skeletons,
+        outcome,
+    };
+    h.cluster_input(input, Instant::now())
+}
+
+/// A new session for `user` on `conn`, whose name the cluster found free: its welcome.
+fn attach(h: &mut Hub, conn: u64, user: &str, now: Instant) -> Vec<Effect> {
+    let skeletons = ask_name(h, conn, user, now);
+    named(h, conn, user, skeletons, NameOutcome::Free)
 }
 
 fn member(user: &str) -> Member {
@@ -366,7 +412,7 @@ fn after_missed_events_a_snapshot_keeps_a_requested_leave_and_retakes_a_lost_sea
     );
     let ops = h.take_cluster_ops();
     assert!(
-        matches!(&ops[..], [Op::Seat { session, channel: 2, .. }] if *session == bob),
+        matches!(&ops[..], [Op::Names { .. }, Op::Seat { session, channel: 2, .. }] if *session == bob),
         "only bob's seat is taken again: {ops:?}"
     );
 }
@@ -457,5 +503,63 @@ fn chat_history_is_read_from_the_cluster_and_a_message_is_not_stored_here() {
     assert!(
         matches!(fx.as_slice(), [Effect::SendMany(to, ServerMsg::Message { .. })] if to == &[1]),
         "{fx:?}"
+    );
+}
+
+#[test]
+fn a_name_another_instance_holds_is_refused_and_names_are_given_back_when_sessions_go() {
+    use cromulent_protocol::ErrorReason;
+
+    let mut h = clustered();
+    let now = Instant::now();
+    // Someone on another instance holds a look-alike: closed with name_taken, no session.
+    let skeletons = ask_name(&mut h, 1, "alice", now);
+    let fx = named(
+        &mut h,
+        1,
+        "alice",
+        skeletons.clone(),
+        NameOutcome::Taken("аlice".into()),
+    );
+    assert_eq!(fx, [Effect::Close(1, ErrorReason::NameTaken)]);
+    assert!(h.take_cluster_ops().is_empty());
+
+    // A connection that ended while its name was checked: the names registered for it are
+    // given back.
+    let skeletons = ask_name(&mut h, 2, "bob", now);
+    h.detach(2, now);
+    let fx = named(&mut h, 2, "bob", skeletons.clone(), NameOutcome::Free);
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(
+        h.take_cluster_ops(),
+        [Op::Unname {
+            user: "bob".into(),
+            skeletons
+        }]
+    );
+
+    // Redis unreachable: this instance's own check decides, and a session forgotten after
+    // its grace gives its names back.
+    let skeletons = ask_name(&mut h, 3, "carol", now);
+    let fx = named(
+        &mut h,
+        3,
+        "carol",
+        skeletons.clone(),
+        NameOutcome::Unavailable,
+    );
+    assert!(
+        matches!(fx.as_slice(), [Effect::Send(3, ServerMsg::Welcome { .. })]),
+        "{fx:?}"
+    );
+    h.detach(3, now);
+    h.take_cluster_ops();
+    h.expire(now + std::time::Duration::from_secs(3600));
+    assert_eq!(
+        h.take_cluster_ops(),
+        [Op::Unname {
+            user: "carol".into(),
+            skeletons
+        }]
     );
 }
