@@ -519,9 +519,14 @@ impl Sim {
             }
         }
         // Once everything is delivered a join has been answered: the status line says where
-        // we sit or why we do not, never `connecting` for good.
+        // we sit or why we do not, never `connecting` for good. (A rejoin waiting for the lost
+        // connection's seat says `connecting` until it is seated or gives up, within
+        // `SEAT_PATIENCE`: its timer keeps it going.)
         for c in self.clients.iter().filter(|c| c.conn.is_some()) {
             match c.session.status() {
+                VoiceStatus::Connecting { channel }
+                    if c.session.waiting_for_seat() == Some(*channel)
+                        && c.session.next_wake().is_some() => {}
                 VoiceStatus::Connecting { channel } => {
                     return Err(format!("{} is stuck connecting to {channel}", c.user));
                 }

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use cromulent_protocol::{ErrorReason, UserId};
+use cromulent_protocol::{ChannelId, ErrorReason, UserId};
 
 use super::IcePolicy;
 
@@ -32,6 +32,11 @@ pub enum EngineError {
     Audio(String),
     /// Finishing the audio output at shutdown failed.
     AudioOutput(String),
+    /// Rejoining after a lost connection, the server says we are seated already: the lost
+    /// connection's seat, not yet released. The engine keeps asking (`engine::rejoin`). This
+    /// replaces the server's own words ("leave it there first"), which ask the user to do
+    /// something they cannot.
+    SeatStillHeld(SeatStillHeld),
 }
 
 impl EngineError {
@@ -45,6 +50,7 @@ impl EngineError {
             Self::Peer(_) => "peer",
             Self::Audio(_) => "audio",
             Self::AudioOutput(_) => "audio_output",
+            Self::SeatStillHeld(_) => "seat_still_held",
         }
     }
 }
@@ -60,7 +66,33 @@ impl fmt::Display for EngineError {
             Self::NoSuchChannel(name) => write!(f, "no voice channel named {name:?}"),
             Self::SignalingLost(loss) => loss.fmt(f),
             Self::Peer(failure) => failure.fmt(f),
+            Self::SeatStillHeld(wait) => wait.fmt(f),
         }
+    }
+}
+
+/// A rejoin waiting for the lost connection's seat to be released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatStillHeld {
+    pub channel: ChannelId,
+    /// The channel's name, if presence knows it.
+    pub name: Option<String>,
+    /// How long the engine keeps asking before the refusal is final.
+    pub patience: Duration,
+}
+
+impl fmt::Display for SeatStillHeld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "rejoining {name} (channel {})", self.channel)?,
+            None => write!(f, "rejoining channel {}", self.channel)?,
+        }
+        write!(
+            f,
+            ": the seat of the lost connection is still held; asking again until the server \
+             releases it (giving up after {} s)",
+            self.patience.as_secs()
+        )
     }
 }
 
@@ -197,6 +229,14 @@ mod tests {
         }
     }
 
+    fn held(name: Option<&str>) -> SeatStillHeld {
+        SeatStillHeld {
+            channel: 1,
+            name: name.map(str::to_owned),
+            patience: Duration::from_secs(40),
+        }
+    }
+
     #[test]
     fn error_reasons_are_the_documented_wire_strings() {
         let lost = SignalingLoss {
@@ -218,6 +258,7 @@ mod tests {
             (EngineError::Peer(peer), "peer"),
             (EngineError::Audio("x".into()), "audio"),
             (EngineError::AudioOutput("x".into()), "audio_output"),
+            (EngineError::SeatStillHeld(held(None)), "seat_still_held"),
         ] {
             assert_eq!(error.reason(), reason, "{error:?}");
         }
@@ -235,6 +276,16 @@ mod tests {
             r#"no voice channel named "Nope""#
         );
         assert_eq!(server(ErrorReason::NotFound).to_string(), "m");
+        assert_eq!(
+            EngineError::SeatStillHeld(held(Some("General"))).to_string(),
+            "rejoining General (channel 1): the seat of the lost connection is still held; \
+             asking again until the server releases it (giving up after 40 s)"
+        );
+        assert!(
+            EngineError::SeatStillHeld(held(None))
+                .to_string()
+                .starts_with("rejoining channel 1: ")
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! - [`session`]: the client's rules as one pure state machine (channels, joins, resume, the
 //!   mesh's connections, flags, status), driven with time as an argument; it uses
-//! - [`talk`], [`status`], [`calls`]: smaller pure state machines, each tested on its own;
+//! - [`talk`], [`status`], [`calls`], [`rejoin`]: smaller pure state machines, each tested on
+//!   its own;
 //! - [`error`]: what goes wrong, as typed enums with their wire reasons and words;
 //! - [`presence`]: the channel roster, kept live from presence diffs (one copy for all front
 //!   ends);
@@ -20,6 +21,7 @@ pub mod media;
 pub mod pace;
 pub mod peer_link;
 pub mod presence;
+pub mod rejoin;
 mod run;
 pub mod session;
 pub mod status;
@@ -40,7 +42,9 @@ use crate::rtc::CandidateKind;
 use crate::signaling::Credentials;
 
 pub use calls::CallState;
-pub use error::{DisconnectReason, EngineError, NoRoute, PeerFailure, Side, SignalingLoss};
+pub use error::{
+    DisconnectReason, EngineError, NoRoute, PeerFailure, SeatStillHeld, Side, SignalingLoss,
+};
 pub use run::StartError;
 pub use status::VoiceStatus;
 pub use talk::{TalkMode, TalkState};

@@ -21,9 +21,10 @@ use cromulent_protocol::{
 };
 
 use super::calls::{CallAction, CallState, Calls};
-use super::error::{DisconnectReason, EngineError, NoRoute, SignalingLoss};
+use super::error::{DisconnectReason, EngineError, NoRoute, SeatStillHeld, SignalingLoss};
 use super::peer_link::{LinkCommand, LinkResult, PeerKey};
 use super::presence;
+use super::rejoin::{Refusal, SEAT_PATIENCE, SeatWait};
 use super::status::{StatusEvent, VoiceStatus};
 use super::talk::{TalkMode, TalkState};
 use super::{ChannelRef, EngineCommand, EngineEvent, IcePolicy};
@@ -157,6 +158,12 @@ pub struct Session {
     /// Where we sat when the server was lost: a resumed session gets that seat back by
     /// itself, any other wanted channel must be asked for.
     seat_at_loss: Option<ChannelId>,
+    /// A channel was wanted when the server was lost: the next session's join of it is a
+    /// rejoin, which may find the lost connection's seat still held ([`SeatWait`]).
+    lost_while_wanted: bool,
+    /// The rejoin after a lost connection, while it may still be refused because of the lost
+    /// connection's seat; ended by a seat, a leave or a join elsewhere.
+    seat_wait: Option<SeatWait>,
     /// The last `welcome` said our session was resumed (so a `resume_expired` after it means
     /// the seat is not ours after all; after a new session's welcome the join is already sent).
     resumed: bool,
@@ -193,6 +200,8 @@ impl Session {
             pending_join: None,
             current: None,
             seat_at_loss: None,
+            lost_while_wanted: false,
+            seat_wait: None,
             resumed: false,
             status: VoiceStatus::None,
             sent_flags: None,
@@ -227,6 +236,7 @@ impl Session {
                 let actions = self.calls.on_tick(now.at);
                 self.apply(actions);
                 self.refresh_ice_if_due();
+                self.rejoin_if_due();
             }
         }
         std::mem::take(&mut self.out)
@@ -259,6 +269,15 @@ impl Session {
         self.wanted
     }
 
+    /// The channel a rejoin after a lost connection waits to get back, its old seat still
+    /// held (the status says `connecting` meanwhile; see [`super::rejoin`]).
+    pub fn waiting_for_seat(&self) -> Option<ChannelId> {
+        self.seat_wait
+            .as_ref()
+            .filter(|w| w.refused())
+            .map(SeatWait::channel)
+    }
+
     pub fn status(&self) -> &VoiceStatus {
         &self.status
     }
@@ -276,7 +295,8 @@ impl Session {
                 self.now.at + Duration::from_secs(wait)
             });
         let calls = self.calls.next_deadline(self.now.at);
-        calls.into_iter().chain(renewal).min()
+        let rejoin = self.seat_wait.as_ref().and_then(SeatWait::next_wake);
+        calls.into_iter().chain(renewal).chain(rejoin).min()
     }
 
     /// Whether `key` is a live connection (not one already replaced or closed).
@@ -379,6 +399,10 @@ impl Session {
             self.error(EngineError::NoSuchChannel(target.0), None);
             return;
         };
+        if self.seat_wait.as_ref().is_some_and(|w| w.channel() != id) {
+            // The user chose another channel: that join's answer is theirs to take.
+            self.seat_wait = None;
+        }
         self.wanted = Some(id);
         self.set_status(StatusEvent::JoinSent(id));
         self.send_join(id);
@@ -392,6 +416,8 @@ impl Session {
     fn leave(&mut self) {
         self.wanted = None;
         self.pending_join = None;
+        self.seat_wait = None;
+        self.lost_while_wanted = false;
         if self.current.is_some() {
             self.send(ClientMsg::Leave);
         }
@@ -427,6 +453,11 @@ impl Session {
                 if self.current.is_some() {
                     self.seat_at_loss = self.current;
                 }
+                if self.wanted.is_some() {
+                    self.lost_while_wanted = true;
+                }
+                // The next session's welcome starts a new wait, if one is needed.
+                self.seat_wait = None;
                 self.left_channel();
                 self.set_status(StatusEvent::SignalingLost {
                     reason: DisconnectReason::SignalingLost(reason),
@@ -503,9 +534,13 @@ impl Session {
         });
         self.sync_flags(self.talk.mic_live(true));
         let seat_at_loss = self.seat_at_loss.take();
+        let lost_while_wanted = std::mem::take(&mut self.lost_while_wanted);
         if let Some(target) = self.pending_join.take() {
             self.join(target);
         } else if let Some(id) = self.wanted {
+            if lost_while_wanted {
+                self.seat_wait = Some(SeatWait::new(id));
+            }
             self.set_status(StatusEvent::Rejoining(id));
             // A resumed session gets the seat it had back, and a `joined` follows. A channel
             // chosen while we were away (or a seat we never had) must be asked for.
@@ -516,6 +551,9 @@ impl Session {
     }
 
     fn on_presence(&mut self, changes: Vec<PresenceChange>) {
+        let own_leave = changes
+            .iter()
+            .any(|c| c.op == PresenceOp::Leave && self.me.as_ref() == Some(&c.member.user));
         let mut actions = Vec::new();
         for change in presence::apply(&mut self.channels, &changes) {
             if Some(change.channel) == self.current {
@@ -527,6 +565,16 @@ impl Session {
         }
         self.emit(EngineEvent::Presence(changes));
         self.apply(actions);
+        if own_leave && self.current.is_none() {
+            // A seat of ours was released: perhaps the lost connection's we are waiting for.
+            let ask = self.seat_wait.as_mut().and_then(|w| {
+                let ask = w.on_own_leave();
+                ask.then_some(w.channel())
+            });
+            if let Some(id) = ask {
+                self.send_join(id);
+            }
+        }
     }
 
     fn on_joined(&mut self, channel: ChannelId, ice: IceConfig, peers: Vec<Member>) {
@@ -541,6 +589,7 @@ impl Session {
         }
         self.current = Some(channel);
         self.wanted = Some(channel);
+        self.seat_wait = None;
         self.set_ice(ice);
         if self.joined_at.is_none() {
             self.joined_at = Some(self.now.at);
@@ -560,6 +609,13 @@ impl Session {
         message: String,
         channel: Option<ChannelId>,
     ) {
+        let seated_elsewhere = matches!(
+            reason,
+            ErrorReason::AlreadyInChannel | ErrorReason::AlreadyInVoice
+        );
+        if seated_elsewhere && self.current.is_none() && self.wait_for_old_seat() {
+            return;
+        }
         let refused = EngineError::Server {
             reason,
             message: message.clone(),
@@ -587,13 +643,57 @@ impl Session {
             }
             ErrorReason::ResumeExpired if self.resumed => {
                 // The seat was not kept after all: ask for it anew. (After a new session's
-                // welcome — the server's order — the join is on its way already.)
+                // welcome — the server's order — the join is on its way already.) The welcome
+                // started the wait for the old seat if there was one.
                 self.resumed = false;
                 if let Some(id) = self.wanted {
                     self.send_join(id);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A rejoin after a lost connection was refused as seated elsewhere: wait for the lost
+    /// connection's seat to be released (saying so the first time) and return true, or
+    /// return false when there is no such rejoin or the patience has run out (the refusal is
+    /// then final, as for any join).
+    fn wait_for_old_seat(&mut self) -> bool {
+        let Some(wait) = self.seat_wait.as_mut() else {
+            return false;
+        };
+        let channel = wait.channel();
+        match wait.on_refused(self.now.at) {
+            Refusal::FirstWait => {
+                let name = presence::find(&self.channels, channel).map(|c| c.name.clone());
+                let held = SeatStillHeld {
+                    channel,
+                    name,
+                    patience: SEAT_PATIENCE,
+                };
+                self.error(EngineError::SeatStillHeld(held), Some(channel));
+                true
+            }
+            Refusal::StillWaiting => {
+                tracing::debug!(channel, "rejoin refused again; the old seat is still held");
+                true
+            }
+            Refusal::GiveUp => {
+                self.seat_wait = None;
+                false
+            }
+        }
+    }
+
+    /// Ask for the seat again if the wait's timer is due.
+    fn rejoin_if_due(&mut self) {
+        let now = self.now.at;
+        let due = self
+            .seat_wait
+            .as_mut()
+            .and_then(|w| w.due(now).then_some(w.channel()));
+        if let Some(id) = due {
+            self.send_join(id);
         }
     }
 

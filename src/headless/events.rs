@@ -217,7 +217,7 @@ mod tests {
     use cromulent_protocol::ErrorReason;
 
     use super::*;
-    use crate::engine::{DisconnectReason, EngineError, SignalingLoss};
+    use crate::engine::{DisconnectReason, EngineError, SeatStillHeld, SignalingLoss};
 
     fn line(event: EngineEvent) -> String {
         lines(&event, &|_| Some("General".into())).join("\n")
@@ -246,6 +246,18 @@ mod tests {
         assert_eq!(
             line(lost),
             r#"{"channel_id":null,"event":"error","message":"connection refused; retrying in 250 ms","reason":"signaling_lost"}"#
+        );
+        let held = EngineEvent::Error {
+            error: EngineError::SeatStillHeld(SeatStillHeld {
+                channel: 1,
+                name: Some("General".into()),
+                patience: Duration::from_secs(40),
+            }),
+            channel: Some(1),
+        };
+        assert_eq!(
+            line(held),
+            r#"{"channel_id":1,"event":"error","message":"rejoining General (channel 1): the seat of the lost connection is still held; asking again until the server releases it (giving up after 40 s)","reason":"seat_still_held"}"#
         );
         assert_eq!(
             run_error(RunError::WaitTimeout, "timed out waiting for connected").to_string(),

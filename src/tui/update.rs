@@ -492,7 +492,13 @@ fn on_engine(model: &mut Model, ev: EngineEvent) -> Vec<Cmd> {
             if let EngineError::SignalingLost(loss) = &error {
                 model.server = ServerLink::Lost(loss.clone());
             }
-            notice(model, NoticeLevel::Error, error.to_string());
+            // Waiting for the lost connection's seat is the engine at work, not a failure:
+            // the status line still says connecting.
+            let level = match error {
+                EngineError::SeatStillHeld(_) => NoticeLevel::Info,
+                _ => NoticeLevel::Error,
+            };
+            notice(model, level, error.to_string());
         }
         EngineEvent::Peer {
             user,
@@ -1117,6 +1123,28 @@ mod tests {
             }),
         );
         assert!(m.mic_live && m.mic_dbfs == -20.0);
+    }
+
+    #[test]
+    fn waiting_for_the_lost_connection_s_seat_is_an_information_in_the_engine_s_words() {
+        let mut m = model(TalkMode::Open, PttStyle::Repeat);
+        let held = crate::engine::SeatStillHeld {
+            channel: 1,
+            name: Some("General".into()),
+            patience: Duration::from_secs(40),
+        };
+        let words = held.to_string();
+        update(
+            &mut m,
+            Msg::Engine(EngineEvent::Error {
+                error: EngineError::SeatStillHeld(held),
+                channel: Some(1),
+            }),
+        );
+        let notice = m.notice.as_ref().unwrap();
+        assert_eq!(notice.level, NoticeLevel::Info);
+        assert_eq!(notice.text, words);
+        assert!(notice.text.contains("still held"), "{}", notice.text);
     }
 
     // --- chat ------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 //! - [`pulse`]: a private PulseAudio daemon with a null-sink speaker and a FIFO microphone;
 //! - [`ws`]: the signaling server run in-process on `127.0.0.1:0` and real WebSocket clients;
 //! - [`redis`]: a real `redis-server` on a free loopback port, for the server's cluster mode;
+//! - [`forward`]: a TCP front that fails over to the next backend, as a reverse proxy does in
+//!   front of a cluster's instances;
 //! - [`netns`]: naming and deleting the network namespaces tests make, and running a test
 //!   alone in a namespace with only loopback ([`netns::isolated`]);
 //! - [`browser`]: a real Chromium driven over WebDriver;
@@ -26,6 +28,7 @@
 
 pub mod browser;
 pub mod coturn;
+pub mod forward;
 pub mod netns;
 pub mod process;
 pub mod procfs;

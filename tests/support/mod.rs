@@ -14,6 +14,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use cromulent_test_support::forward::Failover;
 use cromulent_test_support::process::{KillOnDrop, poll_until, signal, wait_exit};
 pub use cromulent_test_support::process::{TempDir, free_port};
 pub use cromulent_test_support::redis::Redis;
@@ -83,12 +84,18 @@ impl Server {
     /// `CROMULENT_REDIS_URL`, `CROMULENT_INSTANCE_ID`) on a free port, and wait until it
     /// seats users through Redis.
     pub fn cluster_instance(redis: &Redis, name: &str) -> Self {
+        Self::cluster_instance_with(redis, name, &[])
+    }
+
+    /// As [`Server::cluster_instance`], with extra arguments (e.g. `--config` for a short
+    /// lease).
+    pub fn cluster_instance_with(redis: &Redis, name: &str, args: &[&str]) -> Self {
         let url = redis.url();
         let env = [
             ("CROMULENT_REDIS_URL", url.as_str()),
             ("CROMULENT_INSTANCE_ID", name),
         ];
-        let server = Self::start_with(free_port(), &[], &env);
+        let server = Self::start_with(free_port(), args, &env);
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

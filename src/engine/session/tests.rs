@@ -14,6 +14,7 @@ use crate::engine::calls::{
 use crate::engine::error::{DisconnectReason, EngineError, NoRoute};
 use crate::engine::peer_link::{LinkCommand, LinkResult, PeerKey};
 use crate::engine::presence::fixtures;
+use crate::engine::rejoin::{SEAT_PATIENCE, SEAT_RETRY};
 use crate::engine::status::VoiceStatus;
 use crate::engine::talk::TalkMode;
 use crate::engine::{ChannelRef, EngineCommand, EngineEvent, IcePolicy};
@@ -433,6 +434,215 @@ fn a_refused_join_is_not_retried_after_a_reconnect() {
             .iter()
             .any(|m| matches!(m, ClientMsg::Join { .. }))
     );
+}
+
+// --- rejoining while the lost connection's seat is still held ----------------------------------
+
+/// What the server answers a join while this user's seat is held by another connection: in
+/// the same channel `already_in_channel` (a killed cluster instance's seat, or a half-open
+/// connection's, when we rejoin where we sat), in another `already_in_voice`.
+fn seat_taken(reason: ErrorReason) -> ServerMsg {
+    ServerMsg::Error {
+        reason,
+        message: "you are in voice channel 1 from another connection; leave it there first".into(),
+        channel: Some(GENERAL),
+    }
+}
+
+fn own_leave(user: &str) -> ServerMsg {
+    ServerMsg::Presence {
+        changes: vec![PresenceChange {
+            op: PresenceOp::Leave,
+            channel: GENERAL,
+            member: member(user, 1),
+        }],
+    }
+}
+
+fn joins(effects: &[Effect]) -> usize {
+    sent(effects)
+        .iter()
+        .filter(|m| matches!(m, ClientMsg::Join { .. }))
+        .count()
+}
+
+/// In General with bob, the server lost and a new (not resumed) session welcomed: the rejoin
+/// is sent. Returns the client with the rejoin on its way.
+fn rejoining() -> Client {
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[member("bob", 1)]);
+    c.lost();
+    let back = c.welcome(false, &[member("ann", 1), member("bob", 1)]);
+    assert_eq!(sent(&back).last(), Some(&&join_msg(GENERAL)));
+    c
+}
+
+fn assert_waiting(c: &Client, effects: &[Effect]) {
+    assert!(
+        !statuses(effects)
+            .iter()
+            .any(|s| matches!(s, VoiceStatus::Disconnected { .. })),
+        "still connecting: {:?}",
+        statuses(effects)
+    );
+    assert_eq!(
+        c.session.status(),
+        &VoiceStatus::Connecting { channel: GENERAL }
+    );
+    assert_eq!(c.session.wanted(), Some(GENERAL));
+    assert_eq!(c.session.waiting_for_seat(), Some(GENERAL));
+}
+
+#[test]
+fn a_rejoin_refused_for_the_lost_connection_s_seat_says_so_and_asks_again_once_it_is_released() {
+    for reason in [ErrorReason::AlreadyInChannel, ErrorReason::AlreadyInVoice] {
+        let mut c = rejoining();
+        let refused = c.server(seat_taken(reason));
+        assert_waiting(&c, &refused);
+        let [EngineError::SeatStillHeld(held)] = errors(&refused)[..] else {
+            panic!("not our own words, once: {:?}", errors(&refused));
+        };
+        assert_eq!(
+            (held.channel, held.name.as_deref()),
+            (GENERAL, Some("General"))
+        );
+        assert!(
+            held.to_string()
+                .contains("the seat of the lost connection is still held"),
+            "{held}"
+        );
+        assert!(sent(&refused).is_empty(), "not asked again at once");
+        // Someone else leaving is no news for us.
+        assert_eq!(joins(&c.server(own_leave("bob"))), 0);
+        // Our own old seat released (a survivor reaped it): asked at once.
+        let released = c.server(own_leave("ann"));
+        assert_eq!(sent(&released), vec![&join_msg(GENERAL)], "{reason:?}");
+        let seated = c.joined(GENERAL, IceConfig::default(), &[member("bob", 1)]);
+        assert_eq!(
+            statuses(&seated).last(),
+            Some(&&VoiceStatus::Connected { channel: GENERAL })
+        );
+        assert_eq!(c.session.waiting_for_seat(), None, "the wait is over");
+        assert_eq!(joins(&c.advance(SEAT_RETRY)), 0);
+    }
+}
+
+#[test]
+fn a_rejoin_refused_for_the_lost_connection_s_seat_is_asked_again_on_a_timer() {
+    let mut c = rejoining();
+    let refused_at = c.now.at;
+    let refused = c.server(seat_taken(ErrorReason::AlreadyInChannel));
+    assert_waiting(&c, &refused);
+    assert_eq!(c.session.next_wake(), Some(refused_at + SEAT_RETRY));
+    assert_eq!(joins(&c.advance(SEAT_RETRY / 2)), 0, "not yet");
+    let asked = c.advance(SEAT_RETRY / 2);
+    assert_eq!(sent(&asked), vec![&join_msg(GENERAL)]);
+    assert_eq!(joins(&c.advance(SEAT_RETRY)), 0, "once per refusal");
+    // Refused again: no second notice, still connecting, asked again later.
+    let again = c.server(seat_taken(ErrorReason::AlreadyInChannel));
+    assert!(errors(&again).is_empty(), "{:?}", errors(&again));
+    assert_waiting(&c, &again);
+    assert_eq!(joins(&c.advance(SEAT_RETRY)), 1);
+    // The same after a resume the server no longer knew (a resumed welcome, then expiry).
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[]);
+    c.lost();
+    c.welcome(true, &[member("ann", 1)]);
+    let expired = c.server(ServerMsg::Error {
+        reason: ErrorReason::ResumeExpired,
+        message: "resume token unknown".into(),
+        channel: None,
+    });
+    assert_eq!(sent(&expired), vec![&join_msg(GENERAL)]);
+    let refused = c.server(seat_taken(ErrorReason::AlreadyInChannel));
+    assert_waiting(&c, &refused);
+    assert_eq!(joins(&c.advance(SEAT_RETRY)), 1);
+}
+
+#[test]
+fn a_rejoin_gives_up_when_the_seat_is_not_released_within_the_patience() {
+    let mut c = rejoining();
+    let first = c.now.at;
+    c.server(seat_taken(ErrorReason::AlreadyInVoice));
+    let mut asks = 0;
+    while c.now.at < first + SEAT_PATIENCE {
+        let out = c.advance(SEAT_RETRY);
+        asks += joins(&out);
+        if joins(&out) > 0 {
+            let refused = c.server(seat_taken(ErrorReason::AlreadyInVoice));
+            if c.now.at < first + SEAT_PATIENCE {
+                assert_waiting(&c, &refused);
+            } else {
+                // The last refusal is final: the old behaviour, with the server's reason.
+                assert!(matches!(
+                    statuses(&refused).last(),
+                    Some(VoiceStatus::Disconnected {
+                        reason: DisconnectReason::JoinRefused {
+                            reason: ErrorReason::AlreadyInVoice,
+                            ..
+                        },
+                        ..
+                    })
+                ));
+                assert!(matches!(
+                    errors(&refused)[..],
+                    [EngineError::Server {
+                        reason: ErrorReason::AlreadyInVoice,
+                        ..
+                    }]
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        asks as u32,
+        SEAT_PATIENCE.as_secs() as u32 / SEAT_RETRY.as_secs() as u32
+    );
+    assert_eq!(c.session.wanted(), None);
+    assert_eq!(c.session.next_wake(), None);
+    assert_eq!(joins(&c.advance(SEAT_RETRY * 5)), 0, "asked no more");
+    assert_eq!(joins(&c.server(own_leave("ann"))), 0);
+}
+
+#[test]
+fn a_join_the_user_asks_for_after_a_reconnect_is_refused_at_once() {
+    // Not in voice when the server was lost: the join after the reconnect is the user's.
+    let mut c = Client::new("ann");
+    c.welcome(false, &[]);
+    c.lost();
+    c.welcome(false, &[member("ann", 1)]);
+    c.command(EngineCommand::Join(ChannelRef("General".into())));
+    let refused = c.server(seat_taken(ErrorReason::AlreadyInVoice));
+    assert!(matches!(
+        statuses(&refused).last(),
+        Some(VoiceStatus::Disconnected { .. })
+    ));
+    assert!(matches!(errors(&refused)[..], [EngineError::Server { .. }]));
+    assert_eq!(c.session.wanted(), None);
+    assert_eq!(c.session.next_wake(), None);
+    assert_eq!(joins(&c.server(own_leave("ann"))), 0);
+}
+
+#[test]
+fn a_leave_or_a_join_elsewhere_ends_the_wait_for_the_old_seat() {
+    let mut c = rejoining();
+    c.server(seat_taken(ErrorReason::AlreadyInChannel));
+    c.command(EngineCommand::Leave);
+    assert_eq!(c.session.next_wake(), None);
+    assert_eq!(joins(&c.advance(SEAT_RETRY * 2)), 0);
+    assert_eq!(joins(&c.server(own_leave("ann"))), 0);
+    // Gaming chosen during the wait: the user's join, whose refusal is final.
+    let mut c = rejoining();
+    c.server(seat_taken(ErrorReason::AlreadyInChannel));
+    let chosen = c.command(EngineCommand::Join(ChannelRef("Gaming".into())));
+    assert_eq!(sent(&chosen), vec![&join_msg(GAMING)]);
+    let refused = c.server(seat_taken(ErrorReason::AlreadyInVoice));
+    assert!(matches!(
+        statuses(&refused).last(),
+        Some(VoiceStatus::Disconnected { .. })
+    ));
+    assert_eq!(c.session.wanted(), None);
+    assert_eq!(joins(&c.advance(SEAT_RETRY * 2)), 0);
 }
 
 #[test]
