@@ -187,6 +187,47 @@ impl Store {
         Ok(max.map_or(1, |m| m as MessageId + 1))
     }
 
+    /// The channels that have messages, in order.
+    fn channels(&self) -> Result<Vec<ChannelId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT channel FROM messages ORDER BY channel")
+            .map_err(|e| self.classify(e))?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(|e| self.classify(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Every channel's messages, oldest first, the newest `keep` of each at most (to carry a
+    /// history into a cluster's).
+    pub fn export(
+        &self,
+        keep: Option<u64>,
+    ) -> Result<Vec<(ChannelId, Vec<ChatMessage>)>, StoreError> {
+        let channels = self.channels()?;
+        let limit = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
+        channels
+            .into_iter()
+            .map(|channel| {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, channel, user, name, time, text FROM messages
+                         WHERE channel = ?1 ORDER BY id DESC LIMIT ?2",
+                    )
+                    .map_err(|e| self.classify(e))?;
+                let mut messages: Vec<ChatMessage> = stmt
+                    .query_map(params![channel, limit], row_message)
+                    .map_err(|e| self.classify(e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| self.classify(e))?;
+                messages.reverse();
+                Ok((channel, messages))
+            })
+            .collect()
+    }
+
     /// Store messages, all or none.
     pub fn insert(&mut self, messages: &[ChatMessage]) -> Result<(), StoreError> {
         let label = self.label.clone();
@@ -230,16 +271,7 @@ impl Store {
             )
             .map_err(|e| self.classify(e))?;
         let rows = stmt
-            .query_map(params![channel, before, i64::from(limit) + 1], |r| {
-                Ok(ChatMessage {
-                    id: r.get::<_, i64>(0)? as MessageId,
-                    channel: r.get(1)?,
-                    user: r.get(2)?,
-                    name: r.get(3)?,
-                    time: r.get::<_, i64>(4)? as u64,
-                    text: r.get(5)?,
-                })
-            })
+            .query_map(params![channel, before, i64::from(limit) + 1], row_message)
             .map_err(|e| self.classify(e))?;
         let mut messages = rows
             .collect::<Result<Vec<_>, _>>()
@@ -254,17 +286,7 @@ impl Store {
     pub fn prune(&mut self, now_ms: u64) -> Result<usize, StoreError> {
         let mut deleted = 0;
         if let Some(keep) = self.retention.per_channel {
-            let channels: Vec<i64> = {
-                let mut stmt = self
-                    .conn
-                    .prepare("SELECT DISTINCT channel FROM messages")
-                    .map_err(|e| self.classify(e))?;
-                stmt.query_map([], |r| r.get(0))
-                    .map_err(|e| self.classify(e))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| self.classify(e))?
-            };
-            for channel in channels {
+            for channel in self.channels()? {
                 let cut: Option<i64> = self
                     .conn
                     .query_row(
@@ -402,6 +424,18 @@ impl StoreHandle {
         // The thread ends only when every handle is gone.
         let _ = self.tx.send(job);
     }
+}
+
+/// A `messages` row (id, channel, user, name, time, text).
+fn row_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        id: r.get::<_, i64>(0)? as MessageId,
+        channel: r.get(1)?,
+        user: r.get(2)?,
+        name: r.get(3)?,
+        time: r.get::<_, i64>(4)? as u64,
+        text: r.get(5)?,
+    })
 }
 
 /// How often retention runs (and after how many inserts at most).

@@ -40,14 +40,19 @@ pub async fn run(
     // history is then Redis's too (every instance reads the same), and no file is opened.
     let (link, edge, store) = match &config.cluster {
         Some(cluster) => {
-            let (node, link, edge) = cluster::edge::start(cluster, config.chat.retention())
-                .map_err(std::io::Error::other)?;
             if let crate::chat_store::Location::File(path) = config.chat.location() {
                 tracing::info!(
-                    unused = %path.display(),
+                    file = %path.display(),
                     "cluster mode: the chat history is kept in Redis, not in chat.database"
                 );
+                // A former single server's history goes into the cluster's before any new
+                // message could be numbered above it.
+                if path.exists() {
+                    cluster::edge::import_history(cluster, config.chat.retention(), &path).await;
+                }
             }
+            let (node, link, edge) = cluster::edge::start(cluster, config.chat.retention())
+                .map_err(std::io::Error::other)?;
             hub = hub.in_cluster(node).with_chat(1, config.chat.max_chars);
             (Some(link), Some(edge), None)
         }

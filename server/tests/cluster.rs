@@ -682,6 +682,78 @@ async fn the_chat_history_is_one_store_that_an_instance_started_later_reads_too(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_single_servers_history_is_carried_into_the_cluster_once() {
+    use cromulent_protocol::ChatMessage;
+    use cromulent_server::chat_store::{Location, Retention, Store};
+
+    // The file a single server wrote: four messages in channel 1, one in channel 2.
+    let dir = TempDir::new("import");
+    let file = dir.path("chat.sqlite3");
+    {
+        let mut store = Store::open(&Location::File(file.clone()), Retention::default()).unwrap();
+        let message = |id: u64, channel: u32| ChatMessage {
+            id,
+            channel,
+            user: "ann".into(),
+            name: "Ann".into(),
+            time: 1_000 + id,
+            text: format!("old {id}"),
+        };
+        store
+            .insert(&[
+                message(1, 1),
+                message(2, 2),
+                message(3, 1),
+                message(4, 1),
+                message(5, 1),
+            ])
+            .unwrap();
+    }
+    let redis = Redis::start();
+    let config = || {
+        let mut config = Config {
+            cluster: Some(cluster(&redis, "a")),
+            ..Config::default()
+        };
+        config.chat.database = Some(file.display().to_string());
+        config.chat.retention_messages = 3;
+        config
+    };
+    let a = TestServer::start(config()).await;
+    cluster_ready(&a.url(), "a").await;
+    let mut ann = Client::connect(&a.url(), "ann").await;
+    let old = |ids: &[u64]| -> Vec<(u64, String)> {
+        ids.iter().map(|&id| (id, format!("old {id}"))).collect()
+    };
+    assert_eq!(
+        history_page(&mut ann, 1, None, 10).await,
+        (old(&[3, 4, 5]), false)
+    );
+    assert_eq!(
+        history_page(&mut ann, 2, None, 10).await,
+        (old(&[2]), false)
+    );
+    // New messages are numbered above the imported ones.
+    ann.send(&ClientMsg::Say {
+        channel: 1,
+        text: "new".into(),
+    })
+    .await;
+    let (id, _, _) = next_message(&mut ann).await;
+    assert!(id > 5, "{id}");
+    drop(ann);
+    a.stop().await;
+
+    // Started again with the same file: nothing is added twice.
+    let a = TestServer::start(config()).await;
+    cluster_ready(&a.url(), "a").await;
+    let mut ann = Client::connect(&a.url(), "ann").await;
+    let mut expected = old(&[4, 5]);
+    expected.push((id, "new".into()));
+    assert_eq!(history_page(&mut ann, 1, None, 10).await, (expected, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_past_the_age_limit_is_not_served() {
     use cromulent_protocol::ChatMessage;
     use cromulent_server::chat_store::Retention;

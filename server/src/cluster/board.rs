@@ -47,6 +47,7 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| {
 static SAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/say.lua")));
 static NAME: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/name.lua")));
 static UNNAME: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unname.lua")));
+static IMPORT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/import.lua")));
 static HISTORY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/history.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/snapshot.lua")));
@@ -295,6 +296,26 @@ impl Board {
             .arg(max_age_ms)
             .invoke_async(&mut self.con)
             .await
+    }
+
+    /// Append `messages` (one channel's, oldest first) to the channel's history where they
+    /// are newer than its newest (see `lua/import.lua`); how many were added.
+    pub async fn import(
+        &mut self,
+        channel: ChannelId,
+        messages: &[ChatMessage],
+    ) -> RedisResult<u64> {
+        let mut added = 0;
+        for chunk in messages.chunks(500) {
+            let mut call = IMPORT.key(&self.keys.chat_next);
+            call.key(self.keys.chat_log(channel))
+                .arg(self.retention.per_channel.unwrap_or(0));
+            for m in chunk {
+                call.arg(m.id).arg(json(m));
+            }
+            added += call.invoke_async::<u64>(&mut self.con).await?;
+        }
+        Ok(added)
     }
 
     /// Up to `limit` messages of `channel` older than `before` (or the newest), oldest first,

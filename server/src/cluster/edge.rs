@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 
 use super::board::{Board, Keys};
 use super::wire::{Claim, Inbox, Input, NameOutcome, NodeId, Op, SeatOutcome, SessionId, Why};
-use crate::chat_store::Retention;
+use std::path::Path;
+
+use crate::chat_store::{Location, Retention, Store};
 use crate::config::ClusterConfig;
 
 /// Pause before subscribing again after the subscription failed or ended.
@@ -79,6 +81,52 @@ pub fn start(
             subscription,
         },
     ))
+}
+
+/// Carry the history of a single server's chat file at `path` into the cluster's (the
+/// first start of a former single server in cluster mode): each channel's messages newer
+/// than what Redis holds for it, the newest `retention.per_channel` at most. Starting again
+/// adds nothing. Never fails the start: a file it cannot read or a Redis it cannot reach
+/// (within `ANSWER_WITHIN` per request) is logged and skipped; the file is left as it is.
+pub async fn import_history(config: &ClusterConfig, retention: Retention, path: &Path) {
+    let location = Location::File(path.to_owned());
+    let exported = tokio::task::spawn_blocking(move || {
+        Store::open(&location, retention).and_then(|store| store.export(retention.per_channel))
+    })
+    .await;
+    let channels = match exported {
+        Ok(Ok(channels)) => channels,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cluster: the chat file's history not carried into Redis");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: reading the chat file failed");
+            return;
+        }
+    };
+    let carried = async {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let mut board = Board::new(&client, config, retention, "import")?;
+        let mut added = 0;
+        for (channel, messages) in &channels {
+            added += board.import(*channel, messages).await?;
+        }
+        redis::RedisResult::Ok(added)
+    };
+    match carried.await {
+        Ok(0) => {}
+        Ok(added) => tracing::info!(
+            added,
+            file = %path.display(),
+            "cluster: the chat file's history carried into Redis"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            file = %path.display(),
+            "cluster: the chat file's history not carried into Redis"
+        ),
+    }
 }
 
 impl Edge {
