@@ -131,6 +131,22 @@ pub fn spawn(
     HubHandle { tx }
 }
 
+impl Command {
+    /// The connection a request after `hello` comes from (`None` for attach and detach).
+    fn request_of(&self) -> Option<ConnId> {
+        match self {
+            Command::Attach { .. } | Command::Detach { .. } => None,
+            Command::Join { conn, .. }
+            | Command::Leave { conn }
+            | Command::VoiceState { conn, .. }
+            | Command::Relay { conn, .. }
+            | Command::Watch { conn, .. }
+            | Command::Say { conn, .. }
+            | Command::History { conn, .. } => Some(*conn),
+        }
+    }
+}
+
 async fn run(
     mut hub: Hub,
     mut rx: mpsc::UnboundedReceiver<Command>,
@@ -139,11 +155,21 @@ async fn run(
     mut inputs: Option<mpsc::UnboundedReceiver<Input>>,
 ) {
     let mut conns: HashMap<ConnId, Registered> = HashMap::new();
+    // Requests of connections not welcomed yet (cluster mode: waiting for Redis), in order,
+    // carried out once they are (a client may send `join` right behind `hello`).
+    let mut held: HashMap<ConnId, Vec<Command>> = HashMap::new();
     let mut expire = tokio::time::interval(expire_every);
     loop {
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
+                if let Command::Detach { conn } = &cmd {
+                    held.remove(conn);
+                }
+                if let Some(conn) = cmd.request_of().filter(|&c| hub.is_pending(c)) {
+                    held.entry(conn).or_default().push(cmd);
+                    continue;
+                }
                 let effects = apply(&mut hub, &mut conns, cmd);
                 carry_out(&mut hub, &mut conns, &outlets, effects);
                 ask_cluster(&mut hub, &outlets);
@@ -151,6 +177,14 @@ async fn run(
             Some(input) = next_input(&mut inputs) => {
                 let effects = hub.cluster_input(input, Instant::now());
                 carry_out(&mut hub, &mut conns, &outlets, effects);
+                let ready: Vec<ConnId> =
+                    held.keys().copied().filter(|&c| !hub.is_pending(c)).collect();
+                for conn in ready {
+                    for cmd in held.remove(&conn).unwrap_or_default() {
+                        let effects = apply(&mut hub, &mut conns, cmd);
+                        carry_out(&mut hub, &mut conns, &outlets, effects);
+                    }
+                }
                 ask_cluster(&mut hub, &outlets);
             }
             _ = expire.tick() => {

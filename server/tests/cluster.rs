@@ -406,6 +406,53 @@ async fn eventually_welcomed(url: &str, name: &str, within: Duration) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_right_behind_hello_wait_for_the_welcome_not_get_lost() {
+    let redis = Redis::start();
+    let a = instance(&redis, "a").await;
+    let mut watcher = Client::connect(&a.url(), "watcher").await;
+    watcher.send(&ClientMsg::Watch { channel: Some(1) }).await;
+    // A new session waits for the name check, a resume for its claim: the join and the chat
+    // line sent meanwhile are carried out after the welcome, in order. Redis is kept busy
+    // for a moment (a script spinning 300 ms), so they surely arrive before its answer.
+    for (i, resume) in [None, Some("no-such-token")].into_iter().enumerate() {
+        let name = format!("eager{i}");
+        let busy = {
+            let url = redis.url();
+            tokio::task::spawn_blocking(move || {
+                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let spin = "local t = redis.call('TIME') local until_us = t[1] * 1e6 + t[2] + 300000 \
+                            repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] >= until_us return 1";
+                redis::cmd("EVAL").arg(spin).arg(0).exec(&mut con).unwrap();
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut c = Client::raw(&a.url()).await;
+        c.send(&ClientMsg::Hello {
+            protocol: cromulent_protocol::PROTOCOL_VERSION,
+            name: Some(name.clone()),
+            token: None,
+            resume: resume.map(str::to_owned),
+        })
+        .await;
+        c.send(&ClientMsg::Join { channel: 1 }).await;
+        c.send(&ClientMsg::Say {
+            channel: 1,
+            text: format!("hi from {name}"),
+        })
+        .await;
+        assert!(matches!(c.recv().await, ServerMsg::Welcome { .. }));
+        c.expect_joined().await;
+        let (_, user, text) = next_message(&mut c).await;
+        assert_eq!(
+            (user.as_str(), text),
+            (name.as_str(), format!("hi from {name}"))
+        );
+        c.send(&ClientMsg::Leave).await;
+        busy.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_look_alike_name_is_refused_on_every_instance_and_free_once_its_holder_is_gone() {
     let redis = Redis::start();
     let grace = Duration::from_millis(400);

@@ -91,6 +91,14 @@ impl Replica {
 }
 
 impl Hub {
+    /// Whether connection `conn` said `hello` and waits for Redis (a resume claim or the name
+    /// check) before it is welcomed: what it asks meanwhile must wait too.
+    pub fn is_pending(&self, conn: ConnId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|r| r.pending.contains_key(&conn))
+    }
+
     /// Run as node `node` of a cluster: seats live in Redis, through the cluster edge.
     pub fn in_cluster(mut self, node: NodeId) -> Self {
         self.cluster = Some(Replica::new(node));
