@@ -2,7 +2,8 @@
 //! WebDriver) opens the page the server serves, joins a voice channel with `cromulent
 //! headless` users and they hear each other, checked by the audio's frequency on both sides:
 //! in both offer roles, three-way, relay-only through a real coturn. The VoiceBar in each
-//! state, push-to-talk from key events, and the page on a phone-sized screen.
+//! state, push-to-talk from key events, and the page on a phone-sized screen. A cluster
+//! instance killed under the page: it waits for its old seat and sits again on the survivor.
 //!
 //! Each test runs alone in a network namespace of its own with only loopback
 //! ([`netns::isolated`]): the browser gathers candidates on every interface and nothing may
@@ -19,7 +20,7 @@ use cromulent_test_support::browser::{self, Browser, Options};
 use cromulent_test_support::netns::{self, isolated};
 use serde_json::{Value, json};
 use support::coturn::Coturn;
-use support::{Client, LONG, Server, TempDir, free_port, read_wav, tail};
+use support::{Client, Failover, LONG, Server, TempDir, free_port, read_wav, tail};
 
 const SHORT: Duration = Duration::from_secs(10);
 
@@ -51,7 +52,12 @@ fn page_url(server: &Server) -> String {
 
 /// Open the page, sign in as `name` (open mode) and wait for the welcome.
 fn sign_in(browser: &Browser, server: &Server, name: &str) {
-    browser.goto(&page_url(server)).unwrap();
+    sign_in_at(browser, &page_url(server), name);
+}
+
+/// As [`sign_in`], with the page opened at `url` (e.g. through a front).
+fn sign_in_at(browser: &Browser, url: &str, name: &str) {
+    browser.goto(url).unwrap();
     // The page offers the last name used in this browser; this user types their own.
     browser.clear("#name").unwrap();
     browser.type_into("#name", name).unwrap();
@@ -426,6 +432,235 @@ fn a_join_the_cluster_cannot_carry_out_is_said_in_the_voicebar() {
     let (_, reason, words) = wait_voicebar(&browser, "disconnected", SHORT);
     assert_eq!(reason, "cluster_unavailable", "{words}");
     assert!(words.contains("right now"), "said in words: {words}");
+}
+
+/// Record every state the VoiceBar shows from now on (state, reason, words), so that a test
+/// can check a state that lasted a moment, and that another was never shown.
+fn record_voicebar(browser: &Browser) {
+    browser
+        .execute(
+            "const bar = document.querySelector('#voicebar');
+             const text = document.querySelector('#voicebar-text');
+             window.__bars = [];
+             const note = () => {
+               const now = [bar.dataset.state || '', bar.dataset.reason || '', text.textContent];
+               const last = window.__bars[window.__bars.length - 1];
+               if (!last || last.some((v, i) => v !== now[i])) window.__bars.push(now);
+             };
+             note();
+             new MutationObserver(note).observe(bar,
+               { attributes: true, childList: true, subtree: true, characterData: true });",
+            &[],
+        )
+        .unwrap();
+}
+
+/// What [`record_voicebar`] saw so far.
+fn recorded_voicebar(browser: &Browser) -> Vec<(String, String, String)> {
+    let seen = browser.execute("return window.__bars;", &[]).unwrap();
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    seen.as_array()
+        .expect("the recorded bars")
+        .iter()
+        .map(|b| (s(&b[0]), s(&b[1]), s(&b[2])))
+        .collect()
+}
+
+/// A short lease, so that the killed instance's seats are released within 5 s; long enough
+/// that the page's reconnect (first retry within 250 ms) meets its old seat still held.
+const LEASE_MS: u64 = 4_000;
+const RENEW_MS: u64 = 1_000;
+
+/// Cluster failover (issue 21) in the browser: the page reaches the cluster through one front
+/// address (a TCP failover front, as the Caddyfile's `lb_try_duration`: the page, its files and
+/// its WebSocket all go through it), sits in General on instance one in a call with bob
+/// (`cromulent headless` on instance two), and instance one is `kill -9`ed. The page
+/// reconnects through the front to instance two, whose Redis still holds its old seat until the
+/// dead instance's lease lapses: its rejoin is refused `already_in_channel`. The page must
+/// wait for the seat (`rejoin.js`: the bar says so, in words, and stays `connecting`), sit
+/// again once it is released, and the call with bob must carry audio again both ways.
+/// Without the wait the rejoin's refusal is final: the bar says `already in this channel from
+/// another session` and stays disconnected, and this test fails waiting for `seat_still_held`.
+#[test]
+fn a_browser_whose_instance_is_killed_waits_for_its_old_seat_and_sits_again_on_the_survivor() {
+    if !isolated(
+        "a_browser_whose_instance_is_killed_waits_for_its_old_seat_and_sits_again_on_the_survivor",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("web-failover");
+    let config = dir.path("server.toml");
+    std::fs::write(
+        &config,
+        format!("[cluster]\nlease_ms = {LEASE_MS}\nrenew_ms = {RENEW_MS}\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let redis = support::Redis::start();
+    let one = Server::cluster_instance_with(&redis, "one", &["--config", &config]);
+    let two = Server::cluster_instance_with(&redis, "two", &["--config", &config]);
+    // The page through a front that prefers instance one; bob straight to instance two.
+    let front = Failover::start(&[one.addr, two.addr]);
+    let wav = dir.path("bob.wav");
+    let mut bob = Client::start(
+        &two.url(),
+        "bob",
+        &[
+            "--join",
+            "General",
+            "--audio-in",
+            "tone:660",
+            "--audio-out",
+            &format!("wav:{}", wav.display()),
+        ],
+    );
+    bob.wait_state("connected", LONG);
+    let browser = browser_with_tone(&dir, 440.0);
+    sign_in_at(&browser, &format!("http://{}/", front.addr()), "alice");
+    talk_mode(&browser, "open");
+    join(&browser, 1);
+    wait_peer_connected(&browser, "bob", LONG);
+    wait_voicebar(&browser, "connected", SHORT);
+    bob.wait_audio("alice", LONG);
+    record_voicebar(&browser);
+
+    let mark = bob.mark();
+    one.kill();
+    // The rejoin on instance two meets the old seat: the page waits for it, and says so.
+    let bound = Duration::from_millis(LEASE_MS + RENEW_MS);
+    let waiting = browser.wait_for(
+        "window.__bars.some((b) => b[1] === 'seat_still_held')",
+        bound + SHORT,
+    );
+    let bars = recorded_voicebar(&browser);
+    assert!(
+        waiting.is_some(),
+        "the bar shows the wait for the old seat: {bars:#?}"
+    );
+    let (state, _, words) = bars
+        .iter()
+        .find(|b| b.1 == "seat_still_held")
+        .expect("the waiting bar");
+    assert_eq!(state, "connecting", "{bars:#?}");
+    assert!(
+        words.contains(
+            "rejoining General: the seat of the lost connection is still held; \
+             asking again until the server releases it"
+        ),
+        "said in words: {words}"
+    );
+    // Once the survivor releases the old seat, the page sits again, and instance two's
+    // presence (bob's view) shows it seated in General.
+    let js = "document.querySelector('#voicebar').dataset.state === 'connected'";
+    let back = browser.wait_for(js, bound + LONG);
+    let bars = recorded_voicebar(&browser);
+    assert!(back.is_some(), "connected again: {bars:#?}");
+    assert!(
+        voicebar(&browser).2.contains("General"),
+        "{:?}",
+        voicebar(&browser)
+    );
+    assert!(
+        !bars.iter().any(|b| b.0 == "disconnected"
+            && ["already_in_channel", "already_in_voice"].contains(&b.1.as_str())),
+        "a final refusal was shown: {bars:#?}"
+    );
+    bob.wait_after(mark, "alice seated in General again", LONG, |e| {
+        e.kind() == "presence"
+            && e.str("op") == "join"
+            && e.str("user") == "alice"
+            && e.json["channel_id"] == json!(1)
+    });
+    // The call is back, and carries audio both ways.
+    wait_peer_connected(&browser, "bob", LONG);
+    bob.wait_after(mark, "audio from alice again", LONG, |e| {
+        e.kind() == "audio" && e.str("from") == "alice"
+    });
+    assert_tone(
+        tail(&heard_by_browser(&browser, "bob", 1.5), 1.0),
+        660.0,
+        "alice hears bob after the failover",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(bob.terminate().success(), "bob exits 0: {}", bob.stderr());
+    assert_tone(
+        tail(&read_wav(&wav), 1.0),
+        440.0,
+        "bob hears alice after the failover",
+    );
+}
+
+/// The wait's rule itself (`js/rejoin.js`, pure), run in the page with made-up times: asked
+/// again every 2 s, at once on our own leave only once refused, given up 40 s after the first
+/// refusal; and the VoiceBar's words while waiting.
+#[test]
+fn the_rejoin_waits_for_the_old_seat_by_the_engines_rule() {
+    if !isolated("the_rejoin_waits_for_the_old_seat_by_the_engines_rule") {
+        return;
+    }
+    let dir = TempDir::new("web-rejoin-rule");
+    let server = Server::start();
+    let browser = browser_with_tone(&dir, 440.0);
+    browser.goto(&page_url(&server)).unwrap();
+    let got = browser
+        .execute_async(
+            "const done = arguments[0];
+             Promise.all([import('/js/rejoin.js'), import('/js/bar.js')]).then(([r, bar]) => {
+               const w = new r.SeatWait(1);
+               const steps = [];
+               steps.push(['leave before a refusal', w.onOwnLeave()]);
+               steps.push(['first refusal', w.onRefused(1000)]);
+               steps.push(['waiting', w.refused]);
+               steps.push(['due early', w.due(2999)]);
+               steps.push(['due', w.due(3000)]);
+               steps.push(['due twice', w.due(3000)]);
+               steps.push(['refused late', w.onRefused(40999)]);
+               steps.push(['leave once refused', w.onOwnLeave()]);
+               steps.push(['no timer after a leave', w.due(1e9)]);
+               steps.push(['refused past patience', w.onRefused(41000)]);
+               const name = 'General <b>';
+               steps.push(['bar', bar.describe({ phase: 'connecting', channelName: name,
+                 reason: 'seat_still_held', message: r.waitWords(name) })]);
+               done({ retry: r.SEAT_RETRY_MS, patience: r.SEAT_PATIENCE_MS,
+                      reasons: [...r.SEATED_ELSEWHERE].sort(), steps });
+             }, (e) => done({ error: String(e) }));",
+            &[],
+        )
+        .unwrap();
+    assert!(got["error"].is_null(), "{got}");
+    assert_eq!(got["retry"], json!(2000));
+    assert_eq!(got["patience"], json!(40000));
+    assert_eq!(
+        got["reasons"],
+        json!(["already_in_channel", "already_in_voice"])
+    );
+    let steps = got["steps"].as_array().unwrap();
+    let expected = [
+        ("leave before a refusal", json!(false)),
+        ("first refusal", json!("first_wait")),
+        ("waiting", json!(true)),
+        ("due early", json!(false)),
+        ("due", json!(true)),
+        ("due twice", json!(false)),
+        ("refused late", json!("still_waiting")),
+        ("leave once refused", json!(true)),
+        ("no timer after a leave", json!(false)),
+        ("refused past patience", json!("give_up")),
+        (
+            "bar",
+            json!({
+                "state": "connecting",
+                "reason": "seat_still_held",
+                "text": "Connecting… General <b> — rejoining General <b>: the seat of the lost \
+                         connection is still held; asking again until the server releases it",
+            }),
+        ),
+    ];
+    for (step, (what, want)) in steps.iter().zip(expected.iter()) {
+        assert_eq!(step[0], json!(what));
+        assert_eq!(&step[1], want, "{what}: {got}");
+    }
+    assert_eq!(steps.len(), expected.len(), "{got}");
 }
 
 #[test]

@@ -44,6 +44,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("/js/talk.js", JS),
     asset!("/js/view.js", JS),
     asset!("/js/chat.js", JS),
+    asset!("/js/rejoin.js", JS),
 ];
 
 /// What [`respond`] needs of a request.

@@ -38,8 +38,12 @@ export function reasonWords(reason, message) {
 export function describe(voice) {
   const where = voice.channelName || '';
   switch (voice.phase) {
-    case 'connecting':
-      return { state: 'connecting', reason: '', text: where ? `Connecting… ${where}` : 'Connecting…' };
+    case 'connecting': {
+      // A rejoin waiting for the lost connection's seat says so (`rejoin.js`'s words).
+      let text = where ? `Connecting… ${where}` : 'Connecting…';
+      if (voice.message) text += ` — ${voice.message}`;
+      return { state: 'connecting', reason: voice.reason || '', text };
+    }
     case 'connected':
       return { state: 'connected', reason: '', text: `Connected — ${where}` };
     case 'disconnected': {

@@ -3,7 +3,9 @@
 // `Signaling` (the WebSocket), `VoiceRoom` (the peer connections), `Mic` (the microphone and
 // the talk rules), the VoiceBar (`bar.js`) and the lists (`view.js`). The rules follow the
 // terminal client's session (src/engine/session.rs): the channel the user wants is asked for
-// again after a reconnect, a refused join says why, every peer down too long is "no route".
+// again after a reconnect, a refused join says why, every peer down too long is "no route",
+// and a rejoin refused because the lost connection's seat is still held waits for it
+// (`rejoin.js`).
 
 import { Signaling } from './signaling.js';
 import { VoiceRoom, DOWN_LIMIT_MS } from './room.js';
@@ -11,6 +13,7 @@ import { Mic } from './talk.js';
 import * as bar from './bar.js';
 import { renderChannels, renderPeer } from './view.js';
 import { ChatPane } from './chat.js';
+import { SeatWait, Refusal, SEATED_ELSEWHERE, waitWords } from './rejoin.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'cromulent.token';
@@ -31,6 +34,11 @@ const app = {
   resume: null, // the session's resume token
   iceTimer: 0,
   audioCtx: null,
+  // A channel was wanted when the server was lost: the next new session's join of it is a
+  // rejoin, which may find the lost connection's seat still held.
+  lostWhileWanted: false,
+  seatWait: null, // that rejoin's SeatWait, until a seat, a leave or a join elsewhere
+  seatTimer: 0,
 };
 
 // --- storage (a private window or a locked-down browser may refuse it) ------------------
@@ -133,7 +141,9 @@ function signOut() {
   chat.reset();
   store(localStorage, TOKEN_KEY, null);
   store(sessionStorage, SESSION_KEY, null);
-  Object.assign(app, { me: null, seat: null, wanted: null, online: false, channels: [] });
+  endSeatWait();
+  Object.assign(app, { me: null, seat: null, wanted: null, online: false, channels: [],
+    lostWhileWanted: false });
   delete document.body.dataset.self;
   setVoice({ phase: 'idle' });
   document.body.dataset.phase = 'signin';
@@ -175,12 +185,17 @@ function welcome(msg) {
   $('signin-error').textContent = '';
   store(localStorage, NAME_KEY, msg.user.name);
   serverStatus(`Signed in as ${msg.user.name}`);
+  const lostWhileWanted = app.lostWhileWanted;
+  app.lostWhileWanted = false;
   if (!msg.resumed) {
     // A fresh session: the seat we had (if any) is gone; ask for the wanted channel again.
+    // After a lost connection that join may meet the lost connection's seat: wait for it.
     if (app.seat !== null) room.closeAll();
     app.seat = null;
-    if (app.wanted !== null) sendJoin(app.wanted);
-    else if (app.voice.phase === 'disconnected' && app.voice.reason === 'server_gone') {
+    if (app.wanted !== null) {
+      if (lostWhileWanted) startSeatWait(app.wanted);
+      sendJoin(app.wanted);
+    } else if (app.voice.phase === 'disconnected' && app.voice.reason === 'server_gone') {
       setVoice({ phase: 'idle' });
     }
   } else if (app.seat === null && app.wanted !== null) {
@@ -202,6 +217,7 @@ function welcome(msg) {
 }
 
 function presence(changes) {
+  let ownLeave = false;
   for (const c of changes) {
     const ch = app.channels.find((x) => x.id === c.channel);
     if (!ch || !c.member) continue;
@@ -218,11 +234,18 @@ function presence(changes) {
       if (c.op === 'leave') room.gone(c.member.user);
       else room.present(c.member);
     }
+    if (c.op === 'leave' && app.me && c.member.user === app.me.id) ownLeave = true;
+  }
+  // A seat of ours was released: perhaps the lost connection's we are waiting for.
+  if (ownLeave && app.seat === null && app.seatWait && app.seatWait.onOwnLeave()) {
+    clearTimeout(app.seatTimer);
+    signaling.send({ type: 'join', channel: app.seatWait.channel });
   }
   draw();
 }
 
 function joined(msg) {
+  endSeatWait();
   app.seat = msg.channel;
   app.wanted = msg.channel;
   mic.ensure(); // a resumed seat (after a reload) gets its microphone back too
@@ -249,6 +272,7 @@ function left(msg) {
 }
 
 function serverError(msg) {
+  if (SEATED_ELSEWHERE.has(msg.reason) && app.seat === null && waitForOldSeat()) return;
   switch (msg.reason) {
     case 'already_in_channel':
     case 'already_in_voice':
@@ -292,6 +316,8 @@ function serverError(msg) {
 
 function lost(why) {
   app.online = false;
+  if (app.wanted !== null) app.lostWhileWanted = true;
+  endSeatWait(); // the next session's welcome starts a new one, if needed
   serverStatus(`Lost the server — reconnecting in ${Math.ceil(why.retryInMs / 1000)} s…`);
   if (app.wanted !== null || app.seat !== null) {
     setVoice({
@@ -304,6 +330,7 @@ function lost(why) {
 
 function fatal(err) {
   app.online = false;
+  endSeatWait();
   room.closeAll();
   mic.close();
   app.seat = null;
@@ -339,6 +366,9 @@ function sendJoin(id) {
 
 function join(id) {
   if (app.seat === id) return;
+  // The user chose: a refusal of this join is theirs to see at once.
+  if (app.seatWait && app.seatWait.channel !== id) endSeatWait();
+  if (!app.online) app.lostWhileWanted = false;
   audioContext(); // within the click: the browser lets sound start
   mic.ensure(); // in parallel with the join: the track joins the calls when it is ready
   if (app.online) sendJoin(id);
@@ -347,6 +377,8 @@ function join(id) {
 }
 
 function leave() {
+  endSeatWait();
+  app.lostWhileWanted = false;
   app.wanted = null;
   remember();
   if (app.seat !== null) signaling.send({ type: 'leave' });
@@ -356,6 +388,64 @@ function leave() {
     setVoice({ phase: 'idle' });
   }
   draw();
+}
+
+// --- the rejoin's wait for the lost connection's seat (rules in rejoin.js) -----------------
+
+function startSeatWait(channel) {
+  endSeatWait();
+  app.seatWait = new SeatWait(channel);
+}
+
+function endSeatWait() {
+  clearTimeout(app.seatTimer);
+  app.seatTimer = 0;
+  app.seatWait = null;
+}
+
+/**
+ * The rejoin was refused as seated elsewhere: wait for the lost connection's seat (saying so
+ * the first time) and return true, or return false when there is no such rejoin or the
+ * patience has run out (the refusal is then final, as for any join).
+ */
+function waitForOldSeat() {
+  const wait = app.seatWait;
+  if (!wait) return false;
+  switch (wait.onRefused(Date.now())) {
+    case Refusal.FIRST_WAIT:
+      showSeatWait(wait);
+      scheduleSeatAsk();
+      return true;
+    case Refusal.STILL_WAITING:
+      // Said once; again only if the bar was redrawn meanwhile (the user clicked Join on the
+      // same channel: that join joined the wait).
+      if (app.voice.reason !== 'seat_still_held') showSeatWait(wait);
+      scheduleSeatAsk();
+      return true;
+    default:
+      endSeatWait();
+      return false;
+  }
+}
+
+/** The VoiceBar while waiting: still connecting, and why, in words. */
+function showSeatWait(wait) {
+  const name = channelName(wait.channel);
+  setVoice({ phase: 'connecting', channelName: name, reason: 'seat_still_held',
+    message: waitWords(name) });
+  draw();
+}
+
+/** Ask for the waited-for seat again when the wait's timer is due. */
+function scheduleSeatAsk() {
+  clearTimeout(app.seatTimer);
+  const wait = app.seatWait;
+  if (!wait || wait.nextAsk === null) return;
+  app.seatTimer = setTimeout(() => {
+    if (app.seatWait !== wait) return;
+    if (wait.due(Date.now())) signaling.send({ type: 'join', channel: wait.channel });
+    else scheduleSeatAsk(); // a timer may fire a millisecond early
+  }, Math.max(0, wait.nextAsk - Date.now()));
 }
 
 function setVoice(voice) {
