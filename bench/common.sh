@@ -56,14 +56,14 @@ redis_report() {
 
 # Release server number $1 with bench/server-load.toml on a free port, in cluster mode (its
 # instance id bench$1) when start_redis ran; sets instance_port and instance_pid. SERVER_BIN
-# names another server binary (another build, for a comparison).
+# names another server binary (another build, for a comparison), SERVER_CONFIG another config.
 start_instance() {
   instance_port=$(free_port)
   local env=(RUST_LOG=warn)
   if [[ -n ${redis_port:-} ]]; then
     env+=(CROMULENT_REDIS_URL="redis://127.0.0.1:$redis_port/" CROMULENT_INSTANCE_ID="bench$1")
   fi
-  env "${env[@]}" "${SERVER_BIN:-$bin/cromulent-server}" --config bench/server-load.toml \
+  env "${env[@]}" "${SERVER_BIN:-$bin/cromulent-server}" --config "${SERVER_CONFIG:-bench/server-load.toml}" \
     --listen "127.0.0.1:$instance_port" >/dev/null 2>&1 &
   instance_pid=$!
   started+=("$instance_pid")
