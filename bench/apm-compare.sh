@@ -11,7 +11,8 @@
 # looped from the start, heard through a room (80 ms, −6 dB, reverb tail), the near end
 # speaking after 6 s: ERLE per second of single talk, then the near end's PESQ in double talk;
 # the same with the room at −20 dB and with no echo at all (the far end only plays); the time
-# each run spent in the module per second of audio.
+# each run spent in the module per second of audio; and a few of these with both modules at the
+# same internal rate.
 # Usage: bench/apm-compare.sh [sonora webrtc]   (modules; default both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,14 @@ for m in "${modules[@]}"; do
   case_ "clean, echo (nothing playing)" "$m" --echo
   case_ "clean, echo + high-pass (nothing playing)" "$m" --echo --high-pass
   case_ "clean, echo + noise high (nothing playing)" "$m" --echo --noise-level high
+  # Both at the same internal rate (sonora's default is 32 kHz, the C++ module's 48 kHz).
+  for rate in 32000 48000; do
+    case_ "clean, noise high, internal rate $rate" "$m" --noise-level high --internal-rate "$rate"
+    case_ "clean, echo + noise high (nothing playing), internal rate $rate" "$m" --echo --noise-level high \
+      --internal-rate "$rate"
+    case_ "double talk, room gain 0.5, echo, internal rate $rate" "$m" --echo --far "$tmp/far.wav" \
+      --room-gain 0.5 --near-after-s 6 --internal-rate "$rate"
+  done
   for stages in "--echo" "--echo --high-pass" "--echo --noise-level high"; do
     for gain in 0.5 0.1 0; do
       # shellcheck disable=SC2086 # the stages are separate arguments

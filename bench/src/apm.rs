@@ -43,6 +43,9 @@ pub struct Stages {
     /// forces it on whatever this says).
     pub high_pass: bool,
     pub noise: Option<NoiseLevel>,
+    /// The highest rate the module processes at inside, Hz (32000 or 48000; `None`: the
+    /// module's default — sonora 32000, the C++ module 48000).
+    pub internal_rate: Option<u32>,
 }
 
 /// One module instance behind one interface.
@@ -103,6 +106,14 @@ impl Sonora {
                 },
                 ..NoiseSuppression::default()
             }),
+            pipeline: sonora::config::Pipeline {
+                maximum_internal_processing_rate: match stages.internal_rate {
+                    Some(48_000) => sonora::config::MaxProcessingRate::Rate48kHz,
+                    Some(_) => sonora::config::MaxProcessingRate::Rate32kHz,
+                    None => sonora::config::Pipeline::default().maximum_internal_processing_rate,
+                },
+                ..sonora::config::Pipeline::default()
+            },
             ..sonora::Config::default()
         };
         let stream = sonora::StreamConfig::new(48_000, 1);
@@ -147,6 +158,7 @@ mod cpp {
     use super::{CHUNK, NoiseLevel, Processor, Stages};
     use webrtc_audio_processing::config::{
         Config, EchoCanceller, HighPassFilter, NoiseSuppression, NoiseSuppressionLevel as L,
+        Pipeline, PipelineProcessingRate,
     };
 
     pub struct Webrtc(webrtc_audio_processing::Processor);
@@ -168,6 +180,14 @@ mod cpp {
                     },
                     analyze_linear_aec_output: false,
                 }),
+                pipeline: Pipeline {
+                    maximum_internal_processing_rate: match stages.internal_rate {
+                        Some(32_000) => PipelineProcessingRate::Max32000Hz,
+                        Some(_) => PipelineProcessingRate::Max48000Hz,
+                        None => Pipeline::default().maximum_internal_processing_rate,
+                    },
+                    ..Pipeline::default()
+                },
                 ..Config::default()
             });
             Ok(Self(apm))

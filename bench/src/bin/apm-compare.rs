@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use clap::builder::TypedValueParser as _;
 use cromulent_bench::apm::{self, Module, NoiseLevel, RoomSpec, Stages};
 
 /// One case through one audio processing module, offline (a benchmark; not a test).
@@ -40,6 +41,9 @@ struct Cli {
     /// Seconds before the near end speaks (far-end single talk when `--far`).
     #[arg(long, default_value_t = 0.0)]
     near_after_s: f64,
+    /// The module's highest internal rate, Hz: 32000 or 48000 (default: the module's own).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["32000", "48000"]).map(|s| s.parse::<u32>().expect("one of the listed values")))]
+    internal_rate: Option<u32>,
     /// Mix this noise (48 kHz WAV, looped) into the microphone...
     #[arg(long, value_name = "WAV")]
     noise: Option<PathBuf>,
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         echo: cli.echo,
         high_pass: cli.high_pass,
         noise: cli.noise_level,
+        internal_rate: cli.internal_rate,
     };
     let mut processor = apm::processor(cli.module, stages)?;
     let outcome = apm::run(processor.as_mut(), &scene);
