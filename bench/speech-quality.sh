@@ -22,32 +22,12 @@
 source "$(dirname "$0")/common.sh"
 machine
 seeds=${1:-5}
-sounds=/usr/share/sounds/alsa
-for need in espeak-ng:espeak-ng sox:sox alsa-utils:$sounds/Front_Center.wav; do
-  pkg=${need%%:*} what=${need#*:}
-  { command -v "$what" || [ -e "$what" ]; } >/dev/null || {
-    sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
-  }
-done
-venv=${CARGO_TARGET_DIR:-target}/pesq-venv
-[ -x "$venv/bin/python" ] || {
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q numpy pesq==0.0.4
-}
+source "$(dirname "$0")/speech-inputs.sh"
+speech_tools
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# 11.4 s of a natural voice (PESQ wants 8–12 s), at a speech level (peak −3 dBFS).
-sox "$sounds"/{Front_Center,Front_Left,Front_Right,Rear_Center,Rear_Left,Rear_Right,Side_Left,Side_Right}.wav \
-  -r 48000 -c 1 -b 16 "$tmp/clip.wav" gain -n -3
+speech_inputs "$tmp"
 echo "# clip: $(soxi -D "$tmp/clip.wav") s of natural speech (alsa-utils' $sounds) at 48 kHz"
-# The far end of the echo case: another voice, synthetic.
-espeak-ng -v en-us -s 150 -w "$tmp/raw.wav" \
-  "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. \
-It is easy to tell the depth of a well. These days a chicken leg is a rare dish."
-sox "$tmp/raw.wav" -r 48000 -c 1 -b 16 "$tmp/far.wav" gain -n -3
-# A laptop fan: brown and pink noise mixed, 20 s.
-sox -n -r 48000 -c 1 -b 16 "$tmp/fan.wav" synth 20 brownnoise synth 20 pinknoise mix gain -n -20
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 # pesq REFERENCE DEGRADED: the score alone.
 pesq() { "$venv/bin/python" bench/pesq_score.py "$1" "$2" | cut -d' ' -f1; }

@@ -9,11 +9,14 @@
 //!   user-space stand-in for `tc netem`, which this machine's kernel lacks;
 //! - [`speech`] (binary `speech-call`): speech through a real call, recorded at the receiver,
 //!   for the speech-quality score of `bench/speech-quality.sh`;
+//! - [`apm`] (binary `apm-compare`): one audio processing module alone, offline — `sonora`
+//!   against the C++ WebRTC module — for `bench/apm-compare.sh`;
 //! - [`cost`] (binary `client-cost`): CPU, memory and bandwidth of one headless client in calls
 //!   of several users;
 //! - [`stats`], [`procfs`]: percentiles and what is read from `/proc`.
 #![forbid(unsafe_code)]
 
+pub mod apm;
 pub mod cost;
 pub mod impair;
 pub mod loadgen;

@@ -1,0 +1,336 @@
+//! Two audio processing modules side by side, offline (issue 19): `sonora` (the pure-Rust port
+//! the product runs, `src/audio/processing.rs`) and, with the `webrtc-apm` feature, the C++
+//! module itself through `webrtc-audio-processing` 2.x (what browsers run). Each alone — no
+//! leveler, gain, voice detector or quiet gate — on the same microphone signal, built here from
+//! speech, noise and a simulated room, in 10 ms chunks as the engine feeds them.
+//! `bench/apm-compare.sh` scores what comes out with wideband PESQ.
+//!
+//! Like every benchmark here it reports what it measured and must never assert a score.
+
+use std::time::{Duration, Instant};
+
+use cromulent::audio::analysis::{room_taps, speech_level_dbfs};
+
+/// The modules' unit of work: 10 ms at 48 kHz.
+pub const CHUNK: usize = 480;
+
+/// Which module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Module {
+    /// The microphone signal as it is (the "in" figures).
+    None,
+    /// `sonora` 0.2, configured as the product configures it.
+    Sonora,
+    /// The C++ module through `webrtc-audio-processing` 2.x (needs the `webrtc-apm` feature).
+    Webrtc,
+}
+
+/// The noise suppressor's level (both modules have the same four).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoiseLevel {
+    Low,
+    Moderate,
+    High,
+    VeryHigh,
+}
+
+/// What runs inside the module.
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    /// AEC3, finding the delay itself.
+    pub echo: bool,
+    /// The high-pass filter (the product turns it off; the C++ module's noise suppressor
+    /// forces it on whatever this says).
+    pub high_pass: bool,
+    pub noise: Option<NoiseLevel>,
+    /// The highest rate the module processes at inside, Hz (32000 or 48000; `None`: the
+    /// module's default — sonora 32000, the C++ module 48000).
+    pub internal_rate: Option<u32>,
+}
+
+/// One module instance behind one interface.
+pub trait Processor {
+    /// What the speaker plays, one chunk.
+    fn render(&mut self, chunk: &[f32; CHUNK]);
+    /// One microphone chunk, processed in place.
+    fn capture(&mut self, chunk: &mut [f32; CHUNK]);
+    /// The echo canceller's own ERLE (dB) and delay (ms), if it reports them.
+    fn echo_stats(&self) -> (Option<f64>, Option<i64>);
+}
+
+pub fn processor(module: Module, stages: Stages) -> anyhow::Result<Box<dyn Processor>> {
+    Ok(match module {
+        Module::None => Box::new(PassThrough),
+        Module::Sonora => Box::new(Sonora::new(stages)),
+        #[cfg(feature = "webrtc-apm")]
+        Module::Webrtc => Box::new(cpp::Webrtc::new(stages)?),
+        #[cfg(not(feature = "webrtc-apm"))]
+        Module::Webrtc => anyhow::bail!(
+            "built without the webrtc-apm feature (cargo build -p cromulent-bench --features webrtc-apm)"
+        ),
+    })
+}
+
+struct PassThrough;
+
+impl Processor for PassThrough {
+    fn render(&mut self, _: &[f32; CHUNK]) {}
+    fn capture(&mut self, _: &mut [f32; CHUNK]) {}
+    fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
+        (None, None)
+    }
+}
+
+struct Sonora {
+    apm: sonora::AudioProcessing,
+    echo: bool,
+    input: [f32; CHUNK],
+}
+
+impl Sonora {
+    fn new(stages: Stages) -> Self {
+        use sonora::config::NoiseSuppressionLevel as L;
+        use sonora::config::{EchoCanceller, HighPassFilter, NoiseSuppression};
+        let config = sonora::Config {
+            echo_canceller: stages.echo.then(|| EchoCanceller {
+                enforce_high_pass_filtering: false,
+                ..EchoCanceller::default()
+            }),
+            high_pass_filter: stages.high_pass.then(HighPassFilter::default),
+            noise_suppression: stages.noise.map(|level| NoiseSuppression {
+                level: match level {
+                    NoiseLevel::Low => L::Low,
+                    NoiseLevel::Moderate => L::Moderate,
+                    NoiseLevel::High => L::High,
+                    NoiseLevel::VeryHigh => L::VeryHigh,
+                },
+                ..NoiseSuppression::default()
+            }),
+            pipeline: sonora::config::Pipeline {
+                maximum_internal_processing_rate: match stages.internal_rate {
+                    Some(48_000) => sonora::config::MaxProcessingRate::Rate48kHz,
+                    Some(_) => sonora::config::MaxProcessingRate::Rate32kHz,
+                    None => sonora::config::Pipeline::default().maximum_internal_processing_rate,
+                },
+                ..sonora::config::Pipeline::default()
+            },
+            ..sonora::Config::default()
+        };
+        let stream = sonora::StreamConfig::new(48_000, 1);
+        Self {
+            apm: sonora::AudioProcessing::builder()
+                .config(config)
+                .capture_config(stream)
+                .render_config(stream)
+                .build(),
+            echo: stages.echo,
+            input: [0.0; CHUNK],
+        }
+    }
+}
+
+impl Processor for Sonora {
+    fn render(&mut self, chunk: &[f32; CHUNK]) {
+        let mut unused = [0.0; CHUNK];
+        // Errors are format errors, impossible with the fixed mono 48 kHz chunk.
+        let _ = self.apm.process_render_f32(&[chunk], &mut [&mut unused]);
+    }
+
+    fn capture(&mut self, chunk: &mut [f32; CHUNK]) {
+        self.input = *chunk;
+        if self.echo {
+            // As the product: "unknown", AEC3 finds the delay.
+            let _ = self.apm.set_stream_delay_ms(0);
+        }
+        let _ = self
+            .apm
+            .process_capture_f32(&[&self.input], &mut [&mut chunk[..]]);
+    }
+
+    fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
+        let s = self.apm.statistics();
+        (s.echo_return_loss_enhancement, s.delay_ms.map(i64::from))
+    }
+}
+
+#[cfg(feature = "webrtc-apm")]
+mod cpp {
+    use super::{CHUNK, NoiseLevel, Processor, Stages};
+    use webrtc_audio_processing::config::{
+        Config, EchoCanceller, HighPassFilter, NoiseSuppression, NoiseSuppressionLevel as L,
+        Pipeline, PipelineProcessingRate,
+    };
+
+    pub struct Webrtc(webrtc_audio_processing::Processor);
+
+    impl Webrtc {
+        pub fn new(stages: Stages) -> anyhow::Result<Self> {
+            let apm = webrtc_audio_processing::Processor::new(48_000)?;
+            apm.set_config(Config {
+                echo_canceller: stages.echo.then_some(EchoCanceller::Full {
+                    stream_delay_ms: None,
+                }),
+                high_pass_filter: stages.high_pass.then(HighPassFilter::default),
+                noise_suppression: stages.noise.map(|level| NoiseSuppression {
+                    level: match level {
+                        NoiseLevel::Low => L::Low,
+                        NoiseLevel::Moderate => L::Moderate,
+                        NoiseLevel::High => L::High,
+                        NoiseLevel::VeryHigh => L::VeryHigh,
+                    },
+                    analyze_linear_aec_output: false,
+                }),
+                pipeline: Pipeline {
+                    maximum_internal_processing_rate: match stages.internal_rate {
+                        Some(32_000) => PipelineProcessingRate::Max32000Hz,
+                        Some(_) => PipelineProcessingRate::Max48000Hz,
+                        None => Pipeline::default().maximum_internal_processing_rate,
+                    },
+                    ..Pipeline::default()
+                },
+                ..Config::default()
+            });
+            Ok(Self(apm))
+        }
+    }
+
+    impl Processor for Webrtc {
+        fn render(&mut self, chunk: &[f32; CHUNK]) {
+            // Errors are format errors, impossible with the fixed mono 48 kHz chunk.
+            let _ = self.0.analyze_render_frame([&chunk[..]]);
+        }
+
+        fn capture(&mut self, chunk: &mut [f32; CHUNK]) {
+            let _ = self.0.process_capture_frame([&mut chunk[..]]);
+        }
+
+        fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
+            let s = self.0.get_stats();
+            (s.echo_return_loss_enhancement, s.delay_ms.map(i64::from))
+        }
+    }
+}
+
+/// The microphone of one case: `near` (the speech) from `near_at` on, the far end's voice
+/// back through a room (`echo`), and noise; `far` is what the speaker plays throughout.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    pub mic: Vec<f32>,
+    pub far: Vec<f32>,
+    /// The echo alone, as it reaches the microphone (for ERLE).
+    pub echo: Vec<f32>,
+    pub near_at: usize,
+}
+
+/// The room of the echo case.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomSpec {
+    pub delay_ms: usize,
+    /// Direct-path gain (0: the speaker plays but the microphone does not hear it).
+    pub gain: f32,
+}
+
+/// Builds a scene: `near` after `near_after_s` seconds and a second of tail, `far` (if any)
+/// looped from the start and heard through `room`, `noise` (looped) at `snr_db` against the
+/// speech's level (`noise_only`: the speech left out).
+pub fn scene(
+    near: &[f32],
+    near_after_s: f64,
+    far: Option<(&[f32], RoomSpec)>,
+    noise: Option<(&[f32], f32, bool)>,
+) -> Scene {
+    let near_at = (near_after_s * 48_000.0) as usize;
+    let len = (near_at + near.len() + 48_000).div_ceil(CHUNK) * CHUNK;
+    let mut mic = vec![0.0f32; len];
+    let mut played = vec![0.0f32; len];
+    let mut echo = vec![0.0f32; len];
+    if let Some((noise, snr_db, noise_only)) = noise {
+        let speech = 10f64.powf(f64::from(speech_level_dbfs(near)) / 10.0);
+        let gain = (speech / power(noise) / 10f64.powf(f64::from(snr_db) / 10.0)).sqrt() as f32;
+        for (i, s) in mic.iter_mut().enumerate() {
+            *s += gain * noise[i % noise.len()];
+        }
+        if noise_only {
+            return Scene {
+                mic,
+                far: played,
+                echo,
+                near_at,
+            };
+        }
+    }
+    for (i, &s) in near.iter().enumerate() {
+        mic[near_at + i] += s;
+    }
+    if let Some((far, room)) = far {
+        for (i, s) in played.iter_mut().enumerate() {
+            *s = far[i % far.len()];
+        }
+        let taps = room_taps(room.delay_ms * 48, room.gain);
+        for (i, e) in echo.iter_mut().enumerate() {
+            *e = taps
+                .iter()
+                .filter(|&&(t, _)| i >= t)
+                .map(|&(t, g)| g * played[i - t])
+                .sum();
+        }
+        mic.iter_mut().zip(&echo).for_each(|(m, e)| *m += e);
+    }
+    Scene {
+        mic,
+        far: played,
+        echo,
+        near_at,
+    }
+}
+
+/// What one module made of a scene.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub out: Vec<f32>,
+    /// Time spent in the module.
+    pub took: Duration,
+    /// The module's own echo figures at the end of far-end single talk.
+    pub echo_stats: (Option<f64>, Option<i64>),
+}
+
+/// Runs the scene through the module, a speaker chunk then a microphone chunk, as the engine
+/// does.
+pub fn run(processor: &mut dyn Processor, scene: &Scene) -> Outcome {
+    let mut out = scene.mic.clone();
+    let mut took = Duration::ZERO;
+    let mut echo_stats = (None, None);
+    for (i, chunk) in out.chunks_exact_mut(CHUNK).enumerate() {
+        let played: &[f32; CHUNK] = scene.far[i * CHUNK..(i + 1) * CHUNK]
+            .try_into()
+            .expect("whole chunks: the scene's length is a multiple of CHUNK");
+        let chunk: &mut [f32; CHUNK] = chunk.try_into().expect("chunks_exact");
+        let started = Instant::now();
+        processor.render(played);
+        processor.capture(chunk);
+        took += started.elapsed();
+        if (i + 1) * CHUNK == scene.near_at {
+            echo_stats = processor.echo_stats();
+        }
+    }
+    Outcome {
+        out,
+        took,
+        echo_stats,
+    }
+}
+
+pub fn power(x: &[f32]) -> f64 {
+    x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64
+}
+
+/// Echo return loss enhancement per second of far-end single talk (before `near_at`): the
+/// echo's power in the microphone against the power of what left the module.
+pub fn erle_by_second(scene: &Scene, out: &[f32]) -> Vec<f64> {
+    (0..scene.near_at / 48_000)
+        .map(|k| {
+            let s = k * 48_000..(k + 1) * 48_000;
+            10.0 * (power(&scene.echo[s.clone()]) / power(&out[s]).max(1e-15)).log10()
+        })
+        .collect()
+}
