@@ -40,19 +40,22 @@ mod seq;
 
 use std::time::{Duration, Instant};
 
-use crate::audio::frame::FrameSize;
+use crate::audio::codec::PacketDuration;
 use crate::rtp::seq::extend;
 use estimate::{DepthTarget, JitterEstimator, required_frames};
 use seq::SeenWindow;
 
 /// Slots in the ring: sequence numbers further than this ahead of the cursor trigger a resync.
 /// Must exceed `max_depth` plus any reordering we want to absorb.
-const CAPACITY: usize = 64;
+const CAPACITY: usize = 128;
 
 /// Stale (late or duplicate) packets arriving without a single usable one in between, for at least
 /// this long, mean the sender restarted with lower sequence numbers. Measured in arrival time, so
 /// a burst of late packets released at once after an outage is not mistaken for a restart.
 const RESTART_STALE_SPAN: Duration = Duration::from_millis(200);
+
+/// The latency bound of a stream: 200 ms of 48 kHz samples, in whatever packets it comes.
+const MAX_DEPTH_SAMPLES: usize = 48 * 200;
 
 /// Length of a latency-trimming window.
 const TRIM_WINDOW: Duration = Duration::from_secs(1);
@@ -78,22 +81,24 @@ pub struct JitterConfig {
     pub max_depth: usize,
     /// Calm time needed before the target drops by one frame.
     pub shrink_hold: Duration,
-    /// Length of one frame (one packet) of the stream this buffer plays.
-    pub frame: FrameSize,
+    /// Length of one frame (one packet) of the stream this buffer plays: the peer's packet
+    /// duration, whatever our own frame size.
+    pub frame: PacketDuration,
 }
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        Self::for_frame(FrameSize::default())
+        Self::for_frame(PacketDuration::default())
     }
 }
 
 impl JitterConfig {
-    /// What the client uses for a stream of `frame`-long packets: depth bounded at 200 ms.
-    pub fn for_frame(frame: FrameSize) -> Self {
+    /// What the client uses for a stream of `frame`-long packets: depth bounded at 200 ms (and
+    /// by the buffer's capacity: 160 ms of 2.5 ms packets), at least one packet.
+    pub fn for_frame(frame: PacketDuration) -> Self {
         Self {
             min_depth: 1,
-            max_depth: (200 / frame.ms()) as usize,
+            max_depth: (MAX_DEPTH_SAMPLES / frame.samples()).max(1),
             shrink_hold: Duration::from_secs(1),
             frame,
         }
@@ -519,11 +524,11 @@ impl JitterBuffer {
     /// Keeps latency near the target. Precondition: playing with `depth >= 1`.
     /// Pops in one [`TRIM_WINDOW`].
     fn trim_window_pops(&self) -> u32 {
-        (TRIM_WINDOW.as_millis() / u128::from(self.config.frame.ms())) as u32
+        (TRIM_WINDOW.as_micros() / self.config.frame.duration().as_micros()) as u32
     }
 
     /// The frame length this buffer plays.
-    pub fn frame(&self) -> FrameSize {
+    pub fn frame(&self) -> PacketDuration {
         self.config.frame
     }
 
