@@ -11,9 +11,12 @@
 //!   for the speech-quality score of `bench/speech-quality.sh`;
 //! - [`cost`] (binary `client-cost`): CPU, memory and bandwidth of one headless client in calls
 //!   of several users;
+//! - [`codec`] (binary `codec-frames`): Opus alone at each frame size and application (the
+//!   low-delay mode's choice, bitrate and codec CPU);
 //! - [`stats`], [`procfs`]: percentiles and what is read from `/proc`.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod cost;
 pub mod impair;
 pub mod loadgen;

@@ -149,22 +149,29 @@ impl EncoderConfig {
     /// 10 and 20 ms: [`Application::Voip`], so speech goes out as SILK or hybrid with in-band
     /// FEC (a lost packet is rebuilt from the next one's copy).
     ///
-    /// 5 ms, the low-delay mode: [`Application::RestrictedLowDelay`]. SILK cannot code frames
-    /// shorter than 10 ms, so at 5 ms libopus sends CELT in either application; the VoIP
-    /// application still keeps its 4 ms of SILK look-ahead for nothing: 6.5 ms against 2.5 ms,
-    /// the codec delay 11.5 against 7.5 ms, for the same packets (measured in BENCHMARKS.md,
-    /// "Low-delay mode"). The price of CELT either way: **no in-band FEC** — a lost 5 ms
-    /// packet is always concealed (PLC), never rebuilt, so at 5 % loss speech degrades like a
-    /// 20 ms stream without FEC (wideband PESQ 2.6 rather than 3.4 for 20 ms with FEC,
-    /// FINDINGS.md), though each concealed gap is a quarter as long. Use 5 ms on clean links.
+    /// 5 ms, the low-delay mode: [`Application::RestrictedLowDelay`] at 48 kbit/s. SILK cannot
+    /// code frames shorter than 10 ms, so at 5 ms libopus sends CELT in either application (every
+    /// packet of a speech clip, measured); the VoIP application only keeps its 4 ms of SILK
+    /// look-ahead for nothing: 6.5 ms against 2.5 ms, a codec delay of 11.5 against 7.5 ms,
+    /// for the same packets, the same PESQ and the same CPU (`bench/codec-frames.sh`,
+    /// BENCHMARKS.md "Low-delay mode"). 48 kbit/s rather than 32: CELT in 5 ms frames at 32
+    /// kbit/s scored wideband PESQ 3.6–3.7 (20 ms hybrid: 4.3), at 48 kbit/s 4.0 — and at
+    /// 200 packets a second the headers already cost ~80 kbit/s, so the payload is the smaller
+    /// part of the wire (108 → 123 kbit/s).
+    ///
+    /// The price of CELT: **no in-band FEC** (LBRR exists in SILK and hybrid packets only) — a
+    /// lost 5 ms packet is always concealed, never rebuilt. At 5 % random loss speech scored
+    /// PESQ 1.9 against 3.3 for 10 ms and 4.0 for 20 ms frames with FEC, though each concealed
+    /// gap is a quarter as long. The mode is for clean links; the loss feedback
+    /// (`engine::loss_feedback`) still sets the expected loss, which changes nothing in CELT.
     pub fn for_frame(frame: FrameSize) -> Self {
-        let application = match frame {
-            FrameSize::Ms5 => Application::RestrictedLowDelay,
-            FrameSize::Ms10 | FrameSize::Ms20 => Application::Voip,
-        };
-        Self {
-            application,
-            ..Self::default()
+        match frame {
+            FrameSize::Ms5 => Self {
+                application: Application::RestrictedLowDelay,
+                bitrate: 48_000,
+                ..Self::default()
+            },
+            FrameSize::Ms10 | FrameSize::Ms20 => Self::default(),
         }
     }
 }
@@ -576,6 +583,7 @@ mod tests {
     fn five_ms_frames_are_celt_with_the_restricted_low_delay_look_ahead() {
         let config = EncoderConfig::for_frame(FrameSize::Ms5);
         assert_eq!(config.application, Application::RestrictedLowDelay);
+        assert_eq!(config.bitrate, 48_000);
         let mut low = Encoder::with_config(config).unwrap();
         let mut voip = Encoder::new().unwrap();
         // 2.5 ms against 6.5 ms: the codec delay of 5 ms frames is 7.5 ms, not 11.5.
