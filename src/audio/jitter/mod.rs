@@ -57,8 +57,23 @@ const RESTART_STALE_SPAN: Duration = Duration::from_millis(200);
 /// The latency bound of a stream: 200 ms of 48 kHz samples, in whatever packets it comes.
 const MAX_DEPTH_SAMPLES: usize = 48 * 200;
 
-/// Length of a latency-trimming window.
+/// Length of a latency-trimming window, and the calm that lowers the target by a frame, for
+/// packets of 20 ms and longer; shorter packets get proportionally less ([`calm_period`]).
 const TRIM_WINDOW: Duration = Duration::from_secs(1);
+
+/// Packets this long (20 ms) and longer trim and shrink once per [`TRIM_WINDOW`].
+const CALM_REFERENCE_SAMPLES: usize = 960;
+
+/// The time trimming and the target's shrinking count in, for `frame`-long packets: a second
+/// for 20 ms packets (and longer), proportionally less for shorter ones, so latency a spike
+/// built up comes down at the same pace — 20 ms a second — whatever the packet length. Per
+/// frame on a fixed second, 5 ms packets shed a quarter of that: after a stall on a loaded
+/// machine a 5 ms receiver stayed ~70 ms late for the rest of a 20 s run
+/// (`bench/device-path.sh` with `FRAME_MS=5`).
+pub fn calm_period(frame: PacketDuration) -> Duration {
+    let samples = frame.samples().min(CALM_REFERENCE_SAMPLES) as u32;
+    TRIM_WINDOW * samples / CALM_REFERENCE_SAMPLES as u32
+}
 
 /// A missing packet is waited for (rather than declared lost) only while packets have been
 /// arriving late within this long: on a link that loses packets but does not reorder or delay
@@ -99,7 +114,7 @@ impl JitterConfig {
         Self {
             min_depth: 1,
             max_depth: (MAX_DEPTH_SAMPLES / frame.samples()).max(1),
-            shrink_hold: Duration::from_secs(1),
+            shrink_hold: calm_period(frame),
             frame,
         }
     }
@@ -521,10 +536,10 @@ impl JitterBuffer {
         self.trim_pending = false;
     }
 
-    /// Keeps latency near the target. Precondition: playing with `depth >= 1`.
-    /// Pops in one [`TRIM_WINDOW`].
+    /// Pops in one trimming window ([`calm_period`]): 50 for packets of 20 ms or less.
     fn trim_window_pops(&self) -> u32 {
-        (TRIM_WINDOW.as_micros() / self.config.frame.duration().as_micros()) as u32
+        let frame = self.config.frame;
+        (calm_period(frame).as_micros() / frame.duration().as_micros()) as u32
     }
 
     /// The frame length this buffer plays.
@@ -532,6 +547,7 @@ impl JitterBuffer {
         self.config.frame
     }
 
+    /// Keeps latency near the target. Precondition: playing with `depth >= 1`.
     fn trim_latency(&mut self, depth: usize) {
         let target = self.target.frames();
         if depth > self.config.max_depth {
