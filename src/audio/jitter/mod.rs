@@ -57,22 +57,28 @@ const RESTART_STALE_SPAN: Duration = Duration::from_millis(200);
 /// The latency bound of a stream: 200 ms of 48 kHz samples, in whatever packets it comes.
 const MAX_DEPTH_SAMPLES: usize = 48 * 200;
 
-/// Length of a latency-trimming window, and the calm that lowers the target by a frame, for
-/// packets of 20 ms and longer; shorter packets get proportionally less ([`calm_period`]).
+/// Length of a latency-trimming window.
 const TRIM_WINDOW: Duration = Duration::from_secs(1);
 
-/// Packets this long (20 ms) and longer trim and shrink once per [`TRIM_WINDOW`].
-const CALM_REFERENCE_SAMPLES: usize = 960;
+/// Calm time needed before the target drops by one packet, for packets of 10 ms and longer.
+const SHRINK_HOLD: Duration = Duration::from_secs(1);
 
-/// The time trimming and the target's shrinking count in, for `frame`-long packets: a second
-/// for 20 ms packets (and longer), proportionally less for shorter ones, so latency a spike
-/// built up comes down at the same pace — 20 ms a second — whatever the packet length. Per
-/// frame on a fixed second, 5 ms packets shed a quarter of that: after a stall on a loaded
-/// machine a 5 ms receiver stayed ~70 ms late for the rest of a 20 s run
-/// (`bench/device-path.sh` with `FRAME_MS=5`).
-pub fn calm_period(frame: PacketDuration) -> Duration {
-    let samples = frame.samples().min(CALM_REFERENCE_SAMPLES) as u32;
-    TRIM_WINDOW * samples / CALM_REFERENCE_SAMPLES as u32
+/// The calm that lowers the target by one `frame`-long packet: [`SHRINK_HOLD`], and for
+/// packets shorter than 10 ms (the 5 ms low-delay mode, 2.5 ms from other senders) a share of
+/// it in proportion to 20 ms, so a target a spike raised comes down at least as fast in
+/// milliseconds as with 20 ms packets. A packet per second made 5 ms packets shed a quarter
+/// of that pace: after a stall on a loaded machine a 5 ms receiver held every talk spurt
+/// ~70 ms for the rest of a 20 s run (`bench/device-path.sh` with `FRAME_MS=5`, p50 94 ms
+/// against 22-29 in other runs). 10 and 20 ms packets keep the second (halving it for 10 ms
+/// packets made a 10 ms sender into a 20 ms receiver trim and conceal audibly in
+/// `tests/headless_audio.rs`); trimming keeps [`TRIM_WINDOW`] for every length.
+pub fn shrink_hold(frame: PacketDuration) -> Duration {
+    const REFERENCE_SAMPLES: u32 = 960;
+    let samples = frame.samples() as u32;
+    if samples >= REFERENCE_SAMPLES / 2 {
+        return SHRINK_HOLD;
+    }
+    SHRINK_HOLD * samples / REFERENCE_SAMPLES
 }
 
 /// A missing packet is waited for (rather than declared lost) only while packets have been
@@ -114,7 +120,7 @@ impl JitterConfig {
         Self {
             min_depth: 1,
             max_depth: (MAX_DEPTH_SAMPLES / frame.samples()).max(1),
-            shrink_hold: calm_period(frame),
+            shrink_hold: shrink_hold(frame),
             frame,
         }
     }
@@ -536,10 +542,9 @@ impl JitterBuffer {
         self.trim_pending = false;
     }
 
-    /// Pops in one trimming window ([`calm_period`]): 50 for packets of 20 ms or less.
+    /// Pops in one [`TRIM_WINDOW`].
     fn trim_window_pops(&self) -> u32 {
-        let frame = self.config.frame;
-        (calm_period(frame).as_micros() / frame.duration().as_micros()) as u32
+        (TRIM_WINDOW.as_micros() / self.config.frame.duration().as_micros()) as u32
     }
 
     /// The frame length this buffer plays.
