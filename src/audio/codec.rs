@@ -155,14 +155,14 @@ impl EncoderConfig {
     /// look-ahead for nothing: 6.5 ms against 2.5 ms, a codec delay of 11.5 against 7.5 ms,
     /// for the same packets, the same PESQ and the same CPU (`bench/codec-frames.sh`,
     /// BENCHMARKS.md "Low-delay mode"). 48 kbit/s rather than 32: CELT in 5 ms frames at 32
-    /// kbit/s scored wideband PESQ 3.6–3.7 (20 ms hybrid: 4.3), at 48 kbit/s 4.0 — and at
-    /// 200 packets a second the headers already cost ~80 kbit/s, so the payload is the smaller
-    /// part of the wire (108 → 123 kbit/s).
+    /// kbit/s scored wideband PESQ 3.6–3.7 (20 ms hybrid: 4.3), at 48 kbit/s 3.9–4.0 — and at
+    /// 200 packets a second the headers already cost ~90 kbit/s, so the payload is the smaller
+    /// part of the wire (~140 kbit/s per peer each way in a call, 56 at 20 ms).
     ///
     /// The price of CELT: **no in-band FEC** (LBRR exists in SILK and hybrid packets only) — a
     /// lost 5 ms packet is always concealed, never rebuilt. At 5 % random loss speech scored
-    /// PESQ 1.9 against 3.3 for 10 ms and 4.0 for 20 ms frames with FEC, though each concealed
-    /// gap is a quarter as long. The mode is for clean links; the loss feedback
+    /// PESQ 2.1–2.2 against 3.25 for 10 ms and 3.95 for 20 ms frames with FEC, though each
+    /// concealed gap is a quarter as long. The mode is for clean links; the loss feedback
     /// (`engine::loss_feedback`) still sets the expected loss, which changes nothing in CELT.
     pub fn for_frame(frame: FrameSize) -> Self {
         match frame {

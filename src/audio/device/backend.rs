@@ -460,7 +460,7 @@ const SPEAKER_PERIOD_US: u32 = 5_000;
 /// The speaker's period for an engine on `frame`-long frames, in µs: [`SPEAKER_PERIOD_US`],
 /// or half a frame when that is shorter — 2.5 ms in the low-delay mode (5 ms frames), where
 /// the speaker's two periods were the largest wait left: 10 → 5 ms of device delay, p50
-/// mouth-to-ear ~26 → ~20 ms, without underruns in the runs measured (BENCHMARKS.md,
+/// mouth-to-ear ~26 → 17–21 ms, without underruns in the runs measured (BENCHMARKS.md,
 /// "Low-delay mode").
 const fn speaker_period_us(frame: FrameSize) -> u32 {
     let half_frame = microphone_period_us(frame);
