@@ -47,7 +47,7 @@ use seq::SeenWindow;
 
 /// Slots in the ring: sequence numbers further than this ahead of the cursor trigger a resync.
 /// Must exceed `max_depth` plus any reordering we want to absorb.
-const CAPACITY: usize = 128;
+const CAPACITY: usize = 64;
 
 /// Stale (late or duplicate) packets arriving without a single usable one in between, for at least
 /// this long, mean the sender restarted with lower sequence numbers. Measured in arrival time, so
@@ -114,8 +114,10 @@ impl Default for JitterConfig {
 }
 
 impl JitterConfig {
-    /// What the client uses for a stream of `frame`-long packets: depth bounded at 200 ms (and
-    /// by the buffer's capacity: 160 ms of 2.5 ms packets), at least one packet.
+    /// What the client uses for a stream of `frame`-long packets: depth bounded at 200 ms, at
+    /// least one packet, and at most half the ring (`CAPACITY / 2`, 32 packets: 160 ms of 5 ms
+    /// packets, 80 ms of 2.5 ms ones — the ring was left at 64 slots so that 10 and 20 ms
+    /// streams resynchronise after a gap exactly as before).
     pub fn for_frame(frame: PacketDuration) -> Self {
         Self {
             min_depth: 1,
