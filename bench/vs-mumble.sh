@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Mouth-to-ear side by side with Mumble 1.3.4 (Debian `mumble` + `mumble-server`), the reference
 # low-latency voice client, through the same PulseAudio virtual devices, alternating runs in one
-# invocation. Each round runs four configurations, ours and Mumble's in turn:
+# invocation. Each round runs five configurations, ours and Mumble's in turn:
 #   ours-20ms       our two headless clients, 20 ms frames (the default): bench/device-path.sh
 #   mumble-default  Mumble at its defaults: 20 ms/packet, jitter buffer 1, output delay 5
 #   ours-10ms       bench/device-path.sh with FRAME_MS=10
 #   mumble-lowest   Mumble at its lowest-latency settings: 10 ms/packet, jitter buffer 1, output
 #                   delay 1, noise suppression off
+#   ours-5ms        bench/device-path.sh with FRAME_MS=5, the low-delay mode (issue 22)
 # Both Mumble configurations transmit continuously (MUMBLE_TRANSMIT=vad: voice activation
 # instead, amplitude threshold, 50 ms hold, one talk spurt per burst). Continuously, Mumble's
 # receiver keeps the jitter-buffer depth it settled on when the stream started (5-10 ms apart
@@ -341,7 +342,7 @@ ours_run() { # DIR FRAME_MS
   echo "$n $p ${rr% *} $rs ${rr#* }" >"$dir/run"
 }
 
-configs=(ours-20ms mumble-default ours-10ms mumble-lowest)
+configs=(ours-20ms mumble-default ours-10ms mumble-lowest ours-5ms)
 : >"$work/results"
 for round in $(seq "$rounds"); do
   for config in "${configs[@]}"; do
@@ -351,6 +352,7 @@ for round in $(seq "$rounds"); do
     case $config in
       ours-20ms) if ours_run "$dir" ""; then ok=1; fi ;;
       ours-10ms) if ours_run "$dir" 10; then ok=1; fi ;;
+      ours-5ms) if ours_run "$dir" 5; then ok=1; fi ;;
       mumble-*)
         # framesperpacket, outputdelay, noisesupress
         if [ "$config" = mumble-default ]; then settings=(2 5 -30); else settings=(1 1 0); fi
@@ -387,6 +389,7 @@ labels = {
     "mumble-default": "Mumble defaults (20 ms/packet, jitter 1, output delay 5)",
     "ours-10ms": "ours, 10 ms frames",
     "mumble-lowest": "Mumble lowest latency (10 ms/packet, jitter 1, delay 1, NS off)",
+    "ours-5ms": "ours, 5 ms frames (low-delay mode)",
 }
 med = {}
 print(f"# medians per configuration (of the runs that completed)")
@@ -400,7 +403,7 @@ for c in sys.argv[2:]:
     med[c] = m
     print(f"{labels[c]:<66} {len(rs):>4}  {m[0]:6.1f}  {m[1]:6.1f}  {m[4]:6.1f} / {m[5]:4.1f}  {m[6]:7.0f} / {m[7]:3.0f}")
 ref = med.get("mumble-lowest")
-for c in ("ours-20ms", "ours-10ms"):
+for c in ("ours-20ms", "ours-10ms", "ours-5ms"):
     if ref and c in med:
         print(f"ours / Mumble lowest latency, {labels[c][6:]}: p50 {med[c][0] / ref[0]:.2f}, p95 {med[c][1] / ref[1]:.2f}")
     else:

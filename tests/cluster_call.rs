@@ -29,11 +29,13 @@ fn two_users_on_two_instances_hear_each_others_tone() {
             name: "alice",
             url: one.url(),
             hz: 440.0,
+            frame_ms: "20",
         },
         ToneCaller {
             name: "bob",
             url: two.url(),
             hz: 660.0,
+            frame_ms: "20",
         },
     ];
     let heard = tone_call(&callers);

@@ -74,8 +74,8 @@ fn two_users_bob_hears_alices_440_hz_tone() {
 }
 
 #[test]
-fn ten_ms_frames_are_heard_by_ten_and_twenty_ms_listeners() {
-    for (alice_ms, bob_ms) in [("10", "10"), ("10", "20"), ("20", "10")] {
+fn ten_and_five_ms_frames_are_heard_by_listeners_on_their_own_and_other_frames() {
+    for (alice_ms, bob_ms) in [("10", "10"), ("10", "20"), ("20", "10"), ("5", "5")] {
         let heard = two_party_with_frames("tone:440", alice_ms, bob_ms);
         let last = tail(&heard, 1.0);
         let f = dominant_frequency(last, 48_000).expect("a dominant frequency");
@@ -88,6 +88,28 @@ fn ten_ms_frames_are_heard_by_ten_and_twenty_ms_listeners() {
             power > 0.8,
             "{alice_ms} ms → {bob_ms} ms: most power at 440 Hz, no gaps: {power}"
         );
+    }
+}
+
+/// Issue 22's low-delay mode in a mixed call: a 5 ms client (CELT, restricted low delay), a
+/// 20 ms one and a 10 ms one (SILK/hybrid) each hear both others, by frequency.
+#[test]
+fn five_ten_and_twenty_ms_clients_in_one_call_hear_each_other() {
+    let _alone = support::one_call_at_a_time();
+    let server = Server::start();
+    let caller = |name, hz, frame_ms| ToneCaller {
+        name,
+        url: server.url(),
+        hz,
+        frame_ms,
+    };
+    let callers = [
+        caller("alice", 440.0, "5"),
+        caller("bob", 660.0, "20"),
+        caller("carol", 880.0, "10"),
+    ];
+    for (me, heard) in tone_call(&callers).iter().enumerate() {
+        assert_hears_the_others(&callers, me, heard, 0.2);
     }
 }
 
@@ -112,6 +134,7 @@ fn three_users_each_hear_the_other_two_and_not_themselves() {
         name,
         url: server.url(),
         hz,
+        frame_ms: "20",
     };
     let callers = [
         caller("alice", 440.0),

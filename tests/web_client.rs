@@ -168,8 +168,8 @@ fn assert_tone(samples: &[f32], freq: f32, who: &str) {
 }
 
 /// The browser user `web_name` (microphone: 440 Hz) and `cromulent headless` user `bob`
-/// (660 Hz) in General hear each other.
-fn browser_and_terminal_talk(web_name: &str) {
+/// (660 Hz, on `bob_frame_ms` frames) in General hear each other.
+fn browser_and_terminal_talk(web_name: &str, bob_frame_ms: &str) {
     let dir = TempDir::new("web-two");
     let server = Server::start();
     let wav = dir.path("bob.wav");
@@ -184,6 +184,8 @@ fn browser_and_terminal_talk(web_name: &str) {
             "tone:660",
             "--audio-out",
             &out,
+            "--frame-ms",
+            bob_frame_ms,
         ],
     );
     bob.wait_state("connected", LONG);
@@ -215,7 +217,17 @@ fn browser_offering_and_terminal_hear_each_other() {
         return;
     }
     // "alice" < "bob": the page makes the offers.
-    browser_and_terminal_talk("alice");
+    browser_and_terminal_talk("alice", "20");
+}
+
+/// Issue 22's low-delay mode against a browser: Chromium receives our 5 ms CELT packets
+/// (below the `minptime=10` both sides' SDP names) and we play its 20 ms ones.
+#[test]
+fn a_five_ms_terminal_and_the_browser_hear_each_other() {
+    if !isolated("a_five_ms_terminal_and_the_browser_hear_each_other") {
+        return;
+    }
+    browser_and_terminal_talk("alice", "5");
 }
 
 #[test]
@@ -224,7 +236,7 @@ fn terminal_offering_and_browser_hear_each_other() {
         return;
     }
     // "bob" < "zoe": our engine makes the offers, the page answers.
-    browser_and_terminal_talk("zoe");
+    browser_and_terminal_talk("zoe", "20");
 }
 
 #[test]

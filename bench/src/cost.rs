@@ -43,6 +43,8 @@ pub struct Options {
     /// (`--audio-in device --audio-out device`) instead of a tone and no speaker; run it
     /// under a sound server (`bench/device-cost.sh` starts a private PulseAudio).
     pub observed_devices: bool,
+    /// Every client's `--frame-ms` (5, 10 or 20; `None`: the client's default, 20).
+    pub frame_ms: Option<u32>,
 }
 
 /// Figures of one window.
@@ -212,13 +214,17 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let url = format!("ws://127.0.0.1:{port}");
     wait_listening(port)?;
     let audio = |i: usize| -> Vec<String> {
-        if i == 0 && opts.observed_devices {
+        let mut args = if i == 0 && opts.observed_devices {
             ["--audio-in", "device", "--audio-out", "device"]
                 .map(String::from)
                 .to_vec()
         } else {
             vec!["--audio-in".into(), format!("tone:{}", 300 + 60 * i)]
+        };
+        if let Some(ms) = opts.frame_ms {
+            args.extend(["--frame-ms".into(), ms.to_string()]);
         }
+        args
     };
     let mut clients = (0..opts.users)
         .map(|i| Client::spawn(&opts.binary, &url, &format!("u{i}"), &audio(i)))

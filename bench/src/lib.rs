@@ -13,10 +13,13 @@
 //!   against the C++ WebRTC module — for `bench/apm-compare.sh`;
 //! - [`cost`] (binary `client-cost`): CPU, memory and bandwidth of one headless client in calls
 //!   of several users;
+//! - [`codec`] (binary `codec-frames`): Opus alone at each frame size and application (the
+//!   low-delay mode's choice, bitrate and codec CPU);
 //! - [`stats`], [`procfs`]: percentiles and what is read from `/proc`.
 #![forbid(unsafe_code)]
 
 pub mod apm;
+pub mod codec;
 pub mod cost;
 pub mod impair;
 pub mod loadgen;

@@ -1,4 +1,4 @@
-//! The one audio format inside the client: 48 kHz mono `f32`, 20 ms frames (or 10 ms:
+//! The one audio format inside the client: 48 kHz mono `f32`, 20 ms frames (or 10 or 5 ms:
 //! [`FrameSize`]).
 //!
 //! Everything between capture and playback (sources, codec, jitter buffer, mixer, sinks) agrees
@@ -12,7 +12,7 @@ use std::time::Duration;
 pub const SAMPLE_RATE: u32 = 48_000;
 
 /// Length of the default frame (and the largest): the engine pulls and sends audio in 20 ms
-/// steps unless told 10 ms ([`FrameSize`]).
+/// steps unless told 10 or 5 ms ([`FrameSize`]).
 pub const FRAME_MS: u32 = 20;
 
 /// Samples in one mono frame (`SAMPLE_RATE * FRAME_MS / 1000`).
@@ -28,11 +28,17 @@ pub type Frame = [f32; FRAME_SAMPLES];
 /// A frame of digital silence.
 pub const SILENT_FRAME: Frame = [0.0; FRAME_SAMPLES];
 
-/// The engine's frame length: 20 ms (the default, [`FRAME_MS`]) or 10 ms, which halves the
-/// time a sound waits for its frame to fill at the cost of twice the packets. A [`Frame`]
-/// buffer holds either; a 10 ms frame uses its first half.
+/// The engine's frame length: what this client captures, encodes and plays per step. 20 ms
+/// (the default, [`FRAME_MS`]); 10 ms halves the time a sound waits for its frame to fill at
+/// the cost of twice the packets; 5 ms is the low-delay mode (issue 22: CELT only, no in-band
+/// FEC, four times the packets — see `codec::EncoderConfig::for_frame`). A [`Frame`] buffer
+/// holds any of them; a shorter frame uses its start.
+///
+/// Peers may send other lengths (any Opus packet duration, `codec::PacketDuration`): this is
+/// only our own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FrameSize {
+    Ms5,
     Ms10,
     #[default]
     Ms20,
@@ -41,6 +47,7 @@ pub enum FrameSize {
 impl FrameSize {
     pub const fn ms(self) -> u32 {
         match self {
+            FrameSize::Ms5 => 5,
             FrameSize::Ms10 => 10,
             FrameSize::Ms20 => 20,
         }
@@ -57,7 +64,7 @@ impl FrameSize {
 
     /// The frame size whose packets hold `samples` samples, if it is one of ours.
     pub fn of_samples(samples: usize) -> Option<Self> {
-        [FrameSize::Ms10, FrameSize::Ms20]
+        [FrameSize::Ms5, FrameSize::Ms10, FrameSize::Ms20]
             .into_iter()
             .find(|f| f.samples() == samples)
     }
@@ -67,9 +74,12 @@ impl std::str::FromStr for FrameSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().trim_end_matches("ms") {
+            "5" => Ok(FrameSize::Ms5),
             "10" => Ok(FrameSize::Ms10),
             "20" => Ok(FrameSize::Ms20),
-            _ => Err(format!("unsupported frame size {s:?}: use 10 or 20 (ms)")),
+            _ => Err(format!(
+                "unsupported frame size {s:?}: use 5, 10 or 20 (ms)"
+            )),
         }
     }
 }
@@ -89,9 +99,15 @@ mod tests {
 
     #[test]
     fn frame_sizes_parse_and_count_their_samples() {
+        assert_eq!("5".parse(), Ok(FrameSize::Ms5));
+        assert_eq!("5ms".parse(), Ok(FrameSize::Ms5));
         assert_eq!("10".parse(), Ok(FrameSize::Ms10));
         assert_eq!("20ms".parse(), Ok(FrameSize::Ms20));
         assert!("15".parse::<FrameSize>().is_err());
+        assert!("2.5".parse::<FrameSize>().is_err());
+        assert_eq!(FrameSize::Ms5.samples(), 240);
+        assert_eq!(FrameSize::Ms5.duration(), Duration::from_millis(5));
+        assert_eq!(FrameSize::of_samples(240), Some(FrameSize::Ms5));
         assert_eq!(FrameSize::Ms10.samples(), 480);
         assert_eq!(FrameSize::Ms20.samples(), FRAME_SAMPLES);
         assert_eq!(FrameSize::Ms20.duration(), FRAME_DURATION);

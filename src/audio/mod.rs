@@ -40,7 +40,10 @@ mod wav;
 #[cfg(test)]
 pub(crate) mod test_util;
 
-pub use codec::{CodecError, Decoder, Encoder, EncoderConfig, is_dtx_packet, packet_frame_size};
+pub use codec::{
+    Application, CodecError, Decoder, Encoder, EncoderConfig, PacketDuration, is_dtx_packet,
+    packet_duration,
+};
 pub use device::{DeviceChange, DeviceError, DeviceInfo, DeviceSink, DeviceSource};
 pub use echo::{EchoSink, EchoSource, echo_pair};
 pub use frame::{

@@ -15,7 +15,9 @@
 //! speaker ◀─ mix ─────────────────┘ (reference)
 //! ```
 //!
-//! The module works on 10 ms chunks; our frames are whole chunks (10 or 20 ms). Echo
+//! The module works on 10 ms chunks; 10 and 20 ms frames are whole chunks. 5 ms frames are
+//! gathered into chunks ([`ShortFrames`]): with any stage on, the processed audio comes out
+//! one 5 ms frame late (the low-delay mode pays 5 ms for processing; off, it pays none). Echo
 //! cancellation finds the delay between what was played and what the microphone hears by
 //! itself (AEC3's delay estimator) and follows it as it drifts, so the device path's buffers
 //! and two devices' clocks need no configuration.
@@ -358,6 +360,73 @@ pub struct CaptureProcessor {
     scratch: [f32; CHUNK_SAMPLES],
     /// Whether the last chunk was speech (the leveler's input for the next).
     last_speech: bool,
+    /// Frames shorter than a chunk (5 ms), gathered into chunks.
+    short: ShortFrames,
+}
+
+/// Frames shorter than a chunk (that divide it: 5 ms, 2.5 ms), gathered into whole chunks for
+/// the module and handed back, processed, a chunk less a frame later: a 5 ms frame comes out
+/// 5 ms late, in order, no sample lost or repeated (the very first ones are silence).
+struct ShortFrames {
+    /// Captured samples not yet a whole chunk.
+    input: [f32; CHUNK_SAMPLES],
+    input_len: usize,
+    /// Processed samples not handed back yet.
+    output: [f32; 2 * CHUNK_SAMPLES],
+    output_len: usize,
+    /// The speech probability of the last processed chunk.
+    probability: Option<f32>,
+}
+
+impl ShortFrames {
+    fn new() -> Self {
+        Self {
+            input: [0.0; CHUNK_SAMPLES],
+            input_len: 0,
+            output: [0.0; 2 * CHUNK_SAMPLES],
+            output_len: 0,
+            probability: None,
+        }
+    }
+
+    /// Takes `frame` in; returns the chunk it completes, if it does, to be processed and
+    /// given back with [`ShortFrames::processed`].
+    fn gather(&mut self, frame: &[f32]) -> Option<[f32; CHUNK_SAMPLES]> {
+        let n = frame.len();
+        debug_assert!(
+            n > 0 && CHUNK_SAMPLES.is_multiple_of(n),
+            "frames dividing a chunk"
+        );
+        self.input[self.input_len..self.input_len + n].copy_from_slice(frame);
+        self.input_len += n;
+        if self.input_len < CHUNK_SAMPLES {
+            return None;
+        }
+        self.input_len = 0;
+        Some(self.input)
+    }
+
+    /// A chunk from [`ShortFrames::gather`], processed, with its speech probability.
+    fn processed(&mut self, chunk: &[f32; CHUNK_SAMPLES], probability: Option<f32>) {
+        // Less than a chunk is waiting when a chunk completes (a frame per frame): fits.
+        self.output[self.output_len..self.output_len + CHUNK_SAMPLES].copy_from_slice(chunk);
+        self.output_len += CHUNK_SAMPLES;
+        self.probability = probability;
+    }
+
+    /// Overwrites `frame` with the oldest processed samples (silence at the very start);
+    /// returns the last processed chunk's speech probability.
+    fn emit(&mut self, frame: &mut [f32]) -> Option<f32> {
+        let n = frame.len();
+        if self.output_len >= n {
+            frame.copy_from_slice(&self.output[..n]);
+            self.output.copy_within(n..self.output_len, 0);
+            self.output_len -= n;
+        } else {
+            frame.fill(0.0);
+        }
+        self.probability
+    }
 }
 
 impl fmt::Debug for CaptureProcessor {
@@ -389,6 +458,7 @@ impl CaptureProcessor {
             render_len: 0,
             scratch: [0.0; CHUNK_SAMPLES],
             last_speech: false,
+            short: ShortFrames::new(),
         }
     }
 
@@ -439,9 +509,27 @@ impl CaptureProcessor {
         }
     }
 
-    /// Process one captured frame in place (whole 10 ms chunks); returns the frame's speech
-    /// probability (the highest of its chunks) if the voice stage is on.
+    /// Process one captured frame in place; returns the frame's speech probability (the
+    /// highest of its chunks) if the voice stage is on. A frame of whole 10 ms chunks is
+    /// processed as it is; a shorter one (5 ms) is gathered into a chunk ([`ShortFrames`]),
+    /// and what it is overwritten with is the audio of a frame earlier, processed — unless
+    /// every stage is off: then it is left alone, without that delay.
     pub fn capture(&mut self, frame: &mut [f32]) -> Option<f32> {
+        if frame.len() < CHUNK_SAMPLES {
+            if !self.stages.changes_audio() && !self.stages.voice {
+                return None;
+            }
+            if let Some(mut chunk) = self.short.gather(frame) {
+                let probability = self.capture_chunks(&mut chunk);
+                self.short.processed(&chunk, probability);
+            }
+            return self.short.emit(frame);
+        }
+        self.capture_chunks(frame)
+    }
+
+    /// [`CaptureProcessor::capture`] of whole chunks.
+    fn capture_chunks(&mut self, frame: &mut [f32]) -> Option<f32> {
         debug_assert_eq!(frame.len() % CHUNK_SAMPLES, 0, "whole 10 ms chunks");
         let mut probability: Option<f32> = None;
         for chunk in frame.chunks_exact_mut(CHUNK_SAMPLES) {
@@ -532,6 +620,33 @@ mod tests {
         (out, probabilities)
     }
 
+    #[test]
+    fn five_ms_frames_are_processed_in_chunks_one_frame_late() {
+        let mic = speech(4 * 48_000, -30.0);
+        // Whole chunks (20 ms frames) and 5 ms frames through the same chain: the same
+        // audio, 5 ms (240 samples) later.
+        let (whole, _) = run(&mut CaptureProcessor::new(Processing::ALL), &mic, None);
+        let mut chain = CaptureProcessor::new(Processing::ALL);
+        let mut short = mic.clone();
+        let mut probabilities = Vec::new();
+        for frame in short.chunks_exact_mut(240) {
+            probabilities.push(chain.capture(frame));
+        }
+        assert!(
+            short[..240].iter().all(|&x| x == 0.0),
+            "the first frame waits"
+        );
+        assert_eq!(short[240..], whole[..whole.len() - 240]);
+        assert!(probabilities[1..].iter().all(Option::is_some));
+        // All off: 5 ms frames pass untouched, without the delay.
+        let mut off = mic.clone();
+        let mut chain = CaptureProcessor::new(Processing::NONE);
+        for frame in off.chunks_exact_mut(240) {
+            assert_eq!(chain.capture(frame), None);
+        }
+        assert_eq!(off, mic);
+    }
+
     /// A room: the speaker's sound `delay_ms` later, at −6 dB, with a short reverb tail.
     fn room(far: &[f32], delay_ms: usize) -> Vec<f32> {
         let taps = crate::audio::analysis::room_taps(delay_ms * 48, 0.5);
@@ -590,7 +705,7 @@ mod tests {
         let mut chain = CaptureProcessor::new(Processing::NONE.with(Stage::Voice, true));
         let (out, probabilities) = run(&mut chain, &mic, None);
         assert_eq!(out, mic);
-        assert!(probabilities.iter().all(Option::is_some));
+        assert!(probabilities[1..].iter().all(Option::is_some));
     }
 
     #[test]

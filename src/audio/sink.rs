@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::device::{DeviceError, DeviceSink};
-use super::frame::SAMPLE_RATE;
+use super::frame::{FrameSize, SAMPLE_RATE};
 use super::spec::{SpecError, split_kind};
 
 /// Something that consumes 48 kHz mono frames.
@@ -244,12 +244,17 @@ impl SinkSpec {
         }
     }
 
-    /// Builds the sink (creating the file for `wav:`).
+    /// Builds the sink (creating the file for `wav:`), for an engine on 20 ms frames.
     pub fn open(&self) -> Result<Box<dyn AudioSink + Send>, SinkError> {
+        self.open_for(FrameSize::default())
+    }
+
+    /// [`SinkSpec::open`] for an engine on `frame`-long frames (a device's period follows).
+    pub fn open_for(&self, frame: FrameSize) -> Result<Box<dyn AudioSink + Send>, SinkError> {
         Ok(match self {
             Self::Wav { path } => Box::new(WavSink::create(path)?),
             Self::Null => Box::new(NullSink::default()),
-            Self::Device { name } => Box::new(DeviceSink::open(name.as_deref())?),
+            Self::Device { name } => Box::new(DeviceSink::open_for(name.as_deref(), frame)?),
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The media pipeline, in 20 ms frames, each direction on its own pace (see
+//! The media pipeline, in 20, 10 or 5 ms frames, each direction on its own pace (see
 //! [`super::pace`]): capture → level/voice detection → (if the talk state says the mic is
 //! live) Opus encode, once for every peer; and per peer: jitter buffer → decode / FEC /
 //! concealment → mix → sink. Synchronous and free of WebRTC: the engine feeds
@@ -12,9 +12,10 @@ use cromulent_protocol::UserId;
 
 use crate::audio::processing::{CaptureProcessor, EchoStats, Processing};
 use crate::audio::{
-    AudioSink, AudioSource, CodecError, Decoder, DeviceChange, Encoder, FRAME_MS, FRAME_SAMPLES,
-    Frame, FrameSize, JitterBuffer, JitterConfig, JitterStats, Level, Playout, SILENT_FRAME,
-    SinkError, VoiceActivity, is_dtx_packet, mix, packet_frame_size,
+    AudioSink, AudioSource, CodecError, Decoder, DeviceChange, Encoder, EncoderConfig, FRAME_MS,
+    FRAME_SAMPLES, Frame, FrameSize, JitterBuffer, JitterConfig, JitterStats, Level,
+    PacketDuration, Playout, SILENT_FRAME, SinkError, VoiceActivity, is_dtx_packet, mix,
+    packet_duration,
 };
 
 use super::MAX_VOLUME_PERCENT;
@@ -52,19 +53,24 @@ pub struct Captured {
 
 struct PeerAudio {
     stream: PeerStream,
-    /// Decoded samples not played yet (a peer's 20 ms packet feeds two of our 10 ms frames).
-    pcm: [f32; 2 * FRAME_SAMPLES],
+    /// Decoded samples not played yet (a peer's 20 ms packet feeds four of our 5 ms frames):
+    /// room for the longest packet plus our longest frame, [`PCM_CAPACITY`].
+    pcm: Box<[f32]>,
     pcm_len: usize,
     /// This frame's output, the first `frame.samples()` samples.
     out: Frame,
     level_dbfs: f32,
-    /// Packets dropped before decoding (not a 10 or 20 ms Opus frame).
+    /// Packets dropped before decoding (empty, or not an Opus packet).
     rejected: u64,
 }
 
+/// Decoded samples a peer may have waiting: less than one of our frames left over, plus one
+/// packet of the longest Opus duration.
+const PCM_CAPACITY: usize = PacketDuration::MAX_SAMPLES + FRAME_SAMPLES;
+
 /// One peer's stream in the peer's own frames: jitter buffer, decoder, concealment.
 struct PeerStream {
-    /// Frames of the peer's packet length (10 or 20 ms, learned from its packets).
+    /// Frames of the peer's packet length (any Opus duration, learned from its packets).
     jitter: JitterBuffer,
     decoder: Decoder,
     /// Peer frames concealed since the last real packet.
@@ -89,7 +95,7 @@ impl PeerAudio {
                 plc_frames: 0,
                 heard: false,
             },
-            pcm: [0.0; 2 * FRAME_SAMPLES],
+            pcm: vec![0.0; PCM_CAPACITY].into_boxed_slice(),
             pcm_len: 0,
             out: SILENT_FRAME,
             level_dbfs: f32::NEG_INFINITY,
@@ -104,7 +110,7 @@ impl PeerAudio {
         while self.pcm_len < n {
             let len = self.stream.jitter.frame().samples();
             let start = self.pcm_len;
-            // n ≤ 960 and a peer frame ≤ 960, so start + len < 2·960, pcm's length.
+            // start < n ≤ FRAME_SAMPLES and a packet ≤ MAX_SAMPLES: inside PCM_CAPACITY.
             first |= self
                 .stream
                 .decode_one(&mut self.pcm[start..start + len], now);
@@ -196,7 +202,7 @@ impl Media {
             // The least loss until the peers report more (engine::loss_feedback): FEC bits on a
             // clean link cost quality.
             encoder: {
-                let mut encoder = Encoder::new()?;
+                let mut encoder = Encoder::with_config(EncoderConfig::for_frame(frame))?;
                 encoder.set_expected_loss(super::loss_feedback::MIN_EXPECTED_LOSS)?;
                 encoder
             },
@@ -263,7 +269,7 @@ impl Media {
         }
     }
 
-    /// Packets from `user` dropped before decoding (not a 10 or 20 ms Opus frame).
+    /// Packets from `user` dropped before decoding (empty, or not an Opus packet).
     pub fn rejected_packets(&self, user: &str) -> u64 {
         self.peers.get(user).map_or(0, |p| p.rejected)
     }
@@ -284,9 +290,9 @@ impl Media {
         let Some(p) = self.peers.get_mut(user) else {
             return;
         };
-        // Untrusted: anything but one 10 or 20 ms Opus frame is dropped here, before it can
-        // reach the decoder or skew the jitter buffer's clock.
-        let Ok(size) = packet_frame_size(&payload) else {
+        // Untrusted: anything that is not an Opus packet (of any duration) is dropped here,
+        // before it can reach the decoder or skew the jitter buffer's clock.
+        let Ok(size) = packet_duration(&payload) else {
             p.rejected += 1;
             return;
         };
@@ -507,15 +513,15 @@ mod tests {
 
         /// Run `frames` 20 ms periods: alice's packets reach bob at once.
         fn run(&mut self, frames: usize, alice_talk: &TalkState, bob_talk: &TalkState) {
-            // In 10 ms steps; each side runs a frame when its frame length divides the time.
+            // In 5 ms steps; each side runs a frame when its frame length divides the time.
             let due =
-                |media: &Media, step: usize| step.is_multiple_of(media.frame().ms() as usize / 10);
-            for step in 0..frames * 2 {
+                |media: &Media, step: usize| step.is_multiple_of(media.frame().ms() as usize / 5);
+            for step in 0..frames * 4 {
                 if due(&self.alice, step) {
                     let c = self.alice.capture(alice_talk).unwrap();
                     if let Some(p) = c.packet {
                         self.alice_packets += 1;
-                        let ts = (step * 480) as u32;
+                        let ts = (step * 240) as u32;
                         self.bob.on_packet("alice", self.seq, ts, p, self.now);
                         self.seq = self.seq.wrapping_add(1);
                     }
@@ -524,7 +530,7 @@ mod tests {
                     let first = self.bob.play(self.now, bob_talk).unwrap();
                     self.bob_first_audio.extend(first);
                 }
-                self.now += Duration::from_millis(10);
+                self.now += Duration::from_millis(5);
             }
         }
 
@@ -607,9 +613,18 @@ mod tests {
     }
 
     #[test]
-    fn ten_and_twenty_ms_frames_talk_to_each_other_both_ways() {
-        use FrameSize::{Ms10, Ms20};
-        for (alice, bob) in [(Ms10, Ms10), (Ms10, Ms20), (Ms20, Ms10)] {
+    fn five_ten_and_twenty_ms_frames_talk_to_each_other_both_ways() {
+        use FrameSize::{Ms5, Ms10, Ms20};
+        for (alice, bob) in [
+            (Ms10, Ms10),
+            (Ms10, Ms20),
+            (Ms20, Ms10),
+            (Ms5, Ms5),
+            (Ms5, Ms10),
+            (Ms5, Ms20),
+            (Ms10, Ms5),
+            (Ms20, Ms5),
+        ] {
             let mut p = Pair::with_frames(tone(), alice, bob);
             let open = TalkState::new(TalkMode::Open);
             p.run(100, &open, &open);
@@ -750,7 +765,7 @@ mod tests {
     }
 
     #[test]
-    fn packets_that_are_not_one_of_our_frames_are_dropped_unheard() {
+    fn packets_that_are_not_opus_are_dropped_unheard() {
         let mut bob = Media::new(
             Box::new(Silence),
             Box::new(Memory::default()),
@@ -760,13 +775,72 @@ mod tests {
         .unwrap();
         bob.add_peer("mallory").unwrap();
         let now = Instant::now();
-        // Empty, a 60 ms packet (TOC config 3 = SILK NB 60 ms), and garbage.
+        // Empty; code 3 with no frames; code 3 claiming 3 × 60 ms (over Opus's 120 ms); junk
+        // (TOC 0xff: code 3 claiming 63 frames).
         bob.on_packet("mallory", 0, 0, vec![], now);
-        bob.on_packet("mallory", 1, 960, vec![0x18, 0, 0, 0], now);
-        bob.on_packet("mallory", 2, 1920, vec![0xff, 0xff], now);
-        assert_eq!(bob.rejected_packets("mallory"), 3);
+        bob.on_packet("mallory", 1, 960, vec![0x03, 0x00], now);
+        bob.on_packet("mallory", 2, 1920, vec![0x1b, 0x03, 0, 0, 0], now);
+        bob.on_packet("mallory", 3, 2880, vec![0xff, 0xff], now);
+        assert_eq!(bob.rejected_packets("mallory"), 4);
         let talk = TalkState::new(TalkMode::Open);
         assert!(bob.play(now, &talk).unwrap().is_empty());
+    }
+
+    /// A peer sending `packet_samples`-long packets of an 880 Hz tone straight from libopus
+    /// (as a browser or another client may: 2.5 to 60 ms), heard by a client on `ours`-long
+    /// frames for three seconds, in 2.5 ms steps: what it played.
+    fn hear_foreign_packets(packet_samples: usize, ours: FrameSize) -> Vec<f32> {
+        let heard = Memory::default();
+        let mut bob = Media::new(
+            Box::new(Silence),
+            Box::new(heard.clone()),
+            ours,
+            Processing::NONE,
+        )
+        .unwrap();
+        bob.add_peer("web").unwrap();
+        let mut encoder =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut tone = Tone::new(880.0, 0.5);
+        let talk = TalkState::new(TalkMode::Open);
+        let (step, t0) = (120, Instant::now());
+        let mut seq = 0u16;
+        for k in 0..3 * SAMPLE_RATE as usize / step {
+            let (at, now) = (k * step, t0 + Duration::from_micros(k as u64 * 2500));
+            // A packet is sent once its last sample is captured.
+            if (at + step).is_multiple_of(packet_samples) {
+                let mut frame = vec![0.0; packet_samples];
+                tone.next_frame(&mut frame);
+                let packet = encoder.encode_vec_float(&frame, 1275).unwrap();
+                let ts = (at + step - packet_samples) as u32;
+                bob.on_packet("web", seq, ts, packet, now);
+                seq += 1;
+            }
+            if at.is_multiple_of(ours.samples()) {
+                bob.play(now, &talk).unwrap();
+            }
+        }
+        assert_eq!(bob.rejected_packets("web"), 0);
+        heard.0.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn packets_of_any_opus_duration_are_heard_on_any_frame_size() {
+        for ours in [FrameSize::Ms5, FrameSize::Ms10, FrameSize::Ms20] {
+            for packet_samples in [120, 240, 480, 960, 1920, 2880] {
+                let played = hear_foreign_packets(packet_samples, ours);
+                assert_eq!(played.len(), 3 * SAMPLE_RATE as usize, "{ours}: 3 s played");
+                // The last second: the buffer may trim a frame of start-up slack before it.
+                let tail = &played[2 * SAMPLE_RATE as usize..];
+                let what = format!("{packet_samples}-sample packets on {ours} frames");
+                let f = analysis::dominant_frequency(tail, SAMPLE_RATE).expect("a tone");
+                assert!((f - 880.0).abs() < 5.0, "{what}: dominant {f} Hz");
+                assert!(
+                    analysis::tone_power(tail, SAMPLE_RATE, 880.0) > 0.9,
+                    "{what}: continuous, no gaps"
+                );
+            }
+        }
     }
 
     #[test]

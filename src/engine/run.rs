@@ -39,7 +39,7 @@ pub fn start(
     events: mpsc::UnboundedSender<EngineEvent>,
 ) -> Result<(), StartError> {
     let source = config.audio_in.open_for(config.frame)?;
-    let sink = config.audio_out.open()?;
+    let sink = config.audio_out.open_for(config.frame)?;
     start_with_audio(config, source, sink, commands, events)
 }
 

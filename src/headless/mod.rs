@@ -64,7 +64,9 @@ pub struct HeadlessArgs {
     /// the system's roots are trusted anyway).
     #[arg(long, env = "CROMULENT_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Audio frame length in ms: 20, or 10 for less delay at twice the packets.
+    /// Audio frame length in ms: 20; 10 for less delay at twice the packets; 5 for the
+    /// low-delay mode (CELT only: no in-band FEC, four times the packets). Peers may use any
+    /// frame length (and browsers any Opus packet length): each is heard on its own.
     #[arg(long, value_name = "MS", default_value = "20")]
     pub frame_ms: FrameSize,
     /// Capture processing: all, none, or stages from echo, noise, gain, voice (comma

@@ -29,7 +29,11 @@ use crate::rtp::OPUS_CLOCK_RATE;
 
 /// Opus RTP payload type we offer (the value browsers and webrtc's defaults use).
 pub(super) const OPUS_PAYLOAD_TYPE: u8 = 111;
-/// Opus fmtp: 10 ms minimum packet time, in-band FEC on (RFC 7587 section 7).
+/// Opus fmtp: 10 ms minimum packet time, in-band FEC on (RFC 7587 section 7). Kept as
+/// browsers offer it, so the codec lines match theirs exactly, although our receive side plays
+/// any Opus packet length (2.5–120 ms, `audio::PacketDuration`) and a client in the low-delay
+/// mode (`--frame-ms 5`) sends 5 ms packets below this minimum: `minptime` only advises, and
+/// libwebrtc's receiver, like ours, decodes each packet by its own duration.
 const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
 /// RTCP sender and receiver reports, each way: what libwebrtc uses for audio (webrtc's
 /// default of 1 s is meant for video). Reports carry RTT and loss for the peers panel, which

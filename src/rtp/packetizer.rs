@@ -73,9 +73,11 @@ impl Packetizer {
     }
 }
 
-/// RTP timestamp units in `duration` (48 kHz: 480 for 10 ms, 960 for 20 ms).
+/// RTP timestamp units in `duration` (48 kHz: 240 for 5 ms, 480 for 10 ms, 960 for 20 ms),
+/// in integers: whole microseconds of any frame length count exactly.
 fn samples(duration: Duration) -> u32 {
-    (duration.as_secs_f64() * f64::from(OPUS_CLOCK_RATE)) as u32
+    let units = duration.as_micros() * u128::from(OPUS_CLOCK_RATE) / 1_000_000;
+    u32::try_from(units).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -104,13 +106,17 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_advance_480_or_960_per_frame() {
+    fn timestamps_advance_240_480_or_960_per_frame() {
         let mut p = Packetizer::starting_at(0, 1_000);
         let ts: Vec<u32> = talk(&mut p, 3, MS20).iter().map(|h| h.timestamp).collect();
         assert_eq!(ts, [1_000, 1_960, 2_920]);
         let mut p = Packetizer::starting_at(0, 1_000);
         let ts: Vec<u32> = talk(&mut p, 3, MS10).iter().map(|h| h.timestamp).collect();
         assert_eq!(ts, [1_000, 1_480, 1_960]);
+        let mut p = Packetizer::starting_at(0, 1_000);
+        let ms5 = Duration::from_millis(5);
+        let ts: Vec<u32> = talk(&mut p, 3, ms5).iter().map(|h| h.timestamp).collect();
+        assert_eq!(ts, [1_000, 1_240, 1_480]);
     }
 
     #[test]

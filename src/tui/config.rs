@@ -56,8 +56,9 @@ pub struct TuiArgs {
     /// audio.output_device]
     #[arg(long, value_name = "NAME")]
     pub output_device: Option<String>,
-    /// Audio frame length in ms: 20, or 10 for less delay at twice the packets. [config:
-    /// audio.frame_ms; default: 20]
+    /// Audio frame length in ms: 20; 10 for less delay at twice the packets; 5 for the
+    /// low-delay mode (CELT only: no in-band FEC, four times the packets; for clean links).
+    /// Peers may use any. [config: audio.frame_ms; default: 20]
     #[arg(long, value_name = "MS")]
     pub frame_ms: Option<FrameSize>,
     /// Print the sound devices and exit.
@@ -578,6 +579,32 @@ mod tests {
         };
         let err = load_file(&args, &env).unwrap_err().to_string();
         assert!(err.contains("/nonexistent-dir/cromulent.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_low_delay_frame_size_comes_from_the_file_or_the_flag() {
+        let env = env_of(ENV);
+        let resolve = |file: &str, args: &TuiArgs| {
+            let file = parse_file(file, "test").unwrap();
+            Settings::resolve(args, file, None, None, &env).map(|s| s.frame)
+        };
+        let five = "server = \"ws://h:1\"\n[audio]\nframe_ms = 5\n";
+        assert_eq!(resolve(five, &TuiArgs::default()).unwrap(), FrameSize::Ms5);
+        let flag = TuiArgs {
+            frame_ms: Some(FrameSize::Ms20),
+            ..TuiArgs::default()
+        };
+        assert_eq!(
+            resolve(five, &flag).unwrap(),
+            FrameSize::Ms20,
+            "the flag wins"
+        );
+        let odd = "server = \"ws://h:1\"\n[audio]\nframe_ms = 15\n";
+        let err = resolve(odd, &TuiArgs::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("audio.frame_ms") && err.contains("5, 10 or 20"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -367,6 +367,8 @@ pub struct ToneCaller<'a> {
     pub name: &'a str,
     pub url: String,
     pub hz: f32,
+    /// Its `--frame-ms` (5, 10 or 20).
+    pub frame_ms: &'a str,
 }
 
 /// A call in General among `callers`, each sending its tone and recording what it hears;
@@ -386,6 +388,8 @@ pub fn tone_call(callers: &[ToneCaller]) -> Vec<Vec<f32>> {
                 &tone,
                 "--audio-out",
                 &out,
+                "--frame-ms",
+                c.frame_ms,
             ];
             Client::start(&c.url, c.name, &args)
         })

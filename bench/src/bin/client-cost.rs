@@ -37,6 +37,9 @@ struct Cli {
     /// run under a sound server (`bench/device-cost.sh`).
     #[arg(long)]
     observed_devices: bool,
+    /// Every client's `--frame-ms` (5, 10 or 20; default: the client's own, 20).
+    #[arg(long)]
+    frame_ms: Option<u32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             perf_probes: cli.perf_probes,
             private_loopback: cli.private_loopback,
             observed_devices: cli.observed_devices,
+            frame_ms: cli.frame_ms,
         })
         .with_context(|| format!("call of {users}"))?;
         print_report(&report);

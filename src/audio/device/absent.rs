@@ -47,6 +47,10 @@ impl DeviceSink {
         Err(DeviceError::NotBuilt)
     }
 
+    pub fn open_for(_name: Option<&str>, _frame: FrameSize) -> Result<Self, DeviceError> {
+        Err(DeviceError::NotBuilt)
+    }
+
     pub fn info(&self) -> &DeviceInfo {
         &self.info
     }

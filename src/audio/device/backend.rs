@@ -124,7 +124,7 @@ impl DeviceSource {
     /// [`DeviceSource::open`] for an engine on `frame`-long frames (the device period
     /// follows it).
     pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
-        let period = requested_period(SAMPLE_RATE, microphone_period_ms(frame));
+        let period = requested_period(SAMPLE_RATE, microphone_period_us(frame));
         open_routed(
             Direction::Input,
             name,
@@ -256,20 +256,33 @@ impl Drop for DeviceSource {
 }
 
 impl DeviceSink {
-    /// Opens `name` (matched against device ids and names) or the default speaker.
+    /// Opens `name` (matched against device ids and names) or the default speaker, for an
+    /// engine on 20 ms frames.
     pub fn open(name: Option<&str>) -> Result<Self, DeviceError> {
-        open_routed(Direction::Output, name, Self::open_pulse, Self::open_alsa)
+        Self::open_for(name, FrameSize::default())
+    }
+
+    /// [`DeviceSink::open`] for an engine on `frame`-long frames (the device period follows
+    /// it: [`speaker_period_us`]).
+    pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
+        let period_us = speaker_period_us(frame);
+        open_routed(
+            Direction::Output,
+            name,
+            |name| Self::open_pulse(name, period_us),
+            |name| Self::open_alsa(name, period_us),
+        )
     }
 
     /// On PulseAudio: the server asks for a speaker period at a time and holds two
     /// (its device's buffer included), as ALSA's plugin would with our period.
-    fn open_pulse(name: Option<&str>) -> Result<Self, PulseError> {
+    fn open_pulse(name: Option<&str>, period_us: u32) -> Result<Self, PulseError> {
         let failed = Arc::new(AtomicBool::new(false));
         let delay = Arc::new(DelayGauge::default());
         let (producer, consumer) = ring::ring(RING_SAMPLES);
         let reader = PlaybackReader::new(consumer, SAMPLE_RATE, 1);
         let (underruns, callback) = (reader.underruns.clone(), reader.callback.clone());
-        let request = requested_period(SAMPLE_RATE, SPEAKER_PERIOD_MS);
+        let request = requested_period(SAMPLE_RATE, period_us);
         let job = Job::Playback {
             request,
             target: request.map(|r| r * SPEAKER_PULSE_PERIODS),
@@ -291,7 +304,7 @@ impl DeviceSink {
     }
 
     /// On ALSA, through cpal.
-    fn open_alsa(name: Option<&str>) -> Result<Self, DeviceError> {
+    fn open_alsa(name: Option<&str>, period_us: u32) -> Result<Self, DeviceError> {
         let dir = Direction::Output;
         let (device, label) = find(dir, name)?;
         let config = choose_config(&device, dir, &label)?;
@@ -334,7 +347,7 @@ impl DeviceSink {
             Ok((start(stream, dir, &label)?, (producer, underruns, callback)))
         };
         let (stream, (producer, underruns, callback)) =
-            open_with_period(&config, dir, SPEAKER_PERIOD_MS, &label, open)?;
+            open_with_period(&config, dir, period_us, &label, open)?;
         Ok(Self {
             ring: producer,
             info: info(&label, &config),
@@ -442,24 +455,38 @@ fn error_callback(
 /// The speaker's device period. A speaker's buffer is two or three periods and every
 /// sample waits in it, so it gets 5 ms (through ALSA's PulseAudio plugin, 240 frames asked
 /// are granted as 160: speaker delay 15 → 6.5 ms, BENCHMARKS.md).
-const SPEAKER_PERIOD_MS: u32 = 5;
+const SPEAKER_PERIOD_US: u32 = 5_000;
+
+/// The speaker's period for an engine on `frame`-long frames, in µs: [`SPEAKER_PERIOD_US`],
+/// or half a frame when that is shorter — 2.5 ms in the low-delay mode (5 ms frames), where
+/// the speaker's two periods were the largest wait left: 10 → 5 ms of device delay, p50
+/// mouth-to-ear ~26 → 17–21 ms, without underruns in the runs measured (BENCHMARKS.md,
+/// "Low-delay mode").
+const fn speaker_period_us(frame: FrameSize) -> u32 {
+    let half_frame = microphone_period_us(frame);
+    if half_frame < SPEAKER_PERIOD_US {
+        half_frame
+    } else {
+        SPEAKER_PERIOD_US
+    }
+}
 
 /// Speaker periods a PulseAudio server holds (its own device's buffer included): what
 /// ALSA's plugin held with our period (3 × 3.3 ms, 10 ms), in 5 ms requests.
 const SPEAKER_PULSE_PERIODS: usize = 2;
 
-/// A microphone's period for an engine on `frame`-long frames: half a frame, so a frame
-/// completes on a period boundary.
-const fn microphone_period_ms(frame: FrameSize) -> u32 {
-    frame.ms() / 2
+/// A microphone's period for an engine on `frame`-long frames, in µs: half a frame (2.5 ms
+/// for 5 ms frames), so a frame completes on a period boundary.
+const fn microphone_period_us(frame: FrameSize) -> u32 {
+    frame.ms() * 500
 }
 
-/// `period_ms` at `rate`, in frames; `CROMULENT_DEVICE_PERIOD` (frames, or anything else
+/// `period_us` at `rate`, in frames; `CROMULENT_DEVICE_PERIOD` (frames, or anything else
 /// for the device's default: `None`) overrides it, for measuring devices.
-fn requested_period(rate: u32, period_ms: u32) -> Option<usize> {
+fn requested_period(rate: u32, period_us: u32) -> Option<usize> {
     match std::env::var("CROMULENT_DEVICE_PERIOD") {
         Ok(v) => v.parse().ok(),
-        Err(_) => Some((rate * period_ms / 1000) as usize),
+        Err(_) => usize::try_from(u64::from(rate) * u64::from(period_us) / 1_000_000).ok(),
     }
 }
 
@@ -467,8 +494,8 @@ fn requested_period(rate: u32, period_ms: u32) -> Option<usize> {
 /// supports; `Default` when it does not say. A device's default can be long (1024 frames,
 /// 21 ms, through ALSA's PulseAudio plugin), and the device buffer is two or three periods:
 /// latency nobody asked for.
-fn period(config: &SupportedStreamConfig, period_ms: u32) -> BufferSize {
-    let Some(want) = requested_period(config.sample_rate(), period_ms) else {
+fn period(config: &SupportedStreamConfig, period_us: u32) -> BufferSize {
+    let Some(want) = requested_period(config.sample_rate(), period_us) else {
         return BufferSize::Default;
     };
     let want = u32::try_from(want).unwrap_or(u32::MAX);
@@ -485,11 +512,11 @@ fn period(config: &SupportedStreamConfig, period_ms: u32) -> BufferSize {
 fn open_with_period<T>(
     config: &SupportedStreamConfig,
     dir: Direction,
-    period_ms: u32,
+    period_us: u32,
     label: &str,
     open: impl Fn(BufferSize) -> Result<(cpal::Stream, T), DeviceError>,
 ) -> Result<(cpal::Stream, T), DeviceError> {
-    let wanted = period(config, period_ms);
+    let wanted = period(config, period_us);
     let opened = match open(wanted) {
         Err(e) if wanted != BufferSize::Default => {
             tracing::debug!(device = %label, error = %e, ?wanted, "{} refused the period; using its default", dir.what());
@@ -846,4 +873,23 @@ pub fn list_devices() -> Result<String, DeviceError> {
          backend. Without a name: the PulseAudio server's default, else ALSA's."
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_periods_follow_the_frame() {
+        // Half a frame for the microphone; the speaker 5 ms, or half a 5 ms frame.
+        assert_eq!(microphone_period_us(FrameSize::Ms20), 10_000);
+        assert_eq!(microphone_period_us(FrameSize::Ms5), 2_500);
+        assert_eq!(speaker_period_us(FrameSize::Ms20), 5_000);
+        assert_eq!(speaker_period_us(FrameSize::Ms10), 5_000);
+        assert_eq!(speaker_period_us(FrameSize::Ms5), 2_500);
+        if std::env::var_os("CROMULENT_DEVICE_PERIOD").is_none() {
+            assert_eq!(requested_period(48_000, 2_500), Some(120));
+            assert_eq!(requested_period(44_100, 5_000), Some(220));
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::audio::frame::FrameSize;
+use crate::audio::codec::PacketDuration;
 use crate::rtp::InterarrivalJitter;
 
 /// Transit changes larger than this are a discontinuity (sender restart, clock jump), not
@@ -88,8 +88,13 @@ impl JitterEstimator {
 /// Frames of depth that guarantee `needed_ms` of slack. Depth counts the frame about to play, so
 /// a depth of `d` leaves between `d − 1` and `d` frames of time between a packet's nominal arrival
 /// and its playout: `d = 1 + ceil(needed / frame)`. A clean link needs 1.
-pub(crate) fn required_frames(needed_ms: f64, min: usize, max: usize, frame: FrameSize) -> usize {
-    let extra = ((needed_ms - NEEDED_DELAY_TOLERANCE_MS).max(0.0) / f64::from(frame.ms())).ceil();
+pub(crate) fn required_frames(
+    needed_ms: f64,
+    min: usize,
+    max: usize,
+    frame: PacketDuration,
+) -> usize {
+    let extra = ((needed_ms - NEEDED_DELAY_TOLERANCE_MS).max(0.0) / frame.ms()).ceil();
     // `extra` is finite and non-negative here; the cast saturates for absurd values.
     (1 + extra as usize).clamp(min, max)
 }
@@ -103,7 +108,7 @@ pub(crate) struct DepthTarget {
     min: usize,
     max: usize,
     shrink_hold: Duration,
-    frame: FrameSize,
+    frame: PacketDuration,
     /// Since when the requirement has been below `frames`.
     below_since: Option<Instant>,
     /// The least the target may be for now (`min`, or more while loss calls for look-ahead).
@@ -111,7 +116,12 @@ pub(crate) struct DepthTarget {
 }
 
 impl DepthTarget {
-    pub(crate) fn new(min: usize, max: usize, shrink_hold: Duration, frame: FrameSize) -> Self {
+    pub(crate) fn new(
+        min: usize,
+        max: usize,
+        shrink_hold: Duration,
+        frame: PacketDuration,
+    ) -> Self {
         Self {
             frames: min,
             min,
@@ -166,7 +176,9 @@ impl DepthTarget {
 mod tests {
     use super::*;
 
-    const F20: FrameSize = FrameSize::Ms20;
+    use crate::audio::FrameSize;
+
+    const F20: PacketDuration = PacketDuration::of_samples(960).unwrap();
 
     // Constant transit and the known values of `J` are tested with the RFC 3550 core in
     // `crate::rtp::jitter`; here only what the estimator adds: skipped discontinuities, the peak.
@@ -196,8 +208,13 @@ mod tests {
         assert_eq!(required_frames(500.0, 1, 10, F20), 10);
         assert_eq!(required_frames(0.0, 3, 10, F20), 3);
         // 10 ms frames: twice the frames for the same delay.
-        assert_eq!(required_frames(5.0, 1, 20, FrameSize::Ms10), 2);
-        assert_eq!(required_frames(25.0, 1, 20, FrameSize::Ms10), 4);
+        let f10 = FrameSize::Ms10.into();
+        assert_eq!(required_frames(5.0, 1, 20, f10), 2);
+        assert_eq!(required_frames(25.0, 1, 20, f10), 4);
+        // 5 ms and 2.5 ms packets: four and eight times the frames of 20 ms.
+        assert_eq!(required_frames(25.0, 1, 40, FrameSize::Ms5.into()), 6);
+        let f2_5 = PacketDuration::of_samples(120).unwrap();
+        assert_eq!(required_frames(25.0, 1, 40, f2_5), 11);
     }
 
     #[test]

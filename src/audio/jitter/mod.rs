@@ -40,7 +40,7 @@ mod seq;
 
 use std::time::{Duration, Instant};
 
-use crate::audio::frame::FrameSize;
+use crate::audio::codec::PacketDuration;
 use crate::rtp::seq::extend;
 use estimate::{DepthTarget, JitterEstimator, required_frames};
 use seq::SeenWindow;
@@ -54,8 +54,32 @@ const CAPACITY: usize = 64;
 /// a burst of late packets released at once after an outage is not mistaken for a restart.
 const RESTART_STALE_SPAN: Duration = Duration::from_millis(200);
 
+/// The latency bound of a stream: 200 ms of 48 kHz samples, in whatever packets it comes.
+const MAX_DEPTH_SAMPLES: usize = 48 * 200;
+
 /// Length of a latency-trimming window.
 const TRIM_WINDOW: Duration = Duration::from_secs(1);
+
+/// Calm time needed before the target drops by one packet, for packets of 10 ms and longer.
+const SHRINK_HOLD: Duration = Duration::from_secs(1);
+
+/// The calm that lowers the target by one `frame`-long packet: [`SHRINK_HOLD`], and for
+/// packets shorter than 10 ms (the 5 ms low-delay mode, 2.5 ms from other senders) a share of
+/// it in proportion to 20 ms, so a target a spike raised comes down at least as fast in
+/// milliseconds as with 20 ms packets. A packet per second made 5 ms packets shed a quarter
+/// of that pace: after a stall on a loaded machine a 5 ms receiver held every talk spurt
+/// ~70 ms for the rest of a 20 s run (`bench/device-path.sh` with `FRAME_MS=5`, p50 94 ms
+/// against 22-29 in other runs). 10 and 20 ms packets keep the second (halving it for 10 ms
+/// packets made a 10 ms sender into a 20 ms receiver trim and conceal audibly in
+/// `tests/headless_audio.rs`); trimming keeps [`TRIM_WINDOW`] for every length.
+pub fn shrink_hold(frame: PacketDuration) -> Duration {
+    const REFERENCE_SAMPLES: u32 = 960;
+    let samples = frame.samples() as u32;
+    if samples >= REFERENCE_SAMPLES / 2 {
+        return SHRINK_HOLD;
+    }
+    SHRINK_HOLD * samples / REFERENCE_SAMPLES
+}
 
 /// A missing packet is waited for (rather than declared lost) only while packets have been
 /// arriving late within this long: on a link that loses packets but does not reorder or delay
@@ -78,23 +102,27 @@ pub struct JitterConfig {
     pub max_depth: usize,
     /// Calm time needed before the target drops by one frame.
     pub shrink_hold: Duration,
-    /// Length of one frame (one packet) of the stream this buffer plays.
-    pub frame: FrameSize,
+    /// Length of one frame (one packet) of the stream this buffer plays: the peer's packet
+    /// duration, whatever our own frame size.
+    pub frame: PacketDuration,
 }
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        Self::for_frame(FrameSize::default())
+        Self::for_frame(PacketDuration::default())
     }
 }
 
 impl JitterConfig {
-    /// What the client uses for a stream of `frame`-long packets: depth bounded at 200 ms.
-    pub fn for_frame(frame: FrameSize) -> Self {
+    /// What the client uses for a stream of `frame`-long packets: depth bounded at 200 ms, at
+    /// least one packet, and at most half the ring (`CAPACITY / 2`, 32 packets: 160 ms of 5 ms
+    /// packets, 80 ms of 2.5 ms ones — the ring was left at 64 slots so that 10 and 20 ms
+    /// streams resynchronise after a gap exactly as before).
+    pub fn for_frame(frame: PacketDuration) -> Self {
         Self {
             min_depth: 1,
-            max_depth: (200 / frame.ms()) as usize,
-            shrink_hold: Duration::from_secs(1),
+            max_depth: (MAX_DEPTH_SAMPLES / frame.samples()).max(1),
+            shrink_hold: shrink_hold(frame),
             frame,
         }
     }
@@ -516,17 +544,17 @@ impl JitterBuffer {
         self.trim_pending = false;
     }
 
-    /// Keeps latency near the target. Precondition: playing with `depth >= 1`.
     /// Pops in one [`TRIM_WINDOW`].
     fn trim_window_pops(&self) -> u32 {
-        (TRIM_WINDOW.as_millis() / u128::from(self.config.frame.ms())) as u32
+        (TRIM_WINDOW.as_micros() / self.config.frame.duration().as_micros()) as u32
     }
 
     /// The frame length this buffer plays.
-    pub fn frame(&self) -> FrameSize {
+    pub fn frame(&self) -> PacketDuration {
         self.config.frame
     }
 
+    /// Keeps latency near the target. Precondition: playing with `depth >= 1`.
     fn trim_latency(&mut self, depth: usize) {
         let target = self.target.frames();
         if depth > self.config.max_depth {

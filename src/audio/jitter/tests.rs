@@ -790,3 +790,56 @@ fn a_missing_packet_cannot_stall_playout() {
     assert!(out[lost_at + 1..].contains(&Playout::Packet(payload(5))));
     assert!(out.last() == Some(&Playout::Empty));
 }
+
+/// A clean stream of `samples`-long packets, popped one per packet, except that the receiver
+/// stalls for 150 ms at 1 s (what was sent meanwhile is read at once when it wakes, and the
+/// missed frames are popped at once, as a device speaker demands them): how long after the
+/// stall the target depth is back to one packet, in ms.
+fn target_back_to_one_after_a_stall(samples: u32) -> u64 {
+    let frame = PacketDuration::of_samples(samples as usize).unwrap();
+    let mut jb = JitterBuffer::new(JitterConfig::for_frame(frame));
+    let t0 = Instant::now();
+    let step_us = u64::from(samples) * 125 / 6;
+    let at = |us: u64| t0 + Duration::from_micros(us);
+    let stall = 1_000_000..1_150_000;
+    let mut raised = false;
+    for i in 0..(60_000_000 / step_us) as u32 {
+        let sent = u64::from(i) * step_us;
+        if stall.contains(&sent) {
+            continue;
+        }
+        if sent >= stall.end && sent < stall.end + step_us {
+            // Wake-up: everything sent during the stall arrives now, then the missed pops.
+            let first = (stall.start / step_us) as u32;
+            for k in first..i {
+                jb.push(k as u16, k * samples, payload(k), at(stall.end));
+            }
+            for _ in first..i {
+                let _ = jb.pop(at(stall.end));
+            }
+        }
+        jb.push(i as u16, i * samples, payload(i), at(sent));
+        let _ = jb.pop(at(sent + 500));
+        let target = jb.stats().target_depth;
+        raised |= target > 1;
+        if sent > stall.end && raised && target == 1 {
+            return (sent - stall.end) / 1000;
+        }
+    }
+    panic!("{samples}-sample packets: the target stayed up for a minute");
+}
+
+#[test]
+fn a_target_a_stall_raised_comes_down_as_fast_with_short_packets() {
+    let long = target_back_to_one_after_a_stall(960);
+    // Shedding a packet per second, 5 ms packets took four times as long as 20 ms ones to
+    // come down from the same spike; now no longer than them (plus a step).
+    for samples in [240, 120] {
+        let short = target_back_to_one_after_a_stall(samples);
+        assert!(
+            short <= long + 500,
+            "{samples}-sample packets: {short} ms, 20 ms packets: {long} ms"
+        );
+    }
+    assert!(long < 15_000, "20 ms packets: {long} ms");
+}
