@@ -77,11 +77,13 @@ fn a_user_whose_instance_is_killed_rejoins_on_the_survivor_once_the_old_seat_is_
             name: "alice",
             url: front.ws_url(),
             hz: 440.0,
+            frame_ms: "20",
         },
         ToneCaller {
             name: "bob",
             url: two.url(),
             hz: 660.0,
+            frame_ms: "20",
         },
     ];
     let wav = |name: &str| dir.path(&format!("{name}.wav"));

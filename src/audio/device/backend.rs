@@ -125,10 +125,11 @@ impl DeviceSource {
     /// follows it).
     pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
         let period = requested_period(SAMPLE_RATE, microphone_period_us(frame));
+        let pulse = requested_period(SAMPLE_RATE, PULSE_PERIOD_US);
         open_routed(
             Direction::Input,
             name,
-            |name| Self::open_pulse(name, period),
+            |name| Self::open_pulse(name, pulse),
             |name| Self::open_alsa(name, period),
         )
     }
@@ -269,7 +270,7 @@ impl DeviceSink {
         open_routed(
             Direction::Output,
             name,
-            |name| Self::open_pulse(name, period_us),
+            |name| Self::open_pulse(name, PULSE_PERIOD_US),
             |name| Self::open_alsa(name, period_us),
         )
     }
@@ -452,7 +453,7 @@ fn error_callback(
     }
 }
 
-/// The speaker's device period. A speaker's buffer is two or three periods and every
+/// The speaker's device period on ALSA. A speaker's buffer is two or three periods and every
 /// sample waits in it, so it gets 5 ms (through ALSA's PulseAudio plugin, 240 frames asked
 /// are granted as 160: speaker delay 15 → 6.5 ms, BENCHMARKS.md).
 const SPEAKER_PERIOD_US: u32 = 5_000;
@@ -474,6 +475,16 @@ const fn speaker_period_us(frame: FrameSize) -> u32 {
 /// Speaker periods a PulseAudio server holds (its own device's buffer included): what
 /// ALSA's plugin held with our period (3 × 3.3 ms, 10 ms), in 5 ms requests.
 const SPEAKER_PULSE_PERIODS: usize = 2;
+
+/// On PulseAudio, both directions' period whatever the frame length: 2.5 ms. The server's own
+/// buffer for a stream follows it (`ADJUST_LATENCY`), so the period is latency in both
+/// directions. Measured on the device rig (BENCHMARKS.md, issue 22), 2.5 ms against the
+/// frame-following periods (10 ms microphone, 5 ms speaker at 20 ms frames) took 20 ms
+/// frames' mouth-to-ear p50 from 44.8 to 38.9 ms and 10 ms frames' from 33 to 30 ms, with no
+/// more underruns, for one more wake-up of each stream thread every 2.5 ms (+0.3–0.8 % of a
+/// core). It divides every frame length (5, 10, 20 ms), so a frame still completes on a
+/// period boundary. (ALSA keeps [`microphone_period_us`] and [`speaker_period_us`].)
+const PULSE_PERIOD_US: u32 = 2_500;
 
 /// A microphone's period for an engine on `frame`-long frames, in µs: half a frame (2.5 ms
 /// for 5 ms frames), so a frame completes on a period boundary.
@@ -887,6 +898,10 @@ mod tests {
         assert_eq!(speaker_period_us(FrameSize::Ms20), 5_000);
         assert_eq!(speaker_period_us(FrameSize::Ms10), 5_000);
         assert_eq!(speaker_period_us(FrameSize::Ms5), 2_500);
+        // PulseAudio: 2.5 ms whatever the frame, dividing every frame length.
+        for frame in [FrameSize::Ms5, FrameSize::Ms10, FrameSize::Ms20] {
+            assert_eq!(frame.ms() * 1000 % PULSE_PERIOD_US, 0, "{frame:?}");
+        }
         if std::env::var_os("CROMULENT_DEVICE_PERIOD").is_none() {
             assert_eq!(requested_period(48_000, 2_500), Some(120));
             assert_eq!(requested_period(44_100, 5_000), Some(220));
