@@ -87,22 +87,7 @@ fn a_user_whose_instance_is_killed_rejoins_on_the_survivor_once_the_old_seat_is_
         },
     ];
     let wav = |name: &str| dir.path(&format!("{name}.wav"));
-    let mut clients: Vec<Client> = callers
-        .iter()
-        .map(|c| {
-            let out = format!("wav:{}", wav(c.name).display());
-            let tone = format!("tone:{}", c.hz);
-            let args = [
-                "--join",
-                "General",
-                "--audio-in",
-                &tone,
-                "--audio-out",
-                &out,
-            ];
-            Client::start(&c.url, c.name, &args)
-        })
-        .collect();
+    let mut clients: Vec<Client> = callers.iter().map(|c| c.client(&wav(c.name))).collect();
     clients[0].wait_audio("bob", LONG);
     clients[1].wait_audio("alice", LONG);
 

@@ -20,7 +20,7 @@ use cromulent_test_support::browser::{self, Browser, Options};
 use cromulent_test_support::netns::{self, isolated};
 use serde_json::{Value, json};
 use support::coturn::Coturn;
-use support::{Client, Failover, LONG, Server, TempDir, free_port, read_wav, tail};
+use support::{Client, Failover, LONG, Server, TempDir, ToneCaller, free_port, read_wav, tail};
 
 const SHORT: Duration = Duration::from_secs(10);
 
@@ -173,21 +173,13 @@ fn browser_and_terminal_talk(web_name: &str, bob_frame_ms: &str) {
     let dir = TempDir::new("web-two");
     let server = Server::start();
     let wav = dir.path("bob.wav");
-    let out = format!("wav:{}", wav.display());
-    let mut bob = Client::start(
-        &server.url(),
-        "bob",
-        &[
-            "--join",
-            "General",
-            "--audio-in",
-            "tone:660",
-            "--audio-out",
-            &out,
-            "--frame-ms",
-            bob_frame_ms,
-        ],
-    );
+    let mut bob = ToneCaller {
+        name: "bob",
+        url: server.url(),
+        hz: 660.0,
+        frame_ms: bob_frame_ms,
+    }
+    .client(&wav);
     bob.wait_state("connected", LONG);
 
     let browser = browser_with_tone(&dir, 440.0);
@@ -248,30 +240,14 @@ fn three_way_call_with_two_engines() {
     let server = Server::start();
     let wav_ann = dir.path("ann.wav");
     let wav_cid = dir.path("cid.wav");
-    let mut ann = Client::start(
-        &server.url(),
-        "ann",
-        &[
-            "--join",
-            "General",
-            "--audio-in",
-            "tone:660",
-            "--audio-out",
-            &format!("wav:{}", wav_ann.display()),
-        ],
-    );
-    let mut cid = Client::start(
-        &server.url(),
-        "cid",
-        &[
-            "--join",
-            "General",
-            "--audio-in",
-            "tone:880",
-            "--audio-out",
-            &format!("wav:{}", wav_cid.display()),
-        ],
-    );
+    let tone_caller = |name, hz| ToneCaller {
+        name,
+        url: server.url(),
+        hz,
+        frame_ms: "20",
+    };
+    let mut ann = tone_caller("ann", 660.0).client(&wav_ann);
+    let mut cid = tone_caller("cid", 880.0).client(&wav_cid);
     ann.wait_peer_connected("cid", LONG);
     let browser = browser_with_tone(&dir, 440.0);
     // "bea": offers to cid, answers ann.
@@ -514,18 +490,13 @@ fn a_browser_whose_instance_is_killed_waits_for_its_old_seat_and_sits_again_on_t
     // The page through a front that prefers instance one; bob straight to instance two.
     let front = Failover::start(&[one.addr, two.addr]);
     let wav = dir.path("bob.wav");
-    let mut bob = Client::start(
-        &two.url(),
-        "bob",
-        &[
-            "--join",
-            "General",
-            "--audio-in",
-            "tone:660",
-            "--audio-out",
-            &format!("wav:{}", wav.display()),
-        ],
-    );
+    let mut bob = ToneCaller {
+        name: "bob",
+        url: two.url(),
+        hz: 660.0,
+        frame_ms: "20",
+    }
+    .client(&wav);
     bob.wait_state("connected", LONG);
     let browser = browser_with_tone(&dir, 440.0);
     sign_in_at(&browser, &format!("http://{}/", front.addr()), "alice");

@@ -28,6 +28,22 @@ pub mod procfs;
 pub mod speech;
 pub mod stats;
 
+/// Write `samples` as 48 kHz mono 16-bit WAV, as `bench/pesq_score.py` reads it.
+pub fn write_pesq_wav(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(path, spec)?;
+    for s in samples {
+        wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
+    }
+    wav.finalize()?;
+    Ok(())
+}
+
 /// Logs of a benchmark tool to stderr (its figures go to stdout), at `RUST_LOG` or `default`.
 pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()

@@ -188,7 +188,7 @@ impl Store {
     }
 
     /// The channels that have messages, in order.
-    fn channels(&self) -> Result<Vec<ChannelId>, StoreError> {
+    pub fn channels(&self) -> Result<Vec<ChannelId>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT DISTINCT channel FROM messages ORDER BY channel")
@@ -199,33 +199,30 @@ impl Store {
             .map_err(|e| self.classify(e))
     }
 
-    /// Every channel's messages, oldest first, the newest `keep` of each at most (to carry a
-    /// history into a cluster's).
+    /// `channel`'s messages above id `after`, oldest first, the newest `keep` at most (to carry
+    /// a history into a cluster's).
     pub fn export(
         &self,
+        channel: ChannelId,
+        after: MessageId,
         keep: Option<u64>,
-    ) -> Result<Vec<(ChannelId, Vec<ChatMessage>)>, StoreError> {
-        let channels = self.channels()?;
+    ) -> Result<Vec<ChatMessage>, StoreError> {
         let limit = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
-        channels
-            .into_iter()
-            .map(|channel| {
-                let mut stmt = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT id, channel, user, name, time, text FROM messages
-                         WHERE channel = ?1 ORDER BY id DESC LIMIT ?2",
-                    )
-                    .map_err(|e| self.classify(e))?;
-                let mut messages: Vec<ChatMessage> = stmt
-                    .query_map(params![channel, limit], row_message)
-                    .map_err(|e| self.classify(e))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| self.classify(e))?;
-                messages.reverse();
-                Ok((channel, messages))
-            })
-            .collect()
+        let after = after.min(i64::MAX as u64) as i64;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, channel, user, name, time, text FROM messages
+                 WHERE channel = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.classify(e))?;
+        let mut messages: Vec<ChatMessage> = stmt
+            .query_map(params![channel, after, limit], row_message)
+            .map_err(|e| self.classify(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.classify(e))?;
+        messages.reverse();
+        Ok(messages)
     }
 
     /// Store messages, all or none.

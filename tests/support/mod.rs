@@ -371,6 +371,26 @@ pub struct ToneCaller<'a> {
     pub frame_ms: &'a str,
 }
 
+impl ToneCaller<'_> {
+    /// Its headless client: in General, sending its tone on its frame size, recording what it
+    /// hears to the WAV file `wav`.
+    pub fn client(&self, wav: &Path) -> Client {
+        let out = format!("wav:{}", wav.display());
+        let tone = format!("tone:{}", self.hz);
+        let args = [
+            "--join",
+            "General",
+            "--audio-in",
+            &tone,
+            "--audio-out",
+            &out,
+            "--frame-ms",
+            self.frame_ms,
+        ];
+        Client::start(&self.url, self.name, &args)
+    }
+}
+
 /// A call in General among `callers`, each sending its tone and recording what it hears;
 /// once each hears every other, two seconds of call, then a clean stop (complete WAVs). The
 /// last second each recorded, in the order of `callers`.
@@ -378,21 +398,7 @@ pub fn tone_call(callers: &[ToneCaller]) -> Vec<Vec<f32>> {
     let dir = TempDir::new("tone-call");
     let mut clients: Vec<Client> = callers
         .iter()
-        .map(|c| {
-            let out = format!("wav:{}", dir.path(&format!("{}.wav", c.name)).display());
-            let tone = format!("tone:{}", c.hz);
-            let args = [
-                "--join",
-                "General",
-                "--audio-in",
-                &tone,
-                "--audio-out",
-                &out,
-                "--frame-ms",
-                c.frame_ms,
-            ];
-            Client::start(&c.url, c.name, &args)
-        })
+        .map(|c| c.client(&dir.path(&format!("{}.wav", c.name))))
         .collect();
     for (me, client) in clients.iter_mut().enumerate() {
         for (_, other) in callers.iter().enumerate().filter(|(i, _)| *i != me) {

@@ -117,21 +117,5 @@ fn main() -> anyhow::Result<()> {
             outcome.echo_stats.1,
         );
     }
-    write_wav(&cli.out, &outcome.out[scene.near_at..])
-}
-
-/// 48 kHz mono 16-bit, as `bench/pesq_score.py` reads it.
-fn write_wav(path: &Path, samples: &[f32]) -> anyhow::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(path, spec)?;
-    for s in samples {
-        wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
-    }
-    wav.finalize()?;
-    Ok(())
+    cromulent_bench::write_pesq_wav(&cli.out, &outcome.out[scene.near_at..])
 }

@@ -82,24 +82,8 @@ fn main() -> anyhow::Result<()> {
             dec,
         );
         if let Some(dir) = &cli.out_dir {
-            write_wav(&dir.join(format!("{name}.wav")), &r.decoded)?;
+            cromulent_bench::write_pesq_wav(&dir.join(format!("{name}.wav")), &r.decoded)?;
         }
     }
-    Ok(())
-}
-
-/// 48 kHz mono 16-bit, as `bench/pesq_score.py` reads it.
-fn write_wav(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(path, spec)?;
-    for s in samples {
-        wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
-    }
-    wav.finalize()?;
     Ok(())
 }

@@ -143,7 +143,7 @@ fn main() -> anyhow::Result<()> {
     if cli.opus_alone {
         let loss = cli.impair.map_or(0.0, |i| i.loss);
         let heard = speech::opus_alone(&opts.clip, loss, cli.seed, opts.processing)?;
-        write_wav(&cli.out, &heard)?;
+        cromulent_bench::write_pesq_wav(&cli.out, &heard)?;
         println!(
             "RESULT speech-call: seed {} Opus alone, loss {:.1} %",
             cli.seed,
@@ -152,7 +152,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let run = tokio::runtime::Runtime::new()?.block_on(speech::run(&opts))?;
-    write_wav(&cli.out, &run.heard)?;
+    cromulent_bench::write_pesq_wav(&cli.out, &run.heard)?;
     // The last pass of the clip as heard (from its start on the sender's side).
     let pass = opts.clip.len() / cli.repeat.max(1);
     let last = run.heard.len().saturating_sub(pass + 48_000)..run.heard.len();
@@ -203,20 +203,4 @@ fn print_erle(run: &speech::Run, near_after_s: f64) {
         "RESULT speech-call: ERLE by second {} dB; after 2 s median {median:.1} dB",
         shown.join(" ")
     );
-}
-
-/// 48 kHz mono 16-bit, as `bench/pesq_score.py` reads it.
-fn write_wav(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(path, spec)?;
-    for s in samples {
-        wav.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
-    }
-    wav.finalize()?;
-    Ok(())
 }

@@ -298,6 +298,22 @@ impl Board {
             .await
     }
 
+    /// The id of the newest message in `channel`'s history (0: none).
+    pub async fn newest(&mut self, channel: ChannelId) -> RedisResult<MessageId> {
+        let last: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+            .arg(self.keys.chat_log(channel))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.con)
+            .await?;
+        Ok(last
+            .first()
+            .and_then(|(id, _)| id.split('-').next()?.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Append `messages` (one channel's, oldest first) to the channel's history where they
     /// are newer than its newest (see `lua/import.lua`); how many were added.
     pub async fn import(

@@ -89,30 +89,41 @@ pub fn start(
 /// adds nothing. Never fails the start: a file it cannot read or a Redis it cannot reach
 /// (within `ANSWER_WITHIN` per request) is logged and skipped; the file is left as it is.
 pub async fn import_history(config: &ClusterConfig, retention: Retention, path: &Path) {
-    let location = Location::File(path.to_owned());
-    let exported = tokio::task::spawn_blocking(move || {
-        Store::open(&location, retention).and_then(|store| store.export(retention.per_channel))
-    })
-    .await;
-    let channels = match exported {
-        Ok(Ok(channels)) => channels,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cluster: the chat file's history not carried into Redis");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cluster: reading the chat file failed");
-            return;
-        }
-    };
     let carried = async {
-        let client = redis::Client::open(config.redis_url.as_str())?;
-        let mut board = Board::new(&client, config, retention, "import")?;
-        let mut added = 0;
-        for (channel, messages) in &channels {
-            added += board.import(*channel, messages).await?;
+        let location = Location::File(path.to_owned());
+        let (store, channels) = blocking(move || {
+            let store = Store::open(&location, retention)?;
+            let channels = store.channels()?;
+            Ok((store, channels))
+        })
+        .await?;
+        let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| e.to_string())?;
+        let mut board =
+            Board::new(&client, config, retention, "import").map_err(|e| e.to_string())?;
+        // Only what Redis does not hold yet is read: a start after the first reads nothing.
+        let mut newest = Vec::new();
+        for channel in channels {
+            newest.push((
+                channel,
+                board.newest(channel).await.map_err(|e| e.to_string())?,
+            ));
         }
-        redis::RedisResult::Ok(added)
+        let keep = retention.per_channel;
+        let exported = blocking(move || {
+            newest
+                .into_iter()
+                .map(|(channel, after)| Ok((channel, store.export(channel, after, keep)?)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        let mut added = 0;
+        for (channel, messages) in &exported {
+            added += board
+                .import(*channel, messages)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(added)
     };
     match carried.await {
         Ok(0) => {}
@@ -121,11 +132,21 @@ pub async fn import_history(config: &ClusterConfig, retention: Retention, path: 
             file = %path.display(),
             "cluster: the chat file's history carried into Redis"
         ),
-        Err(e) => tracing::warn!(
-            error = %e,
+        Err(error) => tracing::warn!(
+            %error,
             file = %path.display(),
             "cluster: the chat file's history not carried into Redis"
         ),
+    }
+}
+
+/// Run a step on the chat file off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::chat_store::StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
