@@ -5,13 +5,16 @@
 //!
 //! The device runs on its own thread (the capture thread, cpal's playback callback) at its
 //! own rate, format and channel count; the engine moves 20 ms frames. Between them sits a
-//! lock-free SPSC [`ring`] of 48 kHz mono samples. The device threads only convert (channels → mono → 48 kHz, or back) and move samples
-//! through the ring: no allocation, no locks, no I/O, no logging. The device sets the pace:
-//! the engine polls the rings every few milliseconds, takes each captured frame as soon as it
-//! is complete ([`super::AudioSource::samples_ready`]) and keeps the speaker's ring one callback plus
-//! a little ahead of the device ([`super::AudioSink::samples_wanted`]), so neither ring holds more
-//! than it must. A backlog (an engine that fell behind, a device that started late) is cut,
-//! and a dry speaker ring plays silence, counted as an underrun.
+//! lock-free SPSC [`ring`] of 48 kHz mono samples. The device threads only convert
+//! (channels → mono → 48 kHz, or back), move samples through the ring and wake the engine
+//! ([`Wake`]): no allocation, no locks, no I/O, no logging. The device sets the pace: the
+//! microphone's thread wakes the engine as soon as a frame is complete
+//! ([`super::AudioSource::samples_ready`]); the engine writes each frame for the speaker as
+//! soon as its packets are here, behind a lead of two device callbacks, and the speaker's
+//! thread wakes it when the ring is about to run dry ([`SpeakerQueue`]), so neither ring
+//! holds more than it must and no frame waits for an engine tick. A backlog (an engine that
+//! fell behind, a device that started late) is cut, and a dry speaker ring plays silence,
+//! counted as an underrun.
 //!
 //! Opening never panics and never blocks for long; with no usable device (no sound card, only
 //! ALSA's `null` device, a built-without-`devices` binary) it fails with a [`DeviceError`] that
@@ -28,8 +31,8 @@ pub mod pulse;
 pub mod ring;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 pub use convert::{PullResampler, PushResampler};
 
@@ -197,6 +200,74 @@ impl fmt::Display for DeviceInfo {
     }
 }
 
+/// How a device thread wakes the engine when it has work for it (a captured frame is
+/// complete, the speaker is about to run dry): called on the device's thread, so it must be
+/// quick and never block (the engine's is a tokio `Notify`).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// Where a device thread finds the engine's [`Wake`], which is handed over after the device
+/// opened: set once, read with one atomic load per device callback.
+#[derive(Default)]
+pub struct WakeSlot(OnceLock<Wake>);
+
+impl WakeSlot {
+    /// The engine's wake (a second call is ignored: one engine per device).
+    pub fn set(&self, wake: Wake) {
+        let _ = self.0.set(wake);
+    }
+
+    fn wake(&self) {
+        if let Some(wake) = self.0.get() {
+            wake();
+        }
+    }
+}
+
+/// A speaker's buffer as the engine sees it, and when to write to it. A talk spurt's first
+/// frame goes out as soon as it arrives behind [`SpeakerQueue::lead`] of silence (the rest of
+/// any queued silence is cut); each later frame is written as soon as it is here, while the
+/// queue is near the lead ([`SpeakerQueue::has_room`]); when the next frame is late, the
+/// engine waits for it until the device would run dry at its next callback
+/// ([`SpeakerQueue::must_write`], and the device wakes it then) and conceals. So a frame
+/// waits for no engine tick, only for the audio queued ahead of it: one callback and one of
+/// margin for a packet that comes late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeakerQueue {
+    /// 48 kHz samples written and not yet taken by the device.
+    pub queued: usize,
+    /// 48 kHz samples the device took at its last callback (0 before the first).
+    pub callback: usize,
+}
+
+impl SpeakerQueue {
+    /// Audio queued ahead of a talk spurt's first frame, and so ahead of every frame of a
+    /// spurt on a steady link: one device callback, and one more of margin for a packet that
+    /// comes late (and for the engine's wake-up).
+    pub fn lead(self) -> usize {
+        2 * self.callback
+    }
+
+    /// Whether the device runs dry at its next callback unless written to now (concealing
+    /// if nothing is here to play).
+    pub fn must_write(self) -> bool {
+        self.queued < self.callback
+    }
+
+    /// Whether a `frame`-long frame that is here may be written now: while the queue holds
+    /// less than the lead and half a frame. Beyond that (a burst after a stall) packets wait
+    /// in the jitter buffer, which trims the latency they would add.
+    pub fn has_room(self, frame: usize) -> bool {
+        self.queued < self.lead() + frame / 2
+    }
+
+    /// Silence to write while nobody talks: the queue is kept one callback and
+    /// `PLAYBACK_SLACK` ahead of the device, so the engine's poll keeps it playing; a talk
+    /// spurt cuts it to the lead.
+    pub fn idle_wanted(self) -> usize {
+        playback_samples_wanted(self.queued, self.callback)
+    }
+}
+
 /// Ring size each way: half a second of 48 kHz audio.
 const RING_SAMPLES: usize = SAMPLE_RATE as usize / 2;
 /// Capture: more than this waiting means the engine fell behind; drop all but the newest
@@ -205,8 +276,9 @@ const CAPTURE_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
 /// Playback: more than this waiting is latency nobody wants (e.g. left by a device that
 /// started late); drop down to one frame.
 const PLAYBACK_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
-/// Playback: how far ahead of the device the engine keeps the ring, beyond what one device
-/// callback takes: the time between two engine polls plus a margin for a late poll.
+/// Playback, while nobody talks: how far ahead of the device the engine keeps the ring's
+/// silence, beyond what one device callback takes: the time between two engine polls plus a
+/// margin for a late poll.
 const PLAYBACK_SLACK: usize = (SAMPLE_RATE as usize / 1000) * 5 * 3 / 2;
 
 /// The engine's end of a capture ring: the engine asks how much is waiting
@@ -290,6 +362,12 @@ struct CaptureWriter {
     /// per-sample path).
     pending: [f32; 256],
     len: usize,
+    /// The engine, woken once a whole frame (`frame` samples) waits, so that it is encoded
+    /// and sent at once rather than at the engine's next poll.
+    wake: Arc<WakeSlot>,
+    frame: usize,
+    /// Whether the engine was woken for the frame that waits now.
+    woken: bool,
 }
 
 impl CaptureWriter {
@@ -300,7 +378,16 @@ impl CaptureWriter {
             channels: usize::from(channels.max(1)),
             pending: [0.0; 256],
             len: 0,
+            wake: Arc::default(),
+            frame: usize::MAX,
+            woken: false,
         }
+    }
+
+    /// Wakes whoever `wake` will hold once `frame` samples wait.
+    fn waking(mut self, wake: Arc<WakeSlot>, frame: usize) -> Self {
+        (self.wake, self.frame) = (wake, frame);
+        self
     }
 
     /// One callback's interleaved samples, already as f32.
@@ -327,6 +414,12 @@ impl CaptureWriter {
         }
         self.ring.push_slice(&self.pending[..self.len]);
         self.len = 0;
+        if self.ring.len() < self.frame {
+            self.woken = false;
+        } else if !self.woken {
+            self.woken = true;
+            self.wake.wake();
+        }
     }
 }
 
@@ -343,6 +436,14 @@ struct PlaybackReader {
     /// 48 kHz samples the last callback took; shared with the engine's end, which keeps the
     /// ring that far ahead.
     callback: Arc<AtomicUsize>,
+    /// Where the engine's end cut queued silence: samples before this ring position are
+    /// dropped unplayed (see [`SpeakerQueue`]); and the last cut done.
+    cut: Arc<AtomicUsize>,
+    last_cut: usize,
+    /// The engine, woken when a callback leaves less than the next one takes; and whether it
+    /// was, for this shortfall.
+    wake: Arc<WakeSlot>,
+    woken: bool,
 }
 
 impl PlaybackReader {
@@ -354,14 +455,35 @@ impl PlaybackReader {
             playing: false,
             underruns: Arc::new(AtomicU64::new(0)),
             callback: Arc::new(AtomicUsize::new(0)),
+            cut: Arc::new(AtomicUsize::new(0)),
+            last_cut: 0,
+            wake: Arc::default(),
+            woken: false,
         }
     }
 
     /// Fills one callback's interleaved buffer through `put(index, sample)`.
-    fn read(&mut self, samples: usize, mut put: impl FnMut(usize, f32)) {
+    fn read(&mut self, samples: usize, put: impl FnMut(usize, f32)) {
+        let needed = self.play(samples, put);
+        // Less than the next callback takes: the engine writes (or conceals) now.
+        if !self.playing || self.ring.len() >= needed {
+            self.woken = false;
+        } else if !self.woken {
+            self.woken = true;
+            self.wake.wake();
+        }
+    }
+
+    /// [`Self::read`] without the wake: the 48 kHz samples this callback needed.
+    fn play(&mut self, samples: usize, mut put: impl FnMut(usize, f32)) -> usize {
         let frames = samples / self.channels;
         let needed = self.resampler.input_needed(frames);
         self.callback.store(needed, Ordering::Relaxed);
+        let cut = self.cut.load(Ordering::Acquire);
+        if cut != self.last_cut {
+            self.last_cut = cut;
+            self.ring.skip_to(cut);
+        }
         let waiting = self.ring.len();
         if waiting < needed {
             // Dry: silence rather than a partial buffer; counted once per gap.
@@ -370,7 +492,7 @@ impl PlaybackReader {
                 self.underruns.fetch_add(1, Ordering::Relaxed);
             }
             (0..samples).for_each(|i| put(i, 0.0));
-            return;
+            return needed;
         }
         self.playing = true;
         if waiting > PLAYBACK_MAX_BACKLOG {
@@ -383,6 +505,7 @@ impl PlaybackReader {
                 put(f * self.channels + c, y);
             }
         }
+        needed
     }
 }
 
@@ -580,6 +703,94 @@ mod tests {
         assert_eq!(playback_samples_wanted(0, 2048), 2408);
         // Before the first callback: the slack.
         assert_eq!(playback_samples_wanted(0, 0), PLAYBACK_SLACK);
+    }
+
+    #[test]
+    fn the_speaker_queue_says_when_a_frame_must_may_or_need_not_be_written() {
+        let q = |queued| SpeakerQueue {
+            queued,
+            callback: 120,
+        };
+        // 2.5 ms callbacks: a spurt's lead is two of them.
+        assert_eq!(q(0).lead(), 240);
+        assert!(q(119).must_write() && !q(120).must_write());
+        // A 20 ms frame that is here goes out while less than the lead and half a frame wait.
+        assert!(q(719).has_room(960) && !q(720).has_room(960));
+        // Silence while nobody talks: one callback and the slack.
+        assert_eq!(q(0).idle_wanted(), 120 + PLAYBACK_SLACK);
+        assert_eq!(q(120 + PLAYBACK_SLACK).idle_wanted(), 0);
+    }
+
+    /// A wake that counts its calls.
+    fn counting_wake() -> (Arc<WakeSlot>, Arc<AtomicU64>) {
+        let (slot, count) = (Arc::new(WakeSlot::default()), Arc::new(AtomicU64::new(0)));
+        let c = count.clone();
+        slot.set(Arc::new(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        }));
+        (slot, count)
+    }
+
+    #[test]
+    fn the_microphone_wakes_the_engine_once_per_complete_frame() {
+        let (p, mut c) = ring::ring(RING_SAMPLES);
+        let (slot, woken) = counting_wake();
+        let mut writer = CaptureWriter::new(p, SAMPLE_RATE, 1).waking(slot, 960);
+        let period = [0.1f32; 120];
+        for _ in 0..7 {
+            writer.write(period.iter().copied());
+        }
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            0,
+            "840 samples: no frame yet"
+        );
+        writer.write(period.iter().copied());
+        assert_eq!(woken.load(Ordering::Relaxed), 1, "a frame is complete");
+        writer.write(period.iter().copied());
+        assert_eq!(woken.load(Ordering::Relaxed), 1, "once for that frame");
+        c.skip(960);
+        for _ in 0..7 {
+            writer.write(period.iter().copied());
+        }
+        assert_eq!(woken.load(Ordering::Relaxed), 2, "and again for the next");
+    }
+
+    #[test]
+    fn the_speaker_drops_cut_silence_and_wakes_the_engine_before_it_runs_dry() {
+        let (mut p, c) = ring::ring(RING_SAMPLES);
+        let mut reader = PlaybackReader::new(c, SAMPLE_RATE, 1);
+        let (slot, woken) = counting_wake();
+        reader.wake = slot;
+        let mut out = vec![0.0f32; 120];
+        let mut play = |reader: &mut PlaybackReader| {
+            reader.read(120, |i, y| out[i] = y);
+            out.clone()
+        };
+        // 10 ms of silence queued, then a talk spurt: all but 240 samples of it are cut.
+        p.push_slice(&[0.0; 480]);
+        let cut = p.written() - 240;
+        p.push_slice(&[0.5; 480]);
+        reader.cut.store(cut, Ordering::Release);
+        assert_eq!(play(&mut reader), vec![0.0; 120]);
+        assert_eq!(play(&mut reader), vec![0.0; 120]);
+        assert_eq!(play(&mut reader), vec![0.5; 120], "the spurt, 5 ms after");
+        assert_eq!(woken.load(Ordering::Relaxed), 0, "240 left");
+        play(&mut reader);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            0,
+            "120 left: the next callback's"
+        );
+        play(&mut reader);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "nothing left for the next"
+        );
+        play(&mut reader);
+        assert_eq!(woken.load(Ordering::Relaxed), 1, "not again while dry");
+        assert_eq!(reader.underruns.load(Ordering::Relaxed), 1);
     }
 
     #[test]

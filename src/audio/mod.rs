@@ -44,7 +44,9 @@ pub use codec::{
     Application, CodecError, Decoder, Encoder, EncoderConfig, PacketDuration, is_dtx_packet,
     packet_duration,
 };
-pub use device::{DeviceChange, DeviceError, DeviceInfo, DeviceSink, DeviceSource};
+pub use device::{
+    DeviceChange, DeviceError, DeviceInfo, DeviceSink, DeviceSource, SpeakerQueue, Wake,
+};
 pub use echo::{EchoSink, EchoSource, echo_pair};
 pub use frame::{
     FRAME_DURATION, FRAME_MS, FRAME_SAMPLES, Frame, FrameSize, SAMPLE_RATE, SILENT_FRAME,

@@ -14,7 +14,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::device::{DeviceError, DeviceSink};
+use super::device::{DeviceError, DeviceSink, SpeakerQueue};
 use super::frame::{FrameSize, SAMPLE_RATE};
 use super::spec::{SpecError, split_kind};
 
@@ -26,13 +26,21 @@ pub trait AudioSink {
     /// Completes the output. Idempotent; writes after it fail with [`SinkError::Finished`].
     fn finish(&mut self) -> Result<(), SinkError>;
 
-    /// Samples the sink needs now to keep playing without a gap, for a sink with a clock of
-    /// its own (a speaker): the engine decodes and writes as many frames as cover them (and
-    /// silence in pieces of any length). `None` (the default): no clock, the engine writes
-    /// whole frames on its frame clock.
-    fn samples_wanted(&mut self) -> Option<usize> {
+    /// What is queued ahead of the device, for a sink with a clock of its own (a speaker):
+    /// the engine writes frames as the queue says ([`SpeakerQueue`]), silence in pieces of any
+    /// length. `None` (the default): no clock, the engine writes whole frames on its frame
+    /// clock.
+    fn queue(&mut self) -> Option<SpeakerQueue> {
         None
     }
+
+    /// Drops queued silence the device has not played, all but the last `keep` samples (a
+    /// talk spurt is about to be written). Nothing if anything but silence waits.
+    fn cut_silence(&mut self, _keep: usize) {}
+
+    /// For a sink with a clock of its own: call `wake` (from its thread) when the device is
+    /// about to run dry, so the engine need not poll for it.
+    fn set_wake(&mut self, _wake: super::device::Wake) {}
 
     /// The device changed since the last call (a speaker that moved or was lost).
     fn device_change(&mut self) -> Option<super::device::DeviceChange> {
@@ -47,8 +55,14 @@ impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
     fn finish(&mut self) -> Result<(), SinkError> {
         (**self).finish()
     }
-    fn samples_wanted(&mut self) -> Option<usize> {
-        (**self).samples_wanted()
+    fn queue(&mut self) -> Option<SpeakerQueue> {
+        (**self).queue()
+    }
+    fn cut_silence(&mut self, keep: usize) {
+        (**self).cut_silence(keep);
+    }
+    fn set_wake(&mut self, wake: super::device::Wake) {
+        (**self).set_wake(wake);
     }
     fn device_change(&mut self) -> Option<super::device::DeviceChange> {
         (**self).device_change()

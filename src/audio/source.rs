@@ -33,6 +33,10 @@ pub trait AudioSource {
     fn device_change(&mut self) -> Option<super::device::DeviceChange> {
         None
     }
+
+    /// For a source with a clock of its own: call `wake` (from its thread) as soon as a
+    /// whole frame waits, so the engine need not poll for it.
+    fn set_wake(&mut self, _wake: super::device::Wake) {}
 }
 
 impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
@@ -44,6 +48,9 @@ impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
     }
     fn device_change(&mut self) -> Option<super::device::DeviceChange> {
         (**self).device_change()
+    }
+    fn set_wake(&mut self, wake: super::device::Wake) {
+        (**self).set_wake(wake);
     }
 }
 

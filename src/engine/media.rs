@@ -14,7 +14,7 @@ use crate::audio::processing::{CaptureProcessor, EchoStats, Processing};
 use crate::audio::{
     AudioSink, AudioSource, CodecError, Decoder, DeviceChange, Encoder, EncoderConfig, FRAME_MS,
     FRAME_SAMPLES, Frame, FrameSize, JitterBuffer, JitterConfig, JitterStats, Level,
-    PacketDuration, Playout, SILENT_FRAME, SinkError, VoiceActivity, is_dtx_packet, mix,
+    PacketDuration, Playout, SILENT_FRAME, SinkError, VoiceActivity, Wake, is_dtx_packet, mix,
     packet_duration,
 };
 
@@ -185,6 +185,9 @@ pub struct Media {
     volumes: BTreeMap<UserId, f32>,
     /// Samples of a silent frame not written to a device speaker yet ([`Media::play_device`]).
     pending_silence: usize,
+    /// Whether the last frame for a device speaker was silence, nobody talking: the next
+    /// talk spurt cuts the silence queued ahead of it.
+    silent: bool,
 }
 
 impl Media {
@@ -216,6 +219,7 @@ impl Media {
             peers: BTreeMap::new(),
             volumes: BTreeMap::new(),
             pending_silence: 0,
+            silent: false,
         })
     }
 
@@ -320,10 +324,17 @@ impl Media {
         self.source.samples_ready().map(|s| s / n)
     }
 
-    /// Whether the sink is a speaker with a clock of its own (see
-    /// [`AudioSink::samples_wanted`]): then [`Media::play_device`] serves it.
+    /// Whether the sink is a speaker with a clock of its own (see [`AudioSink::queue`]):
+    /// then [`Media::play_device`] serves it.
     pub fn speaker_sets_pace(&mut self) -> bool {
-        self.sink.samples_wanted().is_some()
+        self.sink.queue().is_some()
+    }
+
+    /// Devices with clocks of their own call `wake` when they have work for the engine: a
+    /// captured frame is complete, the speaker is about to run dry.
+    pub fn set_wake(&mut self, wake: Wake) {
+        self.source.set_wake(wake.clone());
+        self.sink.set_wake(wake);
     }
 
     /// Play one frame: every peer's next frame (decoded, recovered or concealed), mixed, to
@@ -335,14 +346,15 @@ impl Media {
         Ok(first_audio)
     }
 
-    /// Serve a speaker with a clock of its own (a sink that says how many samples it wants).
-    /// A frame in which nobody plays is silence, and it is written only as the speaker asks
-    /// for it, a few milliseconds at a time; when someone's talk spurt may start, the rest
-    /// of that silence is dropped and the spurt's first frame goes out at once. Written a
-    /// whole frame at a time, the silence would sit ahead of it in the speaker's buffer: up to
-    /// a frame of delay at the start of every spurt, by the phase of its arrival against the
-    /// speaker (and the spurt keeps that delay to its end). Returns the peers whose first
-    /// audio this was.
+    /// Serve a speaker with a clock of its own (a sink that says what it holds,
+    /// [`SpeakerQueue`](crate::audio::SpeakerQueue)): each frame is written as soon as it may be. A talk spurt's first
+    /// frame goes out as soon as its packet is here, behind only the queue's lead: the silence
+    /// queued ahead of it is cut (silence is written only as the speaker asks for it, so the
+    /// queue never holds much). Each later frame is written as soon as its packets are here
+    /// (the engine wakes for packets); one that is late is waited for until the speaker would
+    /// run dry, then concealed. Written on an engine tick instead, every frame of a spurt
+    /// waited up to a tick, and behind up to a tick more of queued audio. Returns the peers
+    /// whose first audio this was.
     pub fn play_device(
         &mut self,
         now: Instant,
@@ -350,30 +362,68 @@ impl Media {
     ) -> Result<Vec<UserId>, MediaError> {
         let n = self.frame.samples();
         let mut first_audio = Vec::new();
-        if self.pending_silence > 0 && self.peers.values().any(|p| p.stream.jitter.ready(now)) {
-            self.pending_silence = 0;
+        let Some(queue) = self.sink.queue() else {
+            return Ok(first_audio);
+        };
+        if self.silent && self.peers.values().any(|p| p.stream.jitter.ready(now)) {
+            (self.pending_silence, self.silent) = (0, false);
+            let lead = queue.lead();
+            self.sink.cut_silence(lead);
+            let queued = self.sink.queue().map_or(lead, |q| q.queued);
+            let pad = lead.saturating_sub(queued).min(n);
+            play_out(
+                self.sink.as_mut(),
+                &mut self.processor,
+                &SILENT_FRAME[..pad],
+            )?;
             first_audio.extend(self.play(now, talk)?);
         }
-        let wanted = self.sink.samples_wanted().unwrap_or(0);
-        let mut left = wanted.min(MAX_DEVICE_FRAMES * n);
-        while left > 0 {
+        let mut frames = 0;
+        while let Some(queue) = self.sink.queue() {
             if self.pending_silence > 0 {
-                let k = left.min(self.pending_silence);
+                let k = queue.idle_wanted().min(self.pending_silence);
+                if k == 0 {
+                    break;
+                }
                 play_out(self.sink.as_mut(), &mut self.processor, &SILENT_FRAME[..k])?;
                 self.pending_silence -= k;
-                left -= k;
                 continue;
             }
+            let talking = self.peers.values().any(|p| p.stream.jitter.is_playing());
+            let write = queue.must_write()
+                || (!talking && queue.idle_wanted() > 0)
+                || (queue.has_room(n) && self.next_frame_here(now));
+            if !write || frames == MAX_DEVICE_FRAMES {
+                break;
+            }
+            frames += 1;
             first_audio.extend(self.mix_next(now, talk));
             let nobody = self.peers.values().all(|p| !p.stream.jitter.is_playing());
             if nobody && self.mixed[..n].iter().all(|&x| x == 0.0) {
-                self.pending_silence = n;
+                (self.pending_silence, self.silent) = (n, true);
             } else {
+                self.silent = false;
                 play_out(self.sink.as_mut(), &mut self.processor, &self.mixed[..n])?;
-                left = left.saturating_sub(n);
             }
         }
         Ok(first_audio)
+    }
+
+    /// Whether our next frame can be mixed from packets that are here: someone's are, and
+    /// no one who is talking is still waited for (their packet late).
+    fn next_frame_here(&self, now: Instant) -> bool {
+        let n = self.frame.samples();
+        let mut someone = false;
+        for p in self.peers.values() {
+            let jitter = &p.stream.jitter;
+            let here = p.pcm_len + jitter.frames_here(now) * jitter.frame().samples();
+            if here >= n {
+                someone = true;
+            } else if jitter.is_playing() {
+                return false;
+            }
+        }
+        someone
     }
 
     /// Every peer's next frame, mixed into `self.mixed`: the peers whose first audio it was.
@@ -655,16 +705,19 @@ mod tests {
     struct Speaker(Arc<Mutex<(std::collections::VecDeque<f32>, Vec<f32>)>>);
 
     const SPEAKER_CALLBACK: usize = 240;
-    const SPEAKER_KEEP: usize = SPEAKER_CALLBACK + 360;
 
     impl Speaker {
-        /// One device callback: what it plays (silence where the buffer ran dry).
-        fn tick(&self) {
+        /// One device callback: what it plays (silence where the buffer ran dry). True if
+        /// it played and left less than the next callback takes (a device speaker then
+        /// wakes the engine).
+        fn tick(&self) -> bool {
             let mut s = self.0.lock().unwrap();
+            let playing = !s.0.is_empty();
             for _ in 0..SPEAKER_CALLBACK {
                 let x = s.0.pop_front().unwrap_or(0.0);
                 s.1.push(x);
             }
+            playing && s.0.len() < SPEAKER_CALLBACK
         }
         fn played(&self) -> Vec<f32> {
             self.0.lock().unwrap().1.clone()
@@ -679,17 +732,31 @@ mod tests {
         fn finish(&mut self) -> Result<(), SinkError> {
             Ok(())
         }
-        fn samples_wanted(&mut self) -> Option<usize> {
-            Some(SPEAKER_KEEP.saturating_sub(self.0.lock().unwrap().0.len()))
+        fn queue(&mut self) -> Option<crate::audio::SpeakerQueue> {
+            Some(crate::audio::SpeakerQueue {
+                queued: self.0.lock().unwrap().0.len(),
+                callback: SPEAKER_CALLBACK,
+            })
+        }
+        fn cut_silence(&mut self, keep: usize) {
+            let queued = &mut self.0.lock().unwrap().0;
+            if queued.len() > keep && queued.iter().all(|&x| x == 0.0) {
+                queued.drain(..queued.len() - keep);
+            }
         }
     }
 
-    #[test]
-    fn a_talk_spurt_starts_on_a_device_speaker_without_waiting_behind_silence() {
-        // Alice talks in spurts of 200 ms with 300 ms pauses (sending nothing in a pause, as
-        // a real sender does), each spurt at a different phase of bob's frames. Bob's
-        // speaker is a device; the engine polls it every 5 ms. Written a whole frame at a
-        // time, bob's silence would sit ahead of a spurt's first frame: up to 20 ms more.
+    /// Alice talks in spurts of 200 ms with 300 ms pauses (sending nothing in a pause, as a
+    /// real sender does), each spurt at a different phase of bob's speaker. Bob's speaker is
+    /// a device taking 5 ms at each callback; the engine polls every 5 ms and, if
+    /// `on_arrival`, also runs as each packet arrives (as it does for a device speaker), the
+    /// `k`-th packet of each spurt `late_ms(k)` ms after its time. Returns each spurt's
+    /// delay from its first packet to its first sound, what bob played, and the times his
+    /// jitter buffer ran dry (the end of each spurt, and any packet waited for too long).
+    fn spurts_on_a_device_speaker(
+        on_arrival: bool,
+        late_ms: fn(u64) -> u64,
+    ) -> (Vec<f64>, Vec<f32>, Vec<u64>, u64) {
         let mut alice = Media::new(
             tone(),
             Box::new(Memory::default()),
@@ -709,27 +776,33 @@ mod tests {
         let open = TalkState::new(TalkMode::Open);
         let t0 = Instant::now();
         let starts: Vec<u64> = (0..8).map(|k| 300 + k * 500 + k * 7 % 20).collect();
-        let (mut seq, mut next_frame, mut spurt_frames) = (0u16, None::<u64>, 0);
+        // (arrival ms, seq, rtp timestamp) of every packet, in arrival order.
+        let mut arrivals: Vec<(u64, u16, u32)> = Vec::new();
+        let mut seq = 0u16;
+        for &s in &starts {
+            for k in 0..10 {
+                let sent = s + 20 * k;
+                arrivals.push((sent + late_ms(k), seq, (sent * 48) as u32));
+                seq = seq.wrapping_add(1);
+            }
+        }
+        arrivals.sort();
+        let mut next = arrivals.iter().peekable();
         for ms in 0..4_500u64 {
             let now = t0 + Duration::from_millis(ms);
-            if starts.contains(&ms) {
-                (next_frame, spurt_frames) = (Some(ms), 10);
-            }
-            if next_frame == Some(ms) {
+            // The device wakes the engine when its next callback would find too little.
+            let woken = ms % 5 == 0 && speaker.tick();
+            let mut arrived = false;
+            while let Some(&(_, seq, ts)) = next.next_if(|a| a.0 == ms) {
                 let packet = alice
                     .capture(&open)
                     .unwrap()
                     .packet
                     .expect("a tone is sent");
-                bob.on_packet("alice", seq, (ms * 48) as u32, packet, now);
-                seq = seq.wrapping_add(1);
-                spurt_frames -= 1;
-                next_frame = (spurt_frames > 0).then_some(ms + 20);
+                bob.on_packet("alice", seq, ts, packet, now);
+                arrived = true;
             }
-            if ms % 5 == 0 {
-                speaker.tick();
-            }
-            if ms % 5 == 2 {
+            if ms % 5 == 2 || (on_arrival && (arrived || woken)) {
                 bob.play_device(now, &open).unwrap();
             }
         }
@@ -738,29 +811,102 @@ mod tests {
             let from = from as usize * 48;
             played[from..]
                 .iter()
-                .position(|x| x.abs() > 0.05)
+                .position(|x| x.abs() > 1e-3)
                 .map(|i| (from + i) as f64 / 48.0)
         };
         let delays: Vec<f64> = starts
             .iter()
             .map(|&s| onset_ms(s).expect("every spurt is heard") - s as f64)
             .collect();
-        eprintln!("spurt delays, ms: {delays:.1?}");
-        // The poll (≤ 5 ms), what the speaker keeps (12.5 ms) and its 5 ms callbacks; a frame
-        // more if the spurt waited behind silence (19–33 ms measured so).
-        for (k, d) in delays.iter().enumerate() {
-            assert!(
-                *d <= 25.0,
-                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
-            );
-        }
-        // And each spurt plays through: 200 ms of tone.
-        for &s in &starts {
-            let at = (onset_ms(s).unwrap() * 48.0) as usize;
+        let underruns = bob.peer_stats("alice").unwrap().jitter.underruns;
+        (delays, played, starts, underruns)
+    }
+
+    /// Each spurt plays through: 200 ms of tone from its onset, without a gap.
+    fn assert_spurts_play_through(played: &[f32], starts: &[u64], delays: &[f64]) {
+        for (&s, d) in starts.iter().zip(delays) {
+            let at = ((s as f64 + d) * 48.0) as usize;
             assert!(
                 analysis::tone_power(&played[at..at + 9 * 960], SAMPLE_RATE, 440.0) > 0.9,
                 "a gap in the spurt at {s} ms"
             );
+        }
+    }
+
+    #[test]
+    fn a_talk_spurt_starts_on_a_device_speaker_without_waiting_behind_silence() {
+        // Polled only: the poll (≤ 5 ms), the lead (two 5 ms callbacks) and the callback
+        // under way; a frame more if the spurt waited behind queued silence (19–33 ms
+        // measured so). The first spurt also carries the codec's 6.5 ms look-ahead.
+        let (delays, played, starts, underruns) = spurts_on_a_device_speaker(false, |_| 0);
+        eprintln!("spurt delays, polled, ms: {delays:.1?}");
+        assert!(delays[0] <= 20.0 + 6.5, "first spurt: {delays:?}");
+        for (k, d) in delays.iter().enumerate().skip(1) {
+            assert!(
+                *d <= 20.0,
+                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
+            );
+        }
+        assert_spurts_play_through(&played, &starts, &delays);
+        assert_eq!(
+            underruns,
+            starts.len() as u64,
+            "dry only at each spurt's end"
+        );
+    }
+
+    #[test]
+    fn a_device_speaker_plays_each_frame_as_its_packet_arrives_not_on_a_tick() {
+        // Packets arrive between polls. Written on arrival, each spurt sounds after the lead
+        // (10 ms) and the device's callback under way (≤ 5 ms), whatever the poll.
+        let (delays, played, starts, underruns) = spurts_on_a_device_speaker(true, |_| 0);
+        eprintln!("spurt delays, on arrival, ms: {delays:.1?}");
+        assert!(delays[0] <= 15.0 + 6.5, "first spurt: {delays:?}");
+        for (k, d) in delays.iter().enumerate().skip(1) {
+            assert!(
+                (10.0..=15.5).contains(d),
+                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
+            );
+        }
+        assert_spurts_play_through(&played, &starts, &delays);
+        assert_eq!(
+            underruns,
+            starts.len() as u64,
+            "dry only at each spurt's end"
+        );
+    }
+
+    #[test]
+    fn a_packet_a_little_late_is_still_played_in_its_time() {
+        // Every third packet 3 ms late (less than the lead's margin): each is written as it
+        // comes, in time, so nothing is concealed mid-spurt.
+        let (delays, played, starts, underruns) =
+            spurts_on_a_device_speaker(true, |k| if k % 3 == 1 { 3 } else { 0 });
+        assert_spurts_play_through(&played, &starts, &delays);
+        assert_eq!(
+            underruns,
+            starts.len() as u64,
+            "dry only at each spurt's end"
+        );
+    }
+
+    #[test]
+    fn a_packet_later_than_the_lead_is_concealed_and_the_spurt_plays_on() {
+        // The fourth frame of each spurt comes 15 ms late: the speaker would run dry, so the
+        // device wakes the engine, which conceals that frame, and the spurt goes on without
+        // a gap.
+        let (delays, played, starts, underruns) =
+            spurts_on_a_device_speaker(true, |k| if k == 3 { 15 } else { 0 });
+        assert!(underruns > starts.len() as u64, "concealed mid-spurt");
+        for (&s, d) in starts.iter().zip(&delays) {
+            // From 5 ms after the onset (a codec's first frame fades in).
+            let at = ((s as f64 + d + 5.0) * 48.0) as usize;
+            let spurt = &played[at..at + 9 * 960];
+            let quiet = spurt
+                .chunks(48)
+                .filter(|ms| ms.iter().all(|x| x.abs() < 0.01))
+                .count();
+            assert!(quiet <= 1, "spurt at {s} ms: {quiet} ms of gap");
         }
     }
 

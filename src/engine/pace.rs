@@ -2,10 +2,13 @@
 //! instant. Pure: time comes in as an argument.
 //!
 //! A sound device has a clock of its own and says how many frames it holds (microphone) or
-//! wants (speaker); the engine polls it every [`device_poll`] and serves it at once, so a
-//! captured frame leaves as soon as it is complete and a decoded frame waits in the speaker's
-//! buffer only as long as the device needs to keep playing. That is most of the device path's
-//! latency: an engine on its own 20 ms clock made both ends keep 1.5 frames of slack.
+//! what it has queued (speaker); it wakes the engine when it has work (a frame captured, the
+//! speaker about to run dry), and the engine also wakes for each packet for a device speaker,
+//! so a captured frame leaves as soon as it is complete and a decoded frame is written as
+//! soon as it is here (`crate::audio::device::SpeakerQueue`). The engine still polls every
+//! [`device_poll`]: for silence, and in case a wake is missed. That is most of the device
+//! path's latency: an engine on its own 20 ms clock made both ends keep 1.5 frames of slack,
+//! and on the poll alone every frame waited up to a poll at each end.
 //!
 //! Ends without a clock (tones, WAV files, bots, recordings) follow a [`FrameClock`] instead:
 //! one frame per frame duration of wall-clock time, as before.

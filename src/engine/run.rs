@@ -6,9 +6,10 @@
 //! each). It makes no decision of its own beyond routing audio packets to live connections.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::error::EngineError;
@@ -150,9 +151,16 @@ impl Engine {
         ));
         // Devices set their own pace and are polled often; clockless ends follow the frame
         // clocks, started (in `new`) before the poll, so each frame is due by its poll.
-        let device_paced = self.media.frames_captured().is_some() || self.media.speaker_sets_pace();
+        let speaker_paced = self.media.speaker_sets_pace();
+        let device_paced = self.media.frames_captured().is_some() || speaker_paced;
         let mut poll = tokio::time::interval(pace::poll_interval(device_paced, self.config.frame));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Devices wake the engine when they have work: a captured frame complete, a speaker
+        // about to run dry; and a speaker's frames are written as their packets arrive. The
+        // poll stays, for silence and in case a wake is missed.
+        let device_wake = Arc::new(Notify::new());
+        let wake = device_wake.clone();
+        self.media.set_wake(Arc::new(move || wake.notify_one()));
         // How often the peers' reports of our audio's loss are read (RTCP comes every ~1 s).
         let mut loss_poll = tokio::time::interval(LOSS_POLL);
         loss_poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -184,6 +192,11 @@ impl Engine {
                 _ = loss_poll.tick() => self.poll_loss(),
                 Some(counts) = self.loss_rx.recv() => self.on_loss_reports(counts),
                 _ = poll.tick() => self.on_media_poll().await,
+                _ = device_wake.notified() => self.on_media_poll().await,
+                Some((key, ev)) = self.audio_rx.recv(), if speaker_paced => {
+                    self.on_peer_event(key, ev);
+                    self.on_media_poll().await;
+                }
                 _ = &mut timer, if armed.is_some() => {
                     armed = None;
                     self.input(Input::Tick);
@@ -314,10 +327,11 @@ impl Engine {
         for _ in 0..captures {
             self.capture_frame().await;
         }
-        // Take in every packet that arrived since the last poll before a frame plays. The
-        // engine does not wake for packets (their channel is not in `select!`): at 8 users
-        // that was 350 wake-ups a second, and a packet is only used when a frame plays.
-        // Each carries the time it was read, for the jitter buffer.
+        // Take in every packet that arrived since the last poll before a frame plays. Without
+        // a device speaker the engine does not wake for packets (at 8 users that is 350
+        // wake-ups a second, and a packet is only used when a frame plays on the frame
+        // clock); a device speaker plays each as soon as it is here. Each carries the time it
+        // was read, for the jitter buffer.
         while let Ok((key, ev)) = self.audio_rx.try_recv() {
             self.on_peer_event(key, ev);
         }

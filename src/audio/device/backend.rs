@@ -20,7 +20,7 @@ use super::capture::{self, AlsaCapture, Granted, Trouble};
 use super::pulse::{self, Job, PulseError, PulseStream};
 use super::{
     CaptureReader, CaptureWriter, DelayGauge, DeviceChange, DeviceError, DeviceInfo, Direction,
-    Moves, PlaybackReader, RING_SAMPLES, Route, playback_samples_wanted, ring, route,
+    Moves, PlaybackReader, RING_SAMPLES, Route, SpeakerQueue, Wake, WakeSlot, ring, route,
 };
 use crate::audio::frame::{FrameSize, SAMPLE_RATE};
 use crate::audio::{AudioSink, AudioSource, SinkError};
@@ -38,6 +38,8 @@ pub struct DeviceSource {
     overruns: Arc<AtomicU64>,
     /// From capture to the capture thread, as the device reports it.
     delay: Arc<DelayGauge>,
+    /// The engine's wake, called by the capture thread once a frame is complete.
+    wake: Arc<WakeSlot>,
     /// Dropping it stops the thread and closes the device.
     _stream: Capture,
 }
@@ -111,6 +113,12 @@ pub struct DeviceSink {
     underruns: Arc<AtomicU64>,
     /// 48 kHz samples the device's last callback took (set in its callback).
     callback: Arc<AtomicUsize>,
+    /// Ring position before which the device drops what waits (queued silence cut).
+    cut: Arc<AtomicUsize>,
+    /// Where the silence written last began (ring position), while only silence followed.
+    silence_from: Option<usize>,
+    /// The engine's wake, called by the device when the ring is about to run dry.
+    wake: Arc<WakeSlot>,
     _stream: Playback,
 }
 
@@ -126,22 +134,30 @@ impl DeviceSource {
     pub fn open_for(name: Option<&str>, frame: FrameSize) -> Result<Self, DeviceError> {
         let period = requested_period(SAMPLE_RATE, microphone_period_us(frame));
         let pulse = requested_period(SAMPLE_RATE, PULSE_PERIOD_US);
+        let wake = Arc::new(WakeSlot::default());
         open_routed(
             Direction::Input,
             name,
-            |name| Self::open_pulse(name, pulse),
-            |name| Self::open_alsa(name, period),
+            |name| Self::open_pulse(name, pulse, frame, wake.clone()),
+            |name| Self::open_alsa(name, period, frame, wake.clone()),
         )
     }
 
     /// On PulseAudio: the server delivers 48 kHz mono, `period` frames at a time.
-    fn open_pulse(name: Option<&str>, period: Option<usize>) -> Result<Self, PulseError> {
+    fn open_pulse(
+        name: Option<&str>,
+        period: Option<usize>,
+        frame: FrameSize,
+        wake: Arc<WakeSlot>,
+    ) -> Result<Self, PulseError> {
         let failed = Arc::new(AtomicBool::new(false));
         let delay = Arc::new(DelayGauge::default());
         let (producer, consumer) = ring::ring(RING_SAMPLES);
         let job = Job::Record {
             fragment: period,
-            writer: Box::new(CaptureWriter::new(producer, SAMPLE_RATE, 1)),
+            writer: Box::new(
+                CaptureWriter::new(producer, SAMPLE_RATE, 1).waking(wake.clone(), frame.samples()),
+            ),
         };
         let (stream, opened, changes) = open_pulse_stream(name, job, &delay, &failed)?;
         tracing::debug!(device = %opened.device, ?period, "microphone opened on PulseAudio");
@@ -155,12 +171,18 @@ impl DeviceSource {
             changes,
             overruns: Arc::new(AtomicU64::new(0)),
             delay,
+            wake,
             _stream: Capture::Pulse(stream),
         })
     }
 
     /// On ALSA: our own capture thread on the device cpal finds.
-    fn open_alsa(name: Option<&str>, period: Option<usize>) -> Result<Self, DeviceError> {
+    fn open_alsa(
+        name: Option<&str>,
+        period: Option<usize>,
+        frame: FrameSize,
+        wake: Arc<WakeSlot>,
+    ) -> Result<Self, DeviceError> {
         let dir = Direction::Input;
         // cpal finds the device (ids, descriptions, the default); its id is the ALSA PCM.
         let (_, label) = find(dir, name)?;
@@ -170,7 +192,8 @@ impl DeviceSource {
         let (producer, consumer) = ring::ring(RING_SAMPLES);
         let deliver = |g: &Granted| -> capture::Deliver {
             let delay = delay.clone();
-            let mut writer = CaptureWriter::new(producer, g.rate, g.channels);
+            let mut writer = CaptureWriter::new(producer, g.rate, g.channels)
+                .waking(wake.clone(), frame.samples());
             Box::new(move |samples: &[f32], d| {
                 delay.record(d);
                 writer.write(samples.iter().copied());
@@ -216,6 +239,7 @@ impl DeviceSource {
             changes: Changes::default(),
             overruns,
             delay,
+            wake,
             _stream: Capture::Alsa(stream),
         })
     }
@@ -246,6 +270,10 @@ impl AudioSource for DeviceSource {
 
     fn device_change(&mut self) -> Option<DeviceChange> {
         self.changes.take(&mut self.info, &self.failed)
+    }
+
+    fn set_wake(&mut self, wake: Wake) {
+        self.wake.set(wake);
     }
 }
 
@@ -282,7 +310,7 @@ impl DeviceSink {
         let delay = Arc::new(DelayGauge::default());
         let (producer, consumer) = ring::ring(RING_SAMPLES);
         let reader = PlaybackReader::new(consumer, SAMPLE_RATE, 1);
-        let (underruns, callback) = (reader.underruns.clone(), reader.callback.clone());
+        let shared = SinkShared::of(&reader);
         let request = requested_period(SAMPLE_RATE, period_us);
         let job = Job::Playback {
             request,
@@ -291,17 +319,15 @@ impl DeviceSink {
         };
         let (stream, opened, changes) = open_pulse_stream(name, job, &delay, &failed)?;
         tracing::debug!(device = %opened.device, ?request, "speaker opened on PulseAudio");
-        Ok(Self {
-            ring: producer,
-            info: pulse_info(&opened),
+        Ok(Self::new(
+            producer,
+            pulse_info(&opened),
             failed,
             changes,
             delay,
-            overflow: 0,
-            underruns,
-            callback,
-            _stream: Playback::Pulse(stream),
-        })
+            shared,
+            Playback::Pulse(stream),
+        ))
     }
 
     /// On ALSA, through cpal.
@@ -314,8 +340,7 @@ impl DeviceSink {
         let open = |buffer_size| {
             let (producer, consumer) = ring::ring(RING_SAMPLES);
             let reader = PlaybackReader::new(consumer, config.sample_rate(), config.channels());
-            let underruns = reader.underruns.clone();
-            let callback = reader.callback.clone();
+            let shared = SinkShared::of(&reader);
             let on_error = error_callback(dir, &label, failed.clone());
             let stream_config = StreamConfig {
                 buffer_size,
@@ -345,21 +370,43 @@ impl DeviceSink {
                 }
                 other => return Err(unsupported(dir, &label, other)),
             };
-            Ok((start(stream, dir, &label)?, (producer, underruns, callback)))
+            Ok((start(stream, dir, &label)?, (producer, shared)))
         };
-        let (stream, (producer, underruns, callback)) =
-            open_with_period(&config, dir, period_us, &label, open)?;
-        Ok(Self {
-            ring: producer,
-            info: info(&label, &config),
+        let (stream, (producer, shared)) = open_with_period(&config, dir, period_us, &label, open)?;
+        Ok(Self::new(
+            producer,
+            info(&label, &config),
             failed,
-            changes: Changes::default(),
+            Changes::default(),
+            delay,
+            shared,
+            Playback::Cpal(stream),
+        ))
+    }
+
+    fn new(
+        ring: ring::Producer,
+        info: DeviceInfo,
+        failed: Arc<AtomicBool>,
+        changes: Changes,
+        delay: Arc<DelayGauge>,
+        shared: SinkShared,
+        stream: Playback,
+    ) -> Self {
+        Self {
+            ring,
+            info,
+            failed,
+            changes,
             delay,
             overflow: 0,
-            underruns,
-            callback,
-            _stream: Playback::Cpal(stream),
-        })
+            underruns: shared.underruns,
+            callback: shared.callback,
+            cut: shared.cut,
+            silence_from: None,
+            wake: shared.wake,
+            _stream: stream,
+        }
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -379,6 +426,11 @@ impl DeviceSink {
 
 impl AudioSink for DeviceSink {
     fn write_frame(&mut self, frame: &[f32]) -> Result<(), SinkError> {
+        if frame.iter().any(|&x| x != 0.0) {
+            self.silence_from = None;
+        } else if self.silence_from.is_none() {
+            self.silence_from = Some(self.ring.written());
+        }
         // A full ring means the device stopped taking audio; dropping keeps the engine's
         // clock (and everyone else's audio) going.
         let pushed = self.ring.push_slice(frame);
@@ -390,15 +442,52 @@ impl AudioSink for DeviceSink {
         Ok(())
     }
 
-    fn samples_wanted(&mut self) -> Option<usize> {
-        Some(playback_samples_wanted(
-            self.ring.len(),
-            self.callback.load(Ordering::Relaxed),
-        ))
+    fn queue(&mut self) -> Option<SpeakerQueue> {
+        Some(SpeakerQueue {
+            queued: self.ring.len(),
+            callback: self.callback.load(Ordering::Relaxed),
+        })
+    }
+
+    fn cut_silence(&mut self, keep: usize) {
+        let Some(from) = self.silence_from else {
+            return;
+        };
+        let written = self.ring.written();
+        let silent = written.wrapping_sub(from);
+        // Only when nothing but silence waits (the end of the last talk spurt may still).
+        if silent > keep && silent >= self.ring.len() {
+            // The device drops what waits before this; what it took already is gone anyway.
+            self.cut
+                .store(written.wrapping_sub(keep), Ordering::Release);
+        }
+    }
+
+    fn set_wake(&mut self, wake: Wake) {
+        self.wake.set(wake);
     }
 
     fn device_change(&mut self) -> Option<DeviceChange> {
         self.changes.take(&mut self.info, &self.failed)
+    }
+}
+
+/// What a speaker's sink shares with its device's end ([`PlaybackReader`]).
+struct SinkShared {
+    underruns: Arc<AtomicU64>,
+    callback: Arc<AtomicUsize>,
+    cut: Arc<AtomicUsize>,
+    wake: Arc<WakeSlot>,
+}
+
+impl SinkShared {
+    fn of(reader: &PlaybackReader) -> Self {
+        Self {
+            underruns: reader.underruns.clone(),
+            callback: reader.callback.clone(),
+            cut: reader.cut.clone(),
+            wake: reader.wake.clone(),
+        }
     }
 }
 

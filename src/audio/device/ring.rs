@@ -74,6 +74,12 @@ impl Producer {
         n
     }
 
+    /// Samples ever written (wrapping): the position the next sample is written at, for
+    /// [`Consumer::skip_to`].
+    pub fn written(&self) -> usize {
+        self.shared.head.load(Ordering::Relaxed)
+    }
+
     /// Appends one sample; false if the ring is full.
     pub fn push(&mut self, sample: f32) -> bool {
         self.push_slice(&[sample]) == 1
@@ -126,6 +132,21 @@ impl Consumer {
         n
     }
 
+    /// Drops the samples before position `pos` (a [`Producer::written`] value) that are still
+    /// waiting; nothing if they were read already or `pos` is not written yet. Returns how
+    /// many were dropped.
+    pub fn skip_to(&mut self, pos: usize) -> usize {
+        let s = &*self.shared;
+        let tail = s.tail.load(Ordering::Relaxed);
+        let head = s.head.load(Ordering::Acquire);
+        let n = pos.wrapping_sub(tail);
+        if n > head.wrapping_sub(tail) {
+            return 0;
+        }
+        s.tail.store(pos, Ordering::Release);
+        n
+    }
+
     /// Samples waiting to be read.
     pub fn len(&self) -> usize {
         let s = &*self.shared;
@@ -172,6 +193,29 @@ mod tests {
         assert_eq!(c.skip(3), 3);
         assert_eq!(c.pop(), Some(4.0));
         assert_eq!(c.skip(10), 0);
+    }
+
+    #[test]
+    fn skip_to_drops_what_waits_before_a_written_position_and_nothing_else() {
+        let (mut p, mut c) = ring(8);
+        p.push_slice(&[1.0, 2.0, 3.0]);
+        let mark = p.written();
+        p.push_slice(&[4.0, 5.0]);
+        assert_eq!(c.pop(), Some(1.0));
+        assert_eq!(c.skip_to(mark), 2, "2 and 3 dropped");
+        assert_eq!(c.skip_to(mark), 0, "already there");
+        assert_eq!(c.pop(), Some(4.0));
+        assert_eq!(c.skip_to(mark), 0, "read past it: nothing");
+        assert_eq!(c.skip_to(p.written() + 3), 0, "not written yet: nothing");
+        assert_eq!(c.pop(), Some(5.0));
+        // Across the wrap of the free-running counters.
+        for _ in 0..5 {
+            p.push_slice(&[0.0; 7]);
+            let mark = p.written();
+            p.push(9.0);
+            assert_eq!(c.skip_to(mark), 7);
+            assert_eq!(c.pop(), Some(9.0));
+        }
     }
 
     #[test]

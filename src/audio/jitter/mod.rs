@@ -415,6 +415,22 @@ impl JitterBuffer {
             || since.is_some_and(|s| now.saturating_duration_since(s) >= self.preroll(target))
     }
 
+    /// Frames [`JitterBuffer::pop`] would hand out as packets at `now`, one after another:
+    /// the packets here in sequence from the cursor, once playout may go on. A caller that
+    /// needs fewer may take them before their time (an engine writing to a speaker as soon as
+    /// a frame is here); beyond them a pop would conceal or wait.
+    pub fn frames_here(&self, now: Instant) -> usize {
+        let Some(stream) = self.stream.as_ref() else {
+            return 0;
+        };
+        if !self.ready(now) {
+            return 0;
+        }
+        (0..self.depth())
+            .take_while(|&k| self.slot(stream.cursor + k as i64).is_some())
+            .count()
+    }
+
     /// Whether playout is going on (a talk spurt), not filling up or dry.
     pub fn is_playing(&self) -> bool {
         matches!(self.state, State::Playing)
