@@ -356,6 +356,9 @@ pub struct CaptureProcessor {
     /// Speaker samples not yet a whole chunk.
     render: [f32; CHUNK_SAMPLES],
     render_len: usize,
+    /// Samples given as played since the start (whether or not the echo stage is on): the
+    /// reference's own clock, which must keep time with the speaker's.
+    rendered: u64,
     /// One chunk in, scaled for the detector.
     scratch: [f32; CHUNK_SAMPLES],
     /// Whether the last chunk was speech (the leveler's input for the next).
@@ -456,6 +459,7 @@ impl CaptureProcessor {
             gate: QuietGate::new(),
             render: [0.0; CHUNK_SAMPLES],
             render_len: 0,
+            rendered: 0,
             scratch: [0.0; CHUNK_SAMPLES],
             last_speech: false,
             short: ShortFrames::new(),
@@ -485,8 +489,14 @@ impl CaptureProcessor {
         self.stages = stages;
     }
 
+    /// Samples given to [`Self::render`] since the start.
+    pub fn rendered(&self) -> u64 {
+        self.rendered
+    }
+
     /// What the speaker played (in order, any length): the echo canceller's reference.
     pub fn render(&mut self, played: &[f32]) {
+        self.rendered += played.len() as u64;
         if !self.stages.echo {
             self.render_len = 0;
             return;

@@ -35,8 +35,11 @@ pub trait AudioSink {
     }
 
     /// Drops queued silence the device has not played, all but the last `keep` samples (a
-    /// talk spurt is about to be written). Nothing if anything but silence waits.
-    fn cut_silence(&mut self, _keep: usize) {}
+    /// talk spurt is about to be written); returns about how many that is. Nothing if
+    /// anything but silence waits.
+    fn cut_silence(&mut self, _keep: usize) -> usize {
+        0
+    }
 
     /// For a sink with a clock of its own: call `wake` (from its thread) when the device is
     /// about to run dry, so the engine need not poll for it.
@@ -58,8 +61,8 @@ impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
     fn queue(&mut self) -> Option<SpeakerQueue> {
         (**self).queue()
     }
-    fn cut_silence(&mut self, keep: usize) {
-        (**self).cut_silence(keep);
+    fn cut_silence(&mut self, keep: usize) -> usize {
+        (**self).cut_silence(keep)
     }
     fn set_wake(&mut self, wake: super::device::Wake) {
         (**self).set_wake(wake);

@@ -188,6 +188,10 @@ pub struct Media {
     /// Whether the last frame for a device speaker was silence, nobody talking: the next
     /// talk spurt cuts the silence queued ahead of it.
     silent: bool,
+    /// Silence given to the echo canceller as played that the speaker never played (cut
+    /// ahead of a talk spurt): that much of the next silence is not given to it, so its
+    /// reference keeps time with the speaker.
+    unplayed: usize,
 }
 
 impl Media {
@@ -220,6 +224,7 @@ impl Media {
             volumes: BTreeMap::new(),
             pending_silence: 0,
             silent: false,
+            unplayed: 0,
         })
     }
 
@@ -368,14 +373,10 @@ impl Media {
         if self.silent && self.peers.values().any(|p| p.stream.jitter.ready(now)) {
             (self.pending_silence, self.silent) = (0, false);
             let lead = queue.lead();
-            self.sink.cut_silence(lead);
+            self.unplayed += self.sink.cut_silence(lead);
             let queued = self.sink.queue().map_or(lead, |q| q.queued);
             let pad = lead.saturating_sub(queued).min(n);
-            play_out(
-                self.sink.as_mut(),
-                &mut self.processor,
-                &SILENT_FRAME[..pad],
-            )?;
+            self.play_silence(pad)?;
             first_audio.extend(self.play(now, talk)?);
         }
         let mut frames = 0;
@@ -385,7 +386,7 @@ impl Media {
                 if k == 0 {
                     break;
                 }
-                play_out(self.sink.as_mut(), &mut self.processor, &SILENT_FRAME[..k])?;
+                self.play_silence(k)?;
                 self.pending_silence -= k;
                 continue;
             }
@@ -407,6 +408,15 @@ impl Media {
             }
         }
         Ok(first_audio)
+    }
+
+    /// `k` samples of silence to the speaker, and to the echo canceller as its reference less
+    /// what it was given that was never played (`unplayed`).
+    fn play_silence(&mut self, k: usize) -> Result<(), SinkError> {
+        let skip = k.min(self.unplayed);
+        self.unplayed -= skip;
+        self.processor.render(&SILENT_FRAME[skip..k]);
+        self.sink.write_frame(&SILENT_FRAME[..k])
     }
 
     /// Whether our next frame can be mixed from packets that are here: someone's are, and
@@ -699,10 +709,14 @@ mod tests {
         }
     }
 
-    /// A speaker with a clock of its own, driven by the test like `DeviceSink`: it wants
-    /// its buffer kept at one 5 ms callback plus 7.5 ms, and plays 5 ms at each tick.
+    /// A speaker with a clock of its own, driven by the test like `DeviceSink`: 5 ms
+    /// callbacks (one per tick), queued silence cut on request; it counts what it played
+    /// while dry.
     #[derive(Clone, Default)]
-    struct Speaker(Arc<Mutex<(std::collections::VecDeque<f32>, Vec<f32>)>>);
+    struct Speaker(Arc<Mutex<SpeakerState>>);
+
+    /// Queued, played, and how many of those played while dry.
+    type SpeakerState = (std::collections::VecDeque<f32>, Vec<f32>, usize);
 
     const SPEAKER_CALLBACK: usize = 240;
 
@@ -714,8 +728,9 @@ mod tests {
             let mut s = self.0.lock().unwrap();
             let playing = !s.0.is_empty();
             for _ in 0..SPEAKER_CALLBACK {
-                let x = s.0.pop_front().unwrap_or(0.0);
-                s.1.push(x);
+                let x = s.0.pop_front();
+                s.2 += usize::from(x.is_none());
+                s.1.push(x.unwrap_or(0.0));
             }
             playing && s.0.len() < SPEAKER_CALLBACK
         }
@@ -738,26 +753,18 @@ mod tests {
                 callback: SPEAKER_CALLBACK,
             })
         }
-        fn cut_silence(&mut self, keep: usize) {
+        fn cut_silence(&mut self, keep: usize) -> usize {
             let queued = &mut self.0.lock().unwrap().0;
-            if queued.len() > keep && queued.iter().all(|&x| x == 0.0) {
-                queued.drain(..queued.len() - keep);
+            if queued.len() <= keep || queued.iter().any(|&x| x != 0.0) {
+                return 0;
             }
+            queued.drain(..queued.len() - keep).count()
         }
     }
 
-    /// Alice talks in spurts of 200 ms with 300 ms pauses (sending nothing in a pause, as a
-    /// real sender does), each spurt at a different phase of bob's speaker. Bob's speaker is
-    /// a device taking 5 ms at each callback; the engine polls every 5 ms and, if
-    /// `on_arrival`, also runs as each packet arrives (as it does for a device speaker), the
-    /// `k`-th packet of each spurt `late_ms(k)` ms after its time. Returns each spurt's
-    /// delay from its first packet to its first sound, what bob played, and the times his
-    /// jitter buffer ran dry (the end of each spurt, and any packet waited for too long).
-    fn spurts_on_a_device_speaker(
-        on_arrival: bool,
-        late_ms: fn(u64) -> u64,
-    ) -> (Vec<f64>, Vec<f32>, Vec<u64>, u64) {
-        let mut alice = Media::new(
+    /// Alice sending a tone, and bob hearing her on a device speaker: both on 20 ms frames.
+    fn tone_to_a_device_speaker() -> (Media, Media, Speaker) {
+        let alice = Media::new(
             tone(),
             Box::new(Memory::default()),
             FrameSize::Ms20,
@@ -773,6 +780,21 @@ mod tests {
         )
         .unwrap();
         bob.add_peer("alice").unwrap();
+        (alice, bob, speaker)
+    }
+
+    /// Alice talks in spurts of 200 ms with 300 ms pauses (sending nothing in a pause, as a
+    /// real sender does), each spurt at a different phase of bob's speaker. Bob's speaker is
+    /// a device taking 5 ms at each callback; the engine polls every 5 ms and, if
+    /// `on_arrival`, also runs as each packet arrives (as it does for a device speaker), the
+    /// `k`-th packet of each spurt `late_ms(k)` ms after its time. Returns each spurt's
+    /// delay from its first packet to its first sound, what bob played, and the times his
+    /// jitter buffer ran dry (the end of each spurt, and any packet waited for too long).
+    fn spurts_on_a_device_speaker(
+        on_arrival: bool,
+        late_ms: fn(u64) -> u64,
+    ) -> (Vec<f64>, Vec<f32>, Vec<u64>, u64) {
+        let (mut alice, mut bob, speaker) = tone_to_a_device_speaker();
         let open = TalkState::new(TalkMode::Open);
         let t0 = Instant::now();
         let starts: Vec<u64> = (0..8).map(|k| 300 + k * 500 + k * 7 % 20).collect();
@@ -873,6 +895,39 @@ mod tests {
             underruns,
             starts.len() as u64,
             "dry only at each spurt's end"
+        );
+    }
+
+    #[test]
+    fn the_echo_reference_keeps_time_with_a_speaker_whose_silence_is_cut() {
+        // Every spurt cuts queued silence that the echo canceller was given as played; the
+        // silence after it gives that back, so the reference holds what the speaker played.
+        let (mut alice, mut bob, speaker) = tone_to_a_device_speaker();
+        let open = TalkState::new(TalkMode::Open);
+        let t0 = Instant::now();
+        let mut seq = 0u16;
+        for ms in 0..3_000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            let woken = ms % 5 == 0 && speaker.tick();
+            // 100 ms spurts every 300 ms, at phases that leave queued silence to cut.
+            let sending = ms % 300 < 100 && ms % 20 == 3 + ms / 300 % 5;
+            if sending {
+                let packet = alice.capture(&open).unwrap().packet.unwrap();
+                bob.on_packet("alice", seq, (ms * 48) as u32, packet, now);
+                seq += 1;
+            }
+            if ms % 5 == 2 || sending || woken {
+                bob.play_device(now, &open).unwrap();
+            }
+        }
+        let s = speaker.0.lock().unwrap();
+        // Played from what was written (not the silence of a dry device), and queued.
+        let (played, queued) = ((s.1.len() - s.2) as u64, s.0.len() as u64);
+        assert!(s.1.iter().any(|x| x.abs() > 0.1), "the spurts were played");
+        assert_eq!(
+            bob.processor.rendered(),
+            played + queued,
+            "the reference is what the speaker played or will"
         );
     }
 

@@ -449,18 +449,21 @@ impl AudioSink for DeviceSink {
         })
     }
 
-    fn cut_silence(&mut self, keep: usize) {
+    fn cut_silence(&mut self, keep: usize) -> usize {
         let Some(from) = self.silence_from else {
-            return;
+            return 0;
         };
         let written = self.ring.written();
         let silent = written.wrapping_sub(from);
         // Only when nothing but silence waits (the end of the last talk spurt may still).
-        if silent > keep && silent >= self.ring.len() {
-            // The device drops what waits before this; what it took already is gone anyway.
-            self.cut
-                .store(written.wrapping_sub(keep), Ordering::Release);
+        let queued = self.ring.len();
+        if silent <= keep || silent < queued {
+            return 0;
         }
+        // The device drops what waits before this; what it took already is gone anyway.
+        self.cut
+            .store(written.wrapping_sub(keep), Ordering::Release);
+        queued.saturating_sub(keep)
     }
 
     fn set_wake(&mut self, wake: Wake) {
