@@ -115,7 +115,10 @@ fn play_tone(speaker: &mut DeviceSink, span: Duration) -> f64 {
         thread_cpu(SPEAKER_THREAD).expect("speaker thread"),
     );
     while t0.elapsed() < span {
-        while speaker.queue().is_some_and(|q| q.idle_wanted() > 0) {
+        while speaker
+            .queue()
+            .is_some_and(|q| q.idle_wanted(FRAME_SAMPLES) > 0)
+        {
             let frame: Vec<f32> = (n..n + FRAME_SAMPLES)
                 .map(|i| 0.5 * (2.0 * std::f32::consts::PI * 660.0 * i as f32 / 48_000.0).sin())
                 .collect();

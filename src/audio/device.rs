@@ -260,11 +260,12 @@ impl SpeakerQueue {
         self.queued < self.lead() + frame / 2
     }
 
-    /// Silence to write while nobody talks: the queue is kept one callback and
-    /// `PLAYBACK_SLACK` ahead of the device, so the engine's poll keeps it playing; a talk
-    /// spurt cuts it to the lead.
-    pub fn idle_wanted(self) -> usize {
-        playback_samples_wanted(self.queued, self.callback)
+    /// Silence to write while nobody talks, for an engine on `frame`-long frames that polls
+    /// once a frame: the queue is kept a callback, a frame and [`IDLE_MARGIN`] (a late poll)
+    /// ahead of the device, so it plays on without waking anyone; a talk spurt cuts it to the
+    /// lead.
+    pub fn idle_wanted(self, frame: usize) -> usize {
+        (self.callback + frame + IDLE_MARGIN).saturating_sub(self.queued)
     }
 }
 
@@ -276,10 +277,9 @@ const CAPTURE_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
 /// Playback: more than this waiting is latency nobody wants (e.g. left by a device that
 /// started late); drop down to one frame.
 const PLAYBACK_MAX_BACKLOG: usize = 3 * FRAME_SAMPLES;
-/// Playback, while nobody talks: how far ahead of the device the engine keeps the ring's
-/// silence, beyond what one device callback takes: the time between two engine polls plus a
-/// margin for a late poll.
-const PLAYBACK_SLACK: usize = (SAMPLE_RATE as usize / 1000) * 5 * 3 / 2;
+/// Playback, while nobody talks: silence queued beyond a callback and a frame, for an engine
+/// poll that comes late (5 ms).
+pub const IDLE_MARGIN: usize = SAMPLE_RATE as usize / 200;
 
 /// The engine's end of a capture ring: the engine asks how much is waiting
 /// ([`CaptureReader::ready`]) and reads whole frames as soon as they are complete.
@@ -345,12 +345,6 @@ impl fmt::Display for DelayGauge {
             None => f.write_str("unknown"),
         }
     }
-}
-
-/// How many samples a playback ring holding `buffered` needs so that it holds at least one
-/// device callback (`callback` samples at 48 kHz) plus [`PLAYBACK_SLACK`].
-fn playback_samples_wanted(buffered: usize, callback: usize) -> usize {
-    (callback + PLAYBACK_SLACK).saturating_sub(buffered)
 }
 
 /// The callback's end of a capture ring: any channel count and rate in, 48 kHz mono out.
@@ -693,19 +687,6 @@ mod tests {
     }
 
     #[test]
-    fn the_engine_keeps_one_callback_and_the_slack_ahead_of_the_speaker() {
-        // 10 ms callbacks (480 samples): lead 480 + 360.
-        assert_eq!(playback_samples_wanted(0, 480), 840);
-        assert_eq!(playback_samples_wanted(839, 480), 1);
-        assert_eq!(playback_samples_wanted(840, 480), 0);
-        assert_eq!(playback_samples_wanted(5000, 480), 0);
-        // A device that takes 2048 samples at a time.
-        assert_eq!(playback_samples_wanted(0, 2048), 2408);
-        // Before the first callback: the slack.
-        assert_eq!(playback_samples_wanted(0, 0), PLAYBACK_SLACK);
-    }
-
-    #[test]
     fn the_speaker_queue_says_when_a_frame_must_may_or_need_not_be_written() {
         let q = |queued| SpeakerQueue {
             queued,
@@ -716,9 +697,11 @@ mod tests {
         assert!(q(119).must_write() && !q(120).must_write());
         // A 20 ms frame that is here goes out while less than the lead and half a frame wait.
         assert!(q(719).has_room(960) && !q(720).has_room(960));
-        // Silence while nobody talks: one callback and the slack.
-        assert_eq!(q(0).idle_wanted(), 120 + PLAYBACK_SLACK);
-        assert_eq!(q(120 + PLAYBACK_SLACK).idle_wanted(), 0);
+        // Silence while nobody talks: a callback, a frame (the poll) and 5 ms.
+        assert_eq!(q(0).idle_wanted(960), 120 + 960 + 240);
+        assert_eq!(q(1000).idle_wanted(960), 320);
+        assert_eq!(q(1320).idle_wanted(960), 0);
+        assert_eq!(q(0).idle_wanted(240), 600, "5 ms frames");
     }
 
     /// A wake that counts its calls.

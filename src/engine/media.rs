@@ -373,16 +373,18 @@ impl Media {
         if self.silent && self.peers.values().any(|p| p.stream.jitter.ready(now)) {
             (self.pending_silence, self.silent) = (0, false);
             let lead = queue.lead();
-            self.unplayed += self.sink.cut_silence(lead);
+            let cut = self.sink.cut_silence(lead);
+            self.unplayed += cut;
             let queued = self.sink.queue().map_or(lead, |q| q.queued);
             let pad = lead.saturating_sub(queued).min(n);
+            tracing::trace!(queued = queue.queued, cut, pad, "a talk spurt starts");
             self.play_silence(pad)?;
             first_audio.extend(self.play(now, talk)?);
         }
         let mut frames = 0;
         while let Some(queue) = self.sink.queue() {
             if self.pending_silence > 0 {
-                let k = queue.idle_wanted().min(self.pending_silence);
+                let k = queue.idle_wanted(n).min(self.pending_silence);
                 if k == 0 {
                     break;
                 }
@@ -390,9 +392,8 @@ impl Media {
                 self.pending_silence -= k;
                 continue;
             }
-            let talking = self.peers.values().any(|p| p.stream.jitter.is_playing());
             let write = queue.must_write()
-                || (!talking && queue.idle_wanted() > 0)
+                || (queue.idle_wanted(n) > 0 && self.quiet_next(now))
                 || (queue.has_room(n) && self.next_frame_here(now));
             if !write || frames == MAX_DEVICE_FRAMES {
                 break;
@@ -417,6 +418,24 @@ impl Media {
         self.unplayed -= skip;
         self.processor.render(&SILENT_FRAME[skip..k]);
         self.sink.write_frame(&SILENT_FRAME[..k])
+    }
+
+    /// When a peer's talk spurt may start playing (its first packet is here, held for the
+    /// jitter buffer's pre-roll): a device speaker is served then.
+    pub fn next_start(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|p| p.stream.jitter.starts_at())
+            .min()
+    }
+
+    /// Whether our next frame is silence: nobody is talking or about to, nor concealing the
+    /// end of a talk spurt. (That end is written only as the speaker needs it, so a new spurt
+    /// does not queue behind it.)
+    fn quiet_next(&self, now: Instant) -> bool {
+        self.peers.values().all(|p| {
+            p.pcm_len == 0 && p.stream.concealed >= CONCEAL_FRAMES && !p.stream.jitter.ready(now)
+        })
     }
 
     /// Whether our next frame can be mixed from packets that are here: someone's are, and

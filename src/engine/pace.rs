@@ -5,10 +5,10 @@
 //! what it has queued (speaker); it wakes the engine when it has work (a frame captured, the
 //! speaker about to run dry), and the engine also wakes for each packet for a device speaker,
 //! so a captured frame leaves as soon as it is complete and a decoded frame is written as
-//! soon as it is here (`crate::audio::device::SpeakerQueue`). The engine still polls every
-//! [`device_poll`]: for silence, and in case a wake is missed. That is most of the device
-//! path's latency: an engine on its own 20 ms clock made both ends keep 1.5 frames of slack,
-//! and on the poll alone every frame waited up to a poll at each end.
+//! soon as it is here (`crate::audio::device::SpeakerQueue`). The engine still polls once a
+//! frame ([`poll_interval`]): for silence, and in case a wake is missed. That is most of the
+//! device path's latency: an engine on its own 20 ms clock made both ends keep 1.5 frames of
+//! slack, and on a quarter-frame poll alone every frame waited up to a poll at each end.
 //!
 //! Ends without a clock (tones, WAV files, bots, recordings) follow a [`FrameClock`] instead:
 //! one frame per frame duration of wall-clock time, as before.
@@ -19,23 +19,18 @@ use std::time::{Duration, Instant};
 
 use crate::audio::FrameSize;
 
-/// How often the engine looks at a sound device's buffers: a quarter of a frame (5 ms for
-/// 20 ms frames). A complete capture frame waits half that on average before it is encoded.
-pub fn device_poll(frame: FrameSize) -> Duration {
-    frame.duration() / 4
-}
-
 /// A clock that has fallen further behind than this (the process was stopped, the machine
 /// stalled) drops the missed frames instead of producing them all at once.
 pub const MAX_CATCH_UP: u64 = 10;
 
-/// The engine's poll interval: fast when a device sets the pace, one frame otherwise.
-pub fn poll_interval(device_paced: bool, frame: FrameSize) -> Duration {
-    if device_paced {
-        device_poll(frame)
-    } else {
-        frame.duration()
-    }
+/// The engine's poll interval: one frame. It is the clock of ends without one; devices wake
+/// the engine themselves, and for them the poll only keeps silence queued for the speaker
+/// (`crate::audio::SpeakerQueue::idle_wanted`) and catches a wake that was missed. (It was a
+/// quarter of a frame when the poll was all a device had: a complete frame waited half that
+/// on average at each end, and the poll was 200 wake-ups a second at 20 ms frames, 800 at
+/// 5 ms.)
+pub fn poll_interval(frame: FrameSize) -> Duration {
+    frame.duration()
 }
 
 /// One frame per frame length since `start`: frame `k` is due at `start + k·frame`.
@@ -85,7 +80,8 @@ mod tests {
     use super::*;
 
     const F: Duration = Duration::from_millis(20);
-    const DEVICE_POLL: Duration = Duration::from_millis(5);
+    /// An engine woken more often than its frames (a device's wakes, packets).
+    const WAKE: Duration = Duration::from_millis(5);
 
     fn clock(start: Instant) -> FrameClock {
         FrameClock::new(start, FrameSize::Ms20)
@@ -99,7 +95,7 @@ mod tests {
         assert_eq!(c.due(t0), 0, "and only once");
         assert_eq!(c.due(t0 + F / 2), 0);
         assert_eq!(c.due(t0 + F), 1);
-        assert_eq!(c.due(t0 + F + DEVICE_POLL), 0);
+        assert_eq!(c.due(t0 + F + WAKE), 0);
         // Polled late: the frames in between are all due, in one go.
         assert_eq!(c.due(t0 + 4 * F + F / 4), 3);
         assert_eq!(c.due(t0 + 5 * F), 1);
@@ -109,7 +105,7 @@ mod tests {
     fn polling_faster_than_frames_keeps_the_rate() {
         let t0 = Instant::now();
         let mut c = clock(t0);
-        let frames: usize = (0..400).map(|i| c.due(t0 + DEVICE_POLL * i)).sum();
+        let frames: usize = (0..400).map(|i| c.due(t0 + WAKE * i)).sum();
         // 400 polls of 5 ms = 2 s = 100 frames (frame 0 at t0 up to frame 99 at 1.98 s).
         assert_eq!(frames, 100);
     }
@@ -118,14 +114,11 @@ mod tests {
     fn ten_ms_frames_come_twice_as_often_and_are_polled_twice_as_often() {
         let t0 = Instant::now();
         let mut c = FrameClock::new(t0, FrameSize::Ms10);
-        let poll = device_poll(FrameSize::Ms10);
-        assert_eq!(poll, Duration::from_micros(2500));
-        let frames: usize = (0..800).map(|i| c.due(t0 + poll * i)).sum();
+        let wake = Duration::from_micros(2500);
+        let frames: usize = (0..800).map(|i| c.due(t0 + wake * i)).sum();
         assert_eq!(frames, 200, "2 s of 10 ms frames");
-        assert_eq!(
-            poll_interval(false, FrameSize::Ms10),
-            Duration::from_millis(10)
-        );
+        assert_eq!(poll_interval(FrameSize::Ms10), Duration::from_millis(10));
+        assert_eq!(poll_interval(FrameSize::Ms5), Duration::from_millis(5));
     }
 
     #[test]

@@ -149,15 +149,14 @@ impl Engine {
             self.config.credentials.clone(),
             sig_tx,
         ));
-        // Devices set their own pace and are polled often; clockless ends follow the frame
-        // clocks, started (in `new`) before the poll, so each frame is due by its poll.
+        // Clockless ends follow the frame clocks, started (in `new`) before the poll, so each
+        // frame is due by its poll.
         let speaker_paced = self.media.speaker_sets_pace();
-        let device_paced = self.media.frames_captured().is_some() || speaker_paced;
-        let mut poll = tokio::time::interval(pace::poll_interval(device_paced, self.config.frame));
+        let mut poll = tokio::time::interval(pace::poll_interval(self.config.frame));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Devices wake the engine when they have work: a captured frame complete, a speaker
-        // about to run dry; and a speaker's frames are written as their packets arrive. The
-        // poll stays, for silence and in case a wake is missed.
+        // Devices set their own pace: they wake the engine when they have work (a captured
+        // frame complete, a speaker about to run dry), and a speaker's frames are written as
+        // their packets arrive. The poll stays, for silence and in case a wake is missed.
         let device_wake = Arc::new(Notify::new());
         let wake = device_wake.clone();
         self.media.set_wake(Arc::new(move || wake.notify_one()));
@@ -168,12 +167,23 @@ impl Engine {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed = None;
+        // A talk spurt held for the jitter buffer's pre-roll starts when that ends.
+        let spurt = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(spurt);
+        let mut spurt_armed = None;
         while !self.stopping {
             let wake = self.session.next_wake();
             if wake != armed {
                 armed = wake;
                 let at = wake.map_or_else(far_future, Instant::from_std);
                 timer.as_mut().reset(at);
+            }
+            let start = self.media.next_start().filter(|_| speaker_paced);
+            if start != spurt_armed {
+                spurt_armed = start;
+                spurt
+                    .as_mut()
+                    .reset(start.map_or_else(far_future, Instant::from_std));
             }
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -195,6 +205,10 @@ impl Engine {
                 _ = device_wake.notified() => self.on_media_poll().await,
                 Some((key, ev)) = self.audio_rx.recv(), if speaker_paced => {
                     self.on_peer_event(key, ev);
+                    self.on_media_poll().await;
+                }
+                _ = &mut spurt, if spurt_armed.is_some() => {
+                    spurt_armed = None;
                     self.on_media_poll().await;
                 }
                 _ = &mut timer, if armed.is_some() => {

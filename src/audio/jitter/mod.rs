@@ -407,6 +407,17 @@ impl JitterBuffer {
         }
     }
 
+    /// When playout may start, while a waiting packet is held for the pre-roll: an engine that
+    /// plays as soon as it may wakes then. `None` while playing, empty, or ready already by
+    /// depth.
+    pub fn starts_at(&self) -> Option<Instant> {
+        let State::Buffering { since: Some(since) } = self.state else {
+            return None;
+        };
+        let target = self.target.frames();
+        (self.depth() > 0 && self.depth() < target).then(|| since + self.preroll(target))
+    }
+
     /// While buffering (with something buffered): whether playout may start at `now`, the
     /// target depth reached or the first waiting packet held for the pre-roll.
     fn may_start(&self, since: Option<Instant>, now: Instant) -> bool {

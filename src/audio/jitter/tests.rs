@@ -701,8 +701,13 @@ fn a_talk_spurt_starts_after_the_measured_jitter_not_a_whole_frame() {
     }
     let start = 1000;
     // The sender numbers packets without gaps; only the timestamp shows the pause.
+    assert_eq!(jb.starts_at(), None, "nothing waits");
     jb.push(10, 50 * 960, payload(10), ms(start));
     assert_eq!(jb.pop(ms(start + 1)), Playout::NotReady, "held a little");
+    // It says when it will start, for an engine that plays as soon as it may.
+    let starts_at = jb.starts_at().expect("held for the pre-roll");
+    assert_eq!(jb.frames_here(starts_at - Duration::from_micros(1)), 0);
+    assert_eq!(jb.frames_here(starts_at), 1, "ready then, one frame here");
     let held_until = (start..start + 40)
         .find(|&t| jb.pop(ms(t)) != Playout::NotReady)
         .expect("plays within two frames");
@@ -711,6 +716,8 @@ fn a_talk_spurt_starts_after_the_measured_jitter_not_a_whole_frame() {
         held < 20 && held as f64 >= needed.min(20.0) - 1.0,
         "held {held} ms for a needed delay of {needed:.1} ms"
     );
+    assert!(ms(held_until) >= starts_at && ms(held_until - 1) < starts_at);
+    assert_eq!(jb.starts_at(), None, "playing");
 }
 
 #[test]
