@@ -813,6 +813,16 @@ mod tests {
         on_arrival: bool,
         late_ms: fn(u64) -> u64,
     ) -> (Vec<f64>, Vec<f32>, Vec<u64>, u64) {
+        spurts_with_stalls(on_arrival, late_ms, |_| false)
+    }
+
+    /// [`spurts_on_a_device_speaker`] with an engine that does nothing while `stalled(ms)`
+    /// (the packets that arrive meanwhile are taken in when it runs again, with their times).
+    fn spurts_with_stalls(
+        on_arrival: bool,
+        late_ms: fn(u64) -> u64,
+        stalled: fn(u64) -> bool,
+    ) -> (Vec<f64>, Vec<f32>, Vec<u64>, u64) {
         let (mut alice, mut bob, speaker) = tone_to_a_device_speaker();
         let open = TalkState::new(TalkMode::Open);
         let t0 = Instant::now();
@@ -833,14 +843,18 @@ mod tests {
             let now = t0 + Duration::from_millis(ms);
             // The device wakes the engine when its next callback would find too little.
             let woken = ms % 5 == 0 && speaker.tick();
+            if stalled(ms) {
+                continue;
+            }
             let mut arrived = false;
-            while let Some(&(_, seq, ts)) = next.next_if(|a| a.0 == ms) {
+            while let Some(&(at, seq, ts)) = next.next_if(|a| a.0 <= ms) {
                 let packet = alice
                     .capture(&open)
                     .unwrap()
                     .packet
                     .expect("a tone is sent");
-                bob.on_packet("alice", seq, ts, packet, now);
+                let at = t0 + Duration::from_millis(at);
+                bob.on_packet("alice", seq, ts, packet, at);
                 arrived = true;
             }
             if ms % 5 == 2 || (on_arrival && (arrived || woken)) {
@@ -948,6 +962,34 @@ mod tests {
             played + queued,
             "the reference is what the speaker played or will"
         );
+    }
+
+    #[test]
+    fn a_stalled_engine_costs_a_short_gap_and_no_lasting_delay() {
+        // The engine stalls for 40 ms in the middle of the third and the sixth spurts: the
+        // speaker runs dry for less than that, once, and the next spurts start as early as
+        // ever (the gap's delay ends with its spurt).
+        let (delays, played, starts, _) = spurts_with_stalls(
+            true,
+            |_| 0,
+            |ms| (1_420..1_460).contains(&ms) || (2_920..2_960).contains(&ms),
+        );
+        for (k, d) in delays.iter().enumerate().skip(1) {
+            assert!(
+                (10.0..=15.5).contains(d),
+                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
+            );
+        }
+        for (k, (&s, d)) in starts.iter().zip(&delays).enumerate() {
+            let at = ((s as f64 + d + 5.0) * 48.0) as usize;
+            let quiet = played[at..at + 9 * 960]
+                .chunks(48)
+                .filter(|ms| ms.iter().all(|x| x.abs() < 0.01))
+                .count();
+            // The stall less what was queued (15-20 ms measured).
+            let most = if k == 2 || k == 5 { 30 } else { 0 };
+            assert!(quiet <= most, "spurt {k}: {quiet} ms of gap");
+        }
     }
 
     #[test]
