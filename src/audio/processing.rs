@@ -286,7 +286,8 @@ impl Default for Leveler {
 
 /// Silence instead of what the noise suppressor leaves of steady noise between words: after
 /// [`QuietGate::HOLD`] chunks in a row that are quiet, not speech and not rising above the
-/// microphone's noise floor, chunks are zeroed until one is speech, loud, or a rise. Opus's
+/// microphone's noise floor, chunks are zeroed until one is speech, a rise, or clearly over
+/// the quiet line ([`QuietGate::REOPEN_DB`]: the residue brushes the line itself). Opus's
 /// DTX then stops sending (a fan's residue at −46 dBFS is still "activity" to its own
 /// detector: 27 kbit/s for a silent user). The rise opens it on the first chunk of a word,
 /// before the detector and the suppressor have caught up; loud sounds that are not speech (a
@@ -308,9 +309,11 @@ impl QuietGate {
     /// An input chunk this far over the noise floor is a rise, dB (brown and pink noise's
     /// 10 ms chunks never reached it over 10 s; 8 % of them were 10 dB over its minimum).
     pub const RISE_DB: f32 = 12.0;
+    /// How far over [`Self::QUIET_DBFS`] a chunk must be to open the gate once it is shut, dB.
+    pub const REOPEN_DB: f32 = 6.0;
     /// How much of the distance the floor moves per chunk, down and up.
     const FLOOR_DOWN: f32 = 0.05;
-    const FLOOR_UP: f32 = 0.01;
+    const FLOOR_UP: f32 = 0.03;
 
     pub fn new() -> Self {
         Self {
@@ -331,7 +334,14 @@ impl QuietGate {
             };
             *floor += k * (input_dbfs - *floor);
         }
-        if speech || rise || output_dbfs > Self::QUIET_DBFS {
+        // Once shut, a chunk must be clearly over the quiet line to open it: the residue of a
+        // steady noise brushes the line now and then.
+        let line = if self.quiet > Self::HOLD {
+            Self::QUIET_DBFS + Self::REOPEN_DB
+        } else {
+            Self::QUIET_DBFS
+        };
+        if speech || rise || output_dbfs > line {
             self.quiet = 0;
             return false;
         }
@@ -880,6 +890,33 @@ mod tests {
             .filter(|(i, o)| power_db(i) > -35.0 && o.iter().all(|&s| s == 0.0))
             .count();
         assert_eq!(loud_zeroed, 0, "no spoken chunk silenced");
+    }
+
+    #[test]
+    fn a_shut_gate_stays_shut_while_the_residue_brushes_the_quiet_line() {
+        let mut g = QuietGate::new();
+        for _ in 0..=QuietGate::HOLD {
+            g.update(-30.0, -50.0, false);
+        }
+        assert!(g.update(-30.0, -50.0, false), "shut");
+        // The suppressor's residue of a steady fan now and then just over −40 dBFS.
+        assert!(g.update(-30.0, -38.0, false), "stays shut");
+        assert!(g.update(-30.0, -50.0, false));
+        // Clearly over the line, or speech, opens it.
+        assert!(
+            !g.update(-30.0, -33.0, false),
+            "a sound clearly over the line"
+        );
+        // While open, the line is the quiet line itself: it stays open over it.
+        for _ in 0..=QuietGate::HOLD {
+            g.update(-30.0, -50.0, false);
+        }
+        assert!(g.update(-30.0, -50.0, false), "shut again");
+        assert!(!g.update(-30.0, -50.0, true), "speech");
+        assert!(
+            !g.update(-30.0, -38.0, false),
+            "open: over the quiet line keeps it open"
+        );
     }
 
     #[test]
