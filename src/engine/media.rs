@@ -877,6 +877,28 @@ mod tests {
         (delays, played, starts, underruns)
     }
 
+    /// Each spurt but the first (which also carries the codec's 6.5 ms look-ahead) sounded
+    /// within `range` ms of its first packet; the first within its end and the look-ahead.
+    fn assert_spurt_delays(delays: &[f64], range: std::ops::RangeInclusive<f64>) {
+        assert!(delays[0] <= range.end() + 6.5, "first spurt: {delays:?}");
+        for (k, d) in delays.iter().enumerate().skip(1) {
+            assert!(
+                range.contains(d),
+                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
+            );
+        }
+    }
+
+    /// Milliseconds of a spurt's 180 ms from 5 ms after its onset (a codec's first frame
+    /// fades in) in which nothing sounded.
+    fn gap_ms(played: &[f32], start: u64, delay: f64) -> usize {
+        let at = ((start as f64 + delay + 5.0) * 48.0) as usize;
+        played[at..at + 9 * 960]
+            .chunks(48)
+            .filter(|ms| ms.iter().all(|x| x.abs() < 0.01))
+            .count()
+    }
+
     /// Each spurt plays through: 200 ms of tone from its onset, without a gap.
     fn assert_spurts_play_through(played: &[f32], starts: &[u64], delays: &[f64]) {
         for (&s, d) in starts.iter().zip(delays) {
@@ -895,13 +917,7 @@ mod tests {
         // measured so). The first spurt also carries the codec's 6.5 ms look-ahead.
         let (delays, played, starts, underruns) = spurts_on_a_device_speaker(false, |_| 0);
         eprintln!("spurt delays, polled, ms: {delays:.1?}");
-        assert!(delays[0] <= 20.0 + 6.5, "first spurt: {delays:?}");
-        for (k, d) in delays.iter().enumerate().skip(1) {
-            assert!(
-                *d <= 20.0,
-                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
-            );
-        }
+        assert_spurt_delays(&delays, 0.0..=20.0);
         assert_spurts_play_through(&played, &starts, &delays);
         assert_eq!(
             underruns,
@@ -916,13 +932,7 @@ mod tests {
         // (10 ms) and the device's callback under way (≤ 5 ms), whatever the poll.
         let (delays, played, starts, underruns) = spurts_on_a_device_speaker(true, |_| 0);
         eprintln!("spurt delays, on arrival, ms: {delays:.1?}");
-        assert!(delays[0] <= 15.0 + 6.5, "first spurt: {delays:?}");
-        for (k, d) in delays.iter().enumerate().skip(1) {
-            assert!(
-                (10.0..=15.5).contains(d),
-                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
-            );
-        }
+        assert_spurt_delays(&delays, 10.0..=15.5);
         assert_spurts_play_through(&played, &starts, &delays);
         assert_eq!(
             underruns,
@@ -974,18 +984,9 @@ mod tests {
             |_| 0,
             |ms| (1_420..1_460).contains(&ms) || (2_920..2_960).contains(&ms),
         );
-        for (k, d) in delays.iter().enumerate().skip(1) {
-            assert!(
-                (10.0..=15.5).contains(d),
-                "spurt {k} started {d:.1} ms after it arrived ({delays:?})"
-            );
-        }
-        for (k, (&s, d)) in starts.iter().zip(&delays).enumerate() {
-            let at = ((s as f64 + d + 5.0) * 48.0) as usize;
-            let quiet = played[at..at + 9 * 960]
-                .chunks(48)
-                .filter(|ms| ms.iter().all(|x| x.abs() < 0.01))
-                .count();
+        assert_spurt_delays(&delays, 10.0..=15.5);
+        for (k, (&s, &d)) in starts.iter().zip(&delays).enumerate() {
+            let quiet = gap_ms(&played, s, d);
             // The stall less what was queued (15-20 ms measured).
             let most = if k == 2 || k == 5 { 30 } else { 0 };
             assert!(quiet <= most, "spurt {k}: {quiet} ms of gap");
@@ -1014,14 +1015,8 @@ mod tests {
         let (delays, played, starts, underruns) =
             spurts_on_a_device_speaker(true, |k| if k == 3 { 15 } else { 0 });
         assert!(underruns > starts.len() as u64, "concealed mid-spurt");
-        for (&s, d) in starts.iter().zip(&delays) {
-            // From 5 ms after the onset (a codec's first frame fades in).
-            let at = ((s as f64 + d + 5.0) * 48.0) as usize;
-            let spurt = &played[at..at + 9 * 960];
-            let quiet = spurt
-                .chunks(48)
-                .filter(|ms| ms.iter().all(|x| x.abs() < 0.01))
-                .count();
+        for (&s, &d) in starts.iter().zip(&delays) {
+            let quiet = gap_ms(&played, s, d);
             assert!(quiet <= 1, "spurt at {s} ms: {quiet} ms of gap");
         }
     }

@@ -178,7 +178,11 @@ impl Engine {
                 let at = wake.map_or_else(far_future, Instant::from_std);
                 timer.as_mut().reset(at);
             }
-            let start = self.media.next_start().filter(|_| speaker_paced);
+            let start = if speaker_paced {
+                self.media.next_start()
+            } else {
+                None
+            };
             if start != spurt_armed {
                 spurt_armed = start;
                 spurt
