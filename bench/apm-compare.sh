@@ -13,15 +13,31 @@
 # the same with the room at −20 dB and with no echo at all (the far end only plays); the time
 # each run spent in the module per second of audio; and a few of these with both modules at the
 # same internal rate.
-# Usage: bench/apm-compare.sh [sonora webrtc]   (modules; default both)
+# `speex` is Speex's echo canceller (MDF, what Mumble runs; the system's libspeexdsp): the echo
+# cases only, alone, with its residual-echo suppressor, and followed by sonora's noise
+# suppressor.
+# Usage: bench/apm-compare.sh [sonora webrtc speex]   (modules; default sonora webrtc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then modules=("$@"); else modules=(sonora webrtc); fi
 target=${CARGO_TARGET_DIR:-target}
-prefix=$(bench/webrtc-apm-build.sh | tail -1)
-CPLUS_INCLUDE_PATH=$prefix/include PKG_CONFIG_PATH=$prefix/lib/pkgconfig cargo build --release --locked -q -p cromulent-bench \
-  --features webrtc-apm --bin apm-compare
-export LD_LIBRARY_PATH=$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+features=()
+for m in "${modules[@]}"; do
+  case $m in
+    webrtc)
+      prefix=$(bench/webrtc-apm-build.sh | tail -1)
+      export CPLUS_INCLUDE_PATH=$prefix/include PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+      export LD_LIBRARY_PATH=$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+      features+=(webrtc-apm) ;;
+    speex)
+      dpkg-query -W -f='${Status}' libspeexdsp-dev 2>/dev/null | grep -q "install ok installed" || {
+        sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
+        "${sudo[@]}" apt-get install -y -qq --no-install-recommends libspeexdsp-dev >/dev/null
+      }
+      features+=(speex) ;;
+  esac
+done
+cargo build --release --locked -q -p cromulent-bench --features "${features[*]}" --bin apm-compare
 echo "# $(date -u '+%F %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 source bench/speech-inputs.sh
 speech_tools
@@ -44,6 +60,19 @@ for gain in 0.5 0.1; do
   case_ "double talk, room gain $gain, as it is (echo left in)" none --far "$tmp/far.wav" --room-gain "$gain" --near-after-s 6
 done
 for m in "${modules[@]}"; do
+  if [ "$m" = speex ]; then
+    case_ "clean, echo (nothing playing)" speex --echo
+    for gain in 0.5 0.1 0; do
+      for stages in "--echo" "--echo --residual-echo"; do
+        # shellcheck disable=SC2086 # the stages are separate arguments
+        case_ "double talk, room gain $gain, ${stages//--/}" speex $stages --far "$tmp/far.wav" \
+          --room-gain "$gain" --near-after-s 6
+      done
+      case_ "double talk, room gain $gain, speex echo then sonora noise high" speex-sonora --echo \
+        --noise-level high --far "$tmp/far.wav" --room-gain "$gain" --near-after-s 6
+    done
+    continue
+  fi
   for level in low moderate high very-high; do
     case_ "clean, noise $level" "$m" --noise-level "$level"
     case_ "fan 5 dB SNR, noise $level" "$m" --noise-level "$level" --noise "$tmp/fan.wav" --snr 5

@@ -23,6 +23,31 @@ pub enum Module {
     Sonora,
     /// The C++ module through `webrtc-audio-processing` 2.x (needs the `webrtc-apm` feature).
     Webrtc,
+    /// Speex's echo canceller (MDF, what Mumble runs), from the system's libspeexdsp (needs the
+    /// `speex` feature): `--echo`, and `--residual-echo` for its preprocessor's residual-echo
+    /// suppressor.
+    Speex,
+    /// Speex's echo canceller (as `speex`), then sonora with the other stages asked for.
+    SpeexSonora,
+}
+
+/// Two processors in series.
+#[cfg(feature = "speex")]
+struct Chain(Box<dyn Processor>, Box<dyn Processor>);
+
+#[cfg(feature = "speex")]
+impl Processor for Chain {
+    fn render(&mut self, chunk: &[f32; CHUNK]) {
+        self.0.render(chunk);
+        self.1.render(chunk);
+    }
+    fn capture(&mut self, chunk: &mut [f32; CHUNK]) {
+        self.0.capture(chunk);
+        self.1.capture(chunk);
+    }
+    fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
+        self.1.echo_stats()
+    }
 }
 
 /// The noise suppressor's level (both modules have the same four).
@@ -46,6 +71,9 @@ pub struct Stages {
     /// The highest rate the module processes at inside, Hz (32000 or 48000; `None`: the
     /// module's default — sonora 32000, the C++ module 48000).
     pub internal_rate: Option<u32>,
+    /// Speex's residual-echo suppressor after its echo canceller (the other modules' echo
+    /// cancellers have their suppressor inside).
+    pub residual_echo: bool,
 }
 
 /// One module instance behind one interface.
@@ -68,6 +96,21 @@ pub fn processor(module: Module, stages: Stages) -> anyhow::Result<Box<dyn Proce
         Module::Webrtc => anyhow::bail!(
             "built without the webrtc-apm feature (cargo build -p cromulent-bench --features webrtc-apm)"
         ),
+        #[cfg(feature = "speex")]
+        Module::Speex => Box::new(speex::Speex::new(stages)?),
+        #[cfg(feature = "speex")]
+        Module::SpeexSonora => Box::new(Chain(
+            Box::new(speex::Speex::new(stages)?),
+            Box::new(Sonora::new(Stages {
+                echo: false,
+                residual_echo: false,
+                ..stages
+            })),
+        )),
+        #[cfg(not(feature = "speex"))]
+        Module::SpeexSonora => anyhow::bail!("built without the speex feature"),
+        #[cfg(not(feature = "speex"))]
+        Module::Speex => anyhow::bail!("built without the speex feature"),
     })
 }
 
@@ -207,6 +250,152 @@ mod cpp {
         fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
             let s = self.0.get_stats();
             (s.echo_return_loss_enhancement, s.delay_ms.map(i64::from))
+        }
+    }
+}
+
+#[cfg(feature = "speex")]
+#[allow(unsafe_code)] // FFI to the system's libspeexdsp
+mod speex {
+    use super::{CHUNK, Processor, Stages};
+    use std::ffi::{c_int, c_void};
+
+    #[repr(C)]
+    struct EchoState {
+        _private: [u8; 0],
+    }
+    #[repr(C)]
+    struct PreprocessState {
+        _private: [u8; 0],
+    }
+    #[link(name = "speexdsp")]
+    unsafe extern "C" {
+        fn speex_echo_state_init(frame_size: c_int, filter_length: c_int) -> *mut EchoState;
+        fn speex_echo_state_destroy(st: *mut EchoState);
+        fn speex_echo_ctl(st: *mut EchoState, request: c_int, ptr: *mut c_void) -> c_int;
+        fn speex_echo_cancellation(
+            st: *mut EchoState,
+            rec: *const i16,
+            play: *const i16,
+            out: *mut i16,
+        );
+        fn speex_preprocess_state_init(frame_size: c_int, rate: c_int) -> *mut PreprocessState;
+        fn speex_preprocess_state_destroy(st: *mut PreprocessState);
+        fn speex_preprocess_ctl(
+            st: *mut PreprocessState,
+            request: c_int,
+            ptr: *mut c_void,
+        ) -> c_int;
+        fn speex_preprocess_run(st: *mut PreprocessState, x: *mut i16) -> c_int;
+    }
+
+    pub struct Speex {
+        echo: *mut EchoState,
+        residual: Option<*mut PreprocessState>,
+        played: [i16; CHUNK],
+    }
+
+    /// The filter's length: the rooms here end 120 ms after the sound (80 ms delay and a
+    /// 40 ms tail), the device path's echo 72 ms; Speex's advice is a third of the room's
+    /// reverberation time, which a desk does not reach.
+    const TAIL_MS: c_int = 200;
+    const SPEEX_ECHO_SET_SAMPLING_RATE: c_int = 24;
+    const SPEEX_PREPROCESS_SET_DENOISE: c_int = 0;
+    const SPEEX_PREPROCESS_SET_AGC: c_int = 2;
+    const SPEEX_PREPROCESS_SET_VAD: c_int = 4;
+    const SPEEX_PREPROCESS_SET_DEREVERB: c_int = 8;
+    const SPEEX_PREPROCESS_SET_NOISE_SUPPRESS: c_int = 18;
+    const SPEEX_PREPROCESS_SET_ECHO_STATE: c_int = 24;
+
+    impl Speex {
+        pub fn new(stages: Stages) -> anyhow::Result<Self> {
+            // SAFETY: constructors and controls on states made here (null checked); each
+            // control's pointer is to a live c_int, or the echo state as the API asks.
+            unsafe {
+                let echo = speex_echo_state_init(CHUNK as c_int, TAIL_MS * 48);
+                anyhow::ensure!(!echo.is_null(), "speex_echo_state_init failed");
+                let mut rate: c_int = 48_000;
+                speex_echo_ctl(echo, SPEEX_ECHO_SET_SAMPLING_RATE, (&raw mut rate).cast());
+                let residual = if stages.residual_echo {
+                    let pre = speex_preprocess_state_init(CHUNK as c_int, 48_000);
+                    anyhow::ensure!(!pre.is_null(), "speex_preprocess_state_init failed");
+                    let mut off: c_int = 0;
+                    for request in [
+                        SPEEX_PREPROCESS_SET_AGC,
+                        SPEEX_PREPROCESS_SET_VAD,
+                        SPEEX_PREPROCESS_SET_DEREVERB,
+                    ] {
+                        speex_preprocess_ctl(pre, request, (&raw mut off).cast());
+                    }
+                    // Its echo gains are applied inside its denoiser: on, with 1 dB of noise
+                    // suppression at most, so what it does is the residual echo's.
+                    let mut on: c_int = 1;
+                    speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_DENOISE, (&raw mut on).cast());
+                    let mut noise_db: c_int = -1;
+                    speex_preprocess_ctl(
+                        pre,
+                        SPEEX_PREPROCESS_SET_NOISE_SUPPRESS,
+                        (&raw mut noise_db).cast(),
+                    );
+                    speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_STATE, echo.cast());
+                    Some(pre)
+                } else {
+                    None
+                };
+                Ok(Self {
+                    echo,
+                    residual,
+                    played: [0; CHUNK],
+                })
+            }
+        }
+    }
+
+    fn to_i16(x: f32) -> i16 {
+        (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+    }
+
+    impl Processor for Speex {
+        fn render(&mut self, chunk: &[f32; CHUNK]) {
+            for (p, &s) in self.played.iter_mut().zip(chunk) {
+                *p = to_i16(s);
+            }
+        }
+
+        fn capture(&mut self, chunk: &mut [f32; CHUNK]) {
+            let rec: Vec<i16> = chunk.iter().map(|&s| to_i16(s)).collect();
+            let mut out = [0i16; CHUNK];
+            // SAFETY: the states are live; each buffer holds the frame size the states were made for.
+            unsafe {
+                speex_echo_cancellation(
+                    self.echo,
+                    rec.as_ptr(),
+                    self.played.as_ptr(),
+                    out.as_mut_ptr(),
+                );
+                if let Some(pre) = self.residual {
+                    speex_preprocess_run(pre, out.as_mut_ptr());
+                }
+            }
+            for (c, &o) in chunk.iter_mut().zip(&out) {
+                *c = f32::from(o) / 32768.0;
+            }
+        }
+
+        fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
+            (None, None)
+        }
+    }
+
+    impl Drop for Speex {
+        fn drop(&mut self) {
+            // SAFETY: each state was made by its init and is destroyed once.
+            unsafe {
+                if let Some(pre) = self.residual {
+                    speex_preprocess_state_destroy(pre);
+                }
+                speex_echo_state_destroy(self.echo);
+            }
         }
     }
 }

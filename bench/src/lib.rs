@@ -16,7 +16,9 @@
 //! - [`codec`] (binary `codec-frames`): Opus alone at each frame size and application (the
 //!   low-delay mode's choice, bitrate and codec CPU);
 //! - [`stats`], [`procfs`]: percentiles and what is read from `/proc`.
-#![forbid(unsafe_code)]
+// No unsafe code but apm-compare's FFI to libspeexdsp (the `speex` feature, never in the product,
+// which forbids it).
+#![deny(unsafe_code)]
 
 pub mod apm;
 pub mod codec;

@@ -1,6 +1,7 @@
-//! `apm-compare`: one case through one audio processing module offline (`sonora`, or the C++
-//! WebRTC module with the `webrtc-apm` feature), what came out written to a WAV file for
-//! `bench/apm-compare.sh` to score. A benchmark tool; not a test.
+//! `apm-compare`: one case through one audio processing module offline (`sonora`, the C++
+//! WebRTC module with the `webrtc-apm` feature, Speex's echo canceller with the `speex`
+//! feature), what came out written to a WAV file for `bench/apm-compare.sh` to score. A
+//! benchmark tool; not a test.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,9 @@ struct Cli {
     /// The high-pass filter on.
     #[arg(long)]
     high_pass: bool,
+    /// Speex's residual-echo suppressor after its echo canceller (the speex modules).
+    #[arg(long)]
+    residual_echo: bool,
     /// Noise suppression at this level.
     #[arg(long, value_enum)]
     noise_level: Option<NoiseLevel>,
@@ -86,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         high_pass: cli.high_pass,
         noise: cli.noise_level,
         internal_rate: cli.internal_rate,
+        residual_echo: cli.residual_echo,
     };
     let mut processor = apm::processor(cli.module, stages)?;
     let outcome = apm::run(processor.as_mut(), &scene);
