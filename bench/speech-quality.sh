@@ -11,8 +11,8 @@
 # The speech is a natural recording a Debian package ships: alsa-utils' channel announcements
 # (/usr/share/sounds/alsa, a human voice, 48 kHz), eight of them back to back, 11.4 s. Then the
 # capture processing (src/audio/processing.rs) through the same call: clean speech with it all
-# on; speech in fan noise at 5 dB SNR with noise suppression off and on; the fan alone (what
-# a silent user in a noisy room sends); the echo case (the receiver talks — espeak-ng, another
+# on; speech in fan noise at 5 dB SNR with noise suppression off and on (the fan on from the
+# call's start); the fan alone (what a silent user in a noisy room sends); the echo case (the receiver talks — espeak-ng, another
 # voice — and the sender's room returns it 80 ms later at half level with a reverb tail:
 # ERLE per second, then the sender speaks over it: PESQ of the near end during double talk);
 # speech at −40 and −6 dBFS through the gain control; and the chain's cost offline.
@@ -67,11 +67,20 @@ processed "clean, processing all" "$tmp/clip.wav" --processing all
 processed "fan noise 5 dB SNR, processing none" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5
 processed "fan noise 5 dB SNR, noise suppression" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5 --processing noise
 processed "fan noise 5 dB SNR, processing all" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5 --processing all
-# The fan alone, at the level it has beside the speech above: what arrives, and the bit rate.
+# The fan alone, at the level it has beside the speech above: what arrives (the level of what
+# is heard at all, and the mean power over the whole pass, silence included), and the bit rate.
+# The fan runs from the call's start, as a room's noise does; then once more starting with the
+# measurement (a fan that starts: the processing's first second of it counted).
+fan_alone() {
+  local name=$1
+  shift
+  "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --noise "$tmp/fan.wav" --snr 5 --noise-only "$@" |
+    sed -n "s/^RESULT speech-call: level heard \(.*\) dBFS.*sent \(.*\) kbit\/s, mean power heard \(.*\) dBFS/RESULT fan alone, $name: heard \1 dBFS, mean power \3 dBFS, sent \2 kbit\/s/p"
+}
 for p in none noise all; do
-  "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --noise "$tmp/fan.wav" --snr 5 --noise-only \
-    --processing "$p" | sed -n "s/^RESULT speech-call: level heard \(.*\) dBFS.*sent \(.*\) kbit.*/RESULT fan alone, processing $p: heard \1 dBFS, sent \2 kbit\/s/p"
+  fan_alone "processing $p" --processing "$p"
 done
+fan_alone "processing all, the fan starting with the measurement" --processing all --noise-with-clip
 # The echo: ERLE while only the far end talks, then the near end's PESQ in double talk.
 for p in all noise,gain,voice; do
   scores=()

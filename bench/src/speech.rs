@@ -31,6 +31,9 @@ pub struct Options {
     pub processing: Processing,
     /// The echo case: the sender sits in a room with the far end's voice on its speaker.
     pub room: Option<RoomOptions>,
+    /// A noise in the sender's room from the moment its engine starts (looped; the clip is
+    /// mixed over it): a fan that was on before the call, as a room's noise is.
+    pub ambient: Option<Arc<Vec<f32>>>,
 }
 
 /// The echo case (issue 19): the receiver ("ear") talks too — `far`, looped, from the start —
@@ -78,6 +81,24 @@ impl ClipSource {
             skip: 0,
             looped: false,
             armed,
+        }
+    }
+}
+
+/// A microphone in a room with a steady noise: `inner`, with `noise` (looped) mixed in from
+/// the first frame on, armed or not.
+struct AmbientMic {
+    inner: Box<dyn AudioSource + Send>,
+    noise: Arc<Vec<f32>>,
+    at: usize,
+}
+
+impl AudioSource for AmbientMic {
+    fn next_frame(&mut self, out: &mut [f32]) {
+        self.inner.next_frame(out);
+        for s in out.iter_mut() {
+            *s += self.noise[self.at];
+            self.at = (self.at + 1) % self.noise.len();
         }
     }
 }
@@ -223,6 +244,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Run> {
                 Box::new(cromulent::audio::NullSink::default()),
             ),
         };
+    let mouth_in: Box<dyn AudioSource + Send> = match &opts.ambient {
+        Some(noise) => Box::new(AmbientMic {
+            inner: mouth_in,
+            noise: noise.clone(),
+            at: 0,
+        }),
+        None => mouth_in,
+    };
     let ear_in: Box<dyn AudioSource + Send> = match &opts.room {
         Some(r) => Box::new(ClipSource {
             looped: true,

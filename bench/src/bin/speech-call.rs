@@ -53,6 +53,10 @@ struct Cli {
     /// Send the noise alone (no speech): what a noisy silent user costs.
     #[arg(long)]
     noise_only: bool,
+    /// The noise starts with the clip (and the measurement), not with the call: the room's
+    /// noise and the processing's first second of it (a fan that starts) are in the figures.
+    #[arg(long)]
+    noise_with_clip: bool,
     /// The echo case: the receiver says this (48 kHz WAV, looped) and the sender hears it
     /// back through a room; the clip starts after `--near-after-s`.
     #[arg(long, value_name = "WAV")]
@@ -96,16 +100,22 @@ fn main() -> anyhow::Result<()> {
         let gain = 10f32.powf((level - speech_level_dbfs(&clip)) / 20.0);
         clip.iter_mut().for_each(|s| *s *= gain);
     }
+    let mut ambient = None;
     if let Some(noise) = &cli.noise {
-        let noise = read_48k(noise)?;
+        let mut noise = read_48k(noise)?;
         // The noise's power against the speech's (over the speech, pauses left out).
         let speech = 10f64.powf(f64::from(speech_level_dbfs(&clip)) / 10.0);
         let gain = (speech / power(&noise) / 10f64.powf(f64::from(cli.snr) / 10.0)).sqrt() as f32;
+        noise.iter_mut().for_each(|s| *s *= gain);
         if cli.noise_only {
             clip.fill(0.0);
         }
-        for (i, s) in clip.iter_mut().enumerate() {
-            *s += gain * noise[i % noise.len()];
+        if cli.noise_with_clip || cli.opus_alone {
+            for (i, s) in clip.iter_mut().enumerate() {
+                *s += noise[i % noise.len()];
+            }
+        } else {
+            ambient = Some(Arc::new(noise));
         }
     }
     let room = match &cli.far {
@@ -124,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         settle: Duration::from_millis(cli.settle_ms),
         processing: cli.processing,
         room,
+        ambient,
     };
     if cli.cost {
         let far = opts
@@ -157,9 +168,10 @@ fn main() -> anyhow::Result<()> {
     let pass = opts.clip.len() / cli.repeat.max(1);
     let last = run.heard.len().saturating_sub(pass + 48_000)..run.heard.len();
     println!(
-        "RESULT speech-call: level heard {:.1} dBFS (speech, last pass), sent {:.2} kbit/s",
-        speech_level_dbfs(&run.heard[last]),
+        "RESULT speech-call: level heard {:.1} dBFS (speech, last pass), sent {:.2} kbit/s, mean power heard {:.1} dBFS",
+        speech_level_dbfs(&run.heard[last.clone()]),
         run.sent_bytes_per_s.unwrap_or(f64::NAN) * 8.0 / 1000.0,
+        10.0 * power(&run.heard[last]).max(1e-12).log10(),
     );
     if opts.room.is_some() {
         print_erle(&run, cli.near_after_s);
