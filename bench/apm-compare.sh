@@ -16,7 +16,11 @@
 # `speex` is Speex's echo canceller (MDF, what Mumble runs; the system's libspeexdsp): the echo
 # cases only, alone, with its residual-echo suppressor, and followed by sonora's noise
 # suppressor.
-# Usage: bench/apm-compare.sh [sonora webrtc speex]   (modules; default sonora webrtc)
+# `aec3` is AEC3 built from its own crate's blocks (sonora-aec3) with its configuration open:
+# each preset (apm-compare --help) in the double talk of the linear rooms and with a
+# nonlinear speaker (soft clipping), where the echo a linear filter cannot model is left to
+# the suppressor.
+# Usage: bench/apm-compare.sh [sonora webrtc speex aec3]   (modules; default sonora webrtc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then modules=("$@"); else modules=(sonora webrtc); fi
@@ -60,6 +64,20 @@ for gain in 0.5 0.1; do
   case_ "double talk, room gain $gain, as it is (echo left in)" none --far "$tmp/far.wav" --room-gain "$gain" --near-after-s 6
 done
 for m in "${modules[@]}"; do
+  if [ "$m" = aec3 ]; then
+    for preset in default no-coarse transparent30 transparent100 transparent1000 linear; do
+      case_ "clean, nothing playing, aec3 $preset" aec3-blocks --echo --aec3 "$preset"
+      for gain in 0.5 0.1 0; do
+        case_ "double talk, room gain $gain, aec3 $preset" aec3-blocks --echo --aec3 "$preset" \
+          --far "$tmp/far.wav" --room-gain "$gain" --near-after-s 6
+      done
+      for drive in 2 4; do
+        case_ "double talk, room gain 0.5, speaker driven (k $drive), aec3 $preset" aec3-blocks --echo \
+          --aec3 "$preset" --far "$tmp/far.wav" --room-gain 0.5 --room-drive "$drive" --near-after-s 6
+      done
+    done
+    continue
+  fi
   if [ "$m" = speex ]; then
     case_ "clean, echo (nothing playing)" speex --echo
     for gain in 0.5 0.1 0; do

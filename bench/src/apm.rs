@@ -29,13 +29,14 @@ pub enum Module {
     Speex,
     /// Speex's echo canceller (as `speex`), then sonora with the other stages asked for.
     SpeexSonora,
+    /// AEC3 built from `sonora-aec3`'s blocks, its configuration one of [`Aec3Preset`]'s,
+    /// then sonora with the other stages asked for.
+    Aec3Blocks,
 }
 
 /// Two processors in series.
-#[cfg(feature = "speex")]
 struct Chain(Box<dyn Processor>, Box<dyn Processor>);
 
-#[cfg(feature = "speex")]
 impl Processor for Chain {
     fn render(&mut self, chunk: &[f32; CHUNK]) {
         self.0.render(chunk);
@@ -45,8 +46,12 @@ impl Processor for Chain {
         self.0.capture(chunk);
         self.1.capture(chunk);
     }
+    /// The first's figures (the echo canceller sits first), else the second's.
     fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
-        self.1.echo_stats()
+        match self.0.echo_stats() {
+            (None, None) => self.1.echo_stats(),
+            first => first,
+        }
     }
 }
 
@@ -74,6 +79,8 @@ pub struct Stages {
     /// Speex's residual-echo suppressor after its echo canceller (the other modules' echo
     /// cancellers have their suppressor inside).
     pub residual_echo: bool,
+    /// The `aec3-blocks` module's configuration.
+    pub aec3: Aec3Preset,
 }
 
 /// One module instance behind one interface.
@@ -104,6 +111,13 @@ pub fn processor(module: Module, stages: Stages) -> anyhow::Result<Box<dyn Proce
             Box::new(Sonora::new(Stages {
                 echo: false,
                 residual_echo: false,
+                ..stages
+            })),
+        )),
+        Module::Aec3Blocks => Box::new(Chain(
+            Box::new(tuned::Aec3::new(stages.aec3)),
+            Box::new(Sonora::new(Stages {
+                echo: false,
                 ..stages
             })),
         )),
@@ -400,6 +414,196 @@ mod speex {
     }
 }
 
+/// AEC3 configured otherwise than sonora configures it (sonora's `Config` exposes none of
+/// AEC3's own settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Aec3Preset {
+    /// AEC3's defaults (what sonora runs).
+    Default,
+    /// The coarse filter's output never used (in double talk it is the filter whose output
+    /// has less energy — because it took some of the near end away).
+    NoCoarse,
+    /// `no-coarse`, no reverb tail or conservative tail in the residual-echo model, echo
+    /// never assumed saturated, the linear filter's ERLE trusted up to 20 dB, and the
+    /// suppressor's echo-to-near-end thresholds raised 30×: a transparent suppressor.
+    Transparent30,
+    /// The same, thresholds raised 100×.
+    Transparent100,
+    /// The same, 1000×: the suppressor as good as off.
+    Transparent1000,
+    /// The linear filter's output alone (`no-coarse`; AEC3 gives it for the lowest band
+    /// only, 0–8 kHz — all that wideband PESQ hears; the upper bands are left out).
+    Linear,
+}
+
+/// AEC3 from `sonora-aec3`'s own blocks (the three-band split, framing to 64-sample blocks,
+/// the block processor), so that its configuration is open: [`Aec3Preset`].
+mod tuned {
+    use super::{Aec3Preset, CHUNK, Processor};
+    use sonora::three_band_filter_bank::ThreeBandFilterBank;
+    use sonora_aec3::block::Block;
+    use sonora_aec3::block_framer::BlockFramer;
+    use sonora_aec3::block_processor::BlockProcessor;
+    use sonora_aec3::config::{EchoCanceller3Config, Tuning};
+    use sonora_aec3::frame_blocker::FrameBlocker;
+
+    const BANDS: usize = 3;
+    const BAND: usize = CHUNK / BANDS;
+    /// AEC3 takes a band's 10 ms in two sub-frames.
+    const SUB: usize = BAND / 2;
+
+    fn config(preset: Aec3Preset) -> EchoCanceller3Config {
+        let mut config = EchoCanceller3Config::default();
+        if preset == Aec3Preset::Default {
+            return config;
+        }
+        config.filter.enable_coarse_filter_output_usage = false;
+        config.filter.export_linear_aec_output = preset == Aec3Preset::Linear;
+        let scale = match preset {
+            Aec3Preset::Transparent30 => 30.0,
+            Aec3Preset::Transparent100 => 100.0,
+            Aec3Preset::Transparent1000 => 1000.0,
+            _ => return config,
+        };
+        config.ep_strength.default_len = 0.1;
+        config.ep_strength.nearend_len = 0.1;
+        config.echo_model.model_reverb_in_nonlinear_mode = false;
+        config.ep_strength.use_conservative_tail_frequency_response = false;
+        config.ep_strength.echo_can_saturate = false;
+        config.erle.max_l = 100.0;
+        config.erle.max_h = 100.0;
+        let raise = |t: &mut Tuning| {
+            for m in [&mut t.mask_lf, &mut t.mask_hf] {
+                m.enr_transparent *= scale;
+                m.enr_suppress *= scale;
+            }
+        };
+        raise(&mut config.suppressor.normal_tuning);
+        raise(&mut config.suppressor.nearend_tuning);
+        config
+    }
+
+    /// One direction's band split and blocking.
+    struct Side {
+        bank: ThreeBandFilterBank,
+        blocker: FrameBlocker,
+        bands: [[f32; BAND]; BANDS],
+    }
+
+    impl Side {
+        fn new() -> Self {
+            Self {
+                bank: ThreeBandFilterBank::new(),
+                blocker: FrameBlocker::new(BANDS, 1),
+                bands: [[0.0; BAND]; BANDS],
+            }
+        }
+
+        /// Splits a chunk into its bands (AEC3 works on 16-bit-scaled floats).
+        fn split(&mut self, chunk: &[f32; CHUNK]) {
+            let scaled: [f32; CHUNK] = std::array::from_fn(|i| chunk[i] * 32768.0);
+            self.bank.analysis(&scaled, &mut self.bands);
+        }
+
+        /// Sub-frame `k` of the split chunk into the blocker; one block out.
+        fn block_of(&mut self, k: usize, block: &mut Block) {
+            let sub: Vec<Vec<&[f32]>> = self
+                .bands
+                .iter()
+                .map(|b| vec![&b[k * SUB..(k + 1) * SUB]])
+                .collect();
+            self.blocker.insert_sub_frame_and_extract_block(&sub, block);
+        }
+    }
+
+    pub struct Aec3 {
+        processor: BlockProcessor,
+        linear_only: bool,
+        render: Side,
+        capture: Side,
+        framer: BlockFramer,
+        block: Block,
+        linear: Block,
+        out: Vec<Vec<Vec<f32>>>,
+    }
+
+    impl Aec3 {
+        pub fn new(preset: Aec3Preset) -> Self {
+            Self {
+                processor: BlockProcessor::new(&config(preset), 48_000, 1, 1),
+                linear_only: preset == Aec3Preset::Linear,
+                render: Side::new(),
+                capture: Side::new(),
+                framer: BlockFramer::new(BANDS, 1),
+                block: Block::new(BANDS, 1),
+                linear: Block::new(1, 1),
+                out: vec![vec![vec![0.0; SUB]]; BANDS],
+            }
+        }
+
+        /// The block through the processor (replaced by the linear output when asked).
+        fn process(&mut self) {
+            let linear = self.linear_only.then_some(&mut self.linear);
+            self.processor
+                .process_capture(false, false, linear, &mut self.block);
+            if self.linear_only {
+                self.block
+                    .view_mut(0, 0)
+                    .copy_from_slice(self.linear.view(0, 0));
+                self.block.view_mut(1, 0).fill(0.0);
+                self.block.view_mut(2, 0).fill(0.0);
+            }
+        }
+    }
+
+    impl Processor for Aec3 {
+        fn render(&mut self, chunk: &[f32; CHUNK]) {
+            self.render.split(chunk);
+            let mut block = Block::new(BANDS, 1);
+            for k in 0..2 {
+                self.render.block_of(k, &mut block);
+                self.processor.buffer_render(&block);
+                if self.render.blocker.is_block_available() {
+                    self.render.blocker.extract_block(&mut block);
+                    self.processor.buffer_render(&block);
+                }
+            }
+        }
+
+        fn capture(&mut self, chunk: &mut [f32; CHUNK]) {
+            self.capture.split(chunk);
+            let mut merged = [[0.0f32; BAND]; BANDS];
+            for k in 0..2 {
+                self.capture.block_of(k, &mut self.block);
+                self.process();
+                self.framer
+                    .insert_block_and_extract_sub_frame(&self.block, &mut self.out);
+                for (m, o) in merged.iter_mut().zip(&self.out) {
+                    m[k * SUB..(k + 1) * SUB].copy_from_slice(&o[0]);
+                }
+                if self.capture.blocker.is_block_available() {
+                    self.capture.blocker.extract_block(&mut self.block);
+                    self.process();
+                    self.framer.insert_block(&self.block);
+                }
+            }
+            let mut full = [0.0f32; CHUNK];
+            self.capture.bank.synthesis(&merged, &mut full);
+            for (c, f) in chunk.iter_mut().zip(full) {
+                *c = f / 32768.0;
+            }
+        }
+
+        fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
+            let m = self.processor.get_metrics();
+            (
+                Some(m.echo_return_loss_enhancement),
+                Some(i64::from(m.delay_ms)),
+            )
+        }
+    }
+}
+
 /// The microphone of one case: `near` (the speech) from `near_at` on, the far end's voice
 /// back through a room (`echo`), and noise; `far` is what the speaker plays throughout.
 #[derive(Debug, Clone)]
@@ -417,6 +621,8 @@ pub struct RoomSpec {
     pub delay_ms: usize,
     /// Direct-path gain (0: the speaker plays but the microphone does not hear it).
     pub gain: f32,
+    /// A nonlinear speaker: soft clipping `tanh(k x) / k` (`None`: linear).
+    pub drive: Option<f32>,
 }
 
 /// Builds a scene: `near` after `near_after_s` seconds and a second of tail, `far` (if any)
@@ -456,11 +662,17 @@ pub fn scene(
             *s = far[i % far.len()];
         }
         let taps = room_taps(room.delay_ms * 48, room.gain);
+        // What the speaker makes of the signal: itself, or a small loudspeaker driven hard
+        // (soft clipping: tanh(k x) / k).
+        let sounded: Vec<f32> = match room.drive {
+            Some(k) => played.iter().map(|&x| (k * x).tanh() / k).collect(),
+            None => played.clone(),
+        };
         for (i, e) in echo.iter_mut().enumerate() {
             *e = taps
                 .iter()
                 .filter(|&&(t, _)| i >= t)
-                .map(|&(t, g)| g * played[i - t])
+                .map(|&(t, g)| g * sounded[i - t])
                 .sum();
         }
         mic.iter_mut().zip(&echo).for_each(|(m, e)| *m += e);

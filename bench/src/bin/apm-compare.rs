@@ -1,13 +1,13 @@
-//! `apm-compare`: one case through one audio processing module offline (`sonora`, the C++
-//! WebRTC module with the `webrtc-apm` feature, Speex's echo canceller with the `speex`
-//! feature), what came out written to a WAV file for `bench/apm-compare.sh` to score. A
+//! `apm-compare`: one case through one audio processing module offline (`sonora`, AEC3
+//! configured otherwise from its own crate, the C++ WebRTC module with the `webrtc-apm`
+//! feature, Speex's echo canceller with the `speex` feature), what came out written to a WAV file for `bench/apm-compare.sh` to score. A
 //! benchmark tool; not a test.
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use clap::builder::TypedValueParser as _;
-use cromulent_bench::apm::{self, Module, NoiseLevel, RoomSpec, Stages};
+use cromulent_bench::apm::{self, Aec3Preset, Module, NoiseLevel, RoomSpec, Stages};
 
 /// One case through one audio processing module, offline (a benchmark; not a test).
 #[derive(Parser, Debug)]
@@ -30,6 +30,9 @@ struct Cli {
     /// Speex's residual-echo suppressor after its echo canceller (the speex modules).
     #[arg(long)]
     residual_echo: bool,
+    /// The aec3-blocks module's configuration.
+    #[arg(long, value_enum, default_value = "default")]
+    aec3: Aec3Preset,
     /// Noise suppression at this level.
     #[arg(long, value_enum)]
     noise_level: Option<NoiseLevel>,
@@ -42,6 +45,10 @@ struct Cli {
     /// ...at this direct-path gain, reflections after it (0: not at all).
     #[arg(long, default_value_t = 0.5)]
     room_gain: f32,
+    /// The speaker is nonlinear: soft clipping tanh(k x) / k at this k (e.g. 2: a −3 dBFS
+    /// peak comes out 2.4 dB lower, with its harmonics).
+    #[arg(long, value_name = "K")]
+    room_drive: Option<f32>,
     /// Seconds before the near end speaks (far-end single talk when `--far`).
     #[arg(long, default_value_t = 0.0)]
     near_after_s: f64,
@@ -78,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let room = RoomSpec {
         delay_ms: cli.room_delay_ms,
         gain: cli.room_gain,
+        drive: cli.room_drive,
     };
     let scene = apm::scene(
         &clip,
@@ -91,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         noise: cli.noise_level,
         internal_rate: cli.internal_rate,
         residual_echo: cli.residual_echo,
+        aec3: cli.aec3,
     };
     let mut processor = apm::processor(cli.module, stages)?;
     let outcome = apm::run(processor.as_mut(), &scene);
