@@ -3,6 +3,7 @@
 # speech benchmarks, one copy.
 #   speech_tools: espeak-ng, sox and alsa-utils (apt-get if missing) and a Python venv with
 #     numpy and pesq under target/ (made once); sets $venv.
+#   fan_noise FILE: one fan (below), a fresh draw of its noise each time.
 #   speech_inputs DIR: DIR/clip.wav — 11.4 s of a natural voice, alsa-utils' channel
 #     announcements (/usr/share/sounds/alsa) back to back at 48 kHz, peak −3 dBFS (PESQ wants
 #     8–12 s); DIR/far.wav — the far end of the echo case, another voice (espeak-ng); DIR/fan.wav
@@ -33,5 +34,10 @@ speech_inputs() {
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. \
 It is easy to tell the depth of a well. These days a chicken leg is a rare dish."
   sox "$dir/raw.wav" -r 48000 -c 1 -b 16 "$dir/far.wav" gain -n -3
-  sox -n -r 48000 -c 1 -b 16 "$dir/fan.wav" synth 20 brownnoise synth 20 pinknoise mix gain -n -20
+  fan_noise "$dir/fan.wav"
+}
+
+# fan_noise FILE: a laptop fan, brown and pink noise mixed, 20 s — a fresh draw each time.
+fan_noise() {
+  sox -n -r 48000 -c 1 -b 16 "$1" synth 20 brownnoise synth 20 pinknoise mix gain -n -20
 }

@@ -52,30 +52,43 @@ for condition in clean:0,0,0 loss5:0,0,5 loss10:0,0,10 jitter:20,10,0; do
 done
 
 # --- the capture processing ---------------------------------------------------------------
-# NAME REFERENCE ARGS...: PESQ over the seeds of the call with speech-call ARGS.
+# A fresh fan for each seed (the noise is random: the figures with it are medians over fans).
+for seed in $(seq "$seeds"); do fan_noise "$tmp/fan-$seed.wav"; done
+# NAME REFERENCE ARGS...: PESQ over the seeds of the call with speech-call ARGS (FAN: that
+# seed's fan).
 processed() {
   local name=$1 ref=$2
   shift 2
-  local scores=()
+  local scores=() args
   for seed in $(seq "$seeds"); do
-    "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --seed "$seed" "$@" >"$tmp/run.txt"
+    args=("${@/#FAN/$tmp/fan-$seed.wav}")
+    "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --seed "$seed" "${args[@]}" >"$tmp/run.txt"
     scores+=("$(pesq "$ref" "$tmp/p.wav")")
   done
   echo "RESULT $name: median PESQ-WB $(printf '%s\n' "${scores[@]}" | median) over $seeds seeds ($(printf '%s ' "${scores[@]}"))"
 }
 processed "clean, processing all" "$tmp/clip.wav" --processing all
-processed "fan noise 5 dB SNR, processing none" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5
-processed "fan noise 5 dB SNR, noise suppression" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5 --processing noise
-processed "fan noise 5 dB SNR, processing all" "$tmp/clip.wav" --noise "$tmp/fan.wav" --snr 5 --processing all
+processed "fan noise 5 dB SNR, processing none" "$tmp/clip.wav" --noise FAN --snr 5
+processed "fan noise 5 dB SNR, noise suppression" "$tmp/clip.wav" --noise FAN --snr 5 --processing noise
+processed "fan noise 5 dB SNR, processing all" "$tmp/clip.wav" --noise FAN --snr 5 --processing all
 # The fan alone, at the level it has beside the speech above: what arrives (the level of what
-# is heard at all, and the mean power over the whole pass, silence included), and the bit rate.
-# The fan runs from the call's start, as a room's noise does; then once more starting with the
-# measurement (a fan that starts: the processing's first second of it counted).
+# is heard at all, and the mean power over the whole pass, silence included), and the bit rate;
+# each seed's fan, medians. The fan runs from the call's start, as a room's noise does; then
+# once more starting with the measurement (a fan that starts: the processing's first second of
+# it counted).
 fan_alone() {
-  local name=$1
+  local name=$1 heard=() mean=() sent=() line
   shift
-  "$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --noise "$tmp/fan.wav" --snr 5 --noise-only "$@" |
-    sed -n "s/^RESULT speech-call: level heard \(.*\) dBFS.*sent \(.*\) kbit\/s, mean power heard \(.*\) dBFS/RESULT fan alone, $name: heard \1 dBFS, mean power \3 dBFS, sent \2 kbit\/s/p"
+  for seed in $(seq "$seeds"); do
+    line=$("$bin/speech-call" --clip "$tmp/clip.wav" --out "$tmp/p.wav" --noise "$tmp/fan-$seed.wav" --snr 5 \
+      --noise-only --seed "$seed" "$@" | grep '^RESULT speech-call: level heard')
+    heard+=("$(sed 's/.*level heard \([^ ]*\) dBFS.*/\1/' <<<"$line")")
+    sent+=("$(sed 's/.*sent \([^ ]*\) kbit.*/\1/' <<<"$line")")
+    mean+=("$(sed 's/.*mean power heard \([^ ]*\) dBFS.*/\1/' <<<"$line")")
+  done
+  echo "RESULT fan alone, $name: heard $(printf '%s\n' "${heard[@]}" | median) dBFS," \
+    "mean power $(printf '%s\n' "${mean[@]}" | median) dBFS, sent $(printf '%s\n' "${sent[@]}" | median) kbit/s" \
+    "(sent: $(printf '%s ' "${sent[@]}"))"
 }
 for p in none noise all; do
   fan_alone "processing $p" --processing "$p"

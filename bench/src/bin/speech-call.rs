@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
     let mut ambient = None;
     if let Some(noise) = &cli.noise {
         let mut noise = read_48k(noise)?;
+        anyhow::ensure!(!noise.is_empty(), "the noise file holds no samples");
         // The noise's power against the speech's (over the speech, pauses left out).
         let speech = 10f64.powf(f64::from(speech_level_dbfs(&clip)) / 10.0);
         let gain = (speech / power(&noise) / 10f64.powf(f64::from(cli.snr) / 10.0)).sqrt() as f32;
