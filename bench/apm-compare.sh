@@ -20,7 +20,9 @@
 # each preset (apm-compare --help) in the double talk of the linear rooms and with a
 # nonlinear speaker (soft clipping), where the echo a linear filter cannot model is left to
 # the suppressor.
-# Usage: bench/apm-compare.sh [sonora webrtc speex aec3]   (modules; default sonora webrtc)
+# `rnnoise` is RNNoise in pure Rust (nnnoiseless) as the noise suppressor: alone, and after
+# sonora's AEC3 (the pair it would make in the product).
+# Usage: bench/apm-compare.sh [sonora webrtc speex aec3 rnnoise]   (modules; default sonora webrtc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then modules=("$@"); else modules=(sonora webrtc); fi
@@ -64,6 +66,14 @@ for gain in 0.5 0.1; do
   case_ "double talk, room gain $gain, as it is (echo left in)" none --far "$tmp/far.wav" --room-gain "$gain" --near-after-s 6
 done
 for m in "${modules[@]}"; do
+  if [ "$m" = rnnoise ]; then
+    case_ "clean, rnnoise" rnnoise
+    case_ "fan 5 dB SNR, rnnoise" rnnoise --noise "$tmp/fan.wav" --snr 5
+    case_ "fan alone, rnnoise" rnnoise --noise "$tmp/fan.wav" --snr 5 --noise-only | sed 's/PESQ-WB [^;]*; //'
+    case_ "clean, echo then rnnoise (nothing playing)" sonora-rnnoise --echo
+    case_ "fan 5 dB SNR, echo then rnnoise" sonora-rnnoise --echo --noise "$tmp/fan.wav" --snr 5
+    continue
+  fi
   if [ "$m" = aec3 ]; then
     for preset in default no-coarse transparent30 transparent100 transparent1000 linear; do
       case_ "clean, nothing playing, aec3 $preset" aec3-blocks --echo --aec3 "$preset"

@@ -29,6 +29,10 @@ pub enum Module {
     Speex,
     /// Speex's echo canceller (as `speex`), then sonora with the other stages asked for.
     SpeexSonora,
+    /// RNNoise (`nnnoiseless`) alone as the noise suppressor.
+    Rnnoise,
+    /// sonora with the stages asked for but its noise suppressor, then RNNoise.
+    SonoraRnnoise,
     /// AEC3 built from `sonora-aec3`'s blocks, its configuration one of [`Aec3Preset`]'s,
     /// then sonora with the other stages asked for.
     Aec3Blocks,
@@ -114,6 +118,14 @@ pub fn processor(module: Module, stages: Stages) -> anyhow::Result<Box<dyn Proce
                 ..stages
             })),
         )),
+        Module::Rnnoise => Box::new(Rnnoise::new()),
+        Module::SonoraRnnoise => Box::new(Chain(
+            Box::new(Sonora::new(Stages {
+                noise: None,
+                ..stages
+            })),
+            Box::new(Rnnoise::new()),
+        )),
         Module::Aec3Blocks => Box::new(Chain(
             Box::new(tuned::Aec3::new(stages.aec3)),
             Box::new(Sonora::new(Stages {
@@ -133,6 +145,37 @@ struct PassThrough;
 impl Processor for PassThrough {
     fn render(&mut self, _: &[f32; CHUNK]) {}
     fn capture(&mut self, _: &mut [f32; CHUNK]) {}
+    fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
+        (None, None)
+    }
+}
+
+/// RNNoise in pure Rust: one 10 ms chunk in, one out (16-bit-scaled floats inside).
+struct Rnnoise {
+    state: Box<nnnoiseless::DenoiseState<'static>>,
+    input: [f32; CHUNK],
+}
+
+impl Rnnoise {
+    fn new() -> Self {
+        Self {
+            state: nnnoiseless::DenoiseState::new(),
+            input: [0.0; CHUNK],
+        }
+    }
+}
+
+impl Processor for Rnnoise {
+    fn render(&mut self, _: &[f32; CHUNK]) {}
+
+    fn capture(&mut self, chunk: &mut [f32; CHUNK]) {
+        for (i, &s) in self.input.iter_mut().zip(chunk.iter()) {
+            *i = s * 32768.0;
+        }
+        self.state.process_frame(chunk, &self.input);
+        chunk.iter_mut().for_each(|s| *s /= 32768.0);
+    }
+
     fn echo_stats(&self) -> (Option<f64>, Option<i64>) {
         (None, None)
     }
