@@ -99,6 +99,13 @@ for m in "${modules[@]}"; do
       case_ "double talk, room gain $gain, speex echo then sonora noise high" speex-sonora --echo \
         --noise-level high --far "$tmp/far.wav" --room-gain "$gain" --near-after-s 6
     done
+    for drive in 2 4; do
+      for stages in "--echo" "--echo --residual-echo"; do
+        # shellcheck disable=SC2086 # the stages are separate arguments
+        case_ "double talk, room gain 0.5, speaker driven (k $drive), ${stages//--/}" speex $stages \
+          --far "$tmp/far.wav" --room-gain 0.5 --room-drive "$drive" --near-after-s 6
+      done
+    done
     continue
   fi
   for level in low moderate high very-high; do
