@@ -277,10 +277,17 @@ impl Link {
             Job::Playback {
                 request, target, ..
             } => {
+                // No pre-buffering: the stream plays from the start and never stops. When
+                // we are late the server plays silence and its read position runs on, so
+                // what we write late is dropped rather than played late: the speaker keeps
+                // its clock, and the echo canceller's reference (every sample we wrote, in
+                // order) stays in time with it. With pre-buffering (the default) each late
+                // write stopped the stream until it was refilled, shifting everything after
+                // by the gap: echo leaked through until the canceller found the new delay.
                 let attr = BufferAttr {
                     maxlength: u32::MAX,
                     tlength: bytes(*target),
-                    prebuf: u32::MAX,
+                    prebuf: 0,
                     minreq: bytes(*request),
                     fragsize: u32::MAX,
                 };
