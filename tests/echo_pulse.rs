@@ -70,14 +70,16 @@ fn echo_from_the_speaker_into_the_microphone_is_cancelled() {
     let talking = Instant::now();
     // The canceller converges within 2 s; then six seconds with it on (measured from 3 s).
     std::thread::sleep(Duration::from_secs(8));
-    // The canceller found the room: 60 ms plus the devices' own buffering.
+    // The canceller found the room: its 60 ms, give or take the devices' buffering (48–64 ms
+    // measured since its reference is what the speaker's thread says it played, before the
+    // server's own buffer; 68 ms when it was what the engine wrote, a lead earlier).
     let mark = bob.mark();
     bob.say("stats");
     let stats = bob.wait_after(mark, "the echo canceller's figures", support::LONG, |e| {
         e.kind() == "processing"
     });
     let delay = stats.json["echo_delay_ms"].as_i64().unwrap_or(-1);
-    assert!((60..=300).contains(&delay), "{:?}", stats.json);
+    assert!((30..=300).contains(&delay), "{:?}", stats.json);
     let mark = bob.mark();
     bob.say("processing echo off");
     let off = bob.wait_after(mark, "echo cancellation off", support::LONG, |e| {
@@ -112,6 +114,10 @@ fn echo_from_the_speaker_into_the_microphone_is_cancelled() {
     let without = window(
         turned_off + Duration::from_secs(1),
         turned_off + Duration::from_secs(4),
+    );
+    eprintln!(
+        "alice hears her echo at {with:.1} dBFS with cancellation, {without:.1} without; {}",
+        stats.json
     );
     assert!(
         without > -40.0,

@@ -14,7 +14,8 @@
 //! thread wakes it when the ring is about to run dry ([`SpeakerQueue`]), so neither ring
 //! holds more than it must and no frame waits for an engine tick. A backlog (an engine that
 //! fell behind, a device that started late) is cut, and a dry speaker ring plays silence,
-//! counted as an underrun.
+//! counted as an underrun. The speaker's thread also says what it played, in a second ring
+//! (silence while dry in, what was cut out): that is the echo canceller's reference.
 //!
 //! Opening never panics and never blocks for long; with no usable device (no sound card, only
 //! ALSA's `null` device, a built-without-`devices` binary) it fails with a [`DeviceError`] that
@@ -420,6 +421,15 @@ impl CaptureWriter {
 /// The callback's end of a playback ring: 48 kHz mono in, any channel count and rate out.
 struct PlaybackReader {
     ring: ring::Consumer,
+    /// What the device played, at 48 kHz and in order: every sample taken from `ring`, and
+    /// silence for as long as it played silence while dry; not what was cut or skipped. The
+    /// engine's end hands it to the echo canceller as its reference, so the reference keeps
+    /// the speaker's time whatever the ring went through.
+    played: ring::Producer,
+    /// 48 kHz samples per device sample, and the part of a 48 kHz sample of silence played
+    /// while dry not yet told (`played` counts whole samples).
+    input_per_output: f64,
+    dry_part: f64,
     resampler: PullResampler,
     channels: usize,
     /// Whether the last callback played audio (an underrun is counted once per gap).
@@ -441,9 +451,12 @@ struct PlaybackReader {
 }
 
 impl PlaybackReader {
-    fn new(ring: ring::Consumer, device_rate: u32, channels: u16) -> Self {
+    fn new(ring: ring::Consumer, played: ring::Producer, device_rate: u32, channels: u16) -> Self {
         Self {
             ring,
+            played,
+            input_per_output: f64::from(SAMPLE_RATE) / f64::from(device_rate.max(1)),
+            dry_part: 0.0,
             resampler: PullResampler::new(SAMPLE_RATE, device_rate),
             channels: usize::from(channels.max(1)),
             playing: false,
@@ -486,15 +499,26 @@ impl PlaybackReader {
                 self.underruns.fetch_add(1, Ordering::Relaxed);
             }
             (0..samples).for_each(|i| put(i, 0.0));
+            let dry = self.dry_part + frames as f64 * self.input_per_output;
+            self.dry_part = dry.fract();
+            (0..dry as usize).for_each(|_| {
+                self.played.push(0.0);
+            });
             return needed;
         }
         self.playing = true;
         if waiting > PLAYBACK_MAX_BACKLOG {
             self.ring.skip(waiting - FRAME_SAMPLES.max(needed));
         }
-        let ring = &mut self.ring;
+        let (ring, played) = (&mut self.ring, &mut self.played);
         for f in 0..frames {
-            let y = self.resampler.next(|| ring.pop().unwrap_or(0.0));
+            let y = self.resampler.next(|| {
+                let x = ring.pop().unwrap_or(0.0);
+                // Full only if the engine stopped taking it: then the echo canceller is
+                // off, or lost anyway.
+                played.push(x);
+                x
+            });
             for c in 0..self.channels {
                 put(f * self.channels + c, y);
             }
@@ -635,10 +659,116 @@ mod tests {
         assert_eq!(reader.underruns, 1);
     }
 
+    /// A playback reader on `c` for a device at `rate` with `channels`, and what it says
+    /// the device played.
+    fn playback_reader(
+        c: ring::Consumer,
+        rate: u32,
+        channels: u16,
+    ) -> (PlaybackReader, ring::Consumer) {
+        let (tap, played) = ring::ring(RING_SAMPLES);
+        (PlaybackReader::new(c, tap, rate, channels), played)
+    }
+
+    fn drain(c: &mut ring::Consumer) -> Vec<f32> {
+        let mut out = vec![0.0; c.len()];
+        c.pop_slice(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_speaker_says_what_it_played_dry_silence_in_and_cut_silence_out() {
+        let (mut p, c) = ring::ring(RING_SAMPLES);
+        let (mut reader, mut played) = playback_reader(c, SAMPLE_RATE, 1);
+        let mut out = Vec::new();
+        let mut play = |reader: &mut PlaybackReader| {
+            let mut buf = [9.0f32; 120];
+            reader.read(120, |i, y| buf[i] = y);
+            out.extend_from_slice(&buf);
+        };
+        // Dry before anything is written; 10 ms of silence of which a spurt cuts all but
+        // 240 samples; the spurt (each sample its own value), a gap in it (dry), its end; a
+        // backlog to skip.
+        play(&mut reader);
+        p.push_slice(&[0.0; 480]);
+        let cut = p.written() - 240;
+        let spurt: Vec<f32> = (1..=960).map(|i| 0.001 * i as f32).collect();
+        p.push_slice(&spurt[..600]);
+        reader.cut.store(cut, Ordering::Release);
+        for _ in 0..8 {
+            play(&mut reader);
+        }
+        p.push_slice(&spurt[600..]);
+        for _ in 0..5 {
+            play(&mut reader);
+        }
+        p.push_slice(&vec![0.25; 4 * FRAME_SAMPLES]);
+        play(&mut reader);
+        let played = drain(&mut played);
+        assert!(out.contains(&0.25), "the backlog's last frame played");
+        // The resampler holds one sample taken, not yet played.
+        assert_eq!(played.len(), out.len() + 1, "the cut and the skip left out");
+        let at = |x: &[f32], v: f32| x.iter().position(|&y| y == v);
+        let mut off = 0;
+        assert!(
+            at(&out, spurt[800]).is_some(),
+            "the spurt played to near its end"
+        );
+        for &v in &spurt {
+            let (heard, told) = match (at(&out, v), at(&played, v)) {
+                (Some(heard), Some(told)) => (heard, told),
+                (None, None) => continue,
+                either => panic!("{v}: (played, told) at {either:?}"),
+            };
+            // The one sample taken ahead of a gap is told at the gap's start.
+            if told != heard {
+                off += 1;
+                assert!(told < heard, "{v}: told at {told}, played at {heard}");
+            }
+        }
+        assert!(
+            off <= 2,
+            "one per gap (two): {off} spurt samples told elsewhere"
+        );
+    }
+
+    #[test]
+    fn a_speaker_at_another_rate_says_what_it_played_at_48_khz() {
+        let (mut p, c) = ring::ring(RING_SAMPLES);
+        let (mut reader, mut played) = playback_reader(c, 44_100, 2);
+        let tone = sine(440.0, 0.5, 14_400, SAMPLE_RATE);
+        let mut out = vec![0.0f32; 2 * 441];
+        // 0.3 s of 10 ms callbacks, the tone written as they take it; then 0.1 s dry.
+        for chunk in tone.chunks(480) {
+            p.push_slice(chunk);
+            reader.read(out.len(), |i, y| out[i] = y);
+        }
+        for _ in 0..10 {
+            reader.read(out.len(), |i, y| out[i] = y);
+        }
+        let played = drain(&mut played);
+        // Dry until a callback's worth waited; what is left is less than one (never played).
+        let first = played.iter().position(|&x| x != 0.0).unwrap();
+        assert!(
+            first <= 481,
+            "one callback dry at most (the tone starts at 0): {first}"
+        );
+        let taken = tone.len() - reader.ring.len() - 1;
+        assert!(taken > tone.len() - 490, "{taken} taken");
+        assert!(
+            played[first..first + taken] == tone[1..=taken],
+            "the tone, in order, as taken"
+        );
+        let n = played.len() as i64;
+        assert!((n - 19_200).abs() <= 2, "0.4 s at 48 kHz: {n}");
+        let after = &played[first + taken..];
+        assert!(after.iter().all(|&x| x == 0.0), "then silence");
+    }
+
     #[test]
     fn playback_plays_every_channel_in_order_and_counts_an_underrun_once_per_gap() {
         let (mut p, c) = ring::ring(RING_SAMPLES);
-        let mut reader = PlaybackReader::new(c, SAMPLE_RATE, 2);
+        let (mut reader, _) = playback_reader(c, SAMPLE_RATE, 2);
         let mut out = vec![9.0f32; 2 * 480];
         reader.read(out.len(), |i, y| out[i] = y);
         assert!(out.iter().all(|&x| x == 0.0), "silence before any audio");
@@ -675,7 +805,7 @@ mod tests {
     #[test]
     fn playback_backlog_is_cut() {
         let (mut p, c) = ring::ring(RING_SAMPLES);
-        let mut reader = PlaybackReader::new(c, SAMPLE_RATE, 1);
+        let (mut reader, _) = playback_reader(c, SAMPLE_RATE, 1);
         p.push_slice(&vec![0.5; 10 * FRAME_SAMPLES]);
         let mut out = vec![0.0f32; 480];
         reader.read(out.len(), |i, y| out[i] = y);
@@ -742,7 +872,7 @@ mod tests {
     #[test]
     fn the_speaker_drops_cut_silence_and_wakes_the_engine_before_it_runs_dry() {
         let (mut p, c) = ring::ring(RING_SAMPLES);
-        let mut reader = PlaybackReader::new(c, SAMPLE_RATE, 1);
+        let (mut reader, _) = playback_reader(c, SAMPLE_RATE, 1);
         let (slot, woken) = counting_wake();
         reader.wake = slot;
         let mut out = vec![0.0f32; 120];

@@ -5,8 +5,8 @@
 //! All of it is WebRTC's audio processing module in pure Rust (`sonora`: AEC3, the noise
 //! suppressor, AGC2 and AGC2's RNN voice-activity detector); why this one and not another is
 //! measured in BENCHMARKS.md (issue 19). Sans-IO like the rest of [`crate::audio`]: the engine
-//! calls [`CaptureProcessor::render`] with every sample it writes to the speaker (the echo
-//! canceller's reference) and [`CaptureProcessor::capture`] with every frame the microphone
+//! calls [`CaptureProcessor::render`] with every sample the speaker played (the echo
+//! canceller's reference; a device speaker says what it played) and [`CaptureProcessor::capture`] with every frame the microphone
 //! gave, on its own thread, never in a device callback.
 //!
 //! ```text

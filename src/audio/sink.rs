@@ -49,6 +49,16 @@ pub trait AudioSink {
     fn device_change(&mut self) -> Option<super::device::DeviceChange> {
         None
     }
+
+    /// For a speaker with a clock of its own: hands `to` what the device played since the
+    /// last call, 48 kHz, in order — the silence it played while it had nothing included,
+    /// queued silence that was cut not — and returns true. That, not what was written, is
+    /// the echo canceller's reference: what was written plays later by however much waited
+    /// ahead of it, which changes at each cut and each gap. `false` (the default): the sink
+    /// plays what it is given as it is given (a file), and that is the reference.
+    fn take_played(&mut self, _to: &mut dyn FnMut(&[f32])) -> bool {
+        false
+    }
 }
 
 impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
@@ -69,6 +79,9 @@ impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
     }
     fn device_change(&mut self) -> Option<super::device::DeviceChange> {
         (**self).device_change()
+    }
+    fn take_played(&mut self, to: &mut dyn FnMut(&[f32])) -> bool {
+        (**self).take_played(to)
     }
 }
 

@@ -175,8 +175,11 @@ pub struct Media {
     frame: FrameSize,
     encoder: Encoder,
     /// Echo cancellation, noise suppression, gain and the speech probability, before the
-    /// encoder; fed every sample the sink is given as its echo reference.
+    /// encoder; its echo reference is what the sink played ([`Media::take_reference`]).
     processor: CaptureProcessor,
+    /// Whether the sink says what it played (a device speaker, [`AudioSink::take_played`]):
+    /// then that is the echo reference; otherwise every sample it is given is, as given.
+    sink_says_played: bool,
     vad: VoiceActivity,
     capture: Frame,
     mixed: Frame,
@@ -188,24 +191,23 @@ pub struct Media {
     /// Whether the last frame for a device speaker was silence, nobody talking: the next
     /// talk spurt cuts the silence queued ahead of it.
     silent: bool,
-    /// Silence given to the echo canceller as played that the speaker never played (cut
-    /// ahead of a talk spurt): that much of the next silence is not given to it, so its
-    /// reference keeps time with the speaker.
-    unplayed: usize,
 }
 
 impl Media {
     pub fn new(
         source: Box<dyn AudioSource + Send>,
-        sink: Box<dyn AudioSink + Send>,
+        mut sink: Box<dyn AudioSink + Send>,
         frame: FrameSize,
         processing: Processing,
     ) -> Result<Self, MediaError> {
+        // What a device played before the call is nobody's echo.
+        let sink_says_played = sink.take_played(&mut |_| {});
         Ok(Self {
             source,
             sink,
             frame,
             processor: CaptureProcessor::new(processing),
+            sink_says_played,
             // The least loss until the peers report more (engine::loss_feedback): FEC bits on a
             // clean link cost quality.
             encoder: {
@@ -224,7 +226,6 @@ impl Media {
             volumes: BTreeMap::new(),
             pending_silence: 0,
             silent: false,
-            unplayed: 0,
         })
     }
 
@@ -347,7 +348,7 @@ impl Media {
     pub fn play(&mut self, now: Instant, talk: &TalkState) -> Result<Vec<UserId>, MediaError> {
         let first_audio = self.mix_next(now, talk);
         let n = self.frame.samples();
-        play_out(self.sink.as_mut(), &mut self.processor, &self.mixed[..n])?;
+        self.play_out(n)?;
         Ok(first_audio)
     }
 
@@ -374,7 +375,6 @@ impl Media {
             (self.pending_silence, self.silent) = (0, false);
             let lead = queue.lead();
             let cut = self.sink.cut_silence(lead);
-            self.unplayed += cut;
             let queued = self.sink.queue().map_or(lead, |q| q.queued);
             let pad = lead.saturating_sub(queued).min(n);
             tracing::trace!(queued = queue.queued, cut, pad, "a talk spurt starts");
@@ -405,19 +405,34 @@ impl Media {
                 (self.pending_silence, self.silent) = (n, true);
             } else {
                 self.silent = false;
-                play_out(self.sink.as_mut(), &mut self.processor, &self.mixed[..n])?;
+                self.play_out(n)?;
             }
         }
         Ok(first_audio)
     }
 
-    /// `k` samples of silence to the speaker, and to the echo canceller as its reference less
-    /// what it was given that was never played (`unplayed`).
+    /// `k` samples of silence to the speaker.
     fn play_silence(&mut self, k: usize) -> Result<(), SinkError> {
-        let skip = k.min(self.unplayed);
-        self.unplayed -= skip;
-        self.processor.render(&SILENT_FRAME[skip..k]);
+        if !self.sink_says_played {
+            self.processor.render(&SILENT_FRAME[..k]);
+        }
         self.sink.write_frame(&SILENT_FRAME[..k])
+    }
+
+    /// The mixed frame's first `n` samples to the speaker.
+    fn play_out(&mut self, n: usize) -> Result<(), SinkError> {
+        if !self.sink_says_played {
+            self.processor.render(&self.mixed[..n]);
+        }
+        self.sink.write_frame(&self.mixed[..n])
+    }
+
+    /// What the speaker played since the last call, to the echo canceller as its reference
+    /// (before the microphone's next frame, which may hold its echo).
+    fn take_reference(&mut self) {
+        let processor = &mut self.processor;
+        self.sink
+            .take_played(&mut |played| processor.render(played));
     }
 
     /// When a peer's talk spurt may start playing (its first packet is here, held for the
@@ -485,6 +500,7 @@ impl Media {
     /// Capture one frame: level, voice activity, and (if the talk state says the mic is live
     /// and the frame is not silence) the Opus packet to send.
     pub fn capture(&mut self, talk: &TalkState) -> Result<Captured, MediaError> {
+        self.take_reference();
         let frame = &mut self.capture[..self.frame.samples()];
         self.source.next_frame(frame);
         let speech = self.processor.capture(frame);
@@ -507,16 +523,6 @@ impl Media {
             mic_live,
         })
     }
-}
-
-/// Samples to the speaker, and the same samples to the echo canceller as its reference.
-fn play_out(
-    sink: &mut (dyn AudioSink + Send),
-    processor: &mut CaptureProcessor,
-    samples: &[f32],
-) -> Result<(), SinkError> {
-    processor.render(samples);
-    sink.write_frame(samples)
 }
 
 #[cfg(test)]
@@ -730,12 +736,13 @@ mod tests {
 
     /// A speaker with a clock of its own, driven by the test like `DeviceSink`: 5 ms
     /// callbacks (one per tick), queued silence cut on request; it counts what it played
-    /// while dry.
+    /// while dry, and says what it played.
     #[derive(Clone, Default)]
     struct Speaker(Arc<Mutex<SpeakerState>>);
 
-    /// Queued, played, and how many of those played while dry.
-    type SpeakerState = (std::collections::VecDeque<f32>, Vec<f32>, usize);
+    /// Queued, played, how many of those played while dry, and how many were taken
+    /// ([`AudioSink::take_played`]).
+    type SpeakerState = (std::collections::VecDeque<f32>, Vec<f32>, usize, usize);
 
     const SPEAKER_CALLBACK: usize = 240;
 
@@ -778,6 +785,12 @@ mod tests {
                 return 0;
             }
             queued.drain(..queued.len() - keep).count()
+        }
+        fn take_played(&mut self, to: &mut dyn FnMut(&[f32])) -> bool {
+            let s = &mut *self.0.lock().unwrap();
+            to(&s.1[s.3..]);
+            s.3 = s.1.len();
+            true
         }
     }
 
@@ -942,9 +955,9 @@ mod tests {
     }
 
     #[test]
-    fn the_echo_reference_keeps_time_with_a_speaker_whose_silence_is_cut() {
-        // Every spurt cuts queued silence that the echo canceller was given as played; the
-        // silence after it gives that back, so the reference holds what the speaker played.
+    fn the_echo_reference_is_what_the_speaker_played() {
+        // Every spurt cuts queued silence, and the speaker runs dry at each spurt's end: the
+        // reference is neither what was written nor when, but what was played.
         let (mut alice, mut bob, speaker) = tone_to_a_device_speaker();
         let open = TalkState::new(TalkMode::Open);
         let t0 = Instant::now();
@@ -963,14 +976,111 @@ mod tests {
                 bob.play_device(now, &open).unwrap();
             }
         }
+        bob.capture(&open).unwrap();
         let s = speaker.0.lock().unwrap();
-        // Played from what was written (not the silence of a dry device), and queued.
-        let (played, queued) = ((s.1.len() - s.2) as u64, s.0.len() as u64);
         assert!(s.1.iter().any(|x| x.abs() > 0.1), "the spurts were played");
+        assert!(s.2 > 0, "and the speaker ran dry");
         assert_eq!(
             bob.processor.rendered(),
-            played + queued,
-            "the reference is what the speaker played or will"
+            s.1.len() as u64,
+            "the reference is what the speaker played, dry silence included"
+        );
+    }
+
+    /// A microphone in the room of a [`Speaker`]: it hears what the speaker played, `delay`
+    /// later on the speaker's clock, at half its level with a short reverb.
+    struct RoomMic {
+        speaker: Speaker,
+        taps: Vec<(usize, f32)>,
+        at: usize,
+    }
+
+    impl AudioSource for RoomMic {
+        fn next_frame(&mut self, out: &mut [f32]) {
+            let played = &self.speaker.0.lock().unwrap().1;
+            for (i, y) in out.iter_mut().enumerate() {
+                let t = self.at + i;
+                *y = self
+                    .taps
+                    .iter()
+                    .filter_map(|&(d, g)| Some(g * played.get(t.checked_sub(d)?)?))
+                    .sum();
+            }
+            self.at += out.len();
+        }
+    }
+
+    /// Alice talks in spurts (400 ms, then 300 ms of nothing), each at another phase of
+    /// bob's device speaker, so each cuts another length of queued silence; bob's
+    /// microphone hears his speaker 60 ms later. Returns the level of alice's voice coming
+    /// back from bob's room as bob sends it, over the last 6 s of 10, dBFS.
+    fn echo_of_spurts_bob_sends(processing: Processing) -> f32 {
+        let speaker = Speaker::default();
+        let mic = RoomMic {
+            speaker: speaker.clone(),
+            taps: analysis::room_taps(60 * 48, 0.5),
+            at: 0,
+        };
+        let mut bob = Media::new(
+            Box::new(mic),
+            Box::new(speaker.clone()),
+            FrameSize::Ms20,
+            processing,
+        )
+        .unwrap();
+        bob.add_peer("alice").unwrap();
+        let speech = crate::audio::test_util::speech(10 * 48_000, -20.0);
+        let mut alice = Media::new(
+            Box::new(crate::audio::WavSource::from_samples(&speech, SAMPLE_RATE)),
+            Box::new(Memory::default()),
+            FrameSize::Ms20,
+            Processing::NONE,
+        )
+        .unwrap();
+        let open = TalkState::new(TalkMode::Open);
+        let t0 = Instant::now();
+        let (mut seq, mut sent) = (0u16, Vec::new());
+        for ms in 0..10_000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            let woken = ms % 5 == 0 && speaker.tick();
+            let spurt = ms / 700;
+            let sending = ms % 700 < 400 && ms % 20 == 1 + spurt * 7 % 19;
+            if sending && let Some(packet) = alice.capture(&open).unwrap().packet {
+                bob.on_packet("alice", seq, (ms * 48) as u32, packet, now);
+                seq = seq.wrapping_add(1);
+            }
+            if ms % 5 == 2 || sending || woken {
+                bob.play_device(now, &open).unwrap();
+            }
+            if ms % 20 == 13 {
+                bob.capture(&open).unwrap();
+                if ms >= 4_000 {
+                    sent.extend_from_slice(&bob.capture[..FRAME_SAMPLES]);
+                }
+            }
+        }
+        crate::audio::rms_dbfs(&sent)
+    }
+
+    #[test]
+    fn echo_is_cancelled_across_talk_spurts_that_cut_queued_silence() {
+        // The reference must keep time with the speaker through every spurt's cut: were it
+        // off by a different length at each spurt, the canceller would lose the echo path at
+        // every spurt's start.
+        let echo_only = Processing {
+            echo: true,
+            ..Processing::NONE
+        };
+        let without = echo_of_spurts_bob_sends(Processing::NONE);
+        let with = echo_of_spurts_bob_sends(echo_only);
+        eprintln!("echo sent across spurts: {without:.1} dBFS, cancelled {with:.1} dBFS");
+        assert!(
+            without > -35.0,
+            "the room returns alice's voice: {without:.1}"
+        );
+        assert!(
+            without - with >= 25.0,
+            "echo cancelled across spurts: {without:.1} → {with:.1} dBFS"
         );
     }
 

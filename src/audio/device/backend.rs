@@ -119,6 +119,8 @@ pub struct DeviceSink {
     silence_from: Option<usize>,
     /// The engine's wake, called by the device when the ring is about to run dry.
     wake: Arc<WakeSlot>,
+    /// What the device played (its callback's account): the echo canceller's reference.
+    played: ring::Consumer,
     _stream: Playback,
 }
 
@@ -309,8 +311,9 @@ impl DeviceSink {
         let failed = Arc::new(AtomicBool::new(false));
         let delay = Arc::new(DelayGauge::default());
         let (producer, consumer) = ring::ring(RING_SAMPLES);
-        let reader = PlaybackReader::new(consumer, SAMPLE_RATE, 1);
-        let shared = SinkShared::of(&reader);
+        let (tap, played) = ring::ring(RING_SAMPLES);
+        let reader = PlaybackReader::new(consumer, tap, SAMPLE_RATE, 1);
+        let shared = SinkShared::of(&reader, played);
         let request = requested_period(SAMPLE_RATE, period_us);
         let job = Job::Playback {
             request,
@@ -339,8 +342,10 @@ impl DeviceSink {
         let delay = Arc::new(DelayGauge::default());
         let open = |buffer_size| {
             let (producer, consumer) = ring::ring(RING_SAMPLES);
-            let reader = PlaybackReader::new(consumer, config.sample_rate(), config.channels());
-            let shared = SinkShared::of(&reader);
+            let (tap, played) = ring::ring(RING_SAMPLES);
+            let reader =
+                PlaybackReader::new(consumer, tap, config.sample_rate(), config.channels());
+            let shared = SinkShared::of(&reader, played);
             let on_error = error_callback(dir, &label, failed.clone());
             let stream_config = StreamConfig {
                 buffer_size,
@@ -405,6 +410,7 @@ impl DeviceSink {
             cut: shared.cut,
             silence_from: None,
             wake: shared.wake,
+            played: shared.played,
             _stream: stream,
         }
     }
@@ -473,6 +479,17 @@ impl AudioSink for DeviceSink {
     fn device_change(&mut self) -> Option<DeviceChange> {
         self.changes.take(&mut self.info, &self.failed)
     }
+
+    fn take_played(&mut self, to: &mut dyn FnMut(&[f32])) -> bool {
+        let mut chunk = [0.0; 480];
+        loop {
+            let n = self.played.pop_slice(&mut chunk);
+            if n == 0 {
+                return true;
+            }
+            to(&chunk[..n]);
+        }
+    }
 }
 
 /// What a speaker's sink shares with its device's end ([`PlaybackReader`]).
@@ -481,15 +498,18 @@ struct SinkShared {
     callback: Arc<AtomicUsize>,
     cut: Arc<AtomicUsize>,
     wake: Arc<WakeSlot>,
+    played: ring::Consumer,
 }
 
 impl SinkShared {
-    fn of(reader: &PlaybackReader) -> Self {
+    /// `played`: the reading end of the ring the reader tells what it played into.
+    fn of(reader: &PlaybackReader, played: ring::Consumer) -> Self {
         Self {
             underruns: reader.underruns.clone(),
             callback: reader.callback.clone(),
             cut: reader.cut.clone(),
             wake: reader.wake.clone(),
+            played,
         }
     }
 }

@@ -280,7 +280,7 @@ impl Link {
                 // No pre-buffering: the stream plays from the start and never stops. When
                 // we are late the server plays silence and its read position runs on, so
                 // what we write late is dropped rather than played late: the speaker keeps
-                // its clock, and the echo canceller's reference (every sample we wrote, in
+                // its clock, and the echo canceller's reference (every sample we gave it, in
                 // order) stays in time with it. With pre-buffering (the default) each late
                 // write stopped the stream until it was refilled, shifting everything after
                 // by the gap: echo leaked through until the canceller found the new delay.
