@@ -15,7 +15,9 @@
 //! holds more than it must and no frame waits for an engine tick. A backlog (an engine that
 //! fell behind, a device that started late) is cut, and a dry speaker ring plays silence,
 //! counted as an underrun. The speaker's thread also says what it played, in a second ring
-//! (silence while dry in, what was cut out): that is the echo canceller's reference.
+//! (silence while dry in, what was cut out): that is the echo canceller's reference; and the
+//! microphone's end says how much of the device's time a backlog cut or an early read took
+//! or added, so the engine moves the reference by as much.
 //!
 //! Opening never panics and never blocks for long; with no usable device (no sound card, only
 //! ALSA's `null` device, a built-without-`devices` binary) it fails with a [`DeviceError`] that
@@ -288,6 +290,8 @@ struct CaptureReader {
     ring: ring::Consumer,
     /// Frames padded with silence because they were read before the device delivered them.
     underruns: u64,
+    /// Since the last [`CaptureReader::take_gaps`].
+    gaps: super::CaptureGaps,
 }
 
 impl CaptureReader {
@@ -296,7 +300,7 @@ impl CaptureReader {
     fn ready(&mut self) -> usize {
         let waiting = self.ring.len();
         if waiting > CAPTURE_MAX_BACKLOG {
-            self.ring.skip(waiting - FRAME_SAMPLES);
+            self.gaps.dropped += self.ring.skip(waiting - FRAME_SAMPLES);
         }
         self.ring.len()
     }
@@ -306,7 +310,12 @@ impl CaptureReader {
         if n < out.len() {
             out[n..].fill(0.0);
             self.underruns += 1;
+            self.gaps.padded += out.len() - n;
         }
+    }
+
+    fn take_gaps(&mut self) -> super::CaptureGaps {
+        std::mem::take(&mut self.gaps)
     }
 }
 
@@ -603,6 +612,7 @@ mod tests {
         let mut reader = CaptureReader {
             ring: c,
             underruns: 0,
+            gaps: Default::default(),
         };
         assert_eq!(reader.ready(), 0, "nothing captured yet");
 
@@ -643,6 +653,7 @@ mod tests {
         let mut reader = CaptureReader {
             ring: c,
             underruns: 0,
+            gaps: Default::default(),
         };
         let backlog: Vec<f32> = (0..10 * FRAME_SAMPLES).map(|i| i as f32).collect();
         p.push_slice(&backlog);
@@ -657,6 +668,13 @@ mod tests {
         reader.read(&mut frame);
         assert_eq!(frame, [0.0; FRAME_SAMPLES]);
         assert_eq!(reader.underruns, 1);
+        // What the echo canceller's reference is moved by.
+        let gaps = reader.take_gaps();
+        assert_eq!(
+            (gaps.dropped, gaps.padded),
+            (9 * FRAME_SAMPLES, FRAME_SAMPLES)
+        );
+        assert_eq!(reader.take_gaps(), Default::default(), "told once");
     }
 
     /// A playback reader on `c` for a device at `rate` with `channels`, and what it says

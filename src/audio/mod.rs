@@ -56,6 +56,6 @@ pub use level::{FLOOR_DBFS, Level, VoiceActivity, amplitude_to_dbfs, peak_dbfs, 
 pub use mixer::{SOFT_CLIP_KNEE, mix, soft_clip};
 pub use resample::resample_periodic;
 pub use sink::{AudioSink, NullSink, SinkError, SinkSpec, WavSink};
-pub use source::{AudioSource, Silence, SourceError, SourceSpec, Tone, WavSource};
+pub use source::{AudioSource, CaptureGaps, Silence, SourceError, SourceSpec, Tone, WavSource};
 pub use spec::SpecError;
 pub use wav::{MAX_WAV_SECONDS, WavAudio, WavReadError, read_wav_mono};

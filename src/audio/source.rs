@@ -37,6 +37,22 @@ pub trait AudioSource {
     /// For a source with a clock of its own: call `wake` (from its thread) as soon as a
     /// whole frame waits, so the engine need not poll for it.
     fn set_wake(&mut self, _wake: super::device::Wake) {}
+
+    /// For a source with a clock of its own: where what the engine read since the last call
+    /// left the device's time ([`CaptureGaps`]). None for a source without a clock.
+    fn take_gaps(&mut self) -> CaptureGaps {
+        CaptureGaps::default()
+    }
+}
+
+/// Where a microphone's frames, read back to back, left the device's time: samples it
+/// captured that the engine never got (a backlog cut: the engine fell behind) and samples
+/// the engine got that it never captured (a frame read before it was complete, padded with
+/// silence). The echo canceller's reference is moved by as much, so the two keep time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureGaps {
+    pub dropped: usize,
+    pub padded: usize,
 }
 
 impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
@@ -51,6 +67,9 @@ impl<S: AudioSource + ?Sized> AudioSource for Box<S> {
     }
     fn set_wake(&mut self, wake: super::device::Wake) {
         (**self).set_wake(wake);
+    }
+    fn take_gaps(&mut self) -> CaptureGaps {
+        (**self).take_gaps()
     }
 }
 

@@ -180,6 +180,11 @@ pub struct Media {
     /// Whether the sink says what it played (a device speaker, [`AudioSink::take_played`]):
     /// then that is the echo reference; otherwise every sample it is given is, as given.
     sink_says_played: bool,
+    /// Reference samples still to drop because the microphone lost that much of its time
+    /// (the engine fell behind and its backlog was cut), or, negative, silence to add because
+    /// the engine was given that much the microphone never captured: so the reference and the
+    /// microphone keep time ([`AudioSource::take_gaps`]).
+    reference_skew: i64,
     vad: VoiceActivity,
     capture: Frame,
     mixed: Frame,
@@ -208,6 +213,7 @@ impl Media {
             frame,
             processor: CaptureProcessor::new(processing),
             sink_says_played,
+            reference_skew: 0,
             // The least loss until the peers report more (engine::loss_feedback): FEC bits on a
             // clean link cost quality.
             encoder: {
@@ -414,7 +420,11 @@ impl Media {
     /// `k` samples of silence to the speaker.
     fn play_silence(&mut self, k: usize) -> Result<(), SinkError> {
         if !self.sink_says_played {
-            self.processor.render(&SILENT_FRAME[..k]);
+            render(
+                &mut self.processor,
+                &mut self.reference_skew,
+                &SILENT_FRAME[..k],
+            );
         }
         self.sink.write_frame(&SILENT_FRAME[..k])
     }
@@ -422,17 +432,28 @@ impl Media {
     /// The mixed frame's first `n` samples to the speaker.
     fn play_out(&mut self, n: usize) -> Result<(), SinkError> {
         if !self.sink_says_played {
-            self.processor.render(&self.mixed[..n]);
+            render(
+                &mut self.processor,
+                &mut self.reference_skew,
+                &self.mixed[..n],
+            );
         }
         self.sink.write_frame(&self.mixed[..n])
     }
 
     /// What the speaker played since the last call, to the echo canceller as its reference
-    /// (before the microphone's next frame, which may hold its echo).
+    /// (before the microphone's next frame, which may hold its echo), moved by whatever the
+    /// microphone's frames lost or gained of its time.
     fn take_reference(&mut self) {
-        let processor = &mut self.processor;
+        let gaps = self.source.take_gaps();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.reference_skew += count(gaps.dropped) - count(gaps.padded);
+        let (processor, skew) = (&mut self.processor, &mut self.reference_skew);
+        if *skew < 0 {
+            render(processor, skew, &[]);
+        }
         self.sink
-            .take_played(&mut |played| processor.render(played));
+            .take_played(&mut |played| render(processor, skew, played));
     }
 
     /// When a peer's talk spurt may start playing (its first packet is here, held for the
@@ -523,6 +544,23 @@ impl Media {
             mic_live,
         })
     }
+}
+
+/// `played` to the echo canceller as its reference, moved by `skew` ([`Media::reference_skew`]):
+/// silence first for a negative skew, the first samples left out for a positive one.
+fn render(processor: &mut CaptureProcessor, skew: &mut i64, played: &[f32]) {
+    while *skew < 0 {
+        let n = usize::try_from(skew.unsigned_abs())
+            .unwrap_or(usize::MAX)
+            .min(SILENT_FRAME.len());
+        processor.render(&SILENT_FRAME[..n]);
+        *skew += i64::try_from(n).unwrap_or(i64::MAX);
+    }
+    let drop = usize::try_from(*skew)
+        .unwrap_or(usize::MAX)
+        .min(played.len());
+    *skew -= i64::try_from(drop).unwrap_or(i64::MAX);
+    processor.render(&played[drop..]);
 }
 
 #[cfg(test)]
@@ -988,17 +1026,48 @@ mod tests {
     }
 
     /// A microphone in the room of a [`Speaker`]: it hears what the speaker played, `delay`
-    /// later on the speaker's clock, at half its level with a short reverb.
+    /// later on the speaker's clock, at half its level with a short reverb. At the frames in
+    /// `gaps` the engine loses (positive) or gains (negative, silence) that many samples of
+    /// its time, as a device microphone's backlog cut or early read, and is told so.
     struct RoomMic {
         speaker: Speaker,
         taps: Vec<(usize, f32)>,
         at: usize,
+        frames: usize,
+        gaps: Vec<(usize, i64)>,
+        told: crate::audio::CaptureGaps,
+    }
+
+    impl RoomMic {
+        fn new(speaker: &Speaker, gaps: Vec<(usize, i64)>) -> Self {
+            Self {
+                speaker: speaker.clone(),
+                taps: analysis::room_taps(60 * 48, 0.5),
+                at: 0,
+                frames: 0,
+                gaps,
+                told: Default::default(),
+            }
+        }
     }
 
     impl AudioSource for RoomMic {
         fn next_frame(&mut self, out: &mut [f32]) {
+            let mut silence = 0;
+            if let Some(&(_, k)) = self.gaps.iter().find(|g| g.0 == self.frames) {
+                let n = k.unsigned_abs() as usize;
+                if k > 0 {
+                    self.at += n;
+                    self.told.dropped += n;
+                } else {
+                    silence = n;
+                    self.told.padded += n;
+                }
+            }
+            self.frames += 1;
             let played = &self.speaker.0.lock().unwrap().1;
-            for (i, y) in out.iter_mut().enumerate() {
+            out[..silence].fill(0.0);
+            for (i, y) in out[silence..].iter_mut().enumerate() {
                 let t = self.at + i;
                 *y = self
                     .taps
@@ -1006,7 +1075,11 @@ mod tests {
                     .filter_map(|&(d, g)| Some(g * played.get(t.checked_sub(d)?)?))
                     .sum();
             }
-            self.at += out.len();
+            self.at += out.len() - silence;
+        }
+
+        fn take_gaps(&mut self) -> crate::audio::CaptureGaps {
+            std::mem::take(&mut self.told)
         }
     }
 
@@ -1015,12 +1088,20 @@ mod tests {
     /// microphone hears his speaker 60 ms later. Returns the level of alice's voice coming
     /// back from bob's room as bob sends it, over the last 6 s of 10, dBFS.
     fn echo_of_spurts_bob_sends(processing: Processing) -> f32 {
+        let sent = echo_bob_sends(processing, |ms| ms % 700 < 400, vec![]);
+        crate::audio::rms_dbfs(&sent[200 * FRAME_SAMPLES..])
+    }
+
+    /// [`echo_of_spurts_bob_sends`] with alice talking while `talking(ms)` and bob's
+    /// microphone losing or gaining time at `gaps` ([`RoomMic`]); returns every frame bob
+    /// sent, processed, for 10 s.
+    fn echo_bob_sends(
+        processing: Processing,
+        talking: fn(u64) -> bool,
+        gaps: Vec<(usize, i64)>,
+    ) -> Vec<f32> {
         let speaker = Speaker::default();
-        let mic = RoomMic {
-            speaker: speaker.clone(),
-            taps: analysis::room_taps(60 * 48, 0.5),
-            at: 0,
-        };
+        let mic = RoomMic::new(&speaker, gaps);
         let mut bob = Media::new(
             Box::new(mic),
             Box::new(speaker.clone()),
@@ -1044,7 +1125,7 @@ mod tests {
             let now = t0 + Duration::from_millis(ms);
             let woken = ms % 5 == 0 && speaker.tick();
             let spurt = ms / 700;
-            let sending = ms % 700 < 400 && ms % 20 == 1 + spurt * 7 % 19;
+            let sending = talking(ms) && ms % 20 == 1 + spurt * 7 % 19;
             if sending && let Some(packet) = alice.capture(&open).unwrap().packet {
                 bob.on_packet("alice", seq, (ms * 48) as u32, packet, now);
                 seq = seq.wrapping_add(1);
@@ -1054,12 +1135,42 @@ mod tests {
             }
             if ms % 20 == 13 {
                 bob.capture(&open).unwrap();
-                if ms >= 4_000 {
-                    sent.extend_from_slice(&bob.capture[..FRAME_SAMPLES]);
-                }
+                sent.extend_from_slice(&bob.capture[..FRAME_SAMPLES]);
             }
         }
-        crate::audio::rms_dbfs(&sent)
+        sent
+    }
+
+    #[test]
+    fn echo_stays_cancelled_when_the_microphone_loses_or_gains_time() {
+        // At 4 s the engine loses 40 ms of the microphone (its backlog cut), at 6 s it gets
+        // 20 ms the microphone never captured: the reference moves with it, so the canceller
+        // keeps the echo path. Measured over the second after each.
+        let echo_only = Processing {
+            echo: true,
+            ..Processing::NONE
+        };
+        let gaps = vec![(200, 1_920), (300, -960)];
+        let after = |sent: &[f32]| {
+            let second = |frame: usize| &sent[frame * FRAME_SAMPLES..(frame + 50) * FRAME_SAMPLES];
+            crate::audio::rms_dbfs(&[second(201), second(301)].concat())
+        };
+        let run = |processing| after(&echo_bob_sends(processing, |_| true, gaps.clone()));
+        assert_echo_cancelled(run(Processing::NONE), run(echo_only), "through the gaps");
+    }
+
+    /// The room returned alice's voice (`without` cancellation, dBFS) and the canceller took
+    /// 25 dB or more off it (`with`).
+    fn assert_echo_cancelled(without: f32, with: f32, what: &str) {
+        eprintln!("echo {what}: {without:.1} dBFS, cancelled {with:.1} dBFS");
+        assert!(
+            without > -35.0,
+            "the room returns alice's voice: {without:.1}"
+        );
+        assert!(
+            without - with >= 25.0,
+            "echo cancelled {what}: {without:.1} → {with:.1} dBFS"
+        );
     }
 
     #[test]
@@ -1071,16 +1182,10 @@ mod tests {
             echo: true,
             ..Processing::NONE
         };
-        let without = echo_of_spurts_bob_sends(Processing::NONE);
-        let with = echo_of_spurts_bob_sends(echo_only);
-        eprintln!("echo sent across spurts: {without:.1} dBFS, cancelled {with:.1} dBFS");
-        assert!(
-            without > -35.0,
-            "the room returns alice's voice: {without:.1}"
-        );
-        assert!(
-            without - with >= 25.0,
-            "echo cancelled across spurts: {without:.1} → {with:.1} dBFS"
+        assert_echo_cancelled(
+            echo_of_spurts_bob_sends(Processing::NONE),
+            echo_of_spurts_bob_sends(echo_only),
+            "across spurts",
         );
     }
 

@@ -23,7 +23,7 @@ use super::{
     Moves, PlaybackReader, RING_SAMPLES, Route, SpeakerQueue, Wake, WakeSlot, ring, route,
 };
 use crate::audio::frame::{FrameSize, SAMPLE_RATE};
-use crate::audio::{AudioSink, AudioSource, SinkError};
+use crate::audio::{AudioSink, AudioSource, CaptureGaps, SinkError};
 
 /// A microphone, as a 48 kHz mono [`AudioSource`]. It is read on our own ALSA capture
 /// thread ([`super::capture`]), not cpal's, which spins through ALSA's PulseAudio plugin.
@@ -168,6 +168,7 @@ impl DeviceSource {
             reader: CaptureReader {
                 ring: consumer,
                 underruns: 0,
+                gaps: Default::default(),
             },
             failed,
             changes,
@@ -236,6 +237,7 @@ impl DeviceSource {
             reader: CaptureReader {
                 ring: consumer,
                 underruns: 0,
+                gaps: Default::default(),
             },
             failed,
             changes: Changes::default(),
@@ -276,6 +278,10 @@ impl AudioSource for DeviceSource {
 
     fn set_wake(&mut self, wake: Wake) {
         self.wake.set(wake);
+    }
+
+    fn take_gaps(&mut self) -> CaptureGaps {
+        self.reader.take_gaps()
     }
 }
 
