@@ -20,8 +20,9 @@
 # each preset (apm-compare --help) in the double talk of the linear rooms and with a
 # nonlinear speaker (soft clipping), where the echo a linear filter cannot model is left to
 # the suppressor.
-# `rnnoise` is RNNoise in pure Rust (nnnoiseless) as the noise suppressor: alone, and after
-# sonora's AEC3 (the pair it would make in the product).
+# `rnnoise` is RNNoise in pure Rust (nnnoiseless) as the noise suppressor: alone, after
+# sonora's AEC3 (the pair it would make in the product), and after sonora's own suppressor
+# (both in series), beside sonora's alone on the same fan.
 # Usage: bench/apm-compare.sh [sonora webrtc speex aec3 rnnoise]   (modules; default sonora webrtc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,16 @@ for m in "${modules[@]}"; do
     case_ "fan alone, rnnoise" rnnoise --noise "$tmp/fan.wav" --snr 5 --noise-only | sed 's/PESQ-WB [^;]*; //'
     case_ "clean, echo then rnnoise (nothing playing)" sonora-rnnoise --echo
     case_ "fan 5 dB SNR, echo then rnnoise" sonora-rnnoise --echo --noise "$tmp/fan.wav" --snr 5
+    # Both suppressors in series (sonora's at High, as the product runs it, then RNNoise),
+    # beside sonora's alone on the same draw of the fan.
+    case_ "clean, echo + noise high (nothing playing)" sonora --echo --noise-level high
+    case_ "fan 5 dB SNR, echo + noise high" sonora --echo --noise-level high --noise "$tmp/fan.wav" --snr 5
+    case_ "clean, echo + noise high then rnnoise (nothing playing)" sonora-then-rnnoise --echo \
+      --noise-level high
+    case_ "fan 5 dB SNR, echo + noise high then rnnoise" sonora-then-rnnoise --echo --noise-level high \
+      --noise "$tmp/fan.wav" --snr 5
+    case_ "fan alone, echo + noise high then rnnoise" sonora-then-rnnoise --echo --noise-level high \
+      --noise "$tmp/fan.wav" --snr 5 --noise-only | sed 's/PESQ-WB [^;]*; //'
     continue
   fi
   if [ "$m" = aec3 ]; then

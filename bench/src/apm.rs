@@ -33,6 +33,9 @@ pub enum Module {
     Rnnoise,
     /// sonora with the stages asked for but its noise suppressor, then RNNoise.
     SonoraRnnoise,
+    /// sonora with the stages asked for, its noise suppressor included, then RNNoise: the
+    /// two suppressors in series.
+    SonoraThenRnnoise,
     /// AEC3 built from `sonora-aec3`'s blocks, its configuration one of [`Aec3Preset`]'s,
     /// then sonora with the other stages asked for.
     Aec3Blocks,
@@ -124,6 +127,10 @@ pub fn processor(module: Module, stages: Stages) -> anyhow::Result<Box<dyn Proce
                 noise: None,
                 ..stages
             })),
+            Box::new(Rnnoise::new()),
+        )),
+        Module::SonoraThenRnnoise => Box::new(Chain(
+            Box::new(Sonora::new(stages)),
             Box::new(Rnnoise::new()),
         )),
         Module::Aec3Blocks => Box::new(Chain(
