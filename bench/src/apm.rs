@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use cromulent::audio::analysis::{room_taps, speech_level_dbfs};
+use cromulent::audio::analysis::{room_echo, room_taps, speech_level_dbfs};
 
 /// The modules' unit of work: 10 ms at 48 kHz.
 pub const CHUNK: usize = 480;
@@ -719,11 +719,7 @@ pub fn scene(
             None => played.clone(),
         };
         for (i, e) in echo.iter_mut().enumerate() {
-            *e = taps
-                .iter()
-                .filter(|&&(t, _)| i >= t)
-                .map(|&(t, g)| g * sounded[i - t])
-                .sum();
+            *e = room_echo(&taps, &sounded, i);
         }
         mic.iter_mut().zip(&echo).for_each(|(m, e)| *m += e);
     }

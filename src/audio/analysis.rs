@@ -165,6 +165,14 @@ pub fn room_taps(delay: usize, gain: f32) -> Vec<(usize, f32)> {
         .collect()
 }
 
+/// What a room with `taps` ([`room_taps`]) returns at sample `i` of `played`: samples before
+/// its start or past its end count as silence.
+pub fn room_echo(taps: &[(usize, f32)], played: &[f32], i: usize) -> f32 {
+    taps.iter()
+        .filter_map(|&(t, g)| Some(g * played.get(i.checked_sub(t)?)?))
+        .sum()
+}
+
 /// The level of the speech in `x` (48 kHz), dBFS: the RMS over its 10 ms chunks within
 /// 30 dB of the loudest — pauses left out, as a speech level is measured.
 pub fn speech_level_dbfs(x: &[f32]) -> f32 {

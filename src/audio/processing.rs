@@ -671,12 +671,7 @@ mod tests {
     fn room(far: &[f32], delay_ms: usize) -> Vec<f32> {
         let taps = crate::audio::analysis::room_taps(delay_ms * 48, 0.5);
         (0..far.len())
-            .map(|i| {
-                taps.iter()
-                    .filter(|&&(t, _)| i >= t)
-                    .map(|&(t, g)| g * far[i - t])
-                    .sum()
-            })
+            .map(|i| crate::audio::analysis::room_echo(&taps, far, i))
             .collect()
     }
 

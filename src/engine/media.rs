@@ -1068,12 +1068,7 @@ mod tests {
             let played = &self.speaker.0.lock().unwrap().1;
             out[..silence].fill(0.0);
             for (i, y) in out[silence..].iter_mut().enumerate() {
-                let t = self.at + i;
-                *y = self
-                    .taps
-                    .iter()
-                    .filter_map(|&(d, g)| Some(g * played.get(t.checked_sub(d)?)?))
-                    .sum();
+                *y = analysis::room_echo(&self.taps, played, self.at + i);
             }
             self.at += out.len() - silence;
         }
