@@ -11,7 +11,8 @@
 # The speech is a natural recording a Debian package ships: alsa-utils' channel announcements
 # (/usr/share/sounds/alsa, a human voice, 48 kHz), eight of them back to back, 11.4 s. Then the
 # capture processing (src/audio/processing.rs) through the same call: clean speech with it all
-# on; speech in fan noise at 5 dB SNR with noise suppression off and on (the fan on from the
+# on; speech in fan noise at 5 dB SNR with noise suppression off and on, at its default level
+# (strong) and at high (the fan on from the
 # call's start); the fan alone (what a silent user in a noisy room sends); the echo case (the receiver talks — espeak-ng, another
 # voice — and the sender's room returns it 80 ms later at half level with a reverb tail:
 # ERLE per second, then the sender speaks over it: PESQ of the near end during double talk);
@@ -68,8 +69,10 @@ processed() {
   echo "RESULT $name: median PESQ-WB $(printf '%s\n' "${scores[@]}" | median) over $seeds seeds ($(printf '%s ' "${scores[@]}"))"
 }
 processed "clean, processing all" "$tmp/clip.wav" --processing all
+processed "clean, processing all, noise suppression at high" "$tmp/clip.wav" --processing echo,noise:high,gain,voice
 processed "fan noise 5 dB SNR, processing none" "$tmp/clip.wav" --noise FAN --snr 5
 processed "fan noise 5 dB SNR, noise suppression" "$tmp/clip.wav" --noise FAN --snr 5 --processing noise
+processed "fan noise 5 dB SNR, noise suppression at high" "$tmp/clip.wav" --noise FAN --snr 5 --processing noise:high
 processed "fan noise 5 dB SNR, processing all" "$tmp/clip.wav" --noise FAN --snr 5 --processing all
 # The fan alone, at the level it has beside the speech above: what arrives (the level of what
 # is heard at all, and the mean power over the whole pass, silence included), and the bit rate;
@@ -90,7 +93,7 @@ fan_alone() {
     "mean power $(printf '%s\n' "${mean[@]}" | median) dBFS, sent $(printf '%s\n' "${sent[@]}" | median) kbit/s" \
     "(sent: $(printf '%s ' "${sent[@]}"))"
 }
-for p in none noise all; do
+for p in none noise noise:high all; do
   fan_alone "processing $p" --processing "$p"
 done
 fan_alone "processing all, the fan starting with the measurement" --processing all --noise-with-clip

@@ -519,6 +519,13 @@ fn help_overlay_lists_the_keys_and_how_talking_works_here() {
     }
     assert!(text.contains("does not report key release"), "{text}");
     assert!(text.contains("Key repeat: not seen yet"), "{text}");
+    // All of it on a 30-row screen (the blank lines give way), to the last line.
+    assert!(
+        text.contains("L           noise suppression strong"),
+        "{text}"
+    );
+    assert!(text.contains("[keys] table of the config file"), "{text}");
+    assert!(text.contains("Press any key to close."), "{text}");
     // A hold as a keyboard sends it: a press, 500 ms, then repeats every 33 ms.
     let t0 = std::time::Instant::now();
     let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);

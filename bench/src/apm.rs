@@ -157,18 +157,12 @@ impl Processor for PassThrough {
     }
 }
 
-/// RNNoise in pure Rust: one 10 ms chunk in, one out (16-bit-scaled floats inside).
-struct Rnnoise {
-    state: Box<nnnoiseless::DenoiseState<'static>>,
-    input: [f32; CHUNK],
-}
+/// RNNoise as the product runs it ([`cromulent::audio::processing::Rnnoise`]).
+struct Rnnoise(cromulent::audio::processing::Rnnoise);
 
 impl Rnnoise {
     fn new() -> Self {
-        Self {
-            state: nnnoiseless::DenoiseState::new(),
-            input: [0.0; CHUNK],
-        }
+        Self(cromulent::audio::processing::Rnnoise::new())
     }
 }
 
@@ -176,11 +170,7 @@ impl Processor for Rnnoise {
     fn render(&mut self, _: &[f32; CHUNK]) {}
 
     fn capture(&mut self, chunk: &mut [f32; CHUNK]) {
-        for (i, &s) in self.input.iter_mut().zip(chunk.iter()) {
-            *i = s * 32768.0;
-        }
-        self.state.process_frame(chunk, &self.input);
-        chunk.iter_mut().for_each(|s| *s /= 32768.0);
+        self.0.process(chunk);
     }
 
     fn echo_stats(&self) -> (Option<f64>, Option<i64>) {

@@ -2,17 +2,18 @@
 //! suppression, automatic gain control and a voice-activity decision from a speech
 //! probability — what a browser does to its microphone before it sends.
 //!
-//! All of it is WebRTC's audio processing module in pure Rust (`sonora`: AEC3, the noise
-//! suppressor, AGC2 and AGC2's RNN voice-activity detector); why this one and not another is
-//! measured in BENCHMARKS.md (issue 19). Sans-IO like the rest of [`crate::audio`]: the engine
-//! calls [`CaptureProcessor::render`] with every sample the speaker played (the echo
-//! canceller's reference; a device speaker says what it played) and [`CaptureProcessor::capture`] with every frame the microphone
-//! gave, on its own thread, never in a device callback.
+//! WebRTC's audio processing module in pure Rust (`sonora`: AEC3, the noise suppressor, AGC2
+//! and AGC2's RNN voice-activity detector), and at the default noise level ([`NoiseLevel`])
+//! RNNoise (`nnnoiseless`) behind it; why these and not others is measured in BENCHMARKS.md
+//! (issue 19). Sans-IO like the rest of [`crate::audio`]: the engine calls
+//! [`CaptureProcessor::render`] with every sample the speaker played (the echo canceller's
+//! reference; a device speaker says what it played) and [`CaptureProcessor::capture`] with
+//! every frame the microphone gave, on its own thread, never in a device callback.
 //!
 //! ```text
-//! mic ─▶ leveler (loud down) ─▶ AEC3 ─▶ noise suppression ─▶ AGC2 (quiet up) ─▶ quiet gate ─▶ encoder
-//!                                 ▲                                     └─▶ speech probability ─┘
-//! speaker ◀─ mix ─────────────────┘ (reference)
+//! mic ─▶ leveler ─▶ AEC3 ─▶ noise suppression ─▶ AGC2 ─▶ RNNoise ─▶ quiet gate ─▶ encoder
+//!      (loud down)   ▲     (WebRTC's)          (quiet up) (strong)  └─▶ speech probability
+//! speaker ◀─ mix ────┘ (reference)
 //! ```
 //!
 //! The module works on 10 ms chunks; 10 and 20 ms frames are whole chunks. 5 ms frames are
@@ -85,7 +86,7 @@ impl fmt::Display for Stage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown processing stage {0:?} (echo, noise, gain or voice)")]
+#[error("unknown processing stage {0:?} (echo, noise, noise:high, noise:strong, gain or voice)")]
 pub struct UnknownStage(pub String);
 
 impl FromStr for Stage {
@@ -99,6 +100,67 @@ impl FromStr for Stage {
     }
 }
 
+/// How hard the noise stage works.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseLevel {
+    /// WebRTC's noise suppressor at High alone: 10 ms less delay than [`NoiseLevel::Strong`].
+    High,
+    /// WebRTC's noise suppressor at Moderate, then RNNoise (`nnnoiseless`) on what it left:
+    /// the default. Through the call, speech in a fan at 5 dB SNR 1.12 → 1.67 PESQ where High
+    /// alone reaches 1.42, for 10 ms more delay (BENCHMARKS.md, issue 19).
+    #[default]
+    Strong,
+}
+
+impl NoiseLevel {
+    pub const ALL: [NoiseLevel; 2] = [NoiseLevel::High, NoiseLevel::Strong];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NoiseLevel::High => "high",
+            NoiseLevel::Strong => "strong",
+        }
+    }
+
+    /// WebRTC's suppressor's own level at this level: Moderate in front of RNNoise measured
+    /// better in the fan than High in front of it (1.70 against 1.62 offline).
+    fn webrtc_level(self) -> NoiseSuppressionLevel {
+        match self {
+            NoiseLevel::High => NoiseSuppressionLevel::High,
+            NoiseLevel::Strong => NoiseSuppressionLevel::Moderate,
+        }
+    }
+
+    /// The quiet gate's line at this level, dBFS: what the suppression leaves of a steady
+    /// noise sits under it. WebRTC's suppressor leaves a fan's residue around −46 dBFS;
+    /// RNNoise behind it leaves −70 and under, and a line of −40 there took the quiet ends of
+    /// words too (1.67 → 1.58 PESQ in the fan through the call).
+    fn quiet_dbfs(self) -> f32 {
+        match self {
+            NoiseLevel::High => -40.0,
+            NoiseLevel::Strong => -65.0,
+        }
+    }
+}
+
+impl fmt::Display for NoiseLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for NoiseLevel {
+    type Err = UnknownStage;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NoiseLevel::ALL
+            .into_iter()
+            .find(|level| level.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownStage(format!("noise:{s}")))
+    }
+}
+
 /// Which stages run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Processing {
@@ -106,6 +168,8 @@ pub struct Processing {
     pub noise: bool,
     pub gain: bool,
     pub voice: bool,
+    /// The noise stage's level, while it is on.
+    pub noise_level: NoiseLevel,
 }
 
 impl Processing {
@@ -115,6 +179,7 @@ impl Processing {
         noise: true,
         gain: true,
         voice: true,
+        noise_level: NoiseLevel::Strong,
     };
     /// Nothing: the default for `tone:`/`wav:` sources, sent as they are.
     pub const NONE: Processing = Processing {
@@ -122,6 +187,7 @@ impl Processing {
         noise: false,
         gain: false,
         voice: false,
+        noise_level: NoiseLevel::Strong,
     };
 
     pub fn get(&self, stage: Stage) -> bool {
@@ -162,11 +228,11 @@ impl Processing {
                 enforce_high_pass_filtering: false,
                 ..EchoCanceller::default()
             }),
-            // High: on natural speech in fan noise at 5 dB SNR the best of the four levels
-            // (PESQ +0.50), 25 dB off noise alone; VeryHigh is no better there and worse on
-            // clean speech (BENCHMARKS.md, issue 19).
+            // Alone, High: on natural speech in fan noise at 5 dB SNR the best of the four
+            // levels, 25 dB off noise alone; VeryHigh is no better there and worse on clean
+            // speech. In front of RNNoise, Moderate (BENCHMARKS.md, issue 19).
             noise_suppression: self.noise.then(|| NoiseSuppression {
-                level: NoiseSuppressionLevel::High,
+                level: self.noise_level.webrtc_level(),
                 ..NoiseSuppression::default()
             }),
             gain_controller2: self.gain.then(|| GainController2 {
@@ -188,7 +254,10 @@ impl fmt::Display for Processing {
         let on: Vec<&str> = Stage::ALL
             .into_iter()
             .filter(|&s| self.get(s))
-            .map(Stage::name)
+            .map(|s| match (s, self.noise_level) {
+                (Stage::Noise, NoiseLevel::High) => "noise:high",
+                _ => s.name(),
+            })
             .collect();
         if on.is_empty() {
             f.write_str("none")
@@ -201,7 +270,8 @@ impl fmt::Display for Processing {
 impl FromStr for Processing {
     type Err = UnknownStage;
 
-    /// `all`, `none`, or stage names separated by commas or spaces (`echo,noise`).
+    /// `all`, `none`, or stage names separated by commas or spaces (`echo,noise`); the noise
+    /// stage may name its level (`noise:high`; `noise` is [`NoiseLevel::Strong`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "all" => return Ok(Processing::ALL),
@@ -210,7 +280,13 @@ impl FromStr for Processing {
         }
         s.split([',', ' '])
             .filter(|w| !w.is_empty())
-            .try_fold(Processing::NONE, |p, w| Ok(p.with(w.parse()?, true)))
+            .try_fold(Processing::NONE, |p, w| match w.split_once(':') {
+                Some((stage, level)) if stage.eq_ignore_ascii_case("noise") => Ok(Processing {
+                    noise_level: level.parse()?,
+                    ..p.with(Stage::Noise, true)
+                }),
+                _ => Ok(p.with(w.parse()?, true)),
+            })
     }
 }
 
@@ -292,9 +368,12 @@ impl Default for Leveler {
 /// detector: 27 kbit/s for a silent user). The rise opens it on the first chunk of a word,
 /// before the detector and the suppressor have caught up; loud sounds that are not speech (a
 /// tone, a knock) pass. A pure state machine, fed each chunk's level before and after the
-/// processing and the speech detector's decision.
+/// processing and the speech detector's decision. Its quiet line depends on the noise level
+/// (what the suppression leaves of a steady noise sits under it).
 #[derive(Debug, Clone)]
 pub struct QuietGate {
+    /// At or below this a processed chunk is quiet, dBFS.
+    quiet_dbfs: f32,
     quiet: u32,
     /// The microphone's noise floor, dBFS: a running mean of the input's level outside speech
     /// that follows it down faster than up (a noise's dips, not its peaks).
@@ -304,19 +383,19 @@ pub struct QuietGate {
 impl QuietGate {
     /// Quiet non-speech chunks before the gate closes (300 ms: a pause inside a sentence).
     pub const HOLD: u32 = 30;
-    /// At or below this a processed chunk is quiet, dBFS.
-    pub const QUIET_DBFS: f32 = -40.0;
     /// An input chunk this far over the noise floor is a rise, dB (brown and pink noise's
     /// 10 ms chunks never reached it over 10 s; 8 % of them were 10 dB over its minimum).
     pub const RISE_DB: f32 = 12.0;
-    /// How far over [`Self::QUIET_DBFS`] a chunk must be to open the gate once it is shut, dB.
+    /// How far over the quiet line a chunk must be to open the gate once it is shut, dB.
     pub const REOPEN_DB: f32 = 6.0;
     /// How much of the distance the floor moves per chunk, down and up.
     const FLOOR_DOWN: f32 = 0.05;
     const FLOOR_UP: f32 = 0.03;
 
-    pub fn new() -> Self {
+    /// A gate for what the noise stage at `level` leaves.
+    pub fn new(level: NoiseLevel) -> Self {
         Self {
+            quiet_dbfs: level.quiet_dbfs(),
             quiet: 0,
             floor: None,
         }
@@ -337,9 +416,9 @@ impl QuietGate {
         // Once shut, a chunk must be clearly over the quiet line to open it: the residue of a
         // steady noise brushes the line now and then.
         let line = if self.quiet > Self::HOLD {
-            Self::QUIET_DBFS + Self::REOPEN_DB
+            self.quiet_dbfs + Self::REOPEN_DB
         } else {
-            Self::QUIET_DBFS
+            self.quiet_dbfs
         };
         if speech || rise || output_dbfs > line {
             self.quiet = 0;
@@ -347,12 +426,6 @@ impl QuietGate {
         }
         self.quiet = self.quiet.saturating_add(1);
         self.quiet > Self::HOLD
-    }
-}
-
-impl Default for QuietGate {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -375,6 +448,44 @@ pub struct CaptureProcessor {
     last_speech: bool,
     /// Frames shorter than a chunk (5 ms), gathered into chunks.
     short: ShortFrames,
+    /// RNNoise, while the noise stage is on at [`NoiseLevel::Strong`].
+    rnnoise: Option<Rnnoise>,
+}
+
+/// RNNoise (`nnnoiseless`) on one 10 ms chunk at a time, behind WebRTC's suppressor at
+/// [`NoiseLevel::Strong`]: measured offline, the pair took speech in a fan at 5 dB SNR from
+/// 1.08 to 1.63 PESQ where either alone reached 1.41–1.46 (BENCHMARKS.md, issue 19). Public
+/// for the benchmarks that measure it beside the others (`bench/apm-compare.sh`).
+pub struct Rnnoise {
+    state: Box<nnnoiseless::DenoiseState<'static>>,
+    /// One chunk in, 16-bit-scaled as RNNoise expects.
+    input: [f32; CHUNK_SAMPLES],
+}
+
+impl Rnnoise {
+    pub fn new() -> Self {
+        const _: () = assert!(nnnoiseless::FRAME_SIZE == CHUNK_SAMPLES, "10 ms at 48 kHz");
+        Self {
+            state: nnnoiseless::DenoiseState::new(),
+            input: [0.0; CHUNK_SAMPLES],
+        }
+    }
+
+    /// Denoises one 10 ms chunk in place (10 ms later: RNNoise's own delay).
+    pub fn process(&mut self, chunk: &mut [f32]) {
+        debug_assert_eq!(chunk.len(), CHUNK_SAMPLES, "one 10 ms chunk");
+        for (i, &s) in self.input.iter_mut().zip(chunk.iter()) {
+            *i = s * 32768.0;
+        }
+        self.state.process_frame(chunk, &self.input);
+        chunk.iter_mut().for_each(|s| *s /= 32768.0);
+    }
+}
+
+impl Default for Rnnoise {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Frames shorter than a chunk (that divide it: 5 ms, 2.5 ms), gathered into whole chunks for
@@ -466,14 +577,21 @@ impl CaptureProcessor {
                 SAMPLE_RATE as i32,
             ),
             leveler: Leveler::new(),
-            gate: QuietGate::new(),
+            gate: QuietGate::new(stages.noise_level),
             render: [0.0; CHUNK_SAMPLES],
             render_len: 0,
             rendered: 0,
             scratch: [0.0; CHUNK_SAMPLES],
             last_speech: false,
             short: ShortFrames::new(),
+            rnnoise: Self::rnnoise_for(stages, None),
         }
+    }
+
+    /// RNNoise for `stages`: the one running kept if it still should run.
+    fn rnnoise_for(stages: Processing, running: Option<Rnnoise>) -> Option<Rnnoise> {
+        (stages.noise && stages.noise_level == NoiseLevel::Strong)
+            .then(|| running.unwrap_or_default())
     }
 
     pub fn stages(&self) -> Processing {
@@ -493,9 +611,10 @@ impl CaptureProcessor {
         if !stages.gain {
             self.leveler = Leveler::new();
         }
-        if !stages.noise {
-            self.gate = QuietGate::new();
+        if !stages.noise || stages.noise_level != self.stages.noise_level {
+            self.gate = QuietGate::new(stages.noise_level);
         }
+        self.rnnoise = Self::rnnoise_for(stages, self.rnnoise.take());
         self.stages = stages;
     }
 
@@ -595,6 +714,9 @@ impl CaptureProcessor {
         let _ = self
             .apm
             .process_capture_f32(&[&self.scratch], &mut [&mut *chunk]);
+        if let Some(rnnoise) = &mut self.rnnoise {
+            rnnoise.process(chunk);
+        }
     }
 
     /// The echo canceller's own figures (none while it is off).
@@ -705,6 +827,16 @@ mod tests {
         assert_eq!(Processing::NONE.to_string(), "none");
         assert_eq!(Processing::ALL.to_string(), "echo noise gain voice");
         assert!("echo,loud".parse::<Processing>().is_err());
+        // The noise level: strong unless named.
+        assert_eq!(Processing::ALL.noise_level, NoiseLevel::Strong);
+        let high: Processing = "echo,noise:high gain".parse().unwrap();
+        assert_eq!(high.noise_level, NoiseLevel::High);
+        assert!(high.noise && high.echo && high.gain && !high.voice);
+        assert_eq!(high.to_string(), "echo noise:high gain");
+        assert_eq!(high.to_string().parse::<Processing>(), Ok(high));
+        assert_eq!("noise:STRONG".parse::<Processing>(), "noise".parse());
+        let err = "noise:loud".parse::<Processing>().unwrap_err();
+        assert!(err.to_string().contains("noise:strong"), "{err}");
         assert_eq!("VOICE".parse::<Stage>(), Ok(Stage::Voice));
     }
 
@@ -772,6 +904,88 @@ mod tests {
         let (out, _) = run(&mut chain, &noise, None);
         let cut = power_db(&noise[48_000..]) - power_db(&out[48_000..]);
         assert!(cut >= 15.0, "whole chain: noise down {cut:.1} dB");
+    }
+
+    /// The lag (samples, 0..`max`) at which `out` best matches `clean`.
+    fn lag(clean: &[f32], out: &[f32], max: usize) -> usize {
+        let n = clean.len() - max;
+        (0..max)
+            .max_by(|&a, &b| {
+                let dot = |lag: usize| -> f64 {
+                    (0..n)
+                        .step_by(3)
+                        .map(|i| f64::from(clean[i]) * f64::from(out[i + lag]))
+                        .sum()
+                };
+                dot(a).total_cmp(&dot(b))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_strong_level_runs_rnnoise_behind_the_suppressor_and_takes_more_noise_off() {
+        let clean = speech(8 * 48_000, -25.0);
+        let noise = fan(clean.len(), -35.0);
+        let mic: Vec<f32> = clean.iter().zip(&noise).map(|(s, n)| s + n).collect();
+        let through = |level: NoiseLevel| {
+            let stages = Processing {
+                noise_level: level,
+                ..Processing::NONE.with(Stage::Noise, true)
+            };
+            let mut chain = CaptureProcessor::new(stages);
+            let (out, _) = run(&mut chain, &mic, None);
+            let lag = lag(&clean[48_000..], &out[48_000..], 1_500);
+            // What is left where the clean speech is silent (its pauses, aligned; the gate
+            // zeroes long ones in both), and the speech's level.
+            let levels: Vec<f32> = clean[48_000..clean.len() - lag]
+                .chunks_exact(CHUNK_SAMPLES)
+                .map(rms_dbfs)
+                .collect();
+            let (mut pauses, mut words) = (Vec::new(), Vec::new());
+            for (i, &l) in levels.iter().enumerate() {
+                let at = 48_000 + lag + i * CHUNK_SAMPLES;
+                let o = &out[at..at + CHUNK_SAMPLES];
+                // A pause: 50 ms of silence either side (no word's tail or onset in it).
+                let around = &levels[i.saturating_sub(5)..(i + 6).min(levels.len())];
+                if around.iter().all(|&l| l < -70.0) {
+                    pauses.extend_from_slice(o);
+                } else if l > -35.0 {
+                    words.extend_from_slice(o);
+                }
+            }
+            (lag, power_db(&pauses), power_db(&words))
+        };
+        let (high_lag, high_pauses, high_words) = through(NoiseLevel::High);
+        let (strong_lag, strong_pauses, strong_words) = through(NoiseLevel::Strong);
+        eprintln!(
+            "high: lag {high_lag}, pauses {high_pauses:.1} dB, words {high_words:.1} dB; \
+             strong: lag {strong_lag}, pauses {strong_pauses:.1} dB, words {strong_words:.1} dB"
+        );
+        // RNNoise's own 10 ms, on top of the suppressor's.
+        assert!(
+            (430..=530).contains(&(strong_lag as i64 - high_lag as i64)),
+            "10 ms later: {high_lag} → {strong_lag} samples"
+        );
+        assert!(
+            strong_pauses <= high_pauses - 10.0,
+            "the fan between words: {high_pauses:.1} → {strong_pauses:.1} dB"
+        );
+        assert!(
+            (strong_words - high_words).abs() <= 3.0,
+            "the words kept: {high_words:.1} → {strong_words:.1} dB"
+        );
+        // Switched while running: RNNoise comes and goes with the level and with the stage.
+        let mut chain = CaptureProcessor::new(Processing::NONE.with(Stage::Noise, true));
+        assert!(chain.rnnoise.is_some(), "strong is the default");
+        chain.set_stages(Processing {
+            noise_level: NoiseLevel::High,
+            ..chain.stages()
+        });
+        assert!(chain.rnnoise.is_none());
+        chain.set_stages(Processing::NONE.with(Stage::Noise, true));
+        assert!(chain.rnnoise.is_some());
+        chain.set_stages(Processing::NONE);
+        assert!(chain.rnnoise.is_none());
     }
 
     #[test]
@@ -851,7 +1065,7 @@ mod tests {
 
     #[test]
     fn the_gate_silences_quiet_noise_between_words_but_never_speech_or_loud_sound() {
-        let mut g = QuietGate::new();
+        let mut g = QuietGate::new(NoiseLevel::High);
         // A fan at −30 dBFS, left at −50 by the suppressor.
         for _ in 0..QuietGate::HOLD {
             assert!(!g.update(-30.0, -50.0, false), "held open for a pause");
@@ -889,7 +1103,7 @@ mod tests {
 
     #[test]
     fn a_shut_gate_stays_shut_while_the_residue_brushes_the_quiet_line() {
-        let mut g = QuietGate::new();
+        let mut g = QuietGate::new(NoiseLevel::High);
         for _ in 0..=QuietGate::HOLD {
             g.update(-30.0, -50.0, false);
         }

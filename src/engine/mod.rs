@@ -34,7 +34,7 @@ use cromulent_protocol::{
 };
 use tokio::sync::mpsc;
 
-use crate::audio::processing::{EchoStats, Processing, Stage};
+use crate::audio::processing::{EchoStats, NoiseLevel, Processing, Stage};
 use crate::audio::{
     AudioSink, AudioSource, DeviceChange, FrameSize, JitterStats, SinkSpec, SourceSpec,
 };
@@ -121,6 +121,9 @@ pub enum EngineCommand {
         stage: Stage,
         on: bool,
     },
+    /// Set the noise stage's level (answered by [`EngineEvent::Processing`]; the stage keeps
+    /// its on or off).
+    SetNoiseLevel(NoiseLevel),
     /// Report a [`EngineEvent::Stats`].
     Stats,
     /// Post to a channel's chat: the one named, else the one we sit in (or are joining).

@@ -19,6 +19,7 @@ use super::pace::{self, FrameClock};
 use super::peer_link::{self, LinkCommand, LinkHandle, LinkResult, PeerKey};
 use super::session::{Effect, Input, Now, Session, SessionConfig};
 use super::{DeviceRole, EngineCommand, EngineConfig, EngineEvent, MIC_EVENT_EVERY, PeerReport};
+use crate::audio::processing::Processing;
 use crate::audio::{AudioSink, AudioSource, SinkError, SourceError, VoiceActivity};
 use crate::rtc::{self, LocalAudioTrack, PeerConfig, PeerEvent};
 use crate::signaling::{self, SignalingEvent, SignalingHandle};
@@ -295,6 +296,13 @@ impl Engine {
             EngineCommand::SetStage { stage, on } => {
                 self.media
                     .set_processing(self.media.processing().with(stage, on));
+                self.report_processing();
+            }
+            EngineCommand::SetNoiseLevel(noise_level) => {
+                self.media.set_processing(Processing {
+                    noise_level,
+                    ..self.media.processing()
+                });
                 self.report_processing();
             }
             EngineCommand::SetVolume { user, percent } => self.media.set_volume(&user, percent),

@@ -349,6 +349,7 @@ impl Session {
             // The media pipeline's, handled by the engine's I/O loop.
             EngineCommand::SetVoiceActivity { .. }
             | EngineCommand::SetStage { .. }
+            | EngineCommand::SetNoiseLevel(_)
             | EngineCommand::SetVolume { .. }
             | EngineCommand::Stats => {}
             EngineCommand::Say { channel, text } => self.say(channel, text),

@@ -102,6 +102,7 @@ pub fn to_json(
             "event": "processing",
             "echo": stages.echo,
             "noise": stages.noise,
+            "noise_level": stages.noise_level.name(),
             "gain": stages.gain,
             "voice": stages.voice,
             "erle_db": echo.erle_db,

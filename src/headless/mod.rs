@@ -70,7 +70,8 @@ pub struct HeadlessArgs {
     #[arg(long, value_name = "MS", default_value = "20")]
     pub frame_ms: FrameSize,
     /// Capture processing: all, none, or stages from echo, noise, gain, voice (comma
-    /// separated). Default: all on a device microphone, none on tone/wav/silence.
+    /// separated; noise:high for the lighter noise suppression, 10 ms less delay than the
+    /// default strong). Default: all on a device microphone, none on tone/wav/silence.
     #[arg(long, value_name = "STAGES")]
     pub processing: Option<Processing>,
     /// Run this many seconds, then leave and exit 0.
@@ -334,6 +335,7 @@ impl Runner {
                 send(EngineCommand::SetVolume { user, percent })
             }
             Command::Processing(stage, on) => send(EngineCommand::SetStage { stage, on }),
+            Command::NoiseLevel(level) => send(EngineCommand::SetNoiseLevel(level)),
             Command::Say(text) => send(EngineCommand::Say {
                 channel: None,
                 text,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::audio::processing::{Stage, UnknownStage};
+use crate::audio::processing::{NoiseLevel, Stage, UnknownStage};
 use crate::engine::MAX_VOLUME_PERCENT;
 
 /// Default time limit of a `wait` without one.
@@ -28,6 +28,8 @@ pub enum Command {
     Volume(String, u16),
     /// Turn a capture processing stage on or off: `processing echo off`.
     Processing(Stage, bool),
+    /// Set the noise stage's level: `processing noise high` (on or off stays as it is).
+    NoiseLevel(NoiseLevel),
     Quit,
 }
 
@@ -92,11 +94,18 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, String> {
         "wait" => parse_wait(rest)?,
         "volume" => parse_volume(rest)?,
         "processing" => {
-            let usage =
-                || format!("expected processing echo|noise|gain|voice on|off, got {rest:?}");
+            let usage = || {
+                format!(
+                    "expected processing echo|noise|gain|voice on|off \
+                     (or processing noise high|strong), got {rest:?}"
+                )
+            };
             let (stage, on) = rest.split_once(char::is_whitespace).ok_or_else(usage)?;
             let stage: Stage = stage.parse().map_err(|e: UnknownStage| e.to_string())?;
-            Command::Processing(stage, on_off(on.trim())?)
+            match on.trim().parse::<NoiseLevel>() {
+                Ok(level) if stage == Stage::Noise => Command::NoiseLevel(level),
+                _ => Command::Processing(stage, on_off(on.trim())?),
+            }
         }
         _ => return Err(format!("unknown command {verb:?}")),
     };
@@ -199,6 +208,7 @@ sleep 0.5
 stats
 volume bob 50
 processing echo off
+processing noise high
 volume Bob Smith 0%
 leave
 quit
@@ -220,6 +230,7 @@ quit
                 Command::Stats,
                 Command::Volume("bob".into(), 50),
                 Command::Processing(Stage::Echo, false),
+                Command::NoiseLevel(NoiseLevel::High),
                 Command::Volume("Bob Smith".into(), 0),
                 Command::Leave,
                 Command::Quit,
@@ -254,6 +265,8 @@ quit
             ("processing loud on", 1),
             ("processing echo", 1),
             ("processing echo maybe", 1),
+            ("processing echo strong", 1),
+            ("processing noise loud", 1),
             ("volume bob 201", 1),
             ("volume bob loud", 1),
         ] {

@@ -13,7 +13,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::keys::{KeyError, KeyMap};
-use crate::audio::processing::Processing;
+use crate::audio::processing::{NoiseLevel, Processing};
 use crate::audio::{FRAME_MS, FrameSize, SinkSpec, SourceSpec, VoiceActivity};
 use crate::engine::{EngineConfig, IcePolicy, TalkMode};
 use crate::hooks::{HookConfig, HooksFile};
@@ -121,6 +121,8 @@ pub struct VoiceActivityFile {
 pub struct ProcessingFile {
     pub echo_cancellation: Option<bool>,
     pub noise_suppression: Option<bool>,
+    /// `high` (the default) or `strong` (a second suppressor, 10 ms more delay).
+    pub noise_suppression_level: Option<NoiseLevel>,
     pub gain_control: Option<bool>,
     pub voice_detection: Option<bool>,
 }
@@ -133,6 +135,7 @@ impl ProcessingFile {
             noise: on(self.noise_suppression),
             gain: on(self.gain_control),
             voice: on(self.voice_detection),
+            noise_level: self.noise_suppression_level.unwrap_or_default(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum Action {
     /// Capture processing stages on / off.
     EchoCancellation,
     NoiseSuppression,
+    /// The noise suppression's level: strong / high.
+    NoiseLevel,
     GainControl,
     VoiceDetection,
     Help,
@@ -44,7 +46,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::Up,
         Action::Down,
         Action::Join,
@@ -62,6 +64,7 @@ impl Action {
         Action::PeerMute,
         Action::EchoCancellation,
         Action::NoiseSuppression,
+        Action::NoiseLevel,
         Action::GainControl,
         Action::VoiceDetection,
         Action::Help,
@@ -88,6 +91,7 @@ impl Action {
             Action::PeerMute => "peer_mute",
             Action::EchoCancellation => "echo_cancellation",
             Action::NoiseSuppression => "noise_suppression",
+            Action::NoiseLevel => "noise_level",
             Action::GainControl => "gain_control",
             Action::VoiceDetection => "voice_detection",
             Action::Help => "help",
@@ -115,6 +119,7 @@ impl Action {
             Action::PeerMute => "mute / unmute the selected person, for you alone",
             Action::EchoCancellation => "echo cancellation on / off (speakers, not a headset)",
             Action::NoiseSuppression => "noise suppression on / off",
+            Action::NoiseLevel => "noise suppression strong / high (high: 10 ms less delay)",
             Action::GainControl => "automatic gain on / off (quiet voices up, loud ones down)",
             Action::VoiceDetection => {
                 "voice activity from speech detection / from the level threshold"
@@ -147,6 +152,7 @@ impl Action {
             Action::PeerMute => &["M"],
             Action::EchoCancellation => &["E"],
             Action::NoiseSuppression => &["N"],
+            Action::NoiseLevel => &["L"],
             Action::GainControl => &["G"],
             Action::VoiceDetection => &["V"],
             Action::Help => &["?"],

@@ -25,7 +25,7 @@ use super::chat::ChatRequest;
 use super::keys::Action;
 use super::model::{Device, Model, Notice, NoticeLevel, PttStyle, ServerLink};
 use crate::audio::DeviceChange;
-use crate::audio::processing::Stage;
+use crate::audio::processing::{NoiseLevel, Stage};
 use crate::engine::{
     CallState, ChannelRef, DeviceRole, EngineCommand, EngineError, EngineEvent, MAX_VOLUME_PERCENT,
     TalkMode, VoiceStatus, presence,
@@ -285,6 +285,7 @@ fn on_action(model: &mut Model, action: Action, at: Instant) -> Vec<Cmd> {
         Action::PeerMute => change_volume(model, |v| if v == 0 { 100 } else { 0 }),
         Action::EchoCancellation => toggle_stage(model, Stage::Echo),
         Action::NoiseSuppression => toggle_stage(model, Stage::Noise),
+        Action::NoiseLevel => toggle_noise_level(model),
         Action::GainControl => toggle_stage(model, Stage::Gain),
         Action::VoiceDetection => toggle_stage(model, Stage::Voice),
         Action::Help => {
@@ -319,6 +320,26 @@ fn toggle_stage(model: &mut Model, stage: Stage) -> Vec<Cmd> {
     };
     notice(model, NoticeLevel::Info, text);
     vec![Cmd::Engine(EngineCommand::SetStage { stage, on })]
+}
+
+/// Turn the noise suppression's level the other way (strong ↔ high); the model follows
+/// when the engine reports it.
+fn toggle_noise_level(model: &mut Model) -> Vec<Cmd> {
+    let level = match model.processing.noise_level {
+        NoiseLevel::Strong => NoiseLevel::High,
+        NoiseLevel::High => NoiseLevel::Strong,
+    };
+    let text = match level {
+        NoiseLevel::Strong => "Noise suppression strong.",
+        NoiseLevel::High => "Noise suppression high: 10 ms less delay, more noise left.",
+    };
+    let text = if model.processing.noise {
+        text.to_owned()
+    } else {
+        format!("{text} (It is off: N turns it on.)")
+    };
+    notice(model, NoticeLevel::Info, text);
+    vec![Cmd::Engine(EngineCommand::SetNoiseLevel(level))]
 }
 
 /// Set the selected peer's volume to `f(current)` (kept within 0–200 %), tell the engine,
@@ -936,7 +957,7 @@ mod tests {
 
     #[test]
     fn processing_keys_toggle_their_stage_from_what_the_engine_reported() {
-        use crate::audio::processing::{EchoStats, Processing, Stage};
+        use crate::audio::processing::{EchoStats, NoiseLevel, Processing, Stage};
         let mut m = model(TalkMode::Open, PttStyle::Repeat);
         let report = |stages| {
             Msg::Engine(EngineEvent::Processing {
@@ -961,6 +982,28 @@ mod tests {
         assert_eq!(
             m.notice.as_ref().unwrap().text,
             "Voice activity from the level threshold."
+        );
+        // The noise level: strong by default, L turns it to high and back.
+        assert!(matches!(
+            update(&mut m, press('L')).as_slice(),
+            [Cmd::Engine(EngineCommand::SetNoiseLevel(NoiseLevel::High))]
+        ));
+        let high = Processing {
+            noise_level: NoiseLevel::High,
+            ..Processing::ALL
+        };
+        update(&mut m, report(high));
+        assert!(matches!(
+            update(&mut m, press('L')).as_slice(),
+            [Cmd::Engine(EngineCommand::SetNoiseLevel(
+                NoiseLevel::Strong
+            ))]
+        ));
+        m.input = Device::Ready("pulse:mic".into());
+        let footer = crate::tui::view::footer_line(&m).to_string();
+        assert!(
+            footer.contains("processing: echo noise:high gain"),
+            "{footer}"
         );
         update(&mut m, report(Processing::NONE));
         m.input = Device::Ready("pulse:mic".into());

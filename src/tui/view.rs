@@ -596,7 +596,7 @@ fn draw_chat(model: &Model, frame: &mut Frame, area: Rect) {
 // --- help -------------------------------------------------------------------------------
 
 fn draw_help(model: &Model, frame: &mut Frame) {
-    let mut lines = vec![Line::styled("Keys", BOLD), Line::default()];
+    let mut lines = vec![Line::default()];
     for action in Action::ALL {
         lines.push(Line::from(vec![
             Span::styled(format!("  {:<12}", model.keys.label(action)), YELLOW),
@@ -638,8 +638,12 @@ fn draw_help(model: &Model, frame: &mut Frame) {
     lines.push(Line::default());
     lines.push(Line::styled("Press any key to close.", DIM));
     let area = frame.area();
+    // Borders, plus room for the two long lines to wrap on a narrow screen; on a short
+    // screen the blank lines go first.
+    if lines.len() + 4 > usize::from(area.height) {
+        lines.retain(|line| line.width() > 0);
+    }
     let width = area.width.min(84);
-    // Borders, plus room for the two long lines to wrap on a narrow screen.
     let height = area
         .height
         .min(u16::try_from(lines.len() + 4).unwrap_or(u16::MAX));
@@ -653,7 +657,7 @@ fn draw_help(model: &Model, frame: &mut Frame) {
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(" Help ")),
+            .block(Block::bordered().title(" Help: keys ")),
         popup,
     );
 }
