@@ -54,6 +54,7 @@ fn echo_from_the_speaker_into_the_microphone_is_cancelled() {
         "all on by default on a device: {:?}",
         on.json
     );
+    assert_eq!(on.json["noise_level"], "strong", "{:?}", on.json);
     let mut alice = support::Client::start(
         &server.url(),
         "alice",

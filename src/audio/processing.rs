@@ -219,6 +219,12 @@ impl Processing {
         self.echo || self.noise || self.gain
     }
 
+    /// What the module's configuration ([`Self::apm_config`]) follows: the stages it runs,
+    /// and its suppressor's level.
+    fn module_stages(&self) -> (bool, Option<NoiseLevel>, bool) {
+        (self.echo, self.noise.then_some(self.noise_level), self.gain)
+    }
+
     fn apm_config(&self) -> Config {
         Config {
             // Without the high-pass filter it forces on: measured, the filter alone took
@@ -603,9 +609,7 @@ impl CaptureProcessor {
         if stages == self.stages {
             return;
         }
-        if (stages.echo, stages.noise, stages.gain)
-            != (self.stages.echo, self.stages.noise, self.stages.gain)
-        {
+        if stages.module_stages() != self.stages.module_stages() {
             self.apm.apply_config(stages.apm_config());
         }
         if !stages.gain {
@@ -986,6 +990,22 @@ mod tests {
         assert!(chain.rnnoise.is_some());
         chain.set_stages(Processing::NONE);
         assert!(chain.rnnoise.is_none());
+        // A level switched before any audio runs as a chain built at that level, bit for bit
+        // (WebRTC's suppressor's own level included), either way.
+        for (from, to) in [
+            (NoiseLevel::Strong, NoiseLevel::High),
+            (NoiseLevel::High, NoiseLevel::Strong),
+        ] {
+            let at = |level| Processing {
+                noise_level: level,
+                ..Processing::ALL
+            };
+            let mut switched = CaptureProcessor::new(at(from));
+            switched.set_stages(at(to));
+            let (a, _) = run(&mut switched, &mic[..2 * 48_000], None);
+            let (b, _) = run(&mut CaptureProcessor::new(at(to)), &mic[..2 * 48_000], None);
+            assert!(a == b, "{from:?} → {to:?} runs as {to:?}");
+        }
     }
 
     #[test]
