@@ -8,7 +8,9 @@
 # capture thread and cpal's playback thread). Bursts written
 # into the FIFO are timed to their onsets in the monitor on one monotonic clock
 # (bench/device_path.py). Prints p50/p95 mouth-to-ear, CPU per process and per thread over the
-# measured window, RSS, and the receiver's concealed frames and the devices' underruns.
+# measured window, RSS, the sender's capture processing's own CPU time in the call (the
+# engine's thread CPU clock around its calls into the chain), and the receiver's concealed
+# frames and the devices' underruns.
 # Installs pulseaudio, pulseaudio-utils and libasound2-plugins with apt-get when missing (root).
 # Usage: bench/device-path.sh [SECONDS]   (default 30; BIN_DIR=DIR to use prebuilt binaries;
 #        FRAME_MS=10 for 10 ms frames on both clients; DEVICE=NAME for --audio-in/out device:NAME;
@@ -75,8 +77,11 @@ RUST_LOG=cromulent=debug "${client_env[@]}" "$bin/cromulent" headless --server "
   --audio-in silence --audio-out "device${DEVICE:+:$DEVICE}" --script "$work/rx.script" ${FRAME_MS:+--frame-ms "$FRAME_MS"} >"$work/rx.out" 2>"$work/rx.err" &
 rx=$!
 pids+=($rx)
+# Sender: its stats near the end say what its capture processing cost in the call.
+printf 'sleep %s\nstats\n' "$((seconds + 6))" >"$work/tx.script"
 RUST_LOG=cromulent=debug "${client_env[@]}" "$bin/cromulent" headless --server "ws://127.0.0.1:$port" --user mic \
   --join General --audio-in "device${DEVICE:+:$DEVICE}" --audio-out null --for "$run_for" ${FRAME_MS:+--frame-ms "$FRAME_MS"} \
+  --script "$work/tx.script" \
   --processing "${PROCESSING:-all}" >"$work/tx.out" 2>"$work/tx.err" &
 tx=$!
 pids+=($tx)
@@ -126,6 +131,11 @@ for name, role, rss in (("tx", "sender (mic device)", rss_tx), ("rx", "receiver 
     total = ticks / hz / span * 100
     busy = ", ".join(f"{n} {c:.1f}%" for n, c in sorted(rows, key=lambda x: -x[1]) if c >= 0.5)
     print(f"{role}: CPU {total:.1f}% of a core ({busy or 'no thread >= 0.5%'}), RSS {rss / 1024:.0f} MiB")
+processing = [json.loads(l) for l in open(f"{work}/tx.out") if '"event":"processing"' in l]
+for p in processing[-1:]:
+    if p.get("cpu_percent") is not None:
+        print(f"sender's capture processing: {p['cpu_percent']:.2f}% of a core in the call "
+              "(the engine thread's CPU time in the chain per second of microphone audio)")
 stats = [json.loads(l) for l in open(f"{work}/rx.out") if '"event":"stats"' in l]
 for s in stats[-1:]:
     for p in s["peers"]:

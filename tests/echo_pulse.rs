@@ -81,6 +81,9 @@ fn echo_from_the_speaker_into_the_microphone_is_cancelled() {
     });
     let delay = stats.json["echo_delay_ms"].as_i64().unwrap_or(-1);
     assert!((30..=300).contains(&delay), "{:?}", stats.json);
+    // What the chain has cost in the call so far (its figure is a benchmark's, not this test's).
+    let cost = stats.json["cpu_percent"].as_f64();
+    assert!(cost.is_some_and(|p| p > 0.0), "{:?}", stats.json);
     let mark = bob.mark();
     bob.say("processing echo off");
     let off = bob.wait_after(mark, "echo cancellation off", support::LONG, |e| {

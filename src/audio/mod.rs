@@ -32,6 +32,7 @@ mod level;
 mod mixer;
 pub mod processing;
 mod resample;
+mod rng;
 mod sink;
 mod source;
 mod spec;

@@ -34,6 +34,7 @@ use sonora_agc2::vad_wrapper::VoiceActivityDetectorWrapper;
 
 use super::SAMPLE_RATE;
 use super::level::rms_dbfs;
+use super::rng::Rng;
 
 /// The module's unit of work: 10 ms.
 pub const CHUNK_SAMPLES: usize = SAMPLE_RATE as usize / 100;
@@ -456,6 +457,36 @@ pub struct CaptureProcessor {
     short: ShortFrames,
     /// RNNoise, while the noise stage is on at [`NoiseLevel::Strong`].
     rnnoise: Option<Rnnoise>,
+    /// Keeps the module's filters out of subnormal numbers.
+    floor: FloorNoise,
+}
+
+/// White noise at −200 dBFS, added to what the module is given (the microphone's chunks
+/// and the speaker's reference). A signal that fades into digital silence leaves recursive
+/// filters (band splitting, high-pass, the canceller's decimator) decaying through subnormal
+/// floats, and past the smallest of them, for a coefficient over ½, never to zero; the CPU
+/// takes ~100× as long over each operation on one. A call's speaker reference is such a
+/// signal: the decoder's output for a peer's silence is a few samples at −90..−300 dBFS
+/// between runs of zeros. Replayed offline, that reference made the chain cost 2.96 % of a
+/// core; the same with this floor (or with the reference zeroed) 1.76 % (BENCHMARKS.md,
+/// issue 19). 200 dB under full scale it is nothing anyone hears or the encoder keeps (its
+/// digital silence is anything under −96 dBFS), and it is lost in the rounding of any
+/// sample over −50 dBFS.
+struct FloorNoise(Rng);
+
+impl FloorNoise {
+    /// −200 dBFS peak.
+    const AMPLITUDE: f32 = 1e-10;
+
+    fn new() -> Self {
+        Self(Rng::new(0x5EED))
+    }
+
+    fn add(&mut self, x: &mut [f32]) {
+        for s in x {
+            *s += Self::AMPLITUDE * (2.0 * self.0.unit() as f32 - 1.0);
+        }
+    }
 }
 
 /// RNNoise (`nnnoiseless`) on one 10 ms chunk at a time, behind WebRTC's suppressor at
@@ -591,6 +622,7 @@ impl CaptureProcessor {
             last_speech: false,
             short: ShortFrames::new(),
             rnnoise: Self::rnnoise_for(stages, None),
+            floor: FloorNoise::new(),
         }
     }
 
@@ -642,6 +674,7 @@ impl CaptureProcessor {
             rest = &rest[take..];
             if self.render_len == CHUNK_SAMPLES {
                 self.render_len = 0;
+                self.floor.add(&mut self.render);
                 // Analysis only: the render output is not used. Errors are format errors,
                 // impossible with the fixed mono 48 kHz chunk.
                 let mut unused = [0.0; CHUNK_SAMPLES];
@@ -710,6 +743,7 @@ impl CaptureProcessor {
             }
         }
         self.scratch.copy_from_slice(chunk);
+        self.floor.add(&mut self.scratch);
         if self.stages.echo {
             // AEC3 estimates the delay itself; the hint is "unknown".
             let _ = self.apm.set_stream_delay_ms(0);
@@ -842,6 +876,38 @@ mod tests {
         let err = "noise:loud".parse::<Processing>().unwrap_err();
         assert!(err.to_string().contains("noise:strong"), "{err}");
         assert_eq!("VOICE".parse::<Stage>(), Ok(Stage::Voice));
+    }
+
+    /// Speech that fades out into digital silence, the far end the same: what a call's
+    /// decoder gives the reference when a peer stops talking.
+    fn fading_into_silence(dbfs: f32) -> Vec<f32> {
+        let mut x = speech(48_000, dbfs);
+        let fade = x.len() / 2;
+        for (i, s) in x[fade..].iter_mut().enumerate() {
+            *s *= 10f32.powf(-(i as f32) / 1_600.0); // 12.5 dB per 10 ms: −300 dB at the end
+        }
+        x.resize(3 * 48_000, 0.0);
+        x
+    }
+
+    #[test]
+    fn audio_that_fades_into_digital_silence_leaves_no_subnormal_numbers() {
+        let (mic, far) = (fading_into_silence(-20.0), fading_into_silence(-10.0));
+        for stages in [
+            Processing::NONE.with(Stage::Echo, true),
+            Processing::NONE.with(Stage::Noise, true),
+            Processing {
+                noise_level: NoiseLevel::High,
+                ..Processing::NONE.with(Stage::Noise, true)
+            },
+            Processing::NONE.with(Stage::Gain, true),
+            Processing::ALL,
+        ] {
+            let mut chain = CaptureProcessor::new(stages);
+            let (out, _) = run(&mut chain, &mic, Some(&far));
+            let subnormal = out.iter().filter(|s| s.is_subnormal()).count();
+            assert_eq!(subnormal, 0, "{stages}: {subnormal} subnormal samples");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::audio::{
 };
 
 use super::MAX_VOLUME_PERCENT;
+use super::chain_cost::{ChainCost, timed};
 use super::talk::TalkState;
 
 /// After audio stops arriving, conceal this many frames before going silent.
@@ -177,6 +178,8 @@ pub struct Media {
     /// Echo cancellation, noise suppression, gain and the speech probability, before the
     /// encoder; its echo reference is what the sink played ([`Media::take_reference`]).
     processor: CaptureProcessor,
+    /// What the processor has cost since its stages were last set.
+    cost: ChainCost,
     /// Whether the sink says what it played (a device speaker, [`AudioSink::take_played`]):
     /// then that is the echo reference; otherwise every sample it is given is, as given.
     sink_says_played: bool,
@@ -212,6 +215,7 @@ impl Media {
             sink,
             frame,
             processor: CaptureProcessor::new(processing),
+            cost: ChainCost::default(),
             sink_says_played,
             reference_skew: 0,
             // The least loss until the peers report more (engine::loss_feedback): FEC bits on a
@@ -246,6 +250,9 @@ impl Media {
 
     /// Turn capture processing stages on or off.
     pub fn set_processing(&mut self, processing: Processing) {
+        if processing != self.processor.stages() {
+            self.cost = ChainCost::default();
+        }
         self.processor.set_stages(processing);
     }
 
@@ -256,6 +263,11 @@ impl Media {
     /// The echo canceller's own figures.
     pub fn echo_stats(&self) -> EchoStats {
         self.processor.echo_stats()
+    }
+
+    /// What the processing has cost since its stages were last set.
+    pub fn chain_cost(&self) -> ChainCost {
+        self.cost
     }
 
     /// Start receiving from `user` (a fresh jitter buffer and decoder).
@@ -422,6 +434,7 @@ impl Media {
         if !self.sink_says_played {
             render(
                 &mut self.processor,
+                &mut self.cost,
                 &mut self.reference_skew,
                 &SILENT_FRAME[..k],
             );
@@ -434,6 +447,7 @@ impl Media {
         if !self.sink_says_played {
             render(
                 &mut self.processor,
+                &mut self.cost,
                 &mut self.reference_skew,
                 &self.mixed[..n],
             );
@@ -448,12 +462,16 @@ impl Media {
         let gaps = self.source.take_gaps();
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.reference_skew += count(gaps.dropped) - count(gaps.padded);
-        let (processor, skew) = (&mut self.processor, &mut self.reference_skew);
+        let (processor, cost, skew) = (
+            &mut self.processor,
+            &mut self.cost,
+            &mut self.reference_skew,
+        );
         if *skew < 0 {
-            render(processor, skew, &[]);
+            render(processor, cost, skew, &[]);
         }
         self.sink
-            .take_played(&mut |played| render(processor, skew, played));
+            .take_played(&mut |played| render(processor, cost, skew, played));
     }
 
     /// When a peer's talk spurt may start playing (its first packet is here, held for the
@@ -524,7 +542,8 @@ impl Media {
         self.take_reference();
         let frame = &mut self.capture[..self.frame.samples()];
         self.source.next_frame(frame);
-        let speech = self.processor.capture(frame);
+        let processor = &mut self.processor;
+        let speech = timed(&mut self.cost, frame.len(), || processor.capture(frame));
         let level = Level::of(frame);
         let voice = match speech {
             Some(probability) => self.vad.update_probability(probability),
@@ -547,8 +566,13 @@ impl Media {
 }
 
 /// `played` to the echo canceller as its reference, moved by `skew` ([`Media::reference_skew`]):
-/// silence first for a negative skew, the first samples left out for a positive one.
-fn render(processor: &mut CaptureProcessor, skew: &mut i64, played: &[f32]) {
+/// silence first for a negative skew, the first samples left out for a positive one; its cost
+/// to `cost`.
+fn render(processor: &mut CaptureProcessor, cost: &mut ChainCost, skew: &mut i64, played: &[f32]) {
+    timed(cost, 0, || render_skewed(processor, skew, played));
+}
+
+fn render_skewed(processor: &mut CaptureProcessor, skew: &mut i64, played: &[f32]) {
     while *skew < 0 {
         let n = usize::try_from(skew.unsigned_abs())
             .unwrap_or(usize::MAX)
@@ -1388,5 +1412,37 @@ mod tests {
             "silence is not heard as audio"
         );
         let _ = Duration::ZERO;
+    }
+
+    #[test]
+    fn the_chain_s_cost_is_counted_on_the_microphone_s_audio_and_restarts_with_its_stages() {
+        let mut media = Media::new(
+            tone(),
+            Box::new(Memory::default()),
+            FrameSize::Ms20,
+            Processing::ALL,
+        )
+        .unwrap();
+        assert_eq!(media.chain_cost().percent_of_a_core(), None, "no audio yet");
+        let open = TalkState::new(TalkMode::Open);
+        let now = Instant::now();
+        for i in 0..50 {
+            media.capture(&open).unwrap();
+            media
+                .play(now + Duration::from_millis(20 * i), &open)
+                .unwrap();
+        }
+        let all = media
+            .chain_cost()
+            .percent_of_a_core()
+            .expect("a second of audio");
+        assert!(all > 0.0, "{all}");
+        // Another set of stages is another chain: its cost starts over; the same set is not.
+        media.set_processing(Processing::ALL);
+        assert!(media.chain_cost().percent_of_a_core().is_some());
+        media.set_processing(Processing::NONE);
+        assert_eq!(media.chain_cost().percent_of_a_core(), None);
+        media.capture(&open).unwrap();
+        assert!(media.chain_cost().percent_of_a_core().is_some());
     }
 }

@@ -15,6 +15,7 @@
 //!   carries out its effects, and runs the media pipeline.
 
 pub mod calls;
+pub mod chain_cost;
 pub mod error;
 pub mod loss_feedback;
 pub mod media;
@@ -38,6 +39,7 @@ use crate::audio::processing::{EchoStats, NoiseLevel, Processing, Stage};
 use crate::audio::{
     AudioSink, AudioSource, DeviceChange, FrameSize, JitterStats, SinkSpec, SourceSpec,
 };
+use crate::engine::chain_cost::ChainCost;
 use crate::rtc::CandidateKind;
 use crate::signaling::Credentials;
 
@@ -219,11 +221,13 @@ pub enum EngineEvent {
         live: bool,
     },
     Stats(Vec<PeerReport>),
-    /// The capture processing stages now on, and the echo canceller's figures: at start, after
-    /// [`EngineCommand::SetStage`] and with every [`EngineEvent::Stats`].
+    /// The capture processing stages now on, the echo canceller's figures and what the
+    /// stages have cost since they were set: at start, after [`EngineCommand::SetStage`] and
+    /// with every [`EngineEvent::Stats`].
     Processing {
         stages: Processing,
         echo: EchoStats,
+        cost: ChainCost,
     },
     /// The microphone or speaker in use changed under the call (unplugged, the system's
     /// default changed): now on another device, or lost.

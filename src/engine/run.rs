@@ -314,6 +314,7 @@ impl Engine {
         self.emit(EngineEvent::Processing {
             stages: self.media.processing(),
             echo: self.media.echo_stats(),
+            cost: self.media.chain_cost(),
         });
     }
 

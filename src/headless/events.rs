@@ -98,7 +98,7 @@ pub fn to_json(
             "event": "stats",
             "peers": peers.iter().map(peer_stats).collect::<Vec<_>>(),
         }),
-        EngineEvent::Processing { stages, echo } => json!({
+        EngineEvent::Processing { stages, echo, cost } => json!({
             "event": "processing",
             "echo": stages.echo,
             "noise": stages.noise,
@@ -107,6 +107,8 @@ pub fn to_json(
             "voice": stages.voice,
             "erle_db": echo.erle_db,
             "echo_delay_ms": echo.delay_ms,
+            // Percent of a core, to 0.01.
+            "cpu_percent": cost.percent_of_a_core().map(|p| (p * 100.0).round() / 100.0),
         }),
         EngineEvent::Device { role, change } => match change {
             DeviceChange::Now(device) => json!({

@@ -958,11 +958,13 @@ mod tests {
     #[test]
     fn processing_keys_toggle_their_stage_from_what_the_engine_reported() {
         use crate::audio::processing::{EchoStats, NoiseLevel, Processing, Stage};
+        use crate::engine::chain_cost::ChainCost;
         let mut m = model(TalkMode::Open, PttStyle::Repeat);
         let report = |stages| {
             Msg::Engine(EngineEvent::Processing {
                 stages,
                 echo: EchoStats::default(),
+                cost: ChainCost::default(),
             })
         };
         update(&mut m, report(Processing::ALL));
