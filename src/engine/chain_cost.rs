@@ -3,8 +3,8 @@
 //!
 //! CPU time, not wall time: the thread is now and then descheduled in the middle of a call
 //! into the chain, and a wall clock counts the time it waited as the chain's (on the device
-//! path, 4.1–4.3 % of a core by a wall clock against 3.5–3.7 % by this one in the same calls,
-//! before the chain's floor noise; BENCHMARKS.md, issue 19).
+//! path, 4.10 and 4.25 % of a core by a wall clock against 3.54 and 3.67 % by this one in the
+//! same two calls, before the chain's floor noise; BENCHMARKS.md, issue 19).
 
 use std::time::Duration;
 
