@@ -121,7 +121,7 @@ pub struct VoiceActivityFile {
 pub struct ProcessingFile {
     pub echo_cancellation: Option<bool>,
     pub noise_suppression: Option<bool>,
-    /// `high` (the default) or `strong` (a second suppressor, 10 ms more delay).
+    /// `strong` (the default: a second suppressor, 10 ms more delay) or `high`.
     pub noise_suppression_level: Option<NoiseLevel>,
     pub gain_control: Option<bool>,
     pub voice_detection: Option<bool>,
