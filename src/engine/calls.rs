@@ -324,11 +324,12 @@ impl Calls {
         actions
     }
 
-    /// The next time after `now` at which [`Calls::on_tick`] (or [`Calls::all_failed`]) would
-    /// decide differently: an offer's answer wait, a hung handshake, a due restart, a call
-    /// reaching [`DOWN_LIMIT`]. `None` when no timer runs. Ticking at every such time is all
-    /// the calls need; deadlines already passed were acted on by the tick that passed them.
-    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+    /// The first time after `ticked`, the last [`Calls::on_tick`], at which `on_tick` (or
+    /// [`Calls::all_failed`]) would decide differently: an offer's answer wait, a hung
+    /// handshake, a due restart, a call reaching [`DOWN_LIMIT`]. `None` when no timer runs.
+    /// Ticking at every such time is all the calls need: deadlines up to `ticked` were acted
+    /// on by that tick. (It may be in the past: a tick is then due at once.)
+    pub fn next_deadline(&self, ticked: Instant) -> Option<Instant> {
         self.calls
             .iter()
             .flat_map(|(user, c)| {
@@ -351,7 +352,7 @@ impl Calls {
                 ]
             })
             .flatten()
-            .filter(|&t| t > now)
+            .filter(|&t| t > ticked)
             .min()
     }
 

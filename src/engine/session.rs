@@ -185,6 +185,9 @@ pub struct Session {
     /// be a new connection), queued here rather than handled by recursion.
     work: VecDeque<CallAction>,
     now: Now,
+    /// When the last [`Input::Tick`] came: the call timers that ran out since still wait for
+    /// one, however many other inputs came in between.
+    ticked: Instant,
     out: Vec<Effect>,
 }
 
@@ -211,6 +214,7 @@ impl Session {
             ice_received: 0,
             joined_at: None,
             work: VecDeque::new(),
+            ticked: now.at,
             now,
             out: Vec::new(),
         }
@@ -233,6 +237,7 @@ impl Session {
                 self.emit(EngineEvent::Audio { from, ms });
             }
             Input::Tick => {
+                self.ticked = now.at;
                 let actions = self.calls.on_tick(now.at);
                 self.apply(actions);
                 self.refresh_ice_if_due();
@@ -294,7 +299,10 @@ impl Session {
                 let wait = due.saturating_sub(self.now.unix_secs);
                 self.now.at + Duration::from_secs(wait)
             });
-        let calls = self.calls.next_deadline(self.now.at);
+        // Timers are counted from the last tick, not the last input: the engine feeds the
+        // session other inputs all the time (each captured frame is one), and one that lands
+        // between a timer running out and its tick must not hide that timer.
+        let calls = self.calls.next_deadline(self.ticked);
         let rejoin = self.seat_wait.as_ref().and_then(SeatWait::next_wake);
         calls.into_iter().chain(renewal).chain(rejoin).min()
     }

@@ -1222,6 +1222,26 @@ fn the_wake_time_is_the_earliest_timer_and_ticking_then_acts() {
 }
 
 #[test]
+fn a_timer_that_runs_out_just_before_another_input_still_gets_its_tick() {
+    // The engine gives the session a captured frame's `MicLive` every frame. One that lands
+    // between the answer wait running out and the tick for it used to hide that timer for
+    // good: the unanswered offer was never replaced (seen in the frozen-peer test).
+    let mut c = Client::new("ann");
+    c.in_general(IceConfig::default(), &[member("bob", 1)]);
+    let due = c.session.next_wake().expect("the answer wait");
+    assert_eq!(due, c.now.at + ANSWER_WAIT.min(DOWN_LIMIT));
+    c.now.at = due + Duration::from_millis(1);
+    c.input(Input::MicLive(true));
+    assert_eq!(c.session.next_wake(), Some(due), "still due: at once");
+    let renewed = c.input(Input::Tick);
+    assert_eq!(
+        commands(&renewed),
+        vec![(&key("bob", 2), &LinkCommand::Offer { restart: false })]
+    );
+    assert!(c.session.next_wake().is_some_and(|t| t > c.now.at));
+}
+
+#[test]
 fn a_failed_restart_too_soon_after_the_last_wakes_when_it_is_allowed() {
     let mut c = Client::new("ann");
     c.in_general(IceConfig::default(), &[member("bob", 1)]);
