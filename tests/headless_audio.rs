@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use cromulent::audio::analysis::{dominant_frequency, rms, tone_power, tone_share};
+use cromulent::audio::analysis::{dominant_frequency, rms, tone_breaks, tone_share};
 use support::{
     Client, LONG, Server, TempDir, ToneCaller, assert_hears_the_others, read_wav, tail, tone_call,
 };
@@ -77,16 +77,39 @@ fn two_users_bob_hears_alices_440_hz_tone() {
 fn ten_and_five_ms_frames_are_heard_by_listeners_on_their_own_and_other_frames() {
     for (alice_ms, bob_ms) in [("10", "10"), ("10", "20"), ("20", "10"), ("5", "5")] {
         let heard = two_party_with_frames("tone:440", alice_ms, bob_ms);
+        let pair = format!("{alice_ms} ms → {bob_ms} ms");
         let last = tail(&heard, 1.0);
         let f = dominant_frequency(last, 48_000).expect("a dominant frequency");
         assert!(
             (f - 440.0).abs() <= 5.0,
-            "{alice_ms} ms → {bob_ms} ms: dominant frequency {f} Hz"
+            "{pair}: dominant frequency {f} Hz"
         );
-        let power = tone_power(last, 48_000, 440.0);
+        let share = tone_share(last, 48_000, 440.0);
+        assert!(share > 0.8, "{pair}: most power at 440 Hz: {share}");
+        // No gaps, no frames dropped or added: from 300 ms after the tone is first heard (the
+        // buffer finds its depth then) to just before the clean stop. One break is allowed:
+        // a scheduling stall on a loaded machine can hold the sender's packets past their
+        // turn, and the receiver then conceals a frame and plays on a frame later (seen in
+        // 10 of 270 pairs here, never two in a pair). More than one in under two seconds
+        // is the buffer or the decoders dropping and adding frames, as a 10 ms sender and a
+        // 20 ms receiver trimming and concealing in turn once did.
+        let onset = heard
+            .iter()
+            .position(|s| s.abs() > 0.05)
+            .expect("the tone is heard");
+        let (settled, end) = (onset + 48_000 * 3 / 10, heard.len() - 48_000 / 20);
         assert!(
-            power > 0.8,
-            "{alice_ms} ms → {bob_ms} ms: most power at 440 Hz, no gaps: {power}"
+            end > settled + 48_000,
+            "{pair}: over a second of call to judge"
+        );
+        let breaks = tone_breaks(&heard[settled..end], 48_000, 440.0);
+        assert!(
+            breaks.len() <= 1,
+            "{pair}: the tone breaks at {:?} s",
+            breaks
+                .iter()
+                .map(|&b| (settled + b) as f32 / 48_000.0)
+                .collect::<Vec<_>>()
         );
     }
 }

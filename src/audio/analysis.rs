@@ -118,6 +118,61 @@ pub fn tone_share(samples: &[f32], sample_rate: u32, hz: f32) -> f32 {
     band_presence(samples, sample_rate, hz, TONE_BAND_HZ)
 }
 
+/// Length of the blocks [`tone_breaks`] follows a tone in: 10 ms.
+const BREAK_BLOCK_SECS: f64 = 0.01;
+
+/// Largest change of a tone's phase from one 10 ms block to the next that is still the same
+/// tone: a tone 1 Hz off `hz` drifts 0.06 rad a block, a dropped, repeated or concealed piece
+/// of it moves the phase by whatever its length is, modulo a period.
+const BREAK_PHASE_RAD: f64 = 0.35;
+
+/// Where a steady tone at `hz` breaks: the sample offsets at which each run of broken 10 ms
+/// blocks starts. A block is broken when the tone's amplitude in it falls below half its
+/// median over `samples` (a gap) or its phase moved more than [`BREAK_PHASE_RAD`] from the
+/// block before (a piece dropped, repeated or concealed). Empty for an unbroken tone; pass
+/// only the stretch that should be all tone (not its onset or end).
+///
+/// Unlike [`tone_power`] over a whole window, which a phase jump lowers by an amount that
+/// depends on where the jump falls, this counts the breaks and says where they are.
+pub fn tone_breaks(samples: &[f32], sample_rate: u32, hz: f32) -> Vec<usize> {
+    let block = ((f64::from(sample_rate) * BREAK_BLOCK_SECS) as usize).max(1);
+    let omega = 2.0 * std::f64::consts::PI * f64::from(hz) / f64::from(sample_rate);
+    // The tone's complex amplitude in each block, its phase against one clock for all blocks.
+    let blocks: Vec<(f64, f64)> = samples
+        .chunks_exact(block)
+        .enumerate()
+        .map(|(b, chunk)| {
+            let (re, im) = chunk
+                .iter()
+                .enumerate()
+                .fold((0.0, 0.0), |(re, im), (i, &x)| {
+                    let phase = omega * (b * block + i) as f64;
+                    let x = f64::from(x);
+                    (re + x * phase.cos(), im - x * phase.sin())
+                });
+            (2.0 * re.hypot(im) / block as f64, im.atan2(re))
+        })
+        .collect();
+    let mut amplitudes: Vec<f64> = blocks.iter().map(|&(a, _)| a).collect();
+    amplitudes.sort_by(f64::total_cmp);
+    let Some(&median) = amplitudes.get(amplitudes.len() / 2) else {
+        return Vec::new();
+    };
+    let mut breaks = Vec::new();
+    let mut in_break = false;
+    for (b, pair) in blocks.windows(2).enumerate() {
+        let ((_, before), (amplitude, phase)) = (pair[0], pair[1]);
+        let turn = (phase - before + std::f64::consts::PI).rem_euclid(std::f64::consts::TAU)
+            - std::f64::consts::PI;
+        let broken = amplitude < median / 2.0 || turn.abs() > BREAK_PHASE_RAD;
+        if broken && !in_break {
+            breaks.push((b + 1) * block);
+        }
+        in_break = broken;
+    }
+    breaks
+}
+
 fn mean_square(samples: &[f32]) -> f64 {
     if samples.is_empty() {
         return 0.0;
@@ -273,6 +328,53 @@ mod tests {
             tone_share(&other, RATE, 440.0) < 0.01,
             "another tone is not this one"
         );
+    }
+
+    /// Two seconds of 440 Hz in which `edit` cuts or inserts pieces.
+    fn edited_tone(edit: impl Fn(&mut Vec<f32>)) -> Vec<f32> {
+        let mut x = sine(440.0, 0.3, 2 * RATE as usize, RATE);
+        edit(&mut x);
+        x
+    }
+
+    #[test]
+    fn tone_breaks_finds_each_dropped_inserted_or_silent_piece_and_where() {
+        let ms = |t: usize| t * RATE as usize / 1000;
+        assert_eq!(
+            tone_breaks(&edited_tone(|_| {}), RATE, 440.0),
+            Vec::<usize>::new()
+        );
+        // Slightly off frequency, as two sound cards' clocks would make it: still one tone.
+        let off = sine(440.8, 0.3, 2 * RATE as usize, RATE);
+        assert_eq!(tone_breaks(&off, RATE, 440.0), Vec::<usize>::new());
+        // A 10 ms frame dropped at 800 ms; 10 ms of silence at 1200 ms; both (the silence
+        // then comes 10 ms earlier).
+        let dropped = edited_tone(|x| drop(x.drain(ms(800)..ms(810))));
+        let gap = edited_tone(|x| drop(x.splice(ms(1200)..ms(1200), vec![0.0; ms(10)])));
+        let both = edited_tone(|x| {
+            x.splice(ms(1200)..ms(1200), vec![0.0; ms(10)]);
+            x.drain(ms(800)..ms(810));
+        });
+        let near = |breaks: Vec<usize>, at_ms: &[usize]| {
+            breaks.len() == at_ms.len()
+                && breaks
+                    .iter()
+                    .zip(at_ms)
+                    .all(|(&b, &t)| b.abs_diff(ms(t)) <= ms(10))
+        };
+        assert!(near(tone_breaks(&dropped, RATE, 440.0), &[800]));
+        assert!(near(tone_breaks(&gap, RATE, 440.0), &[1200]));
+        assert!(near(tone_breaks(&both, RATE, 440.0), &[800, 1190]));
+        // A sample lost from every 20 ms frame (a decoder and a clock disagreeing): many.
+        let chipped = edited_tone(|x| {
+            *x = x
+                .chunks(ms(20))
+                .flat_map(|frame| &frame[..frame.len() - 12])
+                .copied()
+                .collect();
+        });
+        assert!(tone_breaks(&chipped, RATE, 440.0).len() > 10);
+        assert_eq!(tone_breaks(&[], RATE, 440.0), Vec::<usize>::new());
     }
 
     #[test]
